@@ -36,6 +36,7 @@ PY_STAMP="bqemulator-1.4.0 duckdb-1.5.5 moto-5.2.5 fakegcs-0.1.1 pyarrow-22.0.0 
 BQ_REST_PORT=${BQB_BQ_REST_PORT:-19050}
 BQ_GRPC_PORT=${BQB_BQ_GRPC_PORT:-19060}
 GCS_PORT=${BQB_GCS_PORT:-19070}
+GCS_SHIM_PORT=${BQB_GCS_SHIM_PORT:-19075}
 S3_PORT=${BQB_S3_PORT:-19080}
 AZ_PORT=${BQB_AZ_PORT:-19090}
 
@@ -129,13 +130,13 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_all() {
   install_all
   mkdir -p "$state"
-  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$S3_PORT" "$AZ_PORT"; do
+  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do
     if ! port_free "$p" && ! grep -qx "$p" "$state"/*.port 2>/dev/null; then
       die "port $p on 127.0.0.1 is taken by another program: set BQB_*_PORT (see the top of this script)"
     fi
   done
   mkdir -p "$state/bq-gcs" "$state/gcs" "$state/azurite"
-  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$S3_PORT" "$AZ_PORT"; do echo "$p"; done > "$state/ports.port"
+  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do echo "$p"; done > "$state/ports.port"
 
   BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/bqemulator" start \
     --rest-host 127.0.0.1 --rest-port "$BQ_REST_PORT" \
@@ -143,6 +144,10 @@ start_all() {
   launch fake-gcs "$(fake_gcs_binary)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \
     -backend filesystem -filesystem-root "$state/gcs" \
     -external-url "http://127.0.0.1:$GCS_PORT" -public-host "127.0.0.1:$GCS_PORT" -log-level error
+  # object_store writes gs:// through the GCS XML API, which fake-gcs does not accept; the shim
+  # (test harness only) translates those writes to fake-gcs's JSON API and forwards the rest.
+  launch gcs-shim "$venv/bin/python" "$repo/scripts/gcs_xml_shim.py" \
+    --listen-port "$GCS_SHIM_PORT" --upstream "http://127.0.0.1:$GCS_PORT"
   launch moto "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
   launch azurite "$node_dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
     --location "$state/azurite" --disableTelemetry --skipApiVersionCheck --loose
@@ -151,12 +156,16 @@ start_all() {
   wait_ready fake-gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b" 60
   wait_ready moto "http://127.0.0.1:$S3_PORT/moto-api/" 60
   wait_port azurite "$AZ_PORT" 60
-  log "all four services are up"
+  wait_port gcs-shim "$GCS_SHIM_PORT" 30
+  "$venv/bin/python" "$repo/scripts/create_test_buckets.py" --name bqb-test \
+    --gcs "http://127.0.0.1:$GCS_PORT" --s3 "http://127.0.0.1:$S3_PORT" --azurite "http://127.0.0.1:$AZ_PORT" \
+    >> "$state/buckets.log" 2>&1 || { cat "$state/buckets.log" >&2; die "creating the test buckets failed"; }
+  log "all four services are up (bucket bqb-test in gs://, s3://, az://)"
 }
 
 stop_all() {
   local name pid i
-  for name in bqemulator fake-gcs moto azurite; do
+  for name in bqemulator gcs-shim fake-gcs moto azurite; do
     [[ -f $state/$name.pid ]] || continue
     pid=$(cat "$state/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -176,9 +185,10 @@ export BQB_TEST_SERVICES=1
 export BQB_TEST_VENV=$venv
 export BQB_BIGQUERY_ENDPOINT=http://127.0.0.1:$BQ_REST_PORT
 export BQB_BIGQUERY_STORAGE_ENDPOINT=http://127.0.0.1:$BQ_GRPC_PORT
-export BQB_BIGQUERY_EMULATOR_GCS_ROOT=$state/bq-gcs
+export BQB_TEST_BQ_GCS_ROOT=$state/bq-gcs
+export BQB_TEST_FAKE_GCS=http://127.0.0.1:$GCS_PORT
 export BQB_GOOGLE_ANONYMOUS=true
-export STORAGE_EMULATOR_HOST=http://127.0.0.1:$GCS_PORT
+export STORAGE_EMULATOR_HOST=http://127.0.0.1:$GCS_SHIM_PORT
 export BQB_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export BQB_S3_ALLOW_HTTP=true
 export AWS_ACCESS_KEY_ID=test
@@ -191,7 +201,7 @@ ENV
 
 status_all() {
   local name
-  for name in bqemulator fake-gcs moto azurite; do
+  for name in bqemulator gcs-shim fake-gcs moto azurite; do
     if pid_alive "$state/$name.pid"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
   done
 }

@@ -46,25 +46,101 @@ impl SettingDoc {
 }
 
 pub const SETTINGS: &[SettingDoc] = &[
-    SettingDoc { env: "PORT", default: "8080", description: "HTTP port of `bq-backup serve` (Cloud Run sets it)." },
-    SettingDoc { env: "BQB_HOST", default: "0.0.0.0", description: "Address `serve` binds to." },
-    SettingDoc { env: "BQB_CONFIG_FILE", default: "(none)", description: "Optional TOML file holding any of these settings by their file key (env name in lower case without `BQB_`, e.g. `port`, `bigquery_endpoint`). The environment wins over the file. Env only." },
-    SettingDoc { env: "BQB_LOG_FORMAT", default: "auto", description: "`json` (Cloud Logging: `severity`, `message`, trace), `pretty`, or `auto` (pretty on a terminal, JSON otherwise)." },
-    SettingDoc { env: "BQB_LOG_LEVEL", default: "info", description: "Log filter, `tracing` directive syntax (`info`, `bq_backup=debug,info`)." },
-    SettingDoc { env: "BQB_PROJECT_ID", default: "$GOOGLE_CLOUD_PROJECT", description: "Default Google Cloud project: billing project for read sessions and jobs, readiness probe, trace ids in logs." },
-    SettingDoc { env: "BQB_BIGQUERY_ENDPOINT", default: DEFAULT_BIGQUERY_ENDPOINT, description: "BigQuery REST endpoint (without `/bigquery/v2`). Point it at an emulator for tests." },
-    SettingDoc { env: "BQB_BIGQUERY_STORAGE_ENDPOINT", default: DEFAULT_BIGQUERY_STORAGE_ENDPOINT, description: "BigQuery Storage Read/Write gRPC endpoint. `http://` means plaintext (loopback emulators only)." },
-    SettingDoc { env: "BQB_GOOGLE_ANONYMOUS", default: "false", description: "Send no Google credentials (emulators). Otherwise Application Default Credentials: metadata server, `GOOGLE_APPLICATION_CREDENTIALS`, gcloud user credentials, workload identity federation." },
-    SettingDoc { env: "STORAGE_EMULATOR_HOST", default: "(none)", description: "When set, gs:// goes to this GCS emulator over HTTP without credentials." },
-    SettingDoc { env: "BQB_S3_ENDPOINT", default: "(AWS)", description: "S3-compatible endpoint for s3:// (MinIO, R2, moto); path-style requests when set. Credentials and region come from the standard `AWS_*` variables." },
-    SettingDoc { env: "BQB_S3_ALLOW_HTTP", default: "false", description: "Allow a plain-HTTP `BQB_S3_ENDPOINT`." },
-    SettingDoc { env: "BQB_AZURE_USE_EMULATOR", default: "false", description: "az:// goes to Azurite with its well-known development account. Otherwise the standard `AZURE_STORAGE_*` variables apply." },
-    SettingDoc { env: "AZURITE_BLOB_STORAGE_URL", default: DEFAULT_AZURITE_URL, description: "Azurite blob endpoint used when `BQB_AZURE_USE_EMULATOR=true`." },
-    SettingDoc { env: "BQB_REQUEST_TIMEOUT_SECS", default: "3600", description: "Longest an HTTP request may take (a `wait=true` backup included)." },
-    SettingDoc { env: "BQB_MAX_BODY_BYTES", default: "1048576", description: "Largest accepted request body; larger gets 413." },
-    SettingDoc { env: "BQB_SHUTDOWN_GRACE_SECS", default: "8", description: "After SIGTERM/SIGINT, how long in-flight requests may finish before the process exits." },
-    SettingDoc { env: "BQB_MAX_PARALLEL_TABLES", default: "4", description: "Tables backed up or restored at once (a request may ask for fewer)." },
-    SettingDoc { env: "BQB_READ_STREAMS_PER_TABLE", default: "4", description: "Storage Read API streams read in parallel per table." },
+    SettingDoc {
+        env: "PORT",
+        default: "8080",
+        description: "HTTP port of `bq-backup serve` (Cloud Run sets it).",
+    },
+    SettingDoc {
+        env: "BQB_HOST",
+        default: "0.0.0.0",
+        description: "Address `serve` binds to.",
+    },
+    SettingDoc {
+        env: "BQB_CONFIG_FILE",
+        default: "(none)",
+        description: "Optional TOML file holding any of these settings by their file key (env name in lower case without `BQB_`, e.g. `port`, `bigquery_endpoint`). The environment wins over the file. Env only.",
+    },
+    SettingDoc {
+        env: "BQB_LOG_FORMAT",
+        default: "auto",
+        description: "`json` (Cloud Logging: `severity`, `message`, trace), `pretty`, or `auto` (pretty on a terminal, JSON otherwise).",
+    },
+    SettingDoc {
+        env: "BQB_LOG_LEVEL",
+        default: "info",
+        description: "Log filter, `tracing` directive syntax (`info`, `bq_backup=debug,info`).",
+    },
+    SettingDoc {
+        env: "BQB_PROJECT_ID",
+        default: "$GOOGLE_CLOUD_PROJECT",
+        description: "Default Google Cloud project: billing project for read sessions and jobs, readiness probe, trace ids in logs.",
+    },
+    SettingDoc {
+        env: "BQB_BIGQUERY_ENDPOINT",
+        default: DEFAULT_BIGQUERY_ENDPOINT,
+        description: "BigQuery REST endpoint (without `/bigquery/v2`). Point it at an emulator for tests.",
+    },
+    SettingDoc {
+        env: "BQB_BIGQUERY_STORAGE_ENDPOINT",
+        default: DEFAULT_BIGQUERY_STORAGE_ENDPOINT,
+        description: "BigQuery Storage Read/Write gRPC endpoint. `http://` means plaintext (loopback emulators only).",
+    },
+    SettingDoc {
+        env: "BQB_GOOGLE_ANONYMOUS",
+        default: "false",
+        description: "Send no Google credentials (emulators). Otherwise Application Default Credentials: metadata server, `GOOGLE_APPLICATION_CREDENTIALS`, gcloud user credentials, workload identity federation.",
+    },
+    SettingDoc {
+        env: "STORAGE_EMULATOR_HOST",
+        default: "(none)",
+        description: "When set, gs:// goes to this GCS emulator over HTTP without credentials.",
+    },
+    SettingDoc {
+        env: "BQB_S3_ENDPOINT",
+        default: "(AWS)",
+        description: "S3-compatible endpoint for s3:// (MinIO, R2, moto); path-style requests when set. Credentials and region come from the standard `AWS_*` variables.",
+    },
+    SettingDoc {
+        env: "BQB_S3_ALLOW_HTTP",
+        default: "false",
+        description: "Allow a plain-HTTP `BQB_S3_ENDPOINT`.",
+    },
+    SettingDoc {
+        env: "BQB_AZURE_USE_EMULATOR",
+        default: "false",
+        description: "az:// goes to Azurite with its well-known development account. Otherwise the standard `AZURE_STORAGE_*` variables apply.",
+    },
+    SettingDoc {
+        env: "AZURITE_BLOB_STORAGE_URL",
+        default: DEFAULT_AZURITE_URL,
+        description: "Azurite blob endpoint used when `BQB_AZURE_USE_EMULATOR=true`.",
+    },
+    SettingDoc {
+        env: "BQB_REQUEST_TIMEOUT_SECS",
+        default: "3600",
+        description: "Longest an HTTP request may take (a `wait=true` backup included).",
+    },
+    SettingDoc {
+        env: "BQB_MAX_BODY_BYTES",
+        default: "1048576",
+        description: "Largest accepted request body; larger gets 413.",
+    },
+    SettingDoc {
+        env: "BQB_SHUTDOWN_GRACE_SECS",
+        default: "8",
+        description: "After SIGTERM/SIGINT, how long in-flight requests may finish before the process exits.",
+    },
+    SettingDoc {
+        env: "BQB_MAX_PARALLEL_TABLES",
+        default: "4",
+        description: "Tables backed up or restored at once (a request may ask for fewer).",
+    },
+    SettingDoc {
+        env: "BQB_READ_STREAMS_PER_TABLE",
+        default: "4",
+        description: "Storage Read API streams read in parallel per table.",
+    },
 ];
 
 /// Log output format.
@@ -131,7 +207,9 @@ impl Settings {
     }
 
     /// Reads settings from the given variables (and the file they name); used by tests.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let env: BTreeMap<String, String> = vars.into_iter().collect();
         let mut problems = Vec::new();
         let mut raw = RawSettings::default();
@@ -176,11 +254,18 @@ fn known_names() -> Vec<&'static str> {
 
 /// Reads a TOML config file into env-named raw values, rejecting unknown keys.
 fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![format!("BQB_CONFIG_FILE: cannot read {}: {e}", path.display())])?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| vec![format!("BQB_CONFIG_FILE: {} is not valid TOML: {e}", path.display())])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![format!(
+            "BQB_CONFIG_FILE: cannot read {}: {e}",
+            path.display()
+        )]
+    })?;
+    let table: toml::Table = text.parse().map_err(|e| {
+        vec![format!(
+            "BQB_CONFIG_FILE: {} is not valid TOML: {e}",
+            path.display()
+        )]
+    })?;
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, value) in table {
@@ -196,13 +281,21 @@ fn read_file(path: &PathBuf) -> Result<BTreeMap<String, String>, Vec<String>> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             other => {
-                problems.push(format!("{}: `{key}` must be a string, integer or boolean, got {}", path.display(), other.type_str()));
+                problems.push(format!(
+                    "{}: `{key}` must be a string, integer or boolean, got {}",
+                    path.display(),
+                    other.type_str()
+                ));
                 continue;
             }
         };
         values.insert(doc.env.to_string(), text);
     }
-    if problems.is_empty() { Ok(values) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(problems)
+    }
 }
 
 #[derive(Default)]
@@ -212,7 +305,10 @@ struct RawSettings {
 
 impl RawSettings {
     fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     fn parsed<T: std::str::FromStr>(&self, name: &str, default: T, problems: &mut Vec<String>) -> T
@@ -252,7 +348,12 @@ impl RawSettings {
     }
 
     fn endpoint(&self, name: &str, default: &str, problems: &mut Vec<String>) -> String {
-        let v = self.get(name).unwrap_or(default).trim().trim_end_matches('/').to_string();
+        let v = self
+            .get(name)
+            .unwrap_or(default)
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
         match url::Url::parse(&v) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => v,
             _ => {
@@ -268,13 +369,21 @@ impl RawSettings {
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                problems.push(format!("BQB_LOG_FORMAT: `{other}` is not one of auto, json, pretty"));
+                problems.push(format!(
+                    "BQB_LOG_FORMAT: `{other}` is not one of auto, json, pretty"
+                ));
                 LogFormat::Auto
             }
         };
-        let log_level = self.get("BQB_LOG_LEVEL").unwrap_or("info").trim().to_string();
+        let log_level = self
+            .get("BQB_LOG_LEVEL")
+            .unwrap_or("info")
+            .trim()
+            .to_string();
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
-            problems.push(format!("BQB_LOG_LEVEL: `{log_level}` is not a valid filter: {e}"));
+            problems.push(format!(
+                "BQB_LOG_LEVEL: `{log_level}` is not a valid filter: {e}"
+            ));
         }
         let project_id = self
             .get("BQB_PROJECT_ID")
@@ -283,17 +392,31 @@ impl RawSettings {
         if let Some(p) = &project_id
             && !crate::domain::is_valid_project_id(p)
         {
-            problems.push(format!("BQB_PROJECT_ID: `{p}` is not a valid Google Cloud project id"));
+            problems.push(format!(
+                "BQB_PROJECT_ID: `{p}` is not a valid Google Cloud project id"
+            ));
         }
         let gcs_emulator_host = self.get("STORAGE_EMULATOR_HOST").map(|h| {
             let h = h.trim().trim_end_matches('/');
-            if h.contains("://") { h.to_string() } else { format!("http://{h}") }
+            if h.contains("://") {
+                h.to_string()
+            } else {
+                format!("http://{h}")
+            }
         });
         let s3_endpoint = self
             .get("BQB_S3_ENDPOINT")
             .map(|_| self.endpoint("BQB_S3_ENDPOINT", "", problems));
-        let request_timeout_secs: u64 = self.parsed("BQB_REQUEST_TIMEOUT_SECS", DEFAULT_REQUEST_TIMEOUT.as_secs(), problems);
-        let grace_secs: u64 = self.parsed("BQB_SHUTDOWN_GRACE_SECS", DEFAULT_SHUTDOWN_GRACE.as_secs(), problems);
+        let request_timeout_secs: u64 = self.parsed(
+            "BQB_REQUEST_TIMEOUT_SECS",
+            DEFAULT_REQUEST_TIMEOUT.as_secs(),
+            problems,
+        );
+        let grace_secs: u64 = self.parsed(
+            "BQB_SHUTDOWN_GRACE_SECS",
+            DEFAULT_SHUTDOWN_GRACE.as_secs(),
+            problems,
+        );
         if request_timeout_secs == 0 {
             problems.push("BQB_REQUEST_TIMEOUT_SECS: must be at least 1".into());
         }
@@ -304,8 +427,16 @@ impl RawSettings {
             log_level,
             project_id,
             bigquery: BigQuerySettings {
-                endpoint: self.endpoint("BQB_BIGQUERY_ENDPOINT", DEFAULT_BIGQUERY_ENDPOINT, problems),
-                storage_endpoint: self.endpoint("BQB_BIGQUERY_STORAGE_ENDPOINT", DEFAULT_BIGQUERY_STORAGE_ENDPOINT, problems),
+                endpoint: self.endpoint(
+                    "BQB_BIGQUERY_ENDPOINT",
+                    DEFAULT_BIGQUERY_ENDPOINT,
+                    problems,
+                ),
+                storage_endpoint: self.endpoint(
+                    "BQB_BIGQUERY_STORAGE_ENDPOINT",
+                    DEFAULT_BIGQUERY_STORAGE_ENDPOINT,
+                    problems,
+                ),
                 anonymous: self.flag("BQB_GOOGLE_ANONYMOUS", problems),
             },
             storage: StorageSettings {
@@ -313,13 +444,25 @@ impl RawSettings {
                 s3_endpoint,
                 s3_allow_http: self.flag("BQB_S3_ALLOW_HTTP", problems),
                 azure_use_emulator: self.flag("BQB_AZURE_USE_EMULATOR", problems),
-                azurite_url: self.endpoint("AZURITE_BLOB_STORAGE_URL", DEFAULT_AZURITE_URL, problems),
+                azurite_url: self.endpoint(
+                    "AZURITE_BLOB_STORAGE_URL",
+                    DEFAULT_AZURITE_URL,
+                    problems,
+                ),
             },
             request_timeout: Duration::from_secs(request_timeout_secs.max(1)),
             max_body_bytes: self.positive("BQB_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, problems),
             shutdown_grace: Duration::from_secs(grace_secs),
-            max_parallel_tables: self.positive("BQB_MAX_PARALLEL_TABLES", DEFAULT_MAX_PARALLEL_TABLES, problems),
-            read_streams_per_table: self.positive("BQB_READ_STREAMS_PER_TABLE", DEFAULT_READ_STREAMS_PER_TABLE, problems),
+            max_parallel_tables: self.positive(
+                "BQB_MAX_PARALLEL_TABLES",
+                DEFAULT_MAX_PARALLEL_TABLES,
+                problems,
+            ),
+            read_streams_per_table: self.positive(
+                "BQB_READ_STREAMS_PER_TABLE",
+                DEFAULT_READ_STREAMS_PER_TABLE,
+                problems,
+            ),
         }
     }
 }
@@ -328,8 +471,15 @@ impl RawSettings {
 pub fn settings_markdown() -> String {
     let mut out = String::from("| variable | file key | default | meaning |\n|---|---|---|---|\n");
     for s in SETTINGS {
-        let key = if s.env == "BQB_CONFIG_FILE" { "—".to_string() } else { format!("`{}`", s.file_key()) };
-        out.push_str(&format!("| `{}` | {} | `{}` | {} |\n", s.env, key, s.default, s.description));
+        let key = if s.env == "BQB_CONFIG_FILE" {
+            "—".to_string()
+        } else {
+            format!("`{}`", s.file_key())
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} |\n",
+            s.env, key, s.default, s.description
+        ));
     }
     out
 }
@@ -339,7 +489,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -363,7 +516,13 @@ mod tests {
         ]))
         .unwrap_err();
         let text = err.to_string();
-        for name in ["PORT", "BQB_MAX_PARALLEL_TABLES", "BQB_BIGQUERY_ENDPOINT", "BQB_LOG_FORMAT", "BQB_TYPO: unknown setting"] {
+        for name in [
+            "PORT",
+            "BQB_MAX_PARALLEL_TABLES",
+            "BQB_BIGQUERY_ENDPOINT",
+            "BQB_LOG_FORMAT",
+            "BQB_TYPO: unknown setting",
+        ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
         assert_eq!(err.problems.len(), 5);
@@ -371,7 +530,8 @@ mod tests {
 
     #[test]
     fn test_harness_variables_are_not_settings() {
-        let s = Settings::from_vars(vars(&[("BQB_TEST_SERVICES", "1"), ("HOME", "/root")])).unwrap();
+        let s =
+            Settings::from_vars(vars(&[("BQB_TEST_SERVICES", "1"), ("HOME", "/root")])).unwrap();
         assert_eq!(s.port, DEFAULT_PORT);
     }
 
@@ -379,7 +539,11 @@ mod tests {
     fn the_file_is_read_and_the_environment_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bq-backup.toml");
-        std::fs::write(&path, "port = 9000\nmax_parallel_tables = 2\nbigquery_endpoint = \"http://127.0.0.1:1\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "port = 9000\nmax_parallel_tables = 2\nbigquery_endpoint = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
         let s = Settings::from_vars(vars(&[
             ("BQB_CONFIG_FILE", path.to_str().unwrap()),
             ("PORT", "9100"),
@@ -395,7 +559,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "prot = 9000\n").unwrap();
-        let err = Settings::from_vars(vars(&[("BQB_CONFIG_FILE", path.to_str().unwrap())])).unwrap_err();
+        let err =
+            Settings::from_vars(vars(&[("BQB_CONFIG_FILE", path.to_str().unwrap())])).unwrap_err();
         assert!(err.to_string().contains("unknown setting `prot`"), "{err}");
     }
 
@@ -408,6 +573,9 @@ mod tests {
     #[test]
     fn storage_emulator_host_without_scheme_means_http() {
         let s = Settings::from_vars(vars(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")])).unwrap();
-        assert_eq!(s.storage.gcs_emulator_host.as_deref(), Some("http://127.0.0.1:4443"));
+        assert_eq!(
+            s.storage.gcs_emulator_host.as_deref(),
+            Some("http://127.0.0.1:4443")
+        );
     }
 }

@@ -1,12 +1,19 @@
 //! Domain types: requests (Java-compatible + extensions), ids, formats, table references.
 //! Pure data and validation: no I/O, and nothing else in the crate is imported here except `error`.
 
+mod refs_tmp;
+pub use refs_tmp::{DatasetRef, StorageScheme, StorageUri, TableRef};
+
 /// Google Cloud project ids: 6–30 chars, lower-case letters, digits and hyphens, starting with a
 /// letter, not ending with a hyphen. Domain-scoped ids (`example.com:my-proj`) are allowed too.
 pub fn is_valid_project_id(id: &str) -> bool {
     let name = match id.rsplit_once(':') {
         Some((domain, name)) => {
-            if domain.is_empty() || !domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+            if domain.is_empty()
+                || !domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
                 return false;
             }
             name
@@ -15,7 +22,9 @@ pub fn is_valid_project_id(id: &str) -> bool {
     };
     let len_ok = (6..=30).contains(&name.len());
     let starts_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
-    let chars_ok = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     len_ok && starts_ok && chars_ok && !name.ends_with('-')
 }
 
@@ -28,7 +37,15 @@ mod tests {
         for ok in ["test-project", "my-proj-123", "example.com:my-proj"] {
             assert!(is_valid_project_id(ok), "{ok}");
         }
-        for bad in ["", "short", "Upper-case", "1starts-digit", "ends-with-", "has_underscore", "a-very-long-project-name-over-30"] {
+        for bad in [
+            "",
+            "short",
+            "Upper-case",
+            "1starts-digit",
+            "ends-with-",
+            "has_underscore",
+            "a-very-long-project-name-over-30",
+        ] {
             assert!(!is_valid_project_id(bad), "{bad}");
         }
     }

@@ -1,0 +1,75 @@
+//! HTTP routes. One file per resource; `error` is the only place errors become HTTP.
+//!
+//! Depends on everything below it (bigquery, storage, formats, domain); nothing depends on it
+//! except `app`.
+
+mod error;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::bigquery::BigQuery;
+use crate::config::Settings;
+use crate::storage::StorageConfig;
+use crate::telemetry::trace_id_from_headers;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) bigquery: BigQuery,
+    #[allow(dead_code)] // used by the backup and restore routes
+    pub(crate) storage: StorageConfig,
+    /// Cancelled when the process starts shutting down: readiness turns false, jobs checkpoint.
+    pub(crate) shutdown: CancellationToken,
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+        )
+}
+
+/// One span per request with the fields every log line inside it carries.
+fn request_span(req: &Request) -> tracing::Span {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let request_id = header("x-request-id").unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id,
+        trace = tracing::field::Empty,
+    );
+    if let Some(trace) =
+        trace_id_from_headers(header("x-cloud-trace-context"), header("traceparent"))
+    {
+        span.record("trace", trace);
+    }
+    span
+}

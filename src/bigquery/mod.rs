@@ -1,0 +1,23 @@
+//! The BigQuery client: dataset and table metadata over REST (`google-cloud-bigquery-v2`), table
+//! data over the Storage Read API as Arrow (`google-cloud-bigquery`), credentials from
+//! `google-cloud-auth` (Application Default Credentials, or anonymous for emulators).
+//!
+//! Every call retries transient failures through the one policy in [`retry`]. Errors leave this
+//! module as [`crate::Error`] with a kind derived from the API status.
+//!
+//! Depends on `config`, `domain` and `error`; never on `api`, `storage` or `formats`.
+
+mod client;
+mod error;
+mod metadata;
+mod read;
+pub mod retry;
+
+pub use client::{BigQuery, BigQueryConfig};
+pub use error::BigQueryError;
+pub use metadata::{DatasetInfo, TableInfo, TableKind};
+pub use read::{ReadOptions, TableReader};
+
+/// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
+/// manifest stores table resources in this shape.
+pub use google_cloud_bigquery_v2::model;

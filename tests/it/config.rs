@@ -1,0 +1,62 @@
+//! The binary refuses bad configuration before doing anything, naming every bad setting.
+
+use std::process::Command;
+
+fn bq_backup() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn serve_refuses_an_invalid_setting_and_names_it() {
+    let out = bq_backup()
+        .arg("serve")
+        .env("PORT", "http")
+        .env("BQB_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PORT: `http` is not valid"), "{stderr}");
+    assert!(stderr.contains("BQB_LOG_FORMAT"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_unknown_setting_and_names_it() {
+    let out = bq_backup()
+        .arg("serve")
+        .env("BQB_MAX_PARALEL_TABLES", "3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BQB_MAX_PARALEL_TABLES: unknown setting"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_prints_every_setting() {
+    let out = bq_backup().arg("config").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for s in bq_backup::config::SETTINGS {
+        assert!(stdout.contains(s.env), "{} missing", s.env);
+    }
+}
+
+#[test]
+fn the_readme_documents_every_setting() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for s in bq_backup::config::SETTINGS {
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "README lacks {}",
+            s.env
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! Shared test harness: the services' addresses, `spawn_app()`, and BigQuery fixtures.
+
+use std::sync::OnceLock;
+
+use bq_backup::app::Application;
+use bq_backup::config::Settings;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const PROJECT: &str = "test-project";
+/// The bucket (and Azure container) `scripts/test-services.sh start` creates in every store.
+pub const BUCKET: &str = "bqb-test";
+
+/// Where the test services listen, from the environment `scripts/test-services.sh env` prints.
+#[derive(Debug, Clone)]
+pub struct TestServices {
+    pub bigquery_rest: String,
+    pub bigquery_grpc: String,
+    pub gcs: String,
+    pub s3: String,
+    pub azurite: String,
+}
+
+impl TestServices {
+    /// Panics with instructions when the services are not running: never skip silently.
+    pub fn get() -> &'static TestServices {
+        static SERVICES: OnceLock<TestServices> = OnceLock::new();
+        SERVICES.get_or_init(|| {
+            let var = |name: &str| {
+                std::env::var(name).unwrap_or_else(|_| {
+                    panic!(
+                        "\n\n*** TEST SERVICES MISSING: {name} is not set. ***\n\
+                         Integration tests need the real test servers. Run the tests with\n\
+                         `scripts/test.sh`, or start them yourself:\n\
+                         `scripts/test-services.sh start && eval \"$(scripts/test-services.sh env)\"`\n\n"
+                    )
+                })
+            };
+            var("BQB_TEST_SERVICES");
+            TestServices {
+                bigquery_rest: var("BQB_BIGQUERY_ENDPOINT"),
+                bigquery_grpc: var("BQB_BIGQUERY_STORAGE_ENDPOINT"),
+                gcs: var("STORAGE_EMULATOR_HOST"),
+                s3: var("BQB_S3_ENDPOINT"),
+                azurite: var("AZURITE_BLOB_STORAGE_URL"),
+            }
+        })
+    }
+
+    /// Settings wired to the test services, as the binary would read them from the environment.
+    pub fn settings(&self) -> Settings {
+        self.settings_with(&[])
+    }
+
+    pub fn settings_with(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut vars: Vec<(String, String)> = [
+            ("PORT", "0"),
+            ("BQB_HOST", "127.0.0.1"),
+            ("BQB_LOG_LEVEL", "warn"),
+            ("BQB_PROJECT_ID", PROJECT),
+            ("BQB_BIGQUERY_ENDPOINT", self.bigquery_rest.as_str()),
+            ("BQB_BIGQUERY_STORAGE_ENDPOINT", self.bigquery_grpc.as_str()),
+            ("BQB_GOOGLE_ANONYMOUS", "true"),
+            ("STORAGE_EMULATOR_HOST", self.gcs.as_str()),
+            ("BQB_S3_ENDPOINT", self.s3.as_str()),
+            ("BQB_S3_ALLOW_HTTP", "true"),
+            ("BQB_AZURE_USE_EMULATOR", "true"),
+            ("AZURITE_BLOB_STORAGE_URL", self.azurite.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        vars.retain(|(k, _)| !extra.iter().any(|(ek, _)| ek == k));
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_vars(vars).expect("test settings are valid")
+    }
+}
+
+/// A running server on a free port, stopped (gracefully) when dropped.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub handle: Option<tokio::task::JoinHandle<Result<(), bq_backup::Error>>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestServices::get().settings()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    init_crypto();
+    bq_backup::telemetry::init(&settings);
+    let shutdown = CancellationToken::new();
+    let app = Application::build(settings, shutdown.clone())
+        .await
+        .expect("the app builds");
+    let address = format!("http://{}", app.local_addr());
+    let handle = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+/// As `main` does: choose the rustls provider before any TLS client is built.
+pub fn init_crypto() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A dataset name no other test uses.
+pub fn unique_dataset(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..10)
+            .unwrap_or("x")
+    )
+}
+
+/// Thin REST client for fixtures (dataset/table creation, inserts); product code uses the
+/// official crates instead.
+pub struct BigQueryFixtures {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl BigQueryFixtures {
+    pub fn new() -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!(
+                "{}/bigquery/v2/projects/{PROJECT}",
+                TestServices::get().bigquery_rest
+            ),
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("bqemulator answers");
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {url} -> {status}: {value}");
+        value
+    }
+
+    pub async fn create_dataset(&self, dataset: &str, labels: Value) {
+        self.post(
+            "/datasets",
+            json!({
+                "datasetReference": { "projectId": PROJECT, "datasetId": dataset },
+                "description": format!("fixture dataset {dataset}"),
+                "labels": labels,
+                "location": "US",
+            }),
+        )
+        .await;
+    }
+
+    pub async fn create_table(&self, dataset: &str, table: Value) {
+        self.post(&format!("/datasets/{dataset}/tables"), table)
+            .await;
+    }
+
+    pub async fn insert_rows(&self, dataset: &str, table: &str, rows: Vec<Value>) {
+        let rows: Vec<Value> = rows.into_iter().map(|r| json!({ "json": r })).collect();
+        let resp = self
+            .post(
+                &format!("/datasets/{dataset}/tables/{table}/insertAll"),
+                json!({ "rows": rows }),
+            )
+            .await;
+        assert!(
+            resp.get("insertErrors")
+                .is_none_or(|e| e.as_array().is_none_or(Vec::is_empty)),
+            "insert errors: {resp}"
+        );
+    }
+
+    /// Creates `dataset` with table `all_types` holding every BigQuery type the emulator can store
+    /// (all but BIGNUMERIC, which the format unit tests cover) and [`all_types_rows`].
+    pub async fn create_all_types_dataset(&self, dataset: &str) {
+        self.create_dataset(dataset, json!({ "env": "test" })).await;
+        self.create_table(
+            dataset,
+            json!({
+                "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "all_types" },
+                "description": "every BigQuery type",
+                "labels": { "kind": "fixture" },
+                "schema": { "fields": all_types_schema() },
+            }),
+        )
+        .await;
+        self.insert_rows(dataset, "all_types", all_types_rows())
+            .await;
+    }
+}
+
+pub fn all_types_schema() -> Value {
+    json!([
+        { "name": "id", "type": "INT64", "mode": "REQUIRED", "description": "row id" },
+        { "name": "i64", "type": "INT64" },
+        { "name": "f64", "type": "FLOAT64" },
+        { "name": "num", "type": "NUMERIC" },
+        { "name": "flag", "type": "BOOL" },
+        { "name": "s", "type": "STRING" },
+        { "name": "b", "type": "BYTES" },
+        { "name": "d", "type": "DATE" },
+        { "name": "t", "type": "TIME" },
+        { "name": "dt", "type": "DATETIME" },
+        { "name": "ts", "type": "TIMESTAMP" },
+        { "name": "geo", "type": "GEOGRAPHY" },
+        { "name": "js", "type": "JSON" },
+        { "name": "rec", "type": "RECORD", "fields": [
+            { "name": "name", "type": "STRING" },
+            { "name": "sub", "type": "RECORD", "fields": [
+                { "name": "x", "type": "INT64" },
+                { "name": "y", "type": "FLOAT64" }
+            ]}
+        ]},
+        { "name": "tags", "type": "STRING", "mode": "REPEATED" },
+        { "name": "items", "type": "RECORD", "mode": "REPEATED", "fields": [
+            { "name": "sku", "type": "STRING" },
+            { "name": "qty", "type": "INT64" }
+        ]}
+    ])
+}
+
+/// Row 1: ordinary values; row 2: extremes (unicode, empty string, negative, big NUMERIC); row 3:
+/// NULL in every nullable column (and empty repeated fields).
+pub fn all_types_rows() -> Vec<Value> {
+    vec![
+        json!({
+            "id": 1, "i64": 42, "f64": 1.5, "num": "12345.678901234", "flag": true, "s": "hello",
+            "b": "AAEC/w==", "d": "2026-11-20", "t": "23:59:58.123456", "dt": "2026-11-20T12:34:56.789012",
+            "ts": "2026-11-20T12:34:56.789012Z", "geo": "POINT(1 2)", "js": "{\"a\":1}",
+            "rec": { "name": "r1", "sub": { "x": 7, "y": 0.25 } },
+            "tags": ["a", "b"], "items": [{ "sku": "s1", "qty": 2 }, { "sku": "s2", "qty": 3 }]
+        }),
+        json!({
+            "id": 2, "i64": -9223372036854775807i64, "f64": -0.0, "num": "-99999999999999999999999999999.999999999",
+            "flag": false, "s": "", "b": "", "d": "0001-01-01", "t": "00:00:00", "dt": "9999-12-31T23:59:59.999999",
+            "ts": "1970-01-01T00:00:00Z", "geo": "LINESTRING(0 0, 1 1)", "js": "[1,2,3]",
+            "rec": { "name": "żółw 🐢", "sub": { "x": -1, "y": null } },
+            "tags": ["ünïcödé"], "items": [{ "sku": null, "qty": null }]
+        }),
+        json!({
+            "id": 3, "i64": null, "f64": null, "num": null, "flag": null, "s": null, "b": null, "d": null,
+            "t": null, "dt": null, "ts": null, "geo": null, "js": null, "rec": null, "tags": [], "items": []
+        }),
+    ]
+}
+
+/// Every row of `batches` as canonical strings (arrow's display form), sorted by the first
+/// column, so tables read by different paths compare cell by cell.
+pub fn canonical_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("displayable column"))
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    rows.sort_by_key(|r| r.first().and_then(|id| id.parse::<i64>().ok()));
+    rows
+}
+
+/// The BigQuery client wired to the test services.
+pub async fn bigquery_client() -> bq_backup::bigquery::BigQuery {
+    init_crypto();
+    bq_backup::bigquery::BigQueryConfig::from_settings(&TestServices::get().settings())
+        .build()
+        .await
+        .expect("BigQuery clients build")
+}

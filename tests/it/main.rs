@@ -1,0 +1,9 @@
+//! One integration test binary. Every test here talks to the real servers started by
+//! `scripts/test-services.sh` (bqemulator, fake-gcs-server behind the XML shim, moto, azurite);
+//! none is mocked. Without them every test fails loudly: a skipped integration test is a failure.
+
+mod bigquery;
+mod config;
+mod health;
+mod helpers;
+mod storage;
