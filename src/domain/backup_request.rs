@@ -8,19 +8,24 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, FixedOffset, LocalResult, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::DatasetRef;
 use super::request_fields::{
-    self, MAX_PARALLEL_TABLES, UriFields, key_path, lenient, normalize_name,
+    self, MAX_PARALLEL_TABLES, UriFields, check_project_at, key_path, lenient, normalize_name,
     parallelism_from_thread_pool, parse_field_delimiter,
 };
-use super::selection::{SelectionInput, SelectionPart, TableSelector};
+use super::selection::TableSelector;
 use super::storage_uri::StorageUri;
-use super::{is_valid_dataset_id, is_valid_project_id};
 use crate::error::FieldError;
+use datasets::check_datasets;
+use snapshot::{check_snapshot, snapshot_window_error};
+
+pub use snapshot::Snapshot;
+
+mod datasets;
+mod snapshot;
 
 /// Format used when the request names none (the Java service's default).
 pub const DEFAULT_FORMAT: &str = "AVRO";
@@ -35,11 +40,6 @@ const MAX_TTL_DAYS: i64 = 36_500;
 /// BigQuery's label limits.
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_CHARS: usize = 63;
-/// BigQuery time travel reaches back at most 7 days (less if the dataset is configured so;
-/// BigQuery itself reports that case when the snapshot is read).
-const MAX_SNAPSHOT_AGE: Duration = Duration::days(7);
-/// Clock skew tolerated between the caller and us before a snapshot counts as "in the future".
-const FUTURE_TOLERANCE: Duration = Duration::minutes(1);
 
 /// Parses a backup request body. Bad JSON, a wrong type or an unknown field becomes a
 /// [`FieldError`] naming its path; everything else is checked by [`BackupRequest::validate`].
@@ -223,14 +223,6 @@ pub struct BackupSpec {
     pub warnings: Vec<FieldError>,
 }
 
-/// The requested snapshot instant and the field it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub at: DateTime<Utc>,
-    /// `asOf` or `backupTime.localDateTime`.
-    pub field: &'static str,
-}
-
 /// Which datasets to back up.
 #[derive(Debug, Clone)]
 pub enum DatasetSelection {
@@ -263,25 +255,6 @@ impl BackupSpec {
     }
 }
 
-fn snapshot_window_error(snapshot: &Snapshot, now: DateTime<Utc>) -> Option<FieldError> {
-    let at = snapshot.at.to_rfc3339();
-    if snapshot.at > now + FUTURE_TOLERANCE {
-        Some(FieldError::new(
-            snapshot.field,
-            format!("the snapshot time {at} is in the future"),
-        ))
-    } else if snapshot.at < now - MAX_SNAPSHOT_AGE {
-        Some(FieldError::new(
-            snapshot.field,
-            format!(
-                "the snapshot time {at} is more than 7 days ago; BigQuery time travel keeps at most 7 days"
-            ),
-        ))
-    } else {
-        None
-    }
-}
-
 impl BackupRequest {
     /// Checks everything and applies defaults. Returns every problem found, each naming its JSON
     /// path — never only the first. `now` is passed in so the snapshot window is testable.
@@ -290,7 +263,7 @@ impl BackupRequest {
         let mut warnings = Vec::new();
 
         let big_query = self.big_query.unwrap_or_default();
-        let project = check_project(big_query.project_id, &mut errors);
+        let project = check_project_at("bigQuery.projectId", big_query.project_id, &mut errors);
         let datasets = check_datasets(
             project.as_deref().unwrap_or_default(),
             big_query.tables_to_backup.unwrap_or_default(),
@@ -456,246 +429,6 @@ fn in_range<T: TryFrom<i64>>(
             None
         }
     }
-}
-
-pub(crate) fn check_project_at(
-    field: &str,
-    project: Option<String>,
-    errors: &mut Vec<FieldError>,
-) -> Option<String> {
-    match project {
-        None => {
-            errors.push(FieldError::new(field, "is required"));
-            None
-        }
-        Some(p) if !is_valid_project_id(&p) => {
-            errors.push(FieldError::new(
-                field,
-                format!("`{p}` is not a valid project id: 6–30 lower-case letters, digits and hyphens, starting with a letter"),
-            ));
-            None
-        }
-        Some(p) => Some(p),
-    }
-}
-
-fn check_project(project: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
-    check_project_at("bigQuery.projectId", project, errors)
-}
-
-pub(crate) fn invalid_dataset_message(name: &str) -> String {
-    format!("`{name}` is not a valid dataset name: 1–1024 letters, digits and underscores")
-}
-
-/// Checks each `tablesToBackup` entry. Returns `None` if any entry is unusable (the errors say
-/// why); a dataset listed twice is an error rather than a silent merge of two selections.
-fn check_datasets(
-    project: &str,
-    entries: Vec<DatasetToBackup>,
-    errors: &mut Vec<FieldError>,
-) -> Option<DatasetSelection> {
-    if entries.is_empty() {
-        return Some(DatasetSelection::All);
-    }
-    let mut checked = Vec::with_capacity(entries.len());
-    let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
-    let mut ok = true;
-    for (i, entry) in entries.into_iter().enumerate() {
-        let field = format!("bigQuery.tablesToBackup[{i}]");
-        let dataset = match entry.dataset_name {
-            None => {
-                errors.push(FieldError::new(
-                    format!("{field}.datasetName"),
-                    "is required",
-                ));
-                None
-            }
-            Some(name) if !is_valid_dataset_id(&name) => {
-                errors.push(FieldError::new(
-                    format!("{field}.datasetName"),
-                    invalid_dataset_message(&name),
-                ));
-                None
-            }
-            Some(name) => {
-                if let Some(first) = first_seen.get(&name) {
-                    errors.push(FieldError::new(
-                        format!("{field}.datasetName"),
-                        format!("dataset `{name}` is already listed at {first}"),
-                    ));
-                    None
-                } else {
-                    first_seen.insert(name.clone(), field.clone());
-                    Some(name)
-                }
-            }
-        };
-        let tables = entry.tables.unwrap_or_default();
-        let exclude = entry.exclude_tables.unwrap_or_default();
-        let selector = TableSelector::build(SelectionInput {
-            tables: &tables,
-            // A blank Java `tableFilter` means "no filter": Java clients send "" for unset strings.
-            table_filter: entry
-                .table_filter
-                .as_deref()
-                .filter(|f| !f.trim().is_empty()),
-            table_regex: entry.table_regex.as_deref(),
-            exclude_tables: &exclude,
-        })
-        .map_err(|problems| {
-            for p in problems {
-                let path = match p.part {
-                    SelectionPart::Tables(j) => format!("{field}.tables[{j}]"),
-                    SelectionPart::TableFilter => format!("{field}.tableFilter"),
-                    SelectionPart::TableRegex => format!("{field}.tableRegex"),
-                    SelectionPart::ExcludeTables(j) => format!("{field}.excludeTables[{j}]"),
-                };
-                errors.push(FieldError::new(path, p.message));
-            }
-        })
-        .ok();
-        match (dataset, selector) {
-            (Some(dataset), Some(tables)) => checked.push(DatasetEntry {
-                dataset: DatasetRef::new(project, dataset),
-                tables,
-                field,
-            }),
-            _ => ok = false,
-        }
-    }
-    ok.then_some(DatasetSelection::Listed(checked))
-}
-
-/// The snapshot from `asOf` or `backupTime`, with its field.
-fn check_snapshot(
-    as_of: Option<String>,
-    backup_time: Option<BackupTime>,
-    errors: &mut Vec<FieldError>,
-) -> Option<Snapshot> {
-    if let (Some(_), Some(_)) = (&as_of, &backup_time) {
-        errors.push(FieldError::new(
-            "asOf",
-            "give either asOf or backupTime, not both",
-        ));
-        return None;
-    }
-    if let Some(text) = as_of {
-        return match DateTime::parse_from_rfc3339(text.trim()) {
-            Ok(t) => Some(Snapshot {
-                at: t.with_timezone(&Utc),
-                field: "asOf",
-            }),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "asOf",
-                    format!("`{text}` is not an RFC 3339 time like 2026-11-21T07:59:00Z"),
-                ));
-                None
-            }
-        };
-    }
-    let backup_time = backup_time?;
-    let zone = match backup_time.timezone.as_deref().map(str::trim) {
-        None | Some("") => Some(Zone::Named(Tz::UTC)),
-        Some(name) => {
-            let zone = parse_zone(name);
-            if zone.is_none() {
-                errors.push(FieldError::new(
-                    "backupTime.timezone",
-                    format!("`{name}` is not a time zone: use an IANA name like America/Los_Angeles, or an offset like +01:00"),
-                ));
-            }
-            zone
-        }
-    };
-    // Java semantics: without a local date-time the backup is taken now.
-    let text = backup_time.local_date_time?;
-    const FIELD: &str = "backupTime.localDateTime";
-    let Some(local) = parse_local_date_time(text.trim()) else {
-        errors.push(FieldError::new(
-            FIELD,
-            format!("`{text}` is not a local date-time like 2026-11-20T23:59:00 (no offset; the zone goes in backupTime.timezone)"),
-        ));
-        return None;
-    };
-    let at = match zone? {
-        Zone::Named(tz) => resolve_local(&tz, &local),
-        Zone::Fixed(offset) => resolve_local(&offset, &local),
-    };
-    match at {
-        Some(at) => Some(Snapshot { at, field: FIELD }),
-        None => {
-            errors.push(FieldError::new(
-                FIELD,
-                format!(
-                    "{text} does not exist in that time zone (it falls in a daylight-saving gap)"
-                ),
-            ));
-            None
-        }
-    }
-}
-
-/// A local time that happens twice (the hour repeated when clocks go back) resolves to the
-/// earlier instant — the first time the wall clock showed it, which is also what
-/// `java.time.ZonedDateTime.of` picks, so Java requests keep meaning the same instant. A local
-/// time that never happens (skipped when clocks go forward) is `None`: guessing would back up a
-/// different instant from the one asked for.
-fn resolve_local<Z: TimeZone>(zone: &Z, local: &NaiveDateTime) -> Option<DateTime<Utc>> {
-    match zone.from_local_datetime(local) {
-        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(earliest, _) => Some(earliest.with_timezone(&Utc)),
-        LocalResult::None => None,
-    }
-}
-
-enum Zone {
-    Named(Tz),
-    Fixed(FixedOffset),
-}
-
-/// IANA names (`America/Los_Angeles`, `UTC`), `Z`, and offsets as `java.time.ZoneId` accepts
-/// them: `+01:00`, `+0100`, `+01`, optionally after `UTC`/`GMT`/`UT`.
-fn parse_zone(name: &str) -> Option<Zone> {
-    if let Ok(tz) = name.parse::<Tz>() {
-        return Some(Zone::Named(tz));
-    }
-    if name == "Z" {
-        return FixedOffset::east_opt(0).map(Zone::Fixed);
-    }
-    let offset = ["UTC", "GMT", "UT"]
-        .iter()
-        .find_map(|p| name.strip_prefix(p))
-        .unwrap_or(name);
-    let (sign, digits) = match offset.as_bytes().first() {
-        Some(b'+') => (1, &offset[1..]),
-        Some(b'-') => (-1, &offset[1..]),
-        _ => return None,
-    };
-    let digits = digits.replace(':', "");
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let (hours, minutes) = match digits.len() {
-        1 | 2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (
-            digits[..2].parse::<i32>().ok()?,
-            digits[2..].parse::<i32>().ok()?,
-        ),
-        _ => return None,
-    };
-    if hours > 18 || minutes > 59 {
-        return None;
-    }
-    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).map(Zone::Fixed)
-}
-
-/// `2026-11-20T23:59:00`, with optional fractional seconds, or without seconds
-/// (`2026-11-20T23:59`) as Java's `LocalDateTime.toString()` prints a time with zero seconds.
-fn parse_local_date_time(text: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
-        .ok()
 }
 
 /// BigQuery's label rules: at most 64; keys 1–63 characters, values 0–63, made of lower-case

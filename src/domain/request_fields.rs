@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
+use super::is_valid_project_id;
 use super::storage_uri::{StorageScheme, StorageUri, StorageUriError};
 use crate::error::FieldError;
 
@@ -228,6 +229,31 @@ pub(crate) fn parallelism_from_thread_pool(
     u32::try_from(value).ok()
 }
 
+/// A Google Cloud project id field: required and well-formed.
+pub(crate) fn check_project_at(
+    field: &str,
+    project: Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match project {
+        None => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(p) if !is_valid_project_id(&p) => {
+            errors.push(FieldError::new(
+                field,
+                format!("`{p}` is not a valid project id: 6–30 lower-case letters, digits and hyphens, starting with a letter"),
+            ));
+            None
+        }
+        Some(p) => Some(p),
+    }
+}
+
+pub(crate) fn invalid_dataset_message(name: &str) -> String {
+    format!("`{name}` is not a valid dataset name: 1–1024 letters, digits and underscores")
+}
 #[cfg(test)]
 mod tests {
     use super::*;

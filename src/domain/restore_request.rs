@@ -5,26 +5,28 @@
 //! As for backups, every serde field is optional so that missing fields are reported together
 //! with all other problems.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::backup_request::{check_project_at, invalid_dataset_message};
 use super::ids::BackupId;
+use super::is_valid_project_id;
 use super::request_fields::{
-    self, UriFields, key_path, lenient, normalize_name, parallelism_from_thread_pool,
+    self, UriFields, check_project_at, lenient, normalize_name, parallelism_from_thread_pool,
     parse_field_delimiter,
 };
-use super::selection::invalid_table_message;
 use super::storage_uri::StorageUri;
-use super::{is_valid_dataset_id, is_valid_project_id, is_valid_table_id};
 use crate::error::FieldError;
+use names::{check_naming, check_source_datasets, check_table_choices};
+use schemas::check_schemas;
+
+mod names;
+mod schemas;
 
 /// How the Java service named restored datasets (`restored_<dataset>`), kept as our default so
 /// its users get the same result.
 pub const DEFAULT_DATASET_PREFIX: &str = "restored_";
-const MAX_DATASET_ID_BYTES: usize = 1024;
 
 /// Parses a restore request body. Bad JSON, a wrong type or an unknown field becomes a
 /// [`FieldError`] naming its path; everything else is checked by [`RestoreRequest::validate`].
@@ -450,23 +452,6 @@ impl RestoreRequest {
     }
 }
 
-/// Source dataset names, checked; duplicates are dropped (restoring a dataset twice is
-/// meaningless, and the Java service would simply have done it twice).
-fn check_source_datasets(datasets: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
-    let mut checked: Vec<String> = Vec::with_capacity(datasets.len());
-    for (i, name) in datasets.into_iter().enumerate() {
-        if !is_valid_dataset_id(&name) {
-            errors.push(FieldError::new(
-                format!("bigQuery.datasetsToRestore[{i}]"),
-                invalid_dataset_message(&name),
-            ));
-        } else if !checked.contains(&name) {
-            checked.push(name);
-        }
-    }
-    checked
-}
-
 /// Exactly one of `backupId` (extension; an id or `latest`) and Java's `backupTimestamp`.
 fn check_backup_choice(
     backup_id: Option<String>,
@@ -525,193 +510,6 @@ fn check_location(location: String, field: &str, errors: &mut Vec<FieldError>) -
             format!("`{location}` is not a BigQuery location like EU, US or europe-west3"),
         ));
         None
-    }
-}
-
-/// `tables[]`: `dataset.table` or `table`. Dataset and table ids cannot contain `.`, so the
-/// first dot splits them. A dataset outside `datasetsToRestore` would select nothing: an error.
-fn check_table_choices(
-    tables: Vec<String>,
-    datasets: Option<&Vec<String>>,
-    errors: &mut Vec<FieldError>,
-) -> Vec<TableChoice> {
-    let mut checked = Vec::with_capacity(tables.len());
-    for (i, name) in tables.into_iter().enumerate() {
-        let field = format!("tables[{i}]");
-        let (dataset, table) = match name.split_once('.') {
-            Some((d, t)) => (Some(d), t),
-            None => (None, name.as_str()),
-        };
-        if let Some(d) = dataset {
-            if !is_valid_dataset_id(d) {
-                errors.push(FieldError::new(field, invalid_dataset_message(d)));
-                continue;
-            }
-            if datasets.is_some_and(|ds| !ds.iter().any(|x| x == d)) {
-                errors.push(FieldError::new(
-                    field,
-                    format!("dataset `{d}` is not in bigQuery.datasetsToRestore"),
-                ));
-                continue;
-            }
-        }
-        if !is_valid_table_id(table) {
-            errors.push(FieldError::new(field, invalid_table_message(table)));
-            continue;
-        }
-        let choice = TableChoice {
-            dataset: dataset.map(str::to_owned),
-            table: table.to_owned(),
-        };
-        if !checked.contains(&choice) {
-            checked.push(choice);
-        }
-    }
-    checked
-}
-
-/// Dataset naming: `datasetPrefix` or `targetDatasets`, not both. Every target name we can know
-/// now (listed datasets, mapped targets) must be a valid dataset id, and no two sources may land
-/// in the same target.
-fn check_naming(
-    prefix: Option<String>,
-    mapping: BTreeMap<String, String>,
-    datasets: Option<&Vec<String>>,
-    errors: &mut Vec<FieldError>,
-) -> (String, BTreeMap<String, String>) {
-    if prefix.is_some() && !mapping.is_empty() {
-        errors.push(FieldError::new(
-            "targetDatasets",
-            "give either datasetPrefix or targetDatasets, not both",
-        ));
-    }
-    let prefix = prefix.unwrap_or_else(|| DEFAULT_DATASET_PREFIX.to_owned());
-    let prefix_ok = prefix
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !prefix_ok {
-        errors.push(FieldError::new(
-            "datasetPrefix",
-            format!("`{prefix}` may only contain letters, digits and underscores"),
-        ));
-    }
-    for (source, target) in &mapping {
-        let field = key_path("targetDatasets", source);
-        if !is_valid_dataset_id(source) {
-            errors.push(FieldError::new(field, invalid_dataset_message(source)));
-        } else if datasets.is_some_and(|ds| !ds.contains(source)) {
-            errors.push(FieldError::new(
-                field,
-                format!("dataset `{source}` is not in bigQuery.datasetsToRestore"),
-            ));
-        } else if !is_valid_dataset_id(target) {
-            errors.push(FieldError::new(field, invalid_dataset_message(target)));
-        }
-    }
-
-    // Targets of every source known now, to catch collisions such as {a → restored_b} with b
-    // listed (and so restored as restored_b too).
-    let sources: BTreeSet<&String> = datasets
-        .into_iter()
-        .flatten()
-        .chain(mapping.keys())
-        .collect();
-    let mut seen: BTreeMap<String, &String> = BTreeMap::new();
-    for source in sources {
-        let target = mapping
-            .get(source)
-            .cloned()
-            .unwrap_or_else(|| format!("{prefix}{source}"));
-        if prefix_ok && !mapping.contains_key(source) && target.len() > MAX_DATASET_ID_BYTES {
-            errors.push(FieldError::new(
-                "datasetPrefix",
-                format!("restoring `{source}` would need a dataset name longer than {MAX_DATASET_ID_BYTES} bytes"),
-            ));
-        }
-        if let Some(other) = seen.get(&target) {
-            // Two prefixed names never collide, so at least one of the two is mapped: name it.
-            let mapped = if mapping.contains_key(source) {
-                source
-            } else {
-                *other
-            };
-            errors.push(FieldError::new(
-                key_path("targetDatasets", mapped),
-                format!("datasets `{other}` and `{source}` would both be restored into `{target}`"),
-            ));
-        } else {
-            seen.insert(target, source);
-        }
-    }
-    (prefix, mapping)
-}
-
-/// `schemas`: keys are `dataset.table`; values are arrays of BigQuery field objects with at least
-/// string `name` and `type`, nested `fields` checked the same way.
-fn check_schemas(
-    schemas: BTreeMap<String, serde_json::Value>,
-    errors: &mut Vec<FieldError>,
-) -> BTreeMap<SourceTable, serde_json::Value> {
-    let mut checked = BTreeMap::new();
-    for (key, schema) in schemas {
-        let field = key_path("schemas", &key);
-        let name = key
-            .split_once('.')
-            .filter(|(d, t)| is_valid_dataset_id(d) && is_valid_table_id(t));
-        let Some((dataset, table)) = name else {
-            errors.push(FieldError::new(
-                field,
-                format!("`{key}` must name a table as dataset.table"),
-            ));
-            continue;
-        };
-        let errors_before = errors.len();
-        check_schema_fields(&schema, &field, errors);
-        if errors.len() == errors_before {
-            checked.insert(
-                SourceTable {
-                    dataset: dataset.to_owned(),
-                    table: table.to_owned(),
-                },
-                schema,
-            );
-        }
-    }
-    checked
-}
-
-fn check_schema_fields(fields: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
-    let Some(items) = fields.as_array() else {
-        errors.push(FieldError::new(
-            path,
-            "must be an array of fields like {\"name\": \"id\", \"type\": \"INT64\"}",
-        ));
-        return;
-    };
-    if items.is_empty() {
-        errors.push(FieldError::new(path, "must have at least one field"));
-    }
-    for (i, item) in items.iter().enumerate() {
-        let item_path = format!("{path}[{i}]");
-        let Some(object) = item.as_object() else {
-            errors.push(FieldError::new(
-                item_path,
-                "must be an object with name and type",
-            ));
-            continue;
-        };
-        for key in ["name", "type"] {
-            let given = object.get(key).and_then(|v| v.as_str());
-            if given.is_none_or(str::is_empty) {
-                errors.push(FieldError::new(
-                    format!("{item_path}.{key}"),
-                    "is required (a non-empty string)",
-                ));
-            }
-        }
-        if let Some(nested) = object.get("fields") {
-            check_schema_fields(nested, &format!("{item_path}.fields"), errors);
-        }
     }
 }
 

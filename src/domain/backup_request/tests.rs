@@ -1,4 +1,4 @@
-use chrono::TimeZone;
+use chrono::{Duration, TimeZone};
 use serde_json::json;
 
 use super::*;
