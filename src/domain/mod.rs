@@ -1,5 +1,34 @@
 //! Domain types: requests (Java-compatible + extensions), ids, formats, table references.
 //! Pure data and validation: no I/O, and nothing else in the crate is imported here except `error`.
+//!
+//! - `ids`: [`BackupId`], [`JobId`], [`TableRef`], [`DatasetRef`] and BigQuery's naming rules.
+//! - `storage_uri`: [`StorageUri`], the root of a backup repository.
+//! - `selection`: [`TableSelector`], which tables of a dataset a request selects.
+//! - `backup_request` / `restore_request`: the request bodies (Java-compatible + extensions) and
+//!   their validation into [`BackupSpec`] / [`RestoreSpec`], listing every problem by JSON path.
+
+mod backup_request;
+mod ids;
+mod request_fields;
+mod restore_request;
+mod selection;
+mod storage_uri;
+
+pub use backup_request::{
+    BackupRequest, BackupSpec, BackupStorage, BackupTime, BigQueryBackup, DEFAULT_FILE_SIZE_BYTES,
+    DEFAULT_FORMAT, DatasetEntry, DatasetSelection, DatasetToBackup, ExportOptions,
+    GcsBackupOptions, Snapshot, parse_backup_request,
+};
+pub use ids::{
+    BackupId, DatasetRef, InvalidId, JobId, TableRef, is_valid_dataset_id, is_valid_table_id,
+};
+pub use restore_request::{
+    BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, GcsRestoreOptions, ImportOptions,
+    RestoreRequest, RestoreSpec, RestoreStorage, SourceTable, TableChoice, WriteDisposition,
+    parse_restore_request,
+};
+pub use selection::TableSelector;
+pub use storage_uri::{StorageScheme, StorageUri, StorageUriError};
 
 mod refs_tmp;
 pub use refs_tmp::{DatasetRef, StorageScheme, StorageUri, TableRef};
