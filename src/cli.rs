@@ -1,19 +1,24 @@
-//! Command line: `serve` runs the HTTP service; the other commands run the same engine without a
-//! server. `anyhow` is used here and in `main` only.
+//! Command line: `serve` runs the HTTP service; `backup` runs the same engine without a server.
+//! `anyhow` is used here and in `main` only.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
+use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
+use bq_backup::bigquery::BigQueryConfig;
 use bq_backup::config::{Settings, settings_markdown};
+use bq_backup::domain::parse_backup_request;
+use bq_backup::storage::StorageConfig;
 use bq_backup::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "bq-backup",
-    version,
-    about = "Back up BigQuery datasets to object storage and restore them."
-)]
+#[command(name = "bq-backup", version, about = "Back up BigQuery datasets to object storage and restore them.")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +28,16 @@ pub struct Cli {
 enum Command {
     /// Run the HTTP service on $PORT (default 8080).
     Serve,
+    /// Run a backup from a request file (the body `POST /api/v1/backup` takes), without a server.
+    /// Prints a progress bar on a terminal and the JSON result on stdout.
+    Backup {
+        /// The request JSON file (`-` for standard input).
+        #[arg(long, short)]
+        request: PathBuf,
+        /// Only print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print every setting with its default and meaning (Markdown), then check the current ones.
     Config,
 }
@@ -31,6 +46,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve => serve().await,
+            Command::Backup { request, dry_run } => backup(&request, dry_run).await,
             Command::Config => {
                 print!("{}", settings_markdown());
                 Settings::from_env()?;
@@ -49,5 +65,57 @@ async fn serve() -> anyhow::Result<()> {
     let app = Application::build(settings, shutdown).await?;
     app.run_until_stopped().await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        return Ok(buf);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings);
+    let body = read_request(path)?;
+    let now = chrono::Utc::now();
+    let request = parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
+    let request_json: serde_json::Value = serde_json::from_slice(&body)?;
+    let (mut spec, encode) = validate_backup_request(request, now)?;
+    spec.dry_run |= dry_run;
+    let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
+    let dry_run = spec.dry_run;
+    let plan = plan_backup(&bigquery, spec, encode, request_json, now, settings.max_parallel_tables).await?;
+    if dry_run {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?);
+        return Ok(());
+    }
+    let store = StorageConfig::from_settings(&settings).open(&plan.storage)?;
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    // Hidden automatically when stderr is not a terminal.
+    let bar = ProgressBar::new(plan.tables.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} tables [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("backup {}", plan.backup_id));
+    let tick = bar.clone();
+    let ctx = BackupContext {
+        bigquery,
+        store,
+        cancel,
+        on_table_done: Some(Arc::new(move |t| {
+            tick.inc(1);
+            tick.set_message(format!("{} ({} rows)", t.table, t.rows));
+        })),
+    };
+    let report = run_backup(&plan, &ctx).await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

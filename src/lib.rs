@@ -13,11 +13,15 @@
 //! - [`bigquery`]: the BigQuery client (metadata, Storage Read API as Arrow), retries in one place.
 //! - [`storage`]: `object_store` built from a URL (gs, s3, az, file, memory).
 //! - [`formats`]: Arrow ↔ AVRO/CSV/PARQUET/JSON bytes — no network.
+//! - [`backup`]: request → [`backup::BackupPlan`] → files + manifest.
+//! - [`catalog`]: the manifest (commit point of a backup).
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
 pub mod app;
+pub mod backup;
 pub mod bigquery;
+pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;

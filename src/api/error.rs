@@ -17,7 +17,6 @@ use bytes::Bytes;
 use crate::error::{Error, ErrorKind, FieldError};
 
 /// The error code and HTTP status for each kind (DESIGN.md "HTTP API").
-#[allow(dead_code)] // wired by the backup/restore routes
 pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
     match kind {
         ErrorKind::InvalidInput => ("VALIDATION_ERROR", StatusCode::BAD_REQUEST),
@@ -34,7 +33,6 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
 
 /// A handler's error. Anything that converts into [`crate::Error`] converts into this.
 #[derive(Debug)]
-#[allow(dead_code)] // wired by the backup/restore routes
 pub(crate) struct ApiError(pub(crate) Error);
 
 impl<E: Into<Error>> From<E> for ApiError {
@@ -72,7 +70,6 @@ impl IntoResponse for ApiError {
 /// A request body of at most the configured size (`DefaultBodyLimit`), any content type: Cloud
 /// Scheduler sends `application/octet-stream` unless told otherwise, so the body is parsed as JSON
 /// by the handler whatever the header says.
-#[allow(dead_code)] // wired by the backup/restore routes
 pub(crate) struct RawBody(pub(crate) Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {

@@ -3,6 +3,7 @@
 //! Depends on everything below it (bigquery, storage, formats, domain); nothing depends on it
 //! except `app`.
 
+mod backup;
 mod error;
 mod health;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,7 +29,6 @@ use crate::telemetry::trace_id_from_headers;
 pub(crate) struct AppState {
     pub(crate) settings: Arc<Settings>,
     pub(crate) bigquery: BigQuery,
-    #[allow(dead_code)] // used by the backup and restore routes
     pub(crate) storage: StorageConfig,
     /// Cancelled when the process starts shutting down: readiness turns false, jobs checkpoint.
     pub(crate) shutdown: CancellationToken,
@@ -39,6 +39,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/v1/backup", post(backup::start_backup))
         .with_state(state)
         // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
         .layer(

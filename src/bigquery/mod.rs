@@ -16,7 +16,7 @@ pub mod retry;
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
-pub use read::{ReadOptions, TableReader};
+pub use read::{BatchStream, ReadOptions, TableReader};
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
 /// manifest stores table resources in this shape.

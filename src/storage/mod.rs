@@ -5,6 +5,7 @@
 //! Depends on `config`, `domain` and `error`; never on `bigquery`, `formats` or `api`.
 
 mod gcs_credentials;
+pub mod layout;
 mod open;
 
 pub use open::{StorageConfig, Store};

@@ -46,13 +46,13 @@ impl StorageConfig {
             source,
         };
         let bucket = || {
-            uri.bucket.clone().ok_or_else(|| StorageError::Config {
+            uri.bucket().map(str::to_string).ok_or_else(|| StorageError::Config {
                 uri: text.clone(),
                 message: "bucket name missing".into(),
             })
         };
-        let base: Arc<dyn ObjectStore> = match uri.scheme {
-            StorageScheme::Gcs => Arc::new(self.gcs(&bucket()?).map_err(|e| match e {
+        let base: Arc<dyn ObjectStore> = match uri.scheme() {
+            StorageScheme::Gs => Arc::new(self.gcs(&bucket()?).map_err(|e| match e {
                 GcsSetup::Store(source) => open_err(source),
                 GcsSetup::Credentials(message) => StorageError::Config {
                     uri: text.clone(),
@@ -60,11 +60,11 @@ impl StorageConfig {
                 },
             })?),
             StorageScheme::S3 => Arc::new(self.s3(&bucket()?).map_err(open_err)?),
-            StorageScheme::Azure => Arc::new(self.azure(&bucket()?).map_err(open_err)?),
-            StorageScheme::Memory => memory_store(&bucket()?),
+            StorageScheme::Az => Arc::new(self.azure(&bucket()?).map_err(open_err)?),
+            StorageScheme::Memory => memory_store(uri.bucket().unwrap_or_default()),
             StorageScheme::File => {
                 // The root directory is created on first use, like a bucket that exists.
-                let dir = PathBuf::from(&uri.prefix);
+                let dir = PathBuf::from(uri.file_path().unwrap_or_default());
                 std::fs::create_dir_all(&dir).map_err(|e| StorageError::Config {
                     uri: text.clone(),
                     message: format!("cannot create directory {}: {e}", dir.display()),
@@ -76,10 +76,10 @@ impl StorageConfig {
                 ));
             }
         };
-        let root: Arc<dyn ObjectStore> = if uri.prefix.is_empty() {
+        let root: Arc<dyn ObjectStore> = if uri.prefix().is_empty() {
             base
         } else {
-            Arc::new(PrefixStore::new(base, uri.prefix.as_str()))
+            Arc::new(PrefixStore::new(base, uri.prefix()))
         };
         Ok(Store::new(uri.clone(), root))
     }

@@ -1,0 +1,303 @@
+//! Executes a [`BackupPlan`]: claims the backup id, exports the tables with bounded fan-out,
+//! writes the manifest last (create-if-absent), and on failure removes what it wrote so that a
+//! failed backup can never be mistaken for a complete one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::BackupPlan;
+use super::table::{export_table, table_resource};
+use crate::bigquery::BigQuery;
+use crate::catalog::{self, DatasetEntry, FormatEntry, Manifest, MANIFEST_VERSION, TableEntry, Totals};
+use crate::domain::TableRef;
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::storage::{Store, layout};
+
+/// Marks a backup id as taken while its backup runs; removed once the manifest is written.
+const CLAIM: &str = "_claim.json";
+
+/// What a backup runs with.
+#[derive(Clone)]
+pub struct BackupContext {
+    pub bigquery: BigQuery,
+    pub store: Store,
+    /// Cancelled to stop the backup (job cancel, shutdown): no manifest is written.
+    pub cancel: CancellationToken,
+    /// Called as each table finishes (progress bars, job state).
+    pub on_table_done: Option<Arc<dyn Fn(&TableReport) + Send + Sync>>,
+}
+
+/// The answer to a finished backup.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    pub backup_id: String,
+    pub status: &'static str,
+    pub snapshot_time: DateTime<Utc>,
+    pub storage_uri: String,
+    pub format: String,
+    pub compression: String,
+    pub manifest: String,
+    pub tables: Vec<TableReport>,
+    pub views: Vec<String>,
+    pub totals: Totals,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub warnings: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableReport {
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    pub duration_ms: u64,
+}
+
+pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<BackupReport, Error> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let os = ctx.store.object_store().clone();
+    claim(&os, plan, &ctx.store).await?;
+    tracing::info!(backup_id = %plan.backup_id, tables = plan.tables.len(), "backup started");
+
+    let result = export_all(plan, ctx, &os).await;
+    let result = match result {
+        Ok((entries, reports)) => commit(plan, ctx, started_at, entries).await.map(|manifest| (manifest, reports)),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((manifest, tables)) => {
+            release_claim(&os, plan).await;
+            let finished_at = manifest.finished_at;
+            tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
+            Ok(BackupReport {
+                backup_id: plan.backup_id.to_string(),
+                status: "SUCCEEDED",
+                snapshot_time: plan.snapshot_time,
+                storage_uri: plan.storage_uri.clone(),
+                format: plan.format.as_str().to_string(),
+                compression: plan.compression.as_str().to_string(),
+                manifest: format!("{}/{}", plan.storage_uri, layout::manifest(&plan.backup_id)),
+                tables,
+                views: plan.definitions.iter().map(|d| d.table.to_string()).collect(),
+                totals: manifest.totals,
+                started_at,
+                finished_at,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                warnings: plan.warnings.clone(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(backup_id = %plan.backup_id, error = %e, "backup failed; removing its files");
+            remove_backup_files(&os, plan).await;
+            Err(e)
+        }
+    }
+}
+
+/// Takes the backup id, refusing one that is committed (always) or being written by another
+/// backup (unless `overwrite`, which replaces an incomplete attempt).
+async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> Result<(), Error> {
+    if catalog::read_manifest(store, &plan.backup_id).await?.is_some() {
+        return Err(Error::conflict(format!(
+            "backup {} already exists in {}: a complete backup is never overwritten",
+            plan.backup_id, plan.storage_uri
+        )));
+    }
+    let path = layout::backup_dir(&plan.backup_id).child(CLAIM);
+    let body = serde_json::json!({ "backupId": plan.backup_id, "claimedAt": Utc::now(), "host": hostname() }).to_string();
+    match os.put_opts(&path, PutPayload::from(body.clone()), PutMode::Create.into()).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) if plan.overwrite => {
+            tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
+            remove_backup_files(os, plan).await;
+            os.put(&path, PutPayload::from(body)).await.map_err(|e| storage_error(&path, e))?;
+            Ok(())
+        }
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(Error::conflict(format!(
+            "backup {} in {} is being written by another backup or was left incomplete; \
+             retry later, or set overwrite: true to replace an incomplete attempt",
+            plan.backup_id, plan.storage_uri
+        ))),
+        Err(e) => Err(storage_error(&path, e)),
+    }
+}
+
+/// Exports every table, at most `max_parallel_tables` at once. The first failure cancels the
+/// others, which stop at their next batch; every table that failed is named in the error.
+async fn export_all(
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+    os: &Arc<dyn ObjectStore>,
+) -> Result<(Vec<TableEntry>, Vec<TableReport>), Error> {
+    let stop = ctx.cancel.child_token();
+    let results: Vec<(TableRef, Result<(TableEntry, TableReport), Error>)> = futures::stream::iter(plan.tables.iter())
+        .map(|planned| {
+            let stop = stop.clone();
+            async move {
+                let started = Instant::now();
+                let result = if stop.is_cancelled() {
+                    Err(Error::new(ErrorKind::Internal, "cancelled"))
+                } else {
+                    export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await
+                };
+                let result = result.map(|entry| {
+                    let report = TableReport {
+                        table: planned.table.to_string(),
+                        rows: entry.rows,
+                        bytes: entry.bytes,
+                        files: entry.files.len(),
+                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    };
+                    if let Some(callback) = &ctx.on_table_done {
+                        callback(&report);
+                    }
+                    (entry, report)
+                });
+                if result.is_err() {
+                    stop.cancel();
+                }
+                (planned.table.clone(), result)
+            }
+        })
+        .buffer_unordered(plan.max_parallel_tables.max(1))
+        .collect()
+        .await;
+
+    if ctx.cancel.is_cancelled() {
+        return Err(Error::conflict(format!("backup {} was cancelled", plan.backup_id)));
+    }
+    let mut entries = Vec::new();
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for (table, result) in results {
+        match result {
+            Ok((entry, report)) => {
+                entries.push(entry);
+                reports.push(report);
+            }
+            // Tables stopped because another failed are not failures of their own.
+            Err(e) if stop.is_cancelled() && e.message() == "cancelled" => {}
+            Err(e) => failures.push((table, e)),
+        }
+    }
+    if failures.is_empty() {
+        entries.sort_by(|a, b| a.table.cmp(&b.table));
+        reports.sort_by(|a, b| a.table.cmp(&b.table));
+        return Ok((entries, reports));
+    }
+    let kind = failures.iter().map(|(_, e)| e.kind()).find(|k| *k != ErrorKind::Upstream).unwrap_or(ErrorKind::Upstream);
+    let details = failures.iter().map(|(t, e)| FieldError::new(t.to_string(), e.to_string())).collect::<Vec<_>>();
+    let names = failures.iter().map(|(t, _)| t.to_string()).collect::<Vec<_>>().join(", ");
+    Err(Error::new(kind, format!("backup {} failed for {}: no manifest was written", plan.backup_id, names)).with_details(details))
+}
+
+async fn commit(plan: &BackupPlan, ctx: &BackupContext, started_at: DateTime<Utc>, mut tables: Vec<TableEntry>) -> Result<Manifest, Error> {
+    for planned in &plan.definitions {
+        tables.push(TableEntry {
+            table: planned.table.clone(),
+            kind: planned.kind,
+            resource: table_resource(planned)?,
+            definition: planned
+                .resource
+                .view
+                .as_ref()
+                .map(|v| v.query.clone())
+                .or_else(|| planned.resource.materialized_view.as_ref().map(|m| m.query.clone())),
+            arrow_schema: None,
+            rows: 0,
+            bytes: 0,
+            files: Vec::new(),
+        });
+    }
+    let data: Vec<&TableEntry> = tables.iter().filter(|t| !t.files.is_empty() || t.definition.is_none()).collect();
+    let totals = Totals {
+        tables: data.len() as u64,
+        rows: data.iter().map(|t| t.rows).sum(),
+        bytes: data.iter().map(|t| t.bytes).sum(),
+        files: data.iter().map(|t| t.files.len() as u64).sum(),
+    };
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        backup_id: plan.backup_id.clone(),
+        status: "COMPLETE".into(),
+        snapshot_time: plan.snapshot_time,
+        created_at: started_at,
+        finished_at: Utc::now(),
+        expires_at: plan.expires_at,
+        reason: plan.reason.clone(),
+        labels: plan.labels.clone(),
+        tool: format!("bq-backup {}", env!("CARGO_PKG_VERSION")),
+        request: plan.request.clone(),
+        format: FormatEntry {
+            format: plan.format.as_str().into(),
+            compression: plan.compression.as_str().into(),
+            csv_header: plan.encode.csv_header,
+            csv_delimiter: char::from(plan.encode.csv_delimiter).to_string(),
+        },
+        totals,
+        datasets: plan
+            .datasets
+            .iter()
+            .map(|d| DatasetEntry {
+                project: d.dataset.project.clone(),
+                dataset: d.dataset.dataset.clone(),
+                location: d.location.clone(),
+                resource: d.resource.clone(),
+            })
+            .collect(),
+        tables,
+    };
+    if ctx.cancel.is_cancelled() {
+        return Err(Error::conflict(format!("backup {} was cancelled", plan.backup_id)));
+    }
+    catalog::write_manifest(&ctx.store, &manifest).await?;
+    Ok(manifest)
+}
+
+async fn release_claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
+    let path = layout::backup_dir(&plan.backup_id).child(CLAIM);
+    if let Err(e) = os.delete(&path).await {
+        tracing::warn!(object_key = %path, error = %e, "removing the backup claim failed");
+    }
+}
+
+/// Best effort: deletes everything under `backups/{id}/` (data files, claim), logging failures.
+/// Never called once a manifest is written.
+async fn remove_backup_files(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
+    let prefix = layout::backup_dir(&plan.backup_id);
+    let paths: Vec<Path> = match os.list(Some(&prefix)).map(|m| m.map(|m| m.location)).collect::<Vec<_>>().await.into_iter().collect() {
+        Ok(paths) => paths,
+        Err(e) => {
+            tracing::warn!(backup_id = %plan.backup_id, error = %e, "listing files to clean up failed");
+            return;
+        }
+    };
+    for path in paths {
+        if path.filename() == Some(layout::MANIFEST) {
+            continue;
+        }
+        if let Err(e) = os.delete(&path).await {
+            tracing::warn!(object_key = %path, error = %e, "removing a partial file failed");
+        }
+    }
+}
+
+fn storage_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("writing {path} failed")).with_source(e)
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into())
+}

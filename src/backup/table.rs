@@ -1,0 +1,84 @@
+//! Exports one table: one read session at the snapshot time, its streams read and written in
+//! parallel (one file sequence per stream), the table's manifest entry assembled at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use base64::Engine;
+use object_store::ObjectStore;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{BackupPlan, PlannedTable};
+use super::writer::TableFiles;
+use crate::bigquery::{BigQuery, ReadOptions};
+use crate::catalog::TableEntry;
+use crate::error::Error;
+
+#[tracing::instrument(skip_all, fields(table = %planned.table, backup_id = %plan.backup_id))]
+pub(crate) async fn export_table(
+    bigquery: &BigQuery,
+    store: Arc<dyn ObjectStore>,
+    plan: &BackupPlan,
+    planned: &PlannedTable,
+    cancel: &CancellationToken,
+) -> Result<TableEntry, Error> {
+    let options = ReadOptions {
+        snapshot_time: Some(plan.snapshot_time),
+        ..Default::default()
+    };
+    let reader = bigquery.open_read(&planned.table, &options).await?;
+    let schema = reader.schema();
+    let files = Arc::new(TableFiles {
+        store,
+        backup_id: plan.backup_id.clone(),
+        table: planned.table.clone(),
+        schema: schema.clone(),
+        encode: plan.encode.clone(),
+        file_size_bytes: plan.file_size_bytes,
+        next_index: AtomicUsize::new(0),
+    });
+    let streams = (0..reader.stream_count()).map(|i| {
+        let files = files.clone();
+        let stream = reader.stream(i);
+        async move { files.export_stream(stream, cancel).await }
+    });
+    let mut entries: Vec<_> = futures::future::try_join_all(streams).await?.into_iter().flatten().collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let rows = entries.iter().map(|f| f.rows).sum();
+    let bytes = entries.iter().map(|f| f.bytes).sum();
+    tracing::info!(rows, bytes, files = entries.len(), "table exported");
+    Ok(TableEntry {
+        table: planned.table.clone(),
+        kind: planned.kind,
+        resource: table_resource(planned)?,
+        definition: None,
+        arrow_schema: Some(encode_arrow_schema(&schema)),
+        rows,
+        bytes,
+        files: entries,
+    })
+}
+
+/// The table resource as stored in the manifest.
+pub(crate) fn table_resource(planned: &PlannedTable) -> Result<serde_json::Value, Error> {
+    serde_json::to_value(&planned.resource).map_err(|e| Error::internal(format!("table resource of {}: {e}", planned.table)))
+}
+
+/// The Arrow schema as an IPC schema message, base64: exact types for decoding text formats.
+pub(crate) fn encode_arrow_schema(schema: &arrow::datatypes::Schema) -> String {
+    let data_gen = arrow::ipc::writer::IpcDataGenerator::default();
+    let mut tracker = arrow::ipc::writer::DictionaryTracker::new(false);
+    let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(schema, &mut tracker, &arrow::ipc::writer::IpcWriteOptions::default());
+    let mut framed = Vec::with_capacity(encoded.ipc_message.len() + 8);
+    framed.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    framed.extend_from_slice(&u32::try_from(encoded.ipc_message.len()).unwrap_or(u32::MAX).to_le_bytes());
+    framed.extend_from_slice(&encoded.ipc_message);
+    base64::engine::general_purpose::STANDARD.encode(framed)
+}
+
+/// Inverse of [`encode_arrow_schema`].
+pub fn decode_arrow_schema(text: &str) -> Result<arrow::datatypes::Schema, String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| e.to_string())?;
+    arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,131 @@
+//! Request → checked values, listing every problem at once: the domain's field rules plus the
+//! format × compression rules the formats module owns.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{BackupRequest, BackupSpec, ExportOptions};
+use crate::error::{Error, FieldError};
+use crate::formats::{Compression, EncodeOptions, Format};
+
+/// Validates a parsed backup request. The error (400) lists every problem by JSON path.
+pub fn validate_backup_request(request: BackupRequest, now: DateTime<Utc>) -> Result<(BackupSpec, EncodeOptions), Error> {
+    let (export, base) = export_options(&request);
+    let fallback = FormatChoice {
+        format: export.and_then(|e| e.format.clone()).filter(|f| !f.trim().is_empty()).unwrap_or_else(|| "AVRO".into()),
+        format_field: format!("{base}.format"),
+        compression: export
+            .and_then(|e| e.compression.clone())
+            .filter(|c| !c.trim().is_empty() && !c.eq_ignore_ascii_case("none")),
+        compression_field: format!("{base}.compression"),
+    };
+    match request.validate(now) {
+        Ok(spec) => {
+            let choice = FormatChoice {
+                format: spec.format.clone(),
+                format_field: spec.format_field.clone(),
+                compression: spec.compression.clone(),
+                compression_field: spec.compression_field.clone(),
+            };
+            let mut encode = choice.check().map_err(|p| Error::invalid("the backup request is invalid", p))?;
+            encode.csv_header = spec.csv_header;
+            encode.csv_delimiter = spec.field_delimiter;
+            Ok((spec, encode))
+        }
+        Err(mut problems) => {
+            if let Err(more) = fallback.check() {
+                problems.extend(more.into_iter().filter(|m| !problems.iter().any(|p| p.field == m.field)));
+            }
+            Err(Error::invalid("the backup request is invalid", problems))
+        }
+    }
+}
+
+/// Where the export options are (either place; the domain rejects both at once).
+fn export_options(request: &BackupRequest) -> (Option<&ExportOptions>, &'static str) {
+    let storage = request.backup_storage.as_ref();
+    if let Some(e) = storage.and_then(|s| s.gcs_options.as_ref()).and_then(|g| g.export_options.as_ref()) {
+        return (Some(e), "backupStorage.gcsOptions.exportOptions");
+    }
+    if let Some(e) = storage.and_then(|s| s.export_options.as_ref()) {
+        return (Some(e), "backupStorage.exportOptions");
+    }
+    let uses_gcs = storage.is_some_and(|s| s.gcs_options.is_some());
+    (None, if uses_gcs { "backupStorage.gcsOptions.exportOptions" } else { "backupStorage.exportOptions" })
+}
+
+struct FormatChoice {
+    format: String,
+    format_field: String,
+    compression: Option<String>,
+    compression_field: String,
+}
+
+impl FormatChoice {
+    fn check(&self) -> Result<EncodeOptions, Vec<FieldError>> {
+        let format = self
+            .format
+            .parse::<Format>()
+            .map_err(|e| vec![FieldError::new(self.format_field.clone(), e.to_string())])?;
+        let compression = match &self.compression {
+            None => format.default_compression(),
+            Some(c) => c
+                .parse::<Compression>()
+                .map_err(|e| vec![FieldError::new(self.compression_field.clone(), e.to_string())])?,
+        };
+        if !format.allowed_compressions().contains(&compression) {
+            let allowed: Vec<&str> = format.allowed_compressions().iter().map(|c| c.as_str()).collect();
+            return Err(vec![FieldError::new(
+                self.compression_field.clone(),
+                format!("{} files cannot be compressed with {}; allowed: {}", format.as_str(), compression.as_str(), allowed.join(", ")),
+            )]);
+        }
+        let mut encode = EncodeOptions::new(format);
+        encode.compression = compression;
+        Ok(encode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::parse_backup_request;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-21T08:00:00Z".parse().unwrap()
+    }
+
+    fn check(body: serde_json::Value) -> Result<(BackupSpec, EncodeOptions), Error> {
+        validate_backup_request(parse_backup_request(body.to_string().as_bytes()).unwrap(), now())
+    }
+
+    #[test]
+    fn the_java_examples_validate_with_their_formats() {
+        let (_, encode) = check(serde_json::from_str(include_str!("../../examples/java-compat/backup_request.json")).unwrap()).unwrap();
+        assert_eq!((encode.format, encode.compression), (Format::Csv, Compression::Gzip));
+        let (_, encode) = check(serde_json::from_str(include_str!("../../examples/java-compat/backup_request_minimal.json")).unwrap()).unwrap();
+        assert_eq!((encode.format, encode.compression), (Format::Avro, Format::Avro.default_compression()));
+    }
+
+    #[test]
+    fn a_compression_the_format_cannot_use_is_named() {
+        let err = check(serde_json::json!({
+            "bigQuery": {"projectId": "test-project"},
+            "backupStorage": {"uri": "s3://b/p", "exportOptions": {"format": "CSV", "compression": "SNAPPY"}}
+        }))
+        .unwrap_err();
+        assert_eq!(err.details()[0].field, "backupStorage.exportOptions.compression");
+        assert!(err.details()[0].message.contains("SNAPPY"), "{err}");
+    }
+
+    #[test]
+    fn format_problems_are_listed_with_every_other_problem() {
+        let err = check(serde_json::json!({
+            "bigQuery": {"projectId": "BAD"},
+            "backupStorage": {"gcsOptions": {"uri": "gs://b", "exportOptions": {"format": "XML"}}}
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = err.details().iter().map(|d| d.field.as_str()).collect();
+        assert!(fields.contains(&"bigQuery.projectId"), "{fields:?}");
+        assert!(fields.contains(&"backupStorage.gcsOptions.exportOptions.format"), "{fields:?}");
+    }
+}

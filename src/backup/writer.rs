@@ -1,0 +1,218 @@
+//! Writes one read stream's batches into files of at most about `file_size_bytes`: encoding and
+//! hashing on rayon, bytes streamed to the store as they are produced. A file smaller than one
+//! upload part is written with a single put; a larger one with a multipart upload whose
+//! in-flight parts are bounded, so memory stays bounded whatever the table size.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::on_rayon;
+use crate::bigquery::BatchStream;
+use crate::catalog::FileEntry;
+use crate::domain::{BackupId, TableRef};
+use crate::error::{Error, ErrorKind};
+use crate::formats::{EncodeOptions, FileEncoder, file_extension};
+use crate::storage::layout;
+
+/// Upload part size: S3's minimum for every part but the last; also the single-put threshold.
+pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts of one file uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Everything the writers of one table share.
+pub(crate) struct TableFiles {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) backup_id: BackupId,
+    pub(crate) table: TableRef,
+    pub(crate) schema: SchemaRef,
+    pub(crate) encode: EncodeOptions,
+    pub(crate) file_size_bytes: u64,
+    /// Next part number of this table, shared by its streams.
+    pub(crate) next_index: AtomicUsize,
+}
+
+impl TableFiles {
+    /// Exports every batch of `stream`; returns the files written (none for an empty stream).
+    pub(crate) async fn export_stream(self: &Arc<Self>, mut stream: BatchStream, cancel: &CancellationToken) -> Result<Vec<FileEntry>, Error> {
+        let mut files = Vec::new();
+        let mut current: Option<OpenFile> = None;
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => {
+                    if let Some(f) = current.take() { f.abort().await; }
+                    return Err(Error::new(ErrorKind::Internal, "cancelled"));
+                }
+                next = stream.next() => next,
+            };
+            let Some(batch) = next else { break };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    if let Some(f) = current.take() { f.abort().await; }
+                    return Err(e.into());
+                }
+            };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let file = match current.as_mut() {
+                Some(f) => f,
+                None => current.insert(self.open_file()?),
+            };
+            if let Err(e) = file.write(batch).await {
+                if let Some(f) = current.take() { f.abort().await; }
+                return Err(e);
+            }
+            if current.as_ref().is_some_and(|f| f.size >= self.file_size_bytes)
+                && let Some(f) = current.take()
+            {
+                files.push(f.finish(&self.store).await?);
+            }
+        }
+        if let Some(f) = current.take() {
+            files.push(f.finish(&self.store).await?);
+        }
+        Ok(files)
+    }
+
+    fn open_file(&self) -> Result<OpenFile, Error> {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let extension = file_extension(self.encode.format, self.encode.compression);
+        let path = layout::data_file(&self.backup_id, &self.table, index, &extension);
+        let encoder = FileEncoder::new(self.schema.clone(), &self.encode)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", self.table)))?;
+        Ok(OpenFile {
+            path,
+            store: self.store.clone(),
+            state: Some(EncodeState { encoder, hasher: Sha256::new() }),
+            buffered: Vec::new(),
+            buffered_len: 0,
+            upload: None,
+            size: 0,
+            written: 0,
+        })
+    }
+}
+
+/// The encoder and the running checksum travel together to the rayon pool and back.
+struct EncodeState {
+    encoder: FileEncoder,
+    hasher: Sha256,
+}
+
+struct OpenFile {
+    path: Path,
+    store: Arc<dyn ObjectStore>,
+    state: Option<EncodeState>,
+    /// Bytes not yet handed to an upload (until the first part is full).
+    buffered: Vec<Bytes>,
+    buffered_len: usize,
+    upload: Option<WriteMultipart>,
+    /// Estimated size of the file so far (encoded plus still buffered in the encoder).
+    size: u64,
+    /// Bytes produced so far (what the file holds once finished, minus the tail).
+    written: u64,
+}
+
+impl OpenFile {
+    async fn write(&mut self, batch: RecordBatch) -> Result<(), Error> {
+        let mut state = self.state.take().ok_or_else(|| Error::internal("file already finished"))?;
+        let path = self.path.clone();
+        let (state, output) = on_rayon(move || -> Result<(EncodeState, Bytes), Error> {
+            state
+                .encoder
+                .write(&batch)
+                .map_err(|e| Error::internal(format!("encoding {path} failed: {e}")))?;
+            let output = state.encoder.take_output();
+            state.hasher.update(&output);
+            Ok((state, output))
+        })
+        .await??;
+        self.size = state.encoder.estimated_size();
+        self.state = Some(state);
+        self.push(output).await
+    }
+
+    async fn push(&mut self, output: Bytes) -> Result<(), Error> {
+        if output.is_empty() {
+            return Ok(());
+        }
+        self.written += output.len() as u64;
+        if let Some(upload) = self.upload.as_mut() {
+            upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| upload_error(&self.path, e))?;
+            upload.write(&output);
+            return Ok(());
+        }
+        self.buffered_len += output.len();
+        self.buffered.push(output);
+        if self.buffered_len >= PART_SIZE {
+            let multipart = self.store.put_multipart(&self.path).await.map_err(|e| upload_error(&self.path, e))?;
+            let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
+            for chunk in self.buffered.drain(..) {
+                upload.write(&chunk);
+            }
+            self.buffered_len = 0;
+            self.upload = Some(upload);
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self, store: &Arc<dyn ObjectStore>) -> Result<FileEntry, Error> {
+        let state = self.state.take().ok_or_else(|| Error::internal("file already finished"))?;
+        let path = self.path.clone();
+        let (rows, tail, sha256) = on_rayon(move || -> Result<(u64, Bytes, String), Error> {
+            let EncodeState { encoder, mut hasher } = state;
+            let rows = encoder.rows();
+            let tail = encoder
+                .finish()
+                .map_err(|e| Error::internal(format!("finishing {path} failed: {e}")))?;
+            hasher.update(&tail);
+            Ok((rows, tail, hex::encode(hasher.finalize())))
+        })
+        .await??;
+        let bytes = self.written + tail.len() as u64;
+        match self.upload.take() {
+            Some(mut upload) => {
+                upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| upload_error(&self.path, e))?;
+                upload.write(&tail);
+                upload.finish().await.map_err(|e| upload_error(&self.path, e))?;
+            }
+            None => {
+                let mut parts: Vec<Bytes> = std::mem::take(&mut self.buffered);
+                parts.push(tail);
+                store
+                    .put(&self.path, PutPayload::from_iter(parts))
+                    .await
+                    .map_err(|e| upload_error(&self.path, e))?;
+            }
+        }
+        Ok(FileEntry {
+            path: self.path.to_string(),
+            bytes,
+            rows,
+            sha256,
+        })
+    }
+
+    /// Best effort: a failed file leaves no part behind.
+    async fn abort(mut self) {
+        if let Some(upload) = self.upload.take()
+            && let Err(e) = upload.abort().await
+        {
+            tracing::warn!(object_key = %self.path, error = %e, "aborting a multipart upload failed");
+        }
+    }
+}
+
+fn upload_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("writing {path} failed")).with_source(e)
+}

@@ -1,0 +1,161 @@
+//! The manifest: one versioned JSON document per backup, written last with a create-if-absent
+//! put. Its presence is what makes a backup complete; a backup without one is an incomplete
+//! attempt and is never listed or restored.
+//!
+//! It records everything needed to verify and recreate the backup: per dataset the dataset
+//! resource (location, description, labels, default expirations); per table the full BigQuery
+//! table resource (schema with modes, nested fields, descriptions, default values, policy tags;
+//! partitioning; clustering; labels; description; expiration), the Arrow schema the files were
+//! written with, the row count at the snapshot, and every file with its size, rows and SHA-256.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::bigquery::TableKind;
+use crate::domain::{BackupId, TableRef};
+use crate::error::{Error, ErrorKind};
+use crate::storage::{Store, layout};
+
+/// Bumped on any change a version-1 reader would misread. Readers refuse newer versions.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub backup_id: BackupId,
+    /// Always `COMPLETE`: incomplete backups have no manifest.
+    pub status: String,
+    /// The instant every table was read at.
+    pub snapshot_time: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `bq-backup <version>`.
+    pub tool: String,
+    /// The request as received, with nothing secret in it (requests carry no credentials).
+    pub request: serde_json::Value,
+    pub format: FormatEntry,
+    pub totals: Totals,
+    pub datasets: Vec<DatasetEntry>,
+    pub tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatEntry {
+    /// `AVRO`, `CSV`, `PARQUET` or `JSON`.
+    pub format: String,
+    /// `NONE`, `GZIP`, `DEFLATE`, `SNAPPY` or `ZSTD`.
+    pub compression: String,
+    pub csv_header: bool,
+    /// The CSV delimiter as a one-character string.
+    pub csv_delimiter: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub tables: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasetEntry {
+    pub project: String,
+    pub dataset: String,
+    pub location: String,
+    /// The dataset resource as BigQuery's REST API returns it.
+    pub resource: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableEntry {
+    pub table: TableRef,
+    pub kind: TableKind,
+    /// The table resource as BigQuery's REST API returns it (what restore recreates).
+    pub resource: serde_json::Value,
+    /// Views and materialized views: their SQL. Not exported as data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// The Arrow schema the files were written with, as an IPC schema message in base64: lets
+    /// restore decode text formats (CSV, JSON) back to exactly the same types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrow_schema: Option<String>,
+    /// Rows read at the snapshot; equals the sum of the files' rows.
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    /// Key relative to the repository root (`backups/{id}/{project}/{dataset}/{table}/part-00000.parquet`).
+    pub path: String,
+    pub bytes: u64,
+    pub rows: u64,
+    /// Lower-case hex SHA-256 of the file's bytes as stored.
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn table(&self, table: &TableRef) -> Option<&TableEntry> {
+        self.tables.iter().find(|t| &t.table == table)
+    }
+}
+
+/// Writes the manifest if none exists for this id: the commit point of a backup.
+/// An existing manifest is a conflict, never overwritten.
+pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Error> {
+    let path = layout::manifest(&manifest.backup_id);
+    let body = serde_json::to_vec_pretty(manifest).map_err(|e| Error::internal(format!("manifest serialization failed: {e}")))?;
+    match store
+        .object_store()
+        .put_opts(&path, PutPayload::from(body), PutMode::Create.into())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(Error::conflict(
+            format!("backup {} already exists in {}", manifest.backup_id, store.uri()),
+        )),
+        Err(e) => Err(Error::upstream(format!("writing {path} failed")).with_source(e)),
+    }
+}
+
+/// Reads and checks a manifest. `None` when the backup has none (absent or incomplete).
+pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manifest>, Error> {
+    let path = layout::manifest(id);
+    let bytes = match store.object_store().get(&path).await {
+        Ok(r) => r.bytes().await.map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::upstream(format!("reading {path} failed")).with_source(e)),
+    };
+    let version: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::new(ErrorKind::Upstream, format!("{path} is not valid JSON: {e}")))?;
+    match version.get("manifestVersion").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(MANIFEST_VERSION) => {}
+        Some(v) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{path} has manifest version {v}; this bq-backup reads version {MANIFEST_VERSION}: upgrade it"),
+            ));
+        }
+        None => return Err(Error::upstream(format!("{path} has no manifestVersion"))),
+    }
+    serde_json::from_value(version)
+        .map(Some)
+        .map_err(|e| Error::upstream(format!("{path} does not match manifest version {MANIFEST_VERSION}: {e}")))
+}
