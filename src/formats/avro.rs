@@ -25,7 +25,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
 use arrow_avro::compression::CompressionCodec;
 use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::writer::format::AvroOcfFormat;
@@ -33,7 +33,7 @@ use arrow_avro::writer::{Writer, WriterBuilder};
 use bytes::Bytes;
 
 use super::compression::SharedBuffer;
-use super::conform::conform_batch;
+use super::conform::{bigquery_labels, conform_batch};
 use super::{Compression, Format, FormatError};
 
 /// Header key under which the Arrow schema is stored (Avro reserves the `avro.` prefix only).
@@ -42,6 +42,9 @@ pub(super) const ARROW_SCHEMA_KEY: &str = "bq_backup.arrow_schema";
 pub(super) struct AvroEncoder {
     writer: Writer<SharedBuffer, AvroOcfFormat>,
     buffer: SharedBuffer,
+    /// The schema with Avro-valid names, when some column name is not one (BigQuery's
+    /// flexible column names allow spaces, dashes, any letter).
+    renamed: Option<SchemaRef>,
 }
 
 impl AvroEncoder {
@@ -57,7 +60,10 @@ impl AvroEncoder {
         };
         // Schema-level metadata could hold an `avro.schema` key, which the writer would take
         // verbatim instead of deriving the Avro schema from the fields.
-        let fields_only = Schema::new(schema.fields().clone());
+        let avro_fields = avro_names(schema.fields());
+        let renamed =
+            (&avro_fields != schema.fields()).then(|| Arc::new(Schema::new(avro_fields.clone())));
+        let fields_only = Schema::new(avro_fields);
         let buffer = SharedBuffer::default();
         let writer = WriterBuilder::new(fields_only)
             .with_compression(codec)
@@ -69,13 +75,22 @@ impl AvroEncoder {
         let header = with_arrow_schema(&header, &schema).unwrap_or(header.to_vec());
         std::io::Write::write_all(&mut buffer_writer, &header)
             .map_err(|e| encode_error(e.to_string()))?;
-        Ok(Self { writer, buffer })
+        Ok(Self {
+            writer,
+            buffer,
+            renamed,
+        })
     }
 
     pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
-        self.writer
-            .write(batch)
-            .map_err(|e| encode_error(e.to_string()))
+        let result = match &self.renamed {
+            Some(schema) => {
+                let renamed = conform_batch(batch, schema, Format::Avro)?;
+                self.writer.write(&renamed)
+            }
+            None => self.writer.write(batch),
+        };
+        result.map_err(|e| encode_error(e.to_string()))
     }
 
     pub(super) fn take_output(&mut self) -> Bytes {
@@ -107,6 +122,49 @@ fn corrupt(message: String) -> FormatError {
         format: Format::Avro,
         message,
     }
+}
+
+/// `fields` with names Avro accepts (`[A-Za-z_][A-Za-z0-9_]*`, unique among siblings), at
+/// every level. Names are restored from the embedded Arrow schema or the table schema on read,
+/// where columns are matched by position.
+fn avro_names(fields: &Fields) -> Fields {
+    let mut taken = std::collections::HashSet::new();
+    fields
+        .iter()
+        .map(|field| {
+            let base = avro_name(field.name());
+            let mut name = base.clone();
+            let mut n = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{base}_{n}");
+                n += 1;
+            }
+            let data_type = match field.data_type() {
+                DataType::Struct(children) => DataType::Struct(avro_names(children)),
+                DataType::List(item) => {
+                    let item = avro_names(&Fields::from(vec![item.clone()]));
+                    DataType::List(item[0].clone())
+                }
+                other => other.clone(),
+            };
+            field
+                .as_ref()
+                .clone()
+                .with_name(name)
+                .with_data_type(data_type)
+        })
+        .collect()
+}
+
+fn avro_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
 }
 
 /// The OCF `header` with one more metadata entry: the IPC-encoded Arrow `schema`. `None` when
@@ -248,22 +306,7 @@ pub(super) fn read_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
     if let Some(ipc) = reader.avro_header().get(ARROW_SCHEMA_KEY) {
         return schema_from_ipc(ipc);
     }
-    let derived = reader.schema();
-    let fields: Vec<Field> = derived.fields().iter().map(bigquery_field).collect();
-    Ok(Arc::new(Schema::new(fields)))
-}
-
-/// `field` as BigQuery's Read API would label it: UTC timestamps named `"UTC"`.
-fn bigquery_field(field: &FieldRef) -> Field {
-    let data_type = match field.data_type() {
-        DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("UTC".into())),
-        DataType::Struct(children) => DataType::Struct(Fields::from(
-            children.iter().map(bigquery_field).collect::<Vec<_>>(),
-        )),
-        DataType::List(item) => DataType::List(Arc::new(bigquery_field(item))),
-        other => other.clone(),
-    };
-    field.as_ref().clone().with_data_type(data_type)
+    Ok(bigquery_labels(&reader.schema()))
 }
 
 #[cfg(test)]
@@ -282,6 +325,32 @@ mod tests {
         );
         let schema = read_embedded_schema(&bytes, Format::Avro).unwrap();
         assert_eq!(schema, batch.schema());
+    }
+
+    #[test]
+    fn avro_writes_bigquery_flexible_column_names() {
+        use arrow::array::{ArrayRef, Int64Array, StructArray};
+        use arrow::datatypes::Field;
+        let inner = Fields::from(vec![Field::new("a b", DataType::Int64, true)]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("my col-1", DataType::Int64, true),
+            Field::new("my col_1", DataType::Int64, true),
+            Field::new("列", DataType::Struct(inner.clone()), true),
+            Field::new("1starts", DataType::Int64, true),
+        ]));
+        let int = || Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef;
+        let record = StructArray::new(inner, vec![int()], None);
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![int(), int(), Arc::new(record), int()])
+                .unwrap();
+        let bytes = encode(
+            std::slice::from_ref(&batch),
+            &EncodeOptions::new(Format::Avro),
+        );
+        let opts = crate::formats::DecodeOptions::new(Format::Avro);
+        let back = crate::formats::decode(bytes.clone(), schema.clone(), &opts).unwrap();
+        assert_eq!(back, vec![batch]);
+        assert_eq!(read_embedded_schema(&bytes, Format::Avro).unwrap(), schema);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, ListArray, RecordBatch, RecordBatchOptions, StructArray,
 };
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 
 use super::{Format, FormatError};
 
@@ -102,4 +102,25 @@ pub(super) fn conform_array(
 
 fn mismatch(format: Format, message: String) -> FormatError {
     FormatError::FileSchema { format, message }
+}
+
+/// A schema read from a file written elsewhere, labelled as BigQuery's Read API labels it: UTC
+/// timestamps carry the zone name `"UTC"` (readers say `"+00:00"`), and schema-level metadata of
+/// the file format (`avro.schema`) is dropped.
+pub(super) fn bigquery_labels(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema.fields().iter().map(bigquery_field).collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// `field` as BigQuery's Read API would label it: UTC timestamps named `"UTC"`.
+fn bigquery_field(field: &FieldRef) -> Field {
+    let data_type = match field.data_type() {
+        DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("UTC".into())),
+        DataType::Struct(children) => DataType::Struct(Fields::from(
+            children.iter().map(bigquery_field).collect::<Vec<_>>(),
+        )),
+        DataType::List(item) => DataType::List(Arc::new(bigquery_field(item))),
+        other => other.clone(),
+    };
+    field.as_ref().clone().with_data_type(data_type)
 }

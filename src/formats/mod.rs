@@ -425,6 +425,7 @@ impl From<FormatError> for Error {
 /// PARQUET, one row group (at most [`parquet::ROW_GROUP_MAX_BYTES`]).
 pub struct FileEncoder {
     format: Format,
+    schema: SchemaRef,
     inner: Inner,
     rows: u64,
     taken: u64,
@@ -444,16 +445,17 @@ impl FileEncoder {
         opts.validate(&schema)
             .map_err(FormatError::InvalidOptions)?;
         let inner = match opts.format {
-            Format::Avro => Inner::Avro(avro::AvroEncoder::new(schema, opts.compression)?),
+            Format::Avro => Inner::Avro(avro::AvroEncoder::new(schema.clone(), opts.compression)?),
             Format::Parquet => Inner::Parquet(Box::new(parquet::ParquetEncoder::new(
-                schema,
+                schema.clone(),
                 opts.compression,
             )?)),
-            Format::Csv => Inner::Csv(csv::CsvEncoder::new(schema, opts)?),
-            Format::Json => Inner::Json(json::JsonEncoder::new(schema, opts.compression)),
+            Format::Csv => Inner::Csv(csv::CsvEncoder::new(schema.clone(), opts)?),
+            Format::Json => Inner::Json(json::JsonEncoder::new(schema.clone(), opts.compression)),
         };
         Ok(Self {
             format: opts.format,
+            schema,
             inner,
             rows: 0,
             taken: 0,
@@ -464,11 +466,20 @@ impl FileEncoder {
         self.format
     }
 
-    /// Encodes one batch; it must have the schema the encoder was created with.
+    /// Encodes one batch. Its columns must be the encoder's, in order and type; names and field
+    /// metadata may differ (the Read API adds its own keys) and are taken from the encoder's
+    /// schema.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let relabelled;
+        let batch = if batch.schema().fields() == self.schema.fields() {
+            batch
+        } else {
+            relabelled = self.relabel(batch)?;
+            &relabelled
+        };
         match &mut self.inner {
             Inner::Avro(e) => e.write(batch)?,
             Inner::Parquet(e) => e.write(batch)?,
@@ -477,6 +488,28 @@ impl FileEncoder {
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    /// `batch` with the encoder's field names and metadata; an error if a type differs.
+    fn relabel(&self, batch: &RecordBatch) -> Result<RecordBatch, FormatError> {
+        let mismatch = |message: String| FormatError::SchemaMismatch {
+            format: self.format,
+            message,
+        };
+        let same_types = batch.num_columns() == self.schema.fields().len()
+            && batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(self.schema.fields())
+                .all(|(actual, wanted)| same_shape(actual.data_type(), wanted.data_type()));
+        if !same_types {
+            return Err(mismatch(
+                "the batch's column types differ from the file's".to_string(),
+            ));
+        }
+        conform::conform_batch(batch, &self.schema, self.format)
+            .map_err(|e| mismatch(e.to_string()))
     }
 
     /// Bytes encoded so far and not yet taken. Concatenating every `take_output` and the bytes
@@ -517,6 +550,20 @@ impl FileEncoder {
             Inner::Csv(e) => e.finish(),
             Inner::Json(e) => e.finish(),
         }
+    }
+}
+
+/// Whether two types are the same but for field names, nullability and metadata.
+fn same_shape(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(x, y)| same_shape(x.data_type(), y.data_type()))
+        }
+        (DataType::List(x), DataType::List(y)) => same_shape(x.data_type(), y.data_type()),
+        _ => a == b,
     }
 }
 

@@ -30,8 +30,11 @@ use parquet::basic::{GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::compression::SharedBuffer;
-use super::conform::conform_batch;
+use super::conform::{bigquery_labels, conform_batch};
 use super::{Compression, Format, FormatError};
+
+/// Footer key under which the `parquet` crate stores the Arrow schema.
+const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
 /// A row group in progress is flushed once it is estimated to reach this size.
 pub const ROW_GROUP_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -134,7 +137,16 @@ pub(super) fn decode(
 pub(super) fn read_schema(bytes: Bytes) -> Result<SchemaRef, FormatError> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| corrupt(e.to_string()))?;
-    Ok(builder.schema().clone())
+    let has_arrow_schema = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .is_some_and(|kv| kv.iter().any(|entry| entry.key == ARROW_SCHEMA_KEY));
+    if has_arrow_schema {
+        Ok(builder.schema().clone())
+    } else {
+        Ok(bigquery_labels(builder.schema()))
+    }
 }
 
 #[cfg(test)]

@@ -228,3 +228,68 @@ fn errors_convert_to_crate_errors_with_their_kind() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(err.details().len(), 3);
 }
+
+#[test]
+fn the_encoder_can_move_to_another_thread() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<FileEncoder>();
+}
+
+#[test]
+fn sliced_batches_are_written_from_their_offset() {
+    for format in Format::ALL {
+        let batch = sample_for(format, 40).slice(5, 17);
+        let back = round_trip(std::slice::from_ref(&batch), &EncodeOptions::new(format));
+        assert_eq!(back, batch, "{format}");
+    }
+}
+
+#[test]
+fn batches_whose_fields_differ_only_in_metadata_are_accepted() {
+    use arrow::datatypes::Schema;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let batch = all_types_batch(9);
+    // The Read API adds its own metadata keys (the emulator adds `bqemu.*`).
+    let fields: Vec<_> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut metadata = f.metadata().clone();
+            metadata.insert("bqemu.mode".to_string(), "NULLABLE".to_string());
+            f.as_ref().clone().with_metadata(metadata)
+        })
+        .collect();
+    let extra = Arc::new(Schema::new_with_metadata(fields, HashMap::new()));
+    let relabelled = RecordBatch::try_new(extra, batch.columns().to_vec()).unwrap();
+    for format in [Format::Avro, Format::Parquet, Format::Json] {
+        let mut encoder = FileEncoder::new(batch.schema(), &EncodeOptions::new(format)).unwrap();
+        encoder.write(&relabelled).unwrap();
+        let bytes = encoder.finish().unwrap();
+        let back = decode(bytes, batch.schema(), &DecodeOptions::new(format)).unwrap();
+        assert_eq!(back, vec![batch.clone()], "{format}");
+    }
+}
+
+#[test]
+fn a_batch_of_another_table_is_refused() {
+    let batch = all_types_batch(3);
+    let mut encoder =
+        FileEncoder::new(flat_batch(3).schema(), &EncodeOptions::new(Format::Json)).unwrap();
+    assert!(matches!(
+        encoder.write(&batch),
+        Err(FormatError::SchemaMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_file_decoded_with_too_few_columns_is_refused() {
+    for format in [Format::Avro, Format::Parquet, Format::Csv] {
+        let batch = sample_for(format, 5);
+        let bytes = encode(std::slice::from_ref(&batch), &EncodeOptions::new(format));
+        let fewer = std::sync::Arc::new(batch.schema().project(&[0, 1]).unwrap());
+        let result = decode(bytes, fewer, &DecodeOptions::new(format));
+        assert!(result.is_err(), "{format}");
+    }
+}
