@@ -56,6 +56,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, FieldError};
 
+pub use parquet::{ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS};
+
 /// A file format for table data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -422,7 +424,7 @@ impl From<FormatError> for Error {
 
 /// Encodes batches into one file, producing bytes as it goes so the caller can upload them while
 /// encoding (see [`FileEncoder::take_output`]): memory stays bounded by one batch plus, for
-/// PARQUET, one row group (at most [`parquet::ROW_GROUP_MAX_BYTES`]).
+/// PARQUET, one row group (at most [`ROW_GROUP_MAX_BYTES`]).
 pub struct FileEncoder {
     format: Format,
     schema: SchemaRef,

@@ -11,7 +11,7 @@
 //! | STRING, GEOGRAPHY (WKT), JSON | BYTE_ARRAY (STRING) |
 //! | BYTES | BYTE_ARRAY |
 //! | DATE | INT32 (DATE) |
-//! | TIME | INT64 (TIME(MICROS, UTC-adjusted)) |
+//! | TIME | INT64 (TIME(MICROS)) |
 //! | DATETIME | INT64 (TIMESTAMP(MICROS, not UTC-adjusted)) |
 //! | TIMESTAMP | INT64 (TIMESTAMP(MICROS, UTC-adjusted)) |
 //! | STRUCT | group |

@@ -293,3 +293,38 @@ fn a_file_decoded_with_too_few_columns_is_refused() {
         assert!(result.is_err(), "{format}");
     }
 }
+
+#[test]
+fn records_of_the_same_name_in_different_columns_round_trip() {
+    use arrow::array::{ArrayRef, Int64Array, StructArray};
+    use arrow::datatypes::{DataType, Field, Fields, Schema};
+    use std::sync::Arc;
+    let inner_a = Fields::from(vec![Field::new("x", DataType::Int64, true)]);
+    let inner_b = Fields::from(vec![Field::new("y", DataType::Int64, true)]);
+    let outer_a = Fields::from(vec![Field::new(
+        "inner",
+        DataType::Struct(inner_a.clone()),
+        true,
+    )]);
+    let outer_b = Fields::from(vec![Field::new(
+        "inner",
+        DataType::Struct(inner_b.clone()),
+        true,
+    )]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Struct(outer_a.clone()), true),
+        Field::new("b", DataType::Struct(outer_b.clone()), true),
+    ]));
+    let int = || Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef;
+    let ia = StructArray::new(inner_a, vec![int()], None);
+    let ib = StructArray::new(inner_b, vec![int()], None);
+    let a = StructArray::new(outer_a, vec![Arc::new(ia)], None);
+    let b = StructArray::new(outer_b, vec![Arc::new(ib)], None);
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(a), Arc::new(b)]).unwrap();
+    // Avro record names must be unique in a schema; both columns hold a record named `inner`.
+    for format in [Format::Avro, Format::Parquet, Format::Json] {
+        let bytes = encode(std::slice::from_ref(&batch), &EncodeOptions::new(format));
+        let back = decode(bytes, schema.clone(), &DecodeOptions::new(format)).unwrap();
+        assert_eq!(back, vec![batch.clone()], "{format}");
+    }
+}
