@@ -1,0 +1,113 @@
+//! Output buffers shared by the encoders: a drainable buffer for the container formats (AVRO,
+//! PARQUET), whose writers own their sink, and a plain-or-gzip sink for the text formats (CSV,
+//! JSON), plus gzip detection on read.
+
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+
+/// A `Write` sink whose bytes can be taken while another writer still owns a clone of it.
+/// The AVRO and PARQUET writers take their sink by value and only give it back at the end;
+/// sharing it lets [`super::FileEncoder::take_output`] stream bytes out as blocks are written.
+#[derive(Clone, Default)]
+pub(super) struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves plain bytes behind; they are still bytes.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.lock()))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where CSV and JSON text goes: straight into a buffer, or through gzip into it.
+pub(super) enum TextSink {
+    Plain(Vec<u8>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+}
+
+impl TextSink {
+    pub(super) fn new(gzip: bool) -> Self {
+        if gzip {
+            TextSink::Gzip(Box::new(GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            )))
+        } else {
+            TextSink::Plain(Vec::new())
+        }
+    }
+
+    /// Writes one encoded batch (one call per batch: gzip is slow on many small writes).
+    pub(super) fn write_all(&mut self, text: &[u8]) -> io::Result<()> {
+        match self {
+            TextSink::Plain(out) => {
+                out.extend_from_slice(text);
+                Ok(())
+            }
+            TextSink::Gzip(gz) => gz.write_all(text),
+        }
+    }
+
+    /// The compressed bytes produced so far. The gzip encoder only appends to its inner buffer,
+    /// so draining that buffer between writes leaves a valid stream.
+    pub(super) fn take(&mut self) -> Bytes {
+        let out = match self {
+            TextSink::Plain(out) => out,
+            TextSink::Gzip(gz) => gz.get_mut(),
+        };
+        Bytes::from(std::mem::take(out))
+    }
+
+    pub(super) fn pending_size(&self) -> usize {
+        match self {
+            TextSink::Plain(out) => out.len(),
+            // Text still inside the compressor is not counted: at most its window (32 KiB).
+            TextSink::Gzip(gz) => gz.get_ref().len(),
+        }
+    }
+
+    pub(super) fn finish(self) -> io::Result<Bytes> {
+        match self {
+            TextSink::Plain(out) => Ok(Bytes::from(out)),
+            TextSink::Gzip(gz) => (*gz).finish().map(Bytes::from),
+        }
+    }
+}
+
+/// The first two bytes of every gzip member. No UTF-8 text starts with them (0x8b is a
+/// continuation byte), so CSV and JSON files are recognised whatever their name says.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `bytes`, gunzipped when they are gzip (all members, as `gzip -d` and BigQuery read them).
+pub(super) fn maybe_gunzip(bytes: &[u8]) -> io::Result<std::borrow::Cow<'_, [u8]>> {
+    if bytes.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+        Ok(std::borrow::Cow::Owned(out))
+    } else {
+        Ok(std::borrow::Cow::Borrowed(bytes))
+    }
+}
