@@ -18,7 +18,11 @@ use bq_backup::storage::StorageConfig;
 use bq_backup::telemetry;
 
 #[derive(Debug, Parser)]
-#[command(name = "bq-backup", version, about = "Back up BigQuery datasets to object storage and restore them.")]
+#[command(
+    name = "bq-backup",
+    version,
+    about = "Back up BigQuery datasets to object storage and restore them."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,15 +86,27 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     telemetry::init(&settings);
     let body = read_request(path)?;
     let now = chrono::Utc::now();
-    let request = parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
+    let request =
+        parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
     let request_json: serde_json::Value = serde_json::from_slice(&body)?;
     let (mut spec, encode) = validate_backup_request(request, now)?;
     spec.dry_run |= dry_run;
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
     let dry_run = spec.dry_run;
-    let plan = plan_backup(&bigquery, spec, encode, request_json, now, settings.max_parallel_tables).await?;
+    let plan = plan_backup(
+        &bigquery,
+        spec,
+        encode,
+        request_json,
+        now,
+        settings.max_parallel_tables,
+    )
+    .await?;
     if dry_run {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?
+        );
         return Ok(());
     }
     let store = StorageConfig::from_settings(&settings).open(&plan.storage)?;

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::bigquery::model::{Table, TableFieldSchema};
 use crate::bigquery::{BigQuery, TableKind};
-use crate::domain::{BackupId, BackupSpec, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector};
+use crate::domain::{
+    BackupId, BackupSpec, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector,
+};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
 
@@ -81,7 +83,10 @@ pub async fn plan_backup(
 ) -> Result<BackupPlan, Error> {
     let snapshot_time = spec.snapshot_time().unwrap_or(now);
     if let Some(problem) = spec.snapshot_window_error(now) {
-        return Err(Error::invalid("the snapshot time is outside BigQuery's time-travel window", vec![problem]));
+        return Err(Error::invalid(
+            "the snapshot time is outside BigQuery's time-travel window",
+            vec![problem],
+        ));
     }
 
     let entries = match &spec.datasets {
@@ -89,7 +94,13 @@ pub async fn plan_backup(
             .list_datasets(&spec.project)
             .await?
             .into_iter()
-            .map(|d| (d.dataset, TableSelector::all(), "bigQuery.projectId".to_string()))
+            .map(|d| {
+                (
+                    d.dataset,
+                    TableSelector::all(),
+                    "bigQuery.projectId".to_string(),
+                )
+            })
             .collect::<Vec<_>>(),
         DatasetSelection::Listed(list) => list
             .iter()
@@ -104,7 +115,10 @@ pub async fn plan_backup(
         let resource = match bigquery.get_dataset(dataset).await {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                missing.push(FieldError::new(format!("{field}.datasetName"), format!("dataset {dataset} does not exist")));
+                missing.push(FieldError::new(
+                    format!("{field}.datasetName"),
+                    format!("dataset {dataset} does not exist"),
+                ));
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -112,14 +126,23 @@ pub async fn plan_backup(
         let tables = bigquery.list_tables(dataset).await?;
         for name in selector.named_tables() {
             if !tables.iter().any(|t| &t.table.table == name) {
-                missing.push(FieldError::new(format!("{field}.tables"), format!("table {dataset}.{name} does not exist")));
+                missing.push(FieldError::new(
+                    format!("{field}.tables"),
+                    format!("table {dataset}.{name} does not exist"),
+                ));
             }
         }
-        selected.extend(tables.into_iter().filter(|t| selector.matches(&t.table.table)).map(|t| t.table));
+        selected.extend(
+            tables
+                .into_iter()
+                .filter(|t| selector.matches(&t.table.table))
+                .map(|t| t.table),
+        );
         datasets.push(PlannedDataset {
             dataset: dataset.clone(),
             location: resource.location.clone(),
-            resource: serde_json::to_value(&resource).map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
+            resource: serde_json::to_value(&resource)
+                .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
         });
     }
     if !missing.is_empty() {
@@ -127,7 +150,15 @@ pub async fn plan_backup(
         return Err(Error::not_found(names.join("; ")).with_details(missing));
     }
 
-    let resources: Vec<Table> = futures::stream::iter(selected.iter().map(|t| bigquery.get_table(t)))
+    let lookups: Vec<_> = selected
+        .iter()
+        .cloned()
+        .map(|t| {
+            let bigquery = bigquery.clone();
+            async move { bigquery.get_table(&t).await }
+        })
+        .collect();
+    let resources: Vec<Table> = futures::stream::iter(lookups)
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
@@ -139,8 +170,11 @@ pub async fn plan_backup(
         let planned = PlannedTable {
             table,
             kind,
-            rows: resource.num_rows.map(|v| v.0).unwrap_or(0),
-            bytes: resource.num_bytes.map(|v| u64::try_from(v.0).unwrap_or(0)).unwrap_or(0),
+            rows: resource.num_rows.unwrap_or(0),
+            bytes: resource
+                .num_bytes
+                .map(|v| u64::try_from(v).unwrap_or(0))
+                .unwrap_or(0),
             resource,
         };
         match kind {
@@ -159,7 +193,10 @@ pub async fn plan_backup(
         }
     }
     if !format_problems.is_empty() {
-        return Err(Error::invalid("the format cannot hold the selected tables", format_problems));
+        return Err(Error::invalid(
+            "the format cannot hold the selected tables",
+            format_problems,
+        ));
     }
 
     Ok(BackupPlan {
@@ -179,7 +216,9 @@ pub async fn plan_backup(
         overwrite: spec.overwrite,
         reason: spec.reason.clone(),
         labels: spec.labels.clone(),
-        expires_at: spec.ttl_days.map(|d| now + chrono::Duration::days(i64::from(d))),
+        expires_at: spec
+            .ttl_days
+            .map(|d| now + chrono::Duration::days(i64::from(d))),
         estimated_rows: tables.iter().map(|t| t.rows).sum(),
         estimated_bytes: tables.iter().map(|t| t.bytes).sum(),
         datasets,
@@ -194,9 +233,17 @@ pub async fn plan_backup(
 fn nested_column(table: &Table) -> Option<String> {
     fn find(fields: &[TableFieldSchema], prefix: &str) -> Option<String> {
         fields.iter().find_map(|f| {
-            let name = if prefix.is_empty() { f.name.clone() } else { format!("{prefix}.{}", f.name) };
+            let name = if prefix.is_empty() {
+                f.name.clone()
+            } else {
+                format!("{prefix}.{}", f.name)
+            };
             let nested = matches!(f.r#type.as_str(), "RECORD" | "STRUCT") || f.mode == "REPEATED";
-            if nested { Some(name) } else { find(&f.fields, &name) }
+            if nested {
+                Some(name)
+            } else {
+                find(&f.fields, &name)
+            }
         })
     }
     find(&table.schema.as_ref()?.fields, "")

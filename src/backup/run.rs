@@ -12,16 +12,24 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::BackupPlan;
+use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
-use crate::catalog::{self, DatasetEntry, FormatEntry, Manifest, MANIFEST_VERSION, TableEntry, Totals};
+use crate::catalog::{
+    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
+};
 use crate::domain::TableRef;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Store, layout};
 
 /// Marks a backup id as taken while its backup runs; removed once the manifest is written.
 const CLAIM: &str = "_claim.json";
+
+/// Called as each table finishes (progress bars, job state).
+pub type TableDoneCallback = Arc<dyn Fn(&TableReport) + Send + Sync>;
+
+/// One table's outcome.
+type TableOutcome = (TableRef, Result<(TableEntry, TableReport), Error>);
 
 /// What a backup runs with.
 #[derive(Clone)]
@@ -30,8 +38,7 @@ pub struct BackupContext {
     pub store: Store,
     /// Cancelled to stop the backup (job cancel, shutdown): no manifest is written.
     pub cancel: CancellationToken,
-    /// Called as each table finishes (progress bars, job state).
-    pub on_table_done: Option<Arc<dyn Fn(&TableReport) + Send + Sync>>,
+    pub on_table_done: Option<TableDoneCallback>,
 }
 
 /// The answer to a finished backup.
@@ -73,7 +80,9 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
 
     let result = export_all(plan, ctx, &os).await;
     let result = match result {
-        Ok((entries, reports)) => commit(plan, ctx, started_at, entries).await.map(|manifest| (manifest, reports)),
+        Ok((entries, reports)) => commit(plan, ctx, started_at, entries)
+            .await
+            .map(|manifest| (manifest, reports)),
         Err(e) => Err(e),
     };
     match result {
@@ -90,7 +99,11 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
                 compression: plan.compression.as_str().to_string(),
                 manifest: format!("{}/{}", plan.storage_uri, layout::manifest(&plan.backup_id)),
                 tables,
-                views: plan.definitions.iter().map(|d| d.table.to_string()).collect(),
+                views: plan
+                    .definitions
+                    .iter()
+                    .map(|d| d.table.to_string())
+                    .collect(),
                 totals: manifest.totals,
                 started_at,
                 finished_at,
@@ -109,23 +122,39 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
 /// Takes the backup id, refusing one that is committed (always) or being written by another
 /// backup (unless `overwrite`, which replaces an incomplete attempt).
 async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> Result<(), Error> {
-    if catalog::read_manifest(store, &plan.backup_id).await?.is_some() {
+    if catalog::read_manifest(store, &plan.backup_id)
+        .await?
+        .is_some()
+    {
         return Err(Error::conflict(format!(
             "backup {} already exists in {}: a complete backup is never overwritten",
             plan.backup_id, plan.storage_uri
         )));
     }
-    let path = layout::backup_dir(&plan.backup_id).child(CLAIM);
+    let path = layout::backup_dir(&plan.backup_id).clone().join(CLAIM);
     let body = serde_json::json!({ "backupId": plan.backup_id, "claimedAt": Utc::now(), "host": hostname() }).to_string();
-    match os.put_opts(&path, PutPayload::from(body.clone()), PutMode::Create.into()).await {
+    match os
+        .put_opts(
+            &path,
+            PutPayload::from(body.clone()),
+            PutMode::Create.into(),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) if plan.overwrite => {
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) if plan.overwrite => {
             tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
             remove_backup_files(os, plan).await;
-            os.put(&path, PutPayload::from(body)).await.map_err(|e| storage_error(&path, e))?;
+            os.put(&path, PutPayload::from(body))
+                .await
+                .map_err(|e| storage_error(&path, e))?;
             Ok(())
         }
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(Error::conflict(format!(
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Err(Error::conflict(format!(
             "backup {} in {} is being written by another backup or was left incomplete; \
              retry later, or set overwrite: true to replace an incomplete attempt",
             plan.backup_id, plan.storage_uri
@@ -142,41 +171,21 @@ async fn export_all(
     os: &Arc<dyn ObjectStore>,
 ) -> Result<(Vec<TableEntry>, Vec<TableReport>), Error> {
     let stop = ctx.cancel.child_token();
-    let results: Vec<(TableRef, Result<(TableEntry, TableReport), Error>)> = futures::stream::iter(plan.tables.iter())
-        .map(|planned| {
-            let stop = stop.clone();
-            async move {
-                let started = Instant::now();
-                let result = if stop.is_cancelled() {
-                    Err(Error::new(ErrorKind::Internal, "cancelled"))
-                } else {
-                    export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await
-                };
-                let result = result.map(|entry| {
-                    let report = TableReport {
-                        table: planned.table.to_string(),
-                        rows: entry.rows,
-                        bytes: entry.bytes,
-                        files: entry.files.len(),
-                        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                    };
-                    if let Some(callback) = &ctx.on_table_done {
-                        callback(&report);
-                    }
-                    (entry, report)
-                });
-                if result.is_err() {
-                    stop.cancel();
-                }
-                (planned.table.clone(), result)
-            }
-        })
+    let exports: Vec<_> = plan
+        .tables
+        .iter()
+        .map(|planned| export_one(plan, ctx, os, planned, stop.clone()))
+        .collect();
+    let results: Vec<TableOutcome> = futures::stream::iter(exports)
         .buffer_unordered(plan.max_parallel_tables.max(1))
         .collect()
         .await;
 
     if ctx.cancel.is_cancelled() {
-        return Err(Error::conflict(format!("backup {} was cancelled", plan.backup_id)));
+        return Err(Error::conflict(format!(
+            "backup {} was cancelled",
+            plan.backup_id
+        )));
     }
     let mut entries = Vec::new();
     let mut reports = Vec::new();
@@ -197,13 +206,69 @@ async fn export_all(
         reports.sort_by(|a, b| a.table.cmp(&b.table));
         return Ok((entries, reports));
     }
-    let kind = failures.iter().map(|(_, e)| e.kind()).find(|k| *k != ErrorKind::Upstream).unwrap_or(ErrorKind::Upstream);
-    let details = failures.iter().map(|(t, e)| FieldError::new(t.to_string(), e.to_string())).collect::<Vec<_>>();
-    let names = failures.iter().map(|(t, _)| t.to_string()).collect::<Vec<_>>().join(", ");
-    Err(Error::new(kind, format!("backup {} failed for {}: no manifest was written", plan.backup_id, names)).with_details(details))
+    let kind = failures
+        .iter()
+        .map(|(_, e)| e.kind())
+        .find(|k| *k != ErrorKind::Upstream)
+        .unwrap_or(ErrorKind::Upstream);
+    let details = failures
+        .iter()
+        .map(|(t, e)| FieldError::new(t.to_string(), e.to_string()))
+        .collect::<Vec<_>>();
+    let names = failures
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::new(
+        kind,
+        format!(
+            "backup {} failed for {}: no manifest was written",
+            plan.backup_id, names
+        ),
+    )
+    .with_details(details))
 }
 
-async fn commit(plan: &BackupPlan, ctx: &BackupContext, started_at: DateTime<Utc>, mut tables: Vec<TableEntry>) -> Result<Manifest, Error> {
+/// One table of [`export_all`]: skipped once `stop` fired, and firing it when it fails.
+async fn export_one(
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+    os: &Arc<dyn ObjectStore>,
+    planned: &PlannedTable,
+    stop: CancellationToken,
+) -> TableOutcome {
+    let started = Instant::now();
+    let result = if stop.is_cancelled() {
+        Err(Error::new(ErrorKind::Internal, "cancelled"))
+    } else {
+        export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await
+    };
+    let result = result.map(|entry| {
+        let report = TableReport {
+            table: planned.table.to_string(),
+            rows: entry.rows,
+            bytes: entry.bytes,
+            files: entry.files.len(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        if let Some(callback) = &ctx.on_table_done {
+            callback(&report);
+        }
+        (entry, report)
+    });
+    if result.is_err() {
+        stop.cancel();
+    }
+    (planned.table.clone(), result)
+}
+
+async fn commit(
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+    started_at: DateTime<Utc>,
+    mut tables: Vec<TableEntry>,
+) -> Result<Manifest, Error> {
     for planned in &plan.definitions {
         tables.push(TableEntry {
             table: planned.table.clone(),
@@ -214,14 +279,23 @@ async fn commit(plan: &BackupPlan, ctx: &BackupContext, started_at: DateTime<Utc
                 .view
                 .as_ref()
                 .map(|v| v.query.clone())
-                .or_else(|| planned.resource.materialized_view.as_ref().map(|m| m.query.clone())),
+                .or_else(|| {
+                    planned
+                        .resource
+                        .materialized_view
+                        .as_ref()
+                        .map(|m| m.query.clone())
+                }),
             arrow_schema: None,
             rows: 0,
             bytes: 0,
             files: Vec::new(),
         });
     }
-    let data: Vec<&TableEntry> = tables.iter().filter(|t| !t.files.is_empty() || t.definition.is_none()).collect();
+    let data: Vec<&TableEntry> = tables
+        .iter()
+        .filter(|t| !t.files.is_empty() || t.definition.is_none())
+        .collect();
     let totals = Totals {
         tables: data.len() as u64,
         rows: data.iter().map(|t| t.rows).sum(),
@@ -230,7 +304,7 @@ async fn commit(plan: &BackupPlan, ctx: &BackupContext, started_at: DateTime<Utc
     };
     let manifest = Manifest {
         manifest_version: MANIFEST_VERSION,
-        backup_id: plan.backup_id.clone(),
+        backup_id: plan.backup_id,
         status: "COMPLETE".into(),
         snapshot_time: plan.snapshot_time,
         created_at: started_at,
@@ -260,14 +334,17 @@ async fn commit(plan: &BackupPlan, ctx: &BackupContext, started_at: DateTime<Utc
         tables,
     };
     if ctx.cancel.is_cancelled() {
-        return Err(Error::conflict(format!("backup {} was cancelled", plan.backup_id)));
+        return Err(Error::conflict(format!(
+            "backup {} was cancelled",
+            plan.backup_id
+        )));
     }
     catalog::write_manifest(&ctx.store, &manifest).await?;
     Ok(manifest)
 }
 
 async fn release_claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
-    let path = layout::backup_dir(&plan.backup_id).child(CLAIM);
+    let path = layout::backup_dir(&plan.backup_id).clone().join(CLAIM);
     if let Err(e) = os.delete(&path).await {
         tracing::warn!(object_key = %path, error = %e, "removing the backup claim failed");
     }
@@ -277,7 +354,14 @@ async fn release_claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
 /// Never called once a manifest is written.
 async fn remove_backup_files(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
     let prefix = layout::backup_dir(&plan.backup_id);
-    let paths: Vec<Path> = match os.list(Some(&prefix)).map(|m| m.map(|m| m.location)).collect::<Vec<_>>().await.into_iter().collect() {
+    let paths: Vec<Path> = match os
+        .list(Some(&prefix))
+        .map(|m| m.map(|m| m.location))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+    {
         Ok(paths) => paths,
         Err(e) => {
             tracing::warn!(backup_id = %plan.backup_id, error = %e, "listing files to clean up failed");

@@ -30,10 +30,10 @@ pub(crate) async fn export_table(
     let schema = reader.schema();
     let files = Arc::new(TableFiles {
         store,
-        backup_id: plan.backup_id.clone(),
+        backup_id: plan.backup_id,
         table: planned.table.clone(),
         schema: schema.clone(),
-        encode: plan.encode.clone(),
+        encode: plan.encode,
         file_size_bytes: plan.file_size_bytes,
         next_index: AtomicUsize::new(0),
     });
@@ -42,7 +42,11 @@ pub(crate) async fn export_table(
         let stream = reader.stream(i);
         async move { files.export_stream(stream, cancel).await }
     });
-    let mut entries: Vec<_> = futures::future::try_join_all(streams).await?.into_iter().flatten().collect();
+    let mut entries: Vec<_> = futures::future::try_join_all(streams)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
 
     let rows = entries.iter().map(|f| f.rows).sum();
@@ -62,23 +66,34 @@ pub(crate) async fn export_table(
 
 /// The table resource as stored in the manifest.
 pub(crate) fn table_resource(planned: &PlannedTable) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(&planned.resource).map_err(|e| Error::internal(format!("table resource of {}: {e}", planned.table)))
+    serde_json::to_value(&planned.resource)
+        .map_err(|e| Error::internal(format!("table resource of {}: {e}", planned.table)))
 }
 
 /// The Arrow schema as an IPC schema message, base64: exact types for decoding text formats.
 pub(crate) fn encode_arrow_schema(schema: &arrow::datatypes::Schema) -> String {
     let data_gen = arrow::ipc::writer::IpcDataGenerator::default();
     let mut tracker = arrow::ipc::writer::DictionaryTracker::new(false);
-    let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(schema, &mut tracker, &arrow::ipc::writer::IpcWriteOptions::default());
+    let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(
+        schema,
+        &mut tracker,
+        &arrow::ipc::writer::IpcWriteOptions::default(),
+    );
     let mut framed = Vec::with_capacity(encoded.ipc_message.len() + 8);
     framed.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-    framed.extend_from_slice(&u32::try_from(encoded.ipc_message.len()).unwrap_or(u32::MAX).to_le_bytes());
+    framed.extend_from_slice(
+        &u32::try_from(encoded.ipc_message.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
     framed.extend_from_slice(&encoded.ipc_message);
     base64::engine::general_purpose::STANDARD.encode(framed)
 }
 
 /// Inverse of [`encode_arrow_schema`].
 pub fn decode_arrow_schema(text: &str) -> Result<arrow::datatypes::Schema, String> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| e.to_string())?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| e.to_string())?;
     arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).map_err(|e| e.to_string())
 }

@@ -8,10 +8,16 @@ use crate::error::{Error, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
 
 /// Validates a parsed backup request. The error (400) lists every problem by JSON path.
-pub fn validate_backup_request(request: BackupRequest, now: DateTime<Utc>) -> Result<(BackupSpec, EncodeOptions), Error> {
+pub fn validate_backup_request(
+    request: BackupRequest,
+    now: DateTime<Utc>,
+) -> Result<(BackupSpec, EncodeOptions), Error> {
     let (export, base) = export_options(&request);
     let fallback = FormatChoice {
-        format: export.and_then(|e| e.format.clone()).filter(|f| !f.trim().is_empty()).unwrap_or_else(|| "AVRO".into()),
+        format: export
+            .and_then(|e| e.format.clone())
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| "AVRO".into()),
         format_field: format!("{base}.format"),
         compression: export
             .and_then(|e| e.compression.clone())
@@ -26,14 +32,20 @@ pub fn validate_backup_request(request: BackupRequest, now: DateTime<Utc>) -> Re
                 compression: spec.compression.clone(),
                 compression_field: spec.compression_field.clone(),
             };
-            let mut encode = choice.check().map_err(|p| Error::invalid("the backup request is invalid", p))?;
+            let mut encode = choice
+                .check()
+                .map_err(|p| Error::invalid("the backup request is invalid", p))?;
             encode.csv_header = spec.csv_header;
             encode.csv_delimiter = spec.field_delimiter;
             Ok((spec, encode))
         }
         Err(mut problems) => {
             if let Err(more) = fallback.check() {
-                problems.extend(more.into_iter().filter(|m| !problems.iter().any(|p| p.field == m.field)));
+                for m in more {
+                    if !problems.iter().any(|p| p.field == m.field) {
+                        problems.push(m);
+                    }
+                }
             }
             Err(Error::invalid("the backup request is invalid", problems))
         }
@@ -43,14 +55,24 @@ pub fn validate_backup_request(request: BackupRequest, now: DateTime<Utc>) -> Re
 /// Where the export options are (either place; the domain rejects both at once).
 fn export_options(request: &BackupRequest) -> (Option<&ExportOptions>, &'static str) {
     let storage = request.backup_storage.as_ref();
-    if let Some(e) = storage.and_then(|s| s.gcs_options.as_ref()).and_then(|g| g.export_options.as_ref()) {
+    if let Some(e) = storage
+        .and_then(|s| s.gcs_options.as_ref())
+        .and_then(|g| g.export_options.as_ref())
+    {
         return (Some(e), "backupStorage.gcsOptions.exportOptions");
     }
     if let Some(e) = storage.and_then(|s| s.export_options.as_ref()) {
         return (Some(e), "backupStorage.exportOptions");
     }
     let uses_gcs = storage.is_some_and(|s| s.gcs_options.is_some());
-    (None, if uses_gcs { "backupStorage.gcsOptions.exportOptions" } else { "backupStorage.exportOptions" })
+    (
+        None,
+        if uses_gcs {
+            "backupStorage.gcsOptions.exportOptions"
+        } else {
+            "backupStorage.exportOptions"
+        },
+    )
 }
 
 struct FormatChoice {
@@ -68,15 +90,27 @@ impl FormatChoice {
             .map_err(|e| vec![FieldError::new(self.format_field.clone(), e.to_string())])?;
         let compression = match &self.compression {
             None => format.default_compression(),
-            Some(c) => c
-                .parse::<Compression>()
-                .map_err(|e| vec![FieldError::new(self.compression_field.clone(), e.to_string())])?,
+            Some(c) => c.parse::<Compression>().map_err(|e| {
+                vec![FieldError::new(
+                    self.compression_field.clone(),
+                    e.to_string(),
+                )]
+            })?,
         };
         if !format.allowed_compressions().contains(&compression) {
-            let allowed: Vec<&str> = format.allowed_compressions().iter().map(|c| c.as_str()).collect();
+            let allowed: Vec<&str> = format
+                .allowed_compressions()
+                .iter()
+                .map(|c| c.as_str())
+                .collect();
             return Err(vec![FieldError::new(
                 self.compression_field.clone(),
-                format!("{} files cannot be compressed with {}; allowed: {}", format.as_str(), compression.as_str(), allowed.join(", ")),
+                format!(
+                    "{} files cannot be compressed with {}; allowed: {}",
+                    format.as_str(),
+                    compression.as_str(),
+                    allowed.join(", ")
+                ),
             )]);
         }
         let mut encode = EncodeOptions::new(format);
@@ -95,15 +129,36 @@ mod tests {
     }
 
     fn check(body: serde_json::Value) -> Result<(BackupSpec, EncodeOptions), Error> {
-        validate_backup_request(parse_backup_request(body.to_string().as_bytes()).unwrap(), now())
+        validate_backup_request(
+            parse_backup_request(body.to_string().as_bytes()).unwrap(),
+            now(),
+        )
     }
 
     #[test]
     fn the_java_examples_validate_with_their_formats() {
-        let (_, encode) = check(serde_json::from_str(include_str!("../../examples/java-compat/backup_request.json")).unwrap()).unwrap();
-        assert_eq!((encode.format, encode.compression), (Format::Csv, Compression::Gzip));
-        let (_, encode) = check(serde_json::from_str(include_str!("../../examples/java-compat/backup_request_minimal.json")).unwrap()).unwrap();
-        assert_eq!((encode.format, encode.compression), (Format::Avro, Format::Avro.default_compression()));
+        let (_, encode) = check(
+            serde_json::from_str(include_str!(
+                "../../examples/java-compat/backup_request.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (encode.format, encode.compression),
+            (Format::Csv, Compression::Gzip)
+        );
+        let (_, encode) = check(
+            serde_json::from_str(include_str!(
+                "../../examples/java-compat/backup_request_minimal.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (encode.format, encode.compression),
+            (Format::Avro, Format::Avro.default_compression())
+        );
     }
 
     #[test]
@@ -113,7 +168,10 @@ mod tests {
             "backupStorage": {"uri": "s3://b/p", "exportOptions": {"format": "CSV", "compression": "SNAPPY"}}
         }))
         .unwrap_err();
-        assert_eq!(err.details()[0].field, "backupStorage.exportOptions.compression");
+        assert_eq!(
+            err.details()[0].field,
+            "backupStorage.exportOptions.compression"
+        );
         assert!(err.details()[0].message.contains("SNAPPY"), "{err}");
     }
 
@@ -126,6 +184,9 @@ mod tests {
         .unwrap_err();
         let fields: Vec<&str> = err.details().iter().map(|d| d.field.as_str()).collect();
         assert!(fields.contains(&"bigQuery.projectId"), "{fields:?}");
-        assert!(fields.contains(&"backupStorage.gcsOptions.exportOptions.format"), "{fields:?}");
+        assert!(
+            fields.contains(&"backupStorage.gcsOptions.exportOptions.format"),
+            "{fields:?}"
+        );
     }
 }

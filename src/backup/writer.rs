@@ -42,7 +42,11 @@ pub(crate) struct TableFiles {
 
 impl TableFiles {
     /// Exports every batch of `stream`; returns the files written (none for an empty stream).
-    pub(crate) async fn export_stream(self: &Arc<Self>, mut stream: BatchStream, cancel: &CancellationToken) -> Result<Vec<FileEntry>, Error> {
+    pub(crate) async fn export_stream(
+        self: &Arc<Self>,
+        mut stream: BatchStream,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<FileEntry>, Error> {
         let mut files = Vec::new();
         let mut current: Option<OpenFile> = None;
         loop {
@@ -57,7 +61,9 @@ impl TableFiles {
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
-                    if let Some(f) = current.take() { f.abort().await; }
+                    if let Some(f) = current.take() {
+                        f.abort().await;
+                    }
                     return Err(e.into());
                 }
             };
@@ -69,10 +75,14 @@ impl TableFiles {
                 None => current.insert(self.open_file()?),
             };
             if let Err(e) = file.write(batch).await {
-                if let Some(f) = current.take() { f.abort().await; }
+                if let Some(f) = current.take() {
+                    f.abort().await;
+                }
                 return Err(e);
             }
-            if current.as_ref().is_some_and(|f| f.size >= self.file_size_bytes)
+            if current
+                .as_ref()
+                .is_some_and(|f| f.size >= self.file_size_bytes)
                 && let Some(f) = current.take()
             {
                 files.push(f.finish(&self.store).await?);
@@ -93,7 +103,10 @@ impl TableFiles {
         Ok(OpenFile {
             path,
             store: self.store.clone(),
-            state: Some(EncodeState { encoder, hasher: Sha256::new() }),
+            state: Some(EncodeState {
+                encoder,
+                hasher: Sha256::new(),
+            }),
             buffered: Vec::new(),
             buffered_len: 0,
             upload: None,
@@ -125,7 +138,10 @@ struct OpenFile {
 
 impl OpenFile {
     async fn write(&mut self, batch: RecordBatch) -> Result<(), Error> {
-        let mut state = self.state.take().ok_or_else(|| Error::internal("file already finished"))?;
+        let mut state = self
+            .state
+            .take()
+            .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
         let (state, output) = on_rayon(move || -> Result<(EncodeState, Bytes), Error> {
             state
@@ -148,14 +164,21 @@ impl OpenFile {
         }
         self.written += output.len() as u64;
         if let Some(upload) = self.upload.as_mut() {
-            upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| upload_error(&self.path, e))?;
+            upload
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| upload_error(&self.path, e))?;
             upload.write(&output);
             return Ok(());
         }
         self.buffered_len += output.len();
         self.buffered.push(output);
         if self.buffered_len >= PART_SIZE {
-            let multipart = self.store.put_multipart(&self.path).await.map_err(|e| upload_error(&self.path, e))?;
+            let multipart = self
+                .store
+                .put_multipart(&self.path)
+                .await
+                .map_err(|e| upload_error(&self.path, e))?;
             let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
             for chunk in self.buffered.drain(..) {
                 upload.write(&chunk);
@@ -167,10 +190,16 @@ impl OpenFile {
     }
 
     async fn finish(mut self, store: &Arc<dyn ObjectStore>) -> Result<FileEntry, Error> {
-        let state = self.state.take().ok_or_else(|| Error::internal("file already finished"))?;
+        let state = self
+            .state
+            .take()
+            .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
         let (rows, tail, sha256) = on_rayon(move || -> Result<(u64, Bytes, String), Error> {
-            let EncodeState { encoder, mut hasher } = state;
+            let EncodeState {
+                encoder,
+                mut hasher,
+            } = state;
             let rows = encoder.rows();
             let tail = encoder
                 .finish()
@@ -182,9 +211,15 @@ impl OpenFile {
         let bytes = self.written + tail.len() as u64;
         match self.upload.take() {
             Some(mut upload) => {
-                upload.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| upload_error(&self.path, e))?;
+                upload
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| upload_error(&self.path, e))?;
                 upload.write(&tail);
-                upload.finish().await.map_err(|e| upload_error(&self.path, e))?;
+                upload
+                    .finish()
+                    .await
+                    .map_err(|e| upload_error(&self.path, e))?;
             }
             None => {
                 let mut parts: Vec<Bytes> = std::mem::take(&mut self.buffered);

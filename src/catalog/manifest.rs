@@ -121,16 +121,21 @@ impl Manifest {
 /// An existing manifest is a conflict, never overwritten.
 pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Error> {
     let path = layout::manifest(&manifest.backup_id);
-    let body = serde_json::to_vec_pretty(manifest).map_err(|e| Error::internal(format!("manifest serialization failed: {e}")))?;
+    let body = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::internal(format!("manifest serialization failed: {e}")))?;
     match store
         .object_store()
         .put_opts(&path, PutPayload::from(body), PutMode::Create.into())
         .await
     {
         Ok(_) => Ok(()),
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(Error::conflict(
-            format!("backup {} already exists in {}", manifest.backup_id, store.uri()),
-        )),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Err(Error::conflict(format!(
+            "backup {} already exists in {}",
+            manifest.backup_id,
+            store.uri()
+        ))),
         Err(e) => Err(Error::upstream(format!("writing {path} failed")).with_source(e)),
     }
 }
@@ -139,23 +144,37 @@ pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Er
 pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manifest>, Error> {
     let path = layout::manifest(id);
     let bytes = match store.object_store().get(&path).await {
-        Ok(r) => r.bytes().await.map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?,
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(Error::upstream(format!("reading {path} failed")).with_source(e)),
     };
-    let version: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::new(ErrorKind::Upstream, format!("{path} is not valid JSON: {e}")))?;
-    match version.get("manifestVersion").and_then(serde_json::Value::as_u64) {
+    let version: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Upstream,
+            format!("{path} is not valid JSON: {e}"),
+        )
+    })?;
+    match version
+        .get("manifestVersion")
+        .and_then(serde_json::Value::as_u64)
+    {
         Some(v) if v == u64::from(MANIFEST_VERSION) => {}
         Some(v) => {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                format!("{path} has manifest version {v}; this bq-backup reads version {MANIFEST_VERSION}: upgrade it"),
+                format!(
+                    "{path} has manifest version {v}; this bq-backup reads version {MANIFEST_VERSION}: upgrade it"
+                ),
             ));
         }
         None => return Err(Error::upstream(format!("{path} has no manifestVersion"))),
     }
-    serde_json::from_value(version)
-        .map(Some)
-        .map_err(|e| Error::upstream(format!("{path} does not match manifest version {MANIFEST_VERSION}: {e}")))
+    serde_json::from_value(version).map(Some).map_err(|e| {
+        Error::upstream(format!(
+            "{path} does not match manifest version {MANIFEST_VERSION}: {e}"
+        ))
+    })
 }

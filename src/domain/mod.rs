@@ -30,7 +30,6 @@ pub use restore_request::{
 pub use selection::TableSelector;
 pub use storage_uri::{StorageScheme, StorageUri, StorageUriError};
 
-
 /// Google Cloud project ids: 6–30 chars, lower-case letters, digits and hyphens, starting with a
 /// letter, not ending with a hyphen. Domain-scoped ids (`example.com:my-proj`) are allowed too.
 pub fn is_valid_project_id(id: &str) -> bool {

@@ -23,20 +23,25 @@ pub fn backup_dir(id: &BackupId) -> Path {
 }
 
 pub fn manifest(id: &BackupId) -> Path {
-    backup_dir(id).child(MANIFEST)
+    backup_dir(id).clone().join(MANIFEST)
 }
 
 /// `backups/{id}/{project}/{dataset}/{table}`.
 pub fn table_dir(id: &BackupId, table: &TableRef) -> Path {
     backup_dir(id)
-        .child(PathPart::from(table.project.as_str()))
-        .child(PathPart::from(table.dataset.as_str()))
-        .child(PathPart::from(table.table.as_str()))
+        .clone()
+        .join(PathPart::from(table.project.as_str()))
+        .clone()
+        .join(PathPart::from(table.dataset.as_str()))
+        .clone()
+        .join(PathPart::from(table.table.as_str()))
 }
 
 /// `backups/{id}/{project}/{dataset}/{table}/part-{index:05}.{extension}`.
 pub fn data_file(id: &BackupId, table: &TableRef, index: usize, extension: &str) -> Path {
-    table_dir(id, table).child(format!("part-{index:05}.{extension}"))
+    table_dir(id, table)
+        .clone()
+        .join(format!("part-{index:05}.{extension}"))
 }
 
 #[cfg(test)]
@@ -47,8 +52,14 @@ mod tests {
     fn keys_follow_the_documented_layout() {
         let id = BackupId::parse("20261121_075959").unwrap();
         let t = TableRef::new("p-1", "shop", "orders");
-        assert_eq!(manifest(&id).as_ref(), "backups/20261121_075959/manifest.json");
-        assert_eq!(data_file(&id, &t, 3, "csv.gz").as_ref(), "backups/20261121_075959/p-1/shop/orders/part-00003.csv.gz");
+        assert_eq!(
+            manifest(&id).as_ref(),
+            "backups/20261121_075959/manifest.json"
+        );
+        assert_eq!(
+            data_file(&id, &t, 3, "csv.gz").as_ref(),
+            "backups/20261121_075959/p-1/shop/orders/part-00003.csv.gz"
+        );
     }
 
     #[test]
@@ -58,6 +69,10 @@ mod tests {
         let b = table_dir(&id, &TableRef::new("p", "d", "my table/ü"));
         assert_ne!(a, b);
         assert_eq!(a.parts().count(), 5, "{a}");
-        assert_eq!(b.parts().count(), 5, "a slash in a name does not add a level: {b}");
+        assert_eq!(
+            b.parts().count(),
+            5,
+            "a slash in a name does not add a level: {b}"
+        );
     }
 }

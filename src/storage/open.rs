@@ -46,10 +46,12 @@ impl StorageConfig {
             source,
         };
         let bucket = || {
-            uri.bucket().map(str::to_string).ok_or_else(|| StorageError::Config {
-                uri: text.clone(),
-                message: "bucket name missing".into(),
-            })
+            uri.bucket()
+                .map(str::to_string)
+                .ok_or_else(|| StorageError::Config {
+                    uri: text.clone(),
+                    message: "bucket name missing".into(),
+                })
         };
         let base: Arc<dyn ObjectStore> = match uri.scheme() {
             StorageScheme::Gs => Arc::new(self.gcs(&bucket()?).map_err(|e| match e {
