@@ -13,7 +13,8 @@ use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
 use bq_backup::bigquery::BigQueryConfig;
 use bq_backup::config::{Settings, settings_markdown};
-use bq_backup::domain::parse_backup_request;
+use bq_backup::domain::{parse_backup_request, parse_restore_request};
+use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
 use bq_backup::storage::StorageConfig;
 use bq_backup::telemetry;
 
@@ -42,6 +43,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run a restore from a request file (the body `POST /api/v1/restore` takes), without a
+    /// server. Prints the JSON result on stdout.
+    Restore {
+        /// The request JSON file (`-` for standard input).
+        #[arg(long, short)]
+        request: PathBuf,
+        /// Only print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print every setting with its default and meaning (Markdown), then check the current ones.
     Config,
 }
@@ -51,6 +62,7 @@ impl Cli {
         match self.command {
             Command::Serve => serve().await,
             Command::Backup { request, dry_run } => backup(&request, dry_run).await,
+            Command::Restore { request, dry_run } => restore(&request, dry_run).await,
             Command::Config => {
                 print!("{}", settings_markdown());
                 Settings::from_env()?;
@@ -133,5 +145,31 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let report = report?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings);
+    let body = read_request(path)?;
+    let request = parse_restore_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
+    let spec = request
+        .validate()
+        .map_err(|problems| anyhow::anyhow!(bq_backup::Error::invalid("the restore request is invalid", problems)))?;
+    let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
+    let store = StorageConfig::from_settings(&settings).open(&spec.storage)?;
+    let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables).await?;
+    if dry_run || spec.dry_run {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?);
+        return Ok(());
+    }
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(format!("restoring {} tables of backup {}", plan.tables.len(), plan.backup_id));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = run_restore(&plan, &RestoreContext { bigquery, store, cancel }).await;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())
 }

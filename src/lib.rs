@@ -15,6 +15,7 @@
 //! - [`formats`]: Arrow ↔ AVRO/CSV/PARQUET/JSON bytes — no network.
 //! - [`backup`]: request → [`backup::BackupPlan`] → files + manifest.
 //! - [`catalog`]: the manifest (commit point of a backup).
+//! - [`restore`]: request → [`restore::RestorePlan`] → tables recreated and loaded.
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -26,6 +27,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod formats;
+pub mod restore;
 pub mod storage;
 pub mod telemetry;
 

@@ -6,6 +6,7 @@
 mod backup;
 mod error;
 mod health;
+mod restore;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/api/v1/backup", post(backup::start_backup))
+        .route("/api/v1/restore", post(restore::start_restore))
         .with_state(state)
         // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
         .layer(

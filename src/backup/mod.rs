@@ -18,7 +18,7 @@ pub use validate::validate_backup_request;
 
 /// Runs CPU-bound work (encoding, hashing) on the rayon pool, never on the async runtime's
 /// threads, and awaits its result. A panic in `f` becomes an internal error.
-pub(crate) async fn on_rayon<F, R>(f: F) -> Result<R, crate::Error>
+pub async fn on_rayon<F, R>(f: F) -> Result<R, crate::Error>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,

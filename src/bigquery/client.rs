@@ -92,10 +92,8 @@ pub struct BigQuery {
 pub(super) struct Inner {
     pub(super) datasets: DatasetService,
     pub(super) tables: TableService,
-    #[allow(dead_code)] // used by extract/load jobs (backup fast path, restore from gs://)
     pub(super) jobs: JobService,
     pub(super) read: Read,
-    #[allow(dead_code)] // used by the Storage Write client (restore)
     pub(super) credentials: Credentials,
     pub(super) config: BigQueryConfig,
 }

@@ -7,14 +7,17 @@
 //!
 //! Depends on `config`, `domain` and `error`; never on `api`, `storage` or `formats`.
 
+mod admin;
 mod client;
 mod error;
+mod load;
 mod metadata;
 mod read;
 pub mod retry;
 
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;
+pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
 

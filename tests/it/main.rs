@@ -6,5 +6,6 @@ mod backup;
 mod bigquery;
 mod config;
 mod health;
+mod restore;
 mod helpers;
 mod storage;

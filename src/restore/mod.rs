@@ -1,0 +1,15 @@
+//! Restore: a validated request becomes a [`RestorePlan`] (which backup, which tables, under
+//! which names, refusing to overwrite anything before any data moves — a dry run stops there),
+//! which [`run_restore`] executes: datasets and tables recreated from the manifest (never schema
+//! autodetect), every file verified (SHA-256, row count, decodes) while it streams into one
+//! BigQuery load job per table, views recreated last.
+//!
+//! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
+
+mod plan;
+mod resources;
+mod run;
+mod table;
+
+pub use plan::{RestorePlan, RestoreTable, plan_restore};
+pub use run::{RestoreContext, RestoreReport, TableRestoreReport, run_restore};

@@ -1,0 +1,195 @@
+//! Request → restore plan: the backup (by id or the latest), the tables and their target names,
+//! and every refusal (missing backup, dataset or table: 404; a target that would be overwritten
+//! against the write disposition: 409) found before any data moves.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::Serialize;
+
+use crate::bigquery::{BigQuery, TableKind};
+use crate::catalog::{self, Manifest};
+use crate::domain::{BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition};
+use crate::error::{Error, FieldError};
+use crate::storage::{Store, layout};
+
+/// What a restore will do. Serialised as the dry-run answer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePlan {
+    pub backup_id: BackupId,
+    pub storage_uri: String,
+    pub source_project: String,
+    pub target_project: String,
+    pub write_disposition: &'static str,
+    pub location: Option<String>,
+    pub datasets: Vec<RestoreDataset>,
+    pub tables: Vec<RestoreTable>,
+    pub views: Vec<RestoreTable>,
+    pub max_parallel_tables: usize,
+    pub warnings: Vec<FieldError>,
+    #[serde(skip)]
+    pub manifest: Arc<Manifest>,
+    #[serde(skip)]
+    pub disposition: WriteDisposition,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreDataset {
+    pub source: DatasetRef,
+    pub target: DatasetRef,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreTable {
+    pub source: TableRef,
+    pub target: TableRef,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    /// The target exists already (appended to or truncated, as the request says).
+    pub target_exists: bool,
+}
+
+pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec, default_parallel_tables: usize) -> Result<RestorePlan, Error> {
+    let manifest = find_manifest(store, spec).await?;
+    let source_project = manifest
+        .tables
+        .first()
+        .map(|t| t.table.project.clone())
+        .or_else(|| manifest.datasets.first().map(|d| d.project.clone()))
+        .unwrap_or_default();
+    let mut missing = Vec::new();
+    if let Some(asked) = &spec.source_project
+        && !manifest.tables.is_empty()
+        && asked != &source_project
+    {
+        missing.push(FieldError::new(
+            "restoreStorage.gcsOptions.projectIdOfBackup",
+            format!("backup {} holds project {source_project}, not {asked}", manifest.backup_id),
+        ));
+    }
+    for ds in spec.datasets.iter().flatten() {
+        if !manifest.datasets.iter().any(|d| &d.dataset == ds) {
+            missing.push(FieldError::new("bigQuery.datasetsToRestore", format!("dataset {ds} is not in backup {}", manifest.backup_id)));
+        }
+    }
+    for choice in &spec.tables {
+        let found = manifest
+            .tables
+            .iter()
+            .any(|t| t.table.table == choice.table && choice.dataset.as_deref().is_none_or(|d| d == t.table.dataset));
+        if !found {
+            let name = choice.dataset.as_ref().map_or(choice.table.clone(), |d| format!("{d}.{}", choice.table));
+            missing.push(FieldError::new("tables", format!("table {name} is not in backup {}", manifest.backup_id)));
+        }
+    }
+    if !missing.is_empty() {
+        let text: Vec<&str> = missing.iter().map(|m| m.message.as_str()).collect();
+        return Err(Error::not_found(text.join("; ")).with_details(missing));
+    }
+
+    let target_of = |dataset: &str| DatasetRef::new(spec.target_project.clone(), spec.target_dataset(dataset));
+    let datasets: Vec<RestoreDataset> = manifest
+        .datasets
+        .iter()
+        .filter(|d| spec.selects_dataset(&d.dataset))
+        .map(|d| RestoreDataset {
+            source: DatasetRef::new(d.project.clone(), d.dataset.clone()),
+            target: target_of(&d.dataset),
+            location: spec.location.clone().or_else(|| Some(d.location.clone()).filter(|l| !l.is_empty())),
+        })
+        .collect();
+
+    let mut tables = Vec::new();
+    let mut views = Vec::new();
+    let mut conflicts = Vec::new();
+    for entry in manifest.tables.iter().filter(|t| spec.selects_table(&t.table.dataset, &t.table.table)) {
+        let target = target_of(&entry.table.dataset).table(entry.table.table.clone());
+        let existing = bigquery.find_table(&target).await?;
+        let is_view = matches!(entry.kind, TableKind::View | TableKind::MaterializedView);
+        if let Some(existing) = &existing {
+            let has_rows = existing.num_rows.unwrap_or(0) > 0;
+            if spec.write_disposition == WriteDisposition::WriteEmpty && (has_rows || is_view) {
+                conflicts.push(FieldError::new(
+                    target.to_string(),
+                    if is_view {
+                        format!("view {target} exists; set writeDisposition WRITE_TRUNCATE to replace it")
+                    } else {
+                        format!("table {target} is not empty; set writeDisposition WRITE_TRUNCATE or WRITE_APPEND to write into it")
+                    },
+                ));
+            }
+        }
+        let planned = RestoreTable {
+            source: entry.table.clone(),
+            target,
+            rows: entry.rows,
+            bytes: entry.bytes,
+            files: entry.files.len(),
+            target_exists: existing.is_some(),
+        };
+        if is_view { views.push(planned) } else { tables.push(planned) }
+    }
+    if !conflicts.is_empty() {
+        let names: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
+        return Err(Error::conflict(format!("restore would overwrite {} (writeDisposition WRITE_EMPTY)", names.join(", "))).with_details(conflicts));
+    }
+    Ok(RestorePlan {
+        backup_id: manifest.backup_id,
+        storage_uri: store.uri().to_string(),
+        source_project,
+        target_project: spec.target_project.clone(),
+        write_disposition: spec.write_disposition.as_str(),
+        location: spec.location.clone(),
+        datasets,
+        tables,
+        views,
+        max_parallel_tables: spec
+            .max_parallel_tables
+            .map(|n| n as usize)
+            .unwrap_or(default_parallel_tables)
+            .clamp(1, default_parallel_tables.max(1)),
+        warnings: spec.warnings.clone(),
+        manifest: Arc::new(manifest),
+        disposition: spec.write_disposition,
+    })
+}
+
+/// The manifest of the requested backup, or of the newest complete one for `latest`.
+async fn find_manifest(store: &Store, spec: &RestoreSpec) -> Result<Manifest, Error> {
+    let not_found = |message: String| Error::not_found(message.clone()).with_details(vec![FieldError::new(spec.backup_field.clone(), message)]);
+    match &spec.backup {
+        BackupSelector::Id(id) => catalog::read_manifest(store, id)
+            .await?
+            .ok_or_else(|| not_found(format!("no complete backup {id} in {}", store.uri()))),
+        BackupSelector::Latest => {
+            for id in backup_ids(store.object_store()).await? {
+                if let Some(manifest) = catalog::read_manifest(store, &id).await? {
+                    return Ok(manifest);
+                }
+            }
+            Err(not_found(format!("no complete backup in {}", store.uri())))
+        }
+    }
+}
+
+/// Backup ids under `backups/`, newest first.
+pub(crate) async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId>, Error> {
+    let listing = os
+        .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
+        .await
+        .map_err(|e| Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e))?;
+    let mut ids: Vec<BackupId> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(|name| BackupId::parse(name).ok()))
+        .collect();
+    ids.sort();
+    ids.reverse();
+    Ok(ids)
+}

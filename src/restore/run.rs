@@ -1,0 +1,138 @@
+//! Executes a [`RestorePlan`]: datasets, then tables (bounded fan-out; each all-or-nothing),
+//! then views with their references pointed at the restored datasets.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{RestorePlan, RestoreTable};
+use super::resources::{dataset_for_create, rewrite_view_query, table_for_create};
+use super::table::restore_table;
+use crate::bigquery::BigQuery;
+use crate::domain::{DatasetRef, WriteDisposition};
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::storage::Store;
+
+#[derive(Clone)]
+pub struct RestoreContext {
+    pub bigquery: BigQuery,
+    pub store: Store,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreReport {
+    pub backup_id: String,
+    pub status: &'static str,
+    pub storage_uri: String,
+    pub source_project: String,
+    pub target_project: String,
+    pub tables: Vec<TableRestoreReport>,
+    pub views: Vec<String>,
+    pub rows: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub warnings: Vec<FieldError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableRestoreReport {
+    pub source: String,
+    pub target: String,
+    pub rows: u64,
+    pub duration_ms: u64,
+}
+
+pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<RestoreReport, Error> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    for ds in &plan.datasets {
+        let recorded = plan
+            .manifest
+            .datasets
+            .iter()
+            .find(|d| d.dataset == ds.source.dataset)
+            .map(|d| d.resource.clone())
+            .unwrap_or_default();
+        let resource = dataset_for_create(&recorded, &ds.target, ds.location.as_deref())?;
+        if ctx.bigquery.create_dataset(&ds.target, resource).await? {
+            tracing::info!(dataset = %ds.target, "dataset created");
+        }
+    }
+
+    let restores: Vec<_> = plan.tables.iter().map(|t| restore_one(plan, ctx, t)).collect();
+    let results: Vec<(&RestoreTable, Result<TableRestoreReport, Error>)> =
+        futures::stream::iter(restores).buffer_unordered(plan.max_parallel_tables).collect().await;
+    let mut tables = Vec::new();
+    let mut failures = Vec::new();
+    for (table, result) in results {
+        match result {
+            Ok(report) => tables.push(report),
+            Err(e) => failures.push((table, e)),
+        }
+    }
+    if !failures.is_empty() {
+        let kind = failures.iter().map(|(_, e)| e.kind()).find(|k| *k != ErrorKind::Upstream).unwrap_or(ErrorKind::Upstream);
+        let names: Vec<String> = failures.iter().map(|(t, _)| t.target.to_string()).collect();
+        let details = failures.iter().map(|(t, e)| FieldError::new(t.target.to_string(), e.to_string())).collect();
+        let restored = if tables.is_empty() { String::new() } else { format!("; {} other tables were restored", tables.len()) };
+        return Err(Error::new(kind, format!("restoring {} failed: nothing of these tables was written{restored}", names.join(", "))).with_details(details));
+    }
+    tables.sort_by(|a, b| a.target.cmp(&b.target));
+
+    let views = restore_views(plan, ctx).await?;
+    Ok(RestoreReport {
+        backup_id: plan.backup_id.to_string(),
+        status: "SUCCEEDED",
+        storage_uri: plan.storage_uri.clone(),
+        source_project: plan.source_project.clone(),
+        target_project: plan.target_project.clone(),
+        rows: tables.iter().map(|t| t.rows).sum(),
+        tables,
+        views,
+        started_at,
+        finished_at: Utc::now(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        warnings: plan.warnings.clone(),
+    })
+}
+
+async fn restore_one<'a>(plan: &'a RestorePlan, ctx: &'a RestoreContext, table: &'a RestoreTable) -> (&'a RestoreTable, Result<TableRestoreReport, Error>) {
+    let started = Instant::now();
+    if ctx.cancel.is_cancelled() {
+        return (table, Err(Error::conflict("the restore was cancelled")));
+    }
+    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table).await.map(|rows| TableRestoreReport {
+        source: table.source.to_string(),
+        target: table.target.to_string(),
+        rows,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    (table, result)
+}
+
+/// Views after the tables they read, their SQL pointed at the restored datasets.
+async fn restore_views(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Vec<String>, Error> {
+    let mappings: Vec<(DatasetRef, DatasetRef)> = plan.datasets.iter().map(|d| (d.source.clone(), d.target.clone())).collect();
+    let mut done = Vec::new();
+    for view in &plan.views {
+        let Some(entry) = plan.manifest.table(&view.source) else { continue };
+        let query = entry.definition.as_deref().map(|q| rewrite_view_query(q, &mappings));
+        if view.target_exists {
+            if plan.disposition != WriteDisposition::WriteTruncate {
+                continue;
+            }
+            ctx.bigquery.delete_table(&view.target).await?;
+        }
+        let resource = table_for_create(&entry.resource, &view.target, query, Utc::now())?;
+        ctx.bigquery.create_table(&view.target, resource).await?;
+        done.push(view.target.to_string());
+    }
+    Ok(done)
+}
