@@ -7,4 +7,5 @@ mod bigquery;
 mod config;
 mod health;
 mod helpers;
+mod independent;
 mod storage;
