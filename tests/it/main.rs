@@ -4,6 +4,7 @@
 
 mod backup;
 mod bigquery;
+mod cli;
 mod config;
 mod health;
 mod helpers;
