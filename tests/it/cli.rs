@@ -170,7 +170,7 @@ async fn an_invalid_request_file_exits_non_zero_naming_each_field() {
             vec!["bigQuery.projectId", "backupStorage.exportOptions.format"],
         ),
         (
-            json!({ "bigQuery": { "projectId": PROJECT }, "backupStorage": { "uri": "s3://b/x" },
+            json!({ "bigQuery": { "projectId": PROJECT }, "backupStorage": { "uri": "s3://bqb-test/x" },
                     "unexpected": 1 }),
             vec!["unexpected"],
         ),
