@@ -2,6 +2,9 @@
 //! `timestamp`, span fields, and `logging.googleapis.com/trace` when the request carried a trace
 //! header), or human-readable output on a terminal.
 //!
+//! Logs go to stderr: the CLI's stdout carries only its JSON result (`bq-backup backup … | jq`),
+//! and Cloud Run and GKE read structured JSON from stderr as from stdout.
+//!
 //! Depends only on `config`.
 
 use std::io::IsTerminal;
@@ -29,7 +32,7 @@ pub fn init(settings: &Settings) {
     let json = match settings.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let layer = if json {
         tracing_subscriber::fmt::layer()
@@ -37,9 +40,13 @@ pub fn init(settings: &Settings) {
             .event_format(CloudLogging {
                 project_id: settings.project_id.clone(),
             })
+            .with_writer(std::io::stderr)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_target(false).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     // Err only means a subscriber is already installed (a second app in the same test process).
     let _ = tracing_subscriber::registry()

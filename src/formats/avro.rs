@@ -18,9 +18,11 @@
 //! | REPEATED | `array` |
 //! | NULLABLE | union `["null", T]` |
 //!
-//! The header also holds the exact Arrow schema (IPC-encoded, key [`ARROW_SCHEMA_KEY`]), which
-//! Avro cannot express (field metadata such as `ARROW:extension:name`, the `"UTC"` zone name);
-//! Avro readers ignore unknown header keys.
+//! The header also holds the exact Arrow schema (IPC-encoded, then base64, key
+//! [`ARROW_SCHEMA_KEY`]), which Avro cannot express (field metadata such as
+//! `ARROW:extension:name`, the `"UTC"` zone name); Avro readers ignore unknown header keys. Base64
+//! because some readers (fastavro) decode every header value as UTF-8 and refuse the whole file
+//! otherwise; raw IPC bytes, as early files hold them, are still read.
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use arrow_avro::compression::CompressionCodec;
 use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::writer::format::AvroOcfFormat;
 use arrow_avro::writer::{Writer, WriterBuilder};
+use base64::Engine;
 use bytes::Bytes;
 
 use super::compression::SharedBuffer;
@@ -189,7 +192,12 @@ fn with_arrow_schema(header: &[u8], schema: &Schema) -> Option<Vec<u8>> {
     out.push(THREE_ENTRIES);
     out.extend_from_slice(&header[MAGIC.len() + 1..end_of_map]);
     write_avro_bytes(&mut out, ARROW_SCHEMA_KEY.as_bytes());
-    write_avro_bytes(&mut out, &ipc);
+    write_avro_bytes(
+        &mut out,
+        base64::engine::general_purpose::STANDARD
+            .encode(&ipc)
+            .as_bytes(),
+    );
     out.extend_from_slice(&header[end_of_map..]);
     Some(out)
 }
@@ -303,8 +311,12 @@ pub(super) fn read_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
     let reader = ReaderBuilder::new()
         .build(bytes)
         .map_err(|e| corrupt(e.to_string()))?;
-    if let Some(ipc) = reader.avro_header().get(ARROW_SCHEMA_KEY) {
-        return schema_from_ipc(ipc);
+    if let Some(value) = reader.avro_header().get(ARROW_SCHEMA_KEY) {
+        // Base64 text since fastavro refused raw bytes; raw IPC (starts with 0xFF) before that.
+        let ipc = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap_or_else(|_| value.to_vec());
+        return schema_from_ipc(&ipc);
     }
     Ok(bigquery_labels(&reader.schema()))
 }
@@ -325,6 +337,22 @@ mod tests {
         );
         let schema = read_embedded_schema(&bytes, Format::Avro).unwrap();
         assert_eq!(schema, batch.schema());
+    }
+
+    #[test]
+    fn every_avro_header_value_is_utf8_text_so_fastavro_opens_the_file() {
+        let batch = all_types_batch(2);
+        let bytes = encode(&[batch], &EncodeOptions::new(Format::Avro));
+        let reader = ReaderBuilder::new().build(&bytes[..]).unwrap();
+        let header = reader.avro_header();
+        assert!(header.get(ARROW_SCHEMA_KEY).is_some());
+        for (key, value) in header.metadata() {
+            assert!(
+                std::str::from_utf8(value).is_ok(),
+                "{} is not UTF-8",
+                String::from_utf8_lossy(key)
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{
     BUCKET, BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows,
-    init_crypto, spawn_app, unique_dataset,
+    create_flat_table, init_crypto, spawn_app, unique_dataset,
 };
 
 fn open_store(uri: &str) -> Store {
@@ -177,38 +177,6 @@ async fn backs_up_all_types(scheme: &str, format: &str, compression: Option<&str
         .rsplit_once("part-00000.")
         .map(|(_, e)| e.to_string());
     assert!(extension.is_some(), "{:?}", manifest.tables[0].files);
-}
-
-/// `flat`: the all-types table without RECORD/REPEATED columns (for CSV).
-async fn create_flat_table(fixtures: &BigQueryFixtures, dataset: &str) {
-    let fields: Vec<Value> = crate::helpers::all_types_schema()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["type"] != "RECORD" && f["mode"] != "REPEATED")
-        .cloned()
-        .collect();
-    let names: Vec<String> = fields
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_string())
-        .collect();
-    fixtures
-        .create_table(dataset, json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "flat" }, "labels": { "kind": "fixture" }, "schema": { "fields": fields } }))
-        .await;
-    let rows = crate::helpers::all_types_rows()
-        .into_iter()
-        .map(|r| {
-            Value::Object(
-                r.as_object()
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, _)| names.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        })
-        .collect();
-    fixtures.insert_rows(dataset, "flat", rows).await;
 }
 
 macro_rules! format_store_matrix {

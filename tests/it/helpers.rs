@@ -53,6 +53,11 @@ impl TestServices {
     }
 
     pub fn settings_with(&self, extra: &[(&str, &str)]) -> Settings {
+        Settings::from_vars(self.env_with(extra)).expect("test settings are valid")
+    }
+
+    /// The environment variables behind [`Self::settings_with`], for a child `bq-backup` process.
+    pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = [
             ("PORT", "0"),
             ("BQB_HOST", "127.0.0.1"),
@@ -72,7 +77,7 @@ impl TestServices {
         .collect();
         vars.retain(|(k, _)| !extra.iter().any(|(ek, _)| ek == k));
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Settings::from_vars(vars).expect("test settings are valid")
+        vars
     }
 }
 
@@ -238,6 +243,38 @@ impl BigQueryFixtures {
             .collect();
         self.insert_rows(dataset, "all_types", rows).await;
     }
+}
+
+/// `flat`: the all-types table without RECORD/REPEATED columns (for CSV).
+pub async fn create_flat_table(fixtures: &BigQueryFixtures, dataset: &str) {
+    let fields: Vec<Value> = all_types_schema()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["type"] != "RECORD" && f["mode"] != "REPEATED")
+        .cloned()
+        .collect();
+    let names: Vec<String> = fields
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    fixtures
+        .create_table(dataset, json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "flat" }, "labels": { "kind": "fixture" }, "schema": { "fields": fields } }))
+        .await;
+    let rows = all_types_rows()
+        .into_iter()
+        .map(|r| {
+            Value::Object(
+                r.as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, _)| names.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    fixtures.insert_rows(dataset, "flat", rows).await;
 }
 
 pub fn all_types_schema() -> Value {

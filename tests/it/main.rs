@@ -4,8 +4,10 @@
 
 mod backup;
 mod bigquery;
+mod cli;
 mod config;
 mod health;
 mod restore;
 mod helpers;
+mod independent;
 mod storage;

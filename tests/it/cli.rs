@@ -1,0 +1,212 @@
+//! The `bq-backup` binary as a user runs it: `backup --request FILE` against the test services,
+//! configured only through its environment (the same variables the in-process tests use).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{BigQueryFixtures, PROJECT, TestServices, unique_dataset};
+
+/// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
+/// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
+fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+    command
+        .args(args)
+        .env_clear()
+        .envs(TestServices::get().env_with(extra));
+    for inherited in ["PATH", "HOME", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(inherited) {
+            command.env(inherited, value);
+        }
+    }
+    command.output().expect("the bq-backup binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The whole of stdout as one JSON document: anything else there (a log line) breaks `| jq`.
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        )
+    })
+}
+
+/// A dataset with the all-types table, and a request backing it up as PARQUET into `root`.
+async fn dataset_and_request(dir: &Path, root: &Path) -> (String, std::path::PathBuf) {
+    let dataset = unique_dataset("cli");
+    BigQueryFixtures::new()
+        .create_all_types_dataset(&dataset)
+        .await;
+    let request = json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": {
+            "uri": format!("file://{}", root.display()),
+            "exportOptions": { "format": "PARQUET" }
+        },
+        "reason": "cli test"
+    });
+    let file = dir.join("request.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&request).unwrap()).unwrap();
+    (dataset, file)
+}
+
+#[tokio::test]
+async fn the_cli_backs_up_a_dataset_and_prints_the_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let (dataset, request) = dataset_and_request(dir.path(), &root).await;
+
+    let output = bq_backup(&["backup", "--request", request.to_str().unwrap()], &[]);
+    assert!(
+        output.status.success(),
+        "exit {}: {}",
+        output.status,
+        text(&output.stderr)
+    );
+    let report = stdout_json(&output);
+    assert_eq!(report["status"], "SUCCEEDED", "{report}");
+    let backup_id = report["backupId"].as_str().expect("backupId");
+    assert_eq!(report["totals"]["rows"], 3, "{report}");
+    assert!(report["totals"]["files"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(
+        report["tables"][0]["table"],
+        format!("{PROJECT}.{dataset}.all_types")
+    );
+    assert_eq!(report["tables"][0]["rows"], 3);
+
+    let manifest_uri = report["manifest"].as_str().expect("manifest");
+    let manifest_path = manifest_uri
+        .strip_prefix("file://")
+        .unwrap_or_else(|| panic!("a file:// manifest: {manifest_uri}"));
+    assert_eq!(
+        Path::new(manifest_path),
+        root.join("backups").join(backup_id).join("manifest.json")
+    );
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(manifest_path).expect("the manifest exists where the summary says"),
+    )
+    .unwrap();
+    assert_eq!(manifest["backupId"], backup_id);
+    assert_eq!(manifest["status"], "COMPLETE");
+    assert_eq!(manifest["reason"], "cli test");
+    assert_eq!(manifest["totals"]["rows"], 3);
+    for file in manifest["tables"][0]["files"].as_array().unwrap() {
+        let path = root.join(file["path"].as_str().unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            file["bytes"].as_u64(),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_cli_prints_only_json_on_stdout_at_the_default_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let (_, request) = dataset_and_request(dir.path(), &root).await;
+    // Logs go to stderr: `bq-backup backup … | jq` must see the summary and nothing else.
+    let output = bq_backup(
+        &["backup", "--request", request.to_str().unwrap()],
+        &[("BQB_LOG_LEVEL", "info")],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(stdout_json(&output)["status"], "SUCCEEDED");
+}
+
+#[tokio::test]
+async fn the_cli_dry_run_prints_the_plan_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    let (dataset, request) = dataset_and_request(dir.path(), &root).await;
+
+    let output = bq_backup(
+        &[
+            "backup",
+            "--request",
+            request.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let answer = stdout_json(&output);
+    assert_eq!(answer["dryRun"], true, "{answer}");
+    let plan = &answer["plan"];
+    assert!(plan["backupId"].as_str().is_some(), "{answer}");
+    assert_eq!(plan["format"], "PARQUET");
+    let tables = plan["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 1, "{answer}");
+    assert_eq!(tables[0]["table"]["datasetId"], dataset.as_str());
+    assert_eq!(tables[0]["table"]["tableId"], "all_types");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "a dry run writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_request_file_exits_non_zero_naming_each_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (
+            json!({
+                "bigQuery": { "projectId": "Not A Project" },
+                "backupStorage": { "uri": format!("file://{}", root.display()),
+                                   "exportOptions": { "format": "XML" } }
+            }),
+            vec!["bigQuery.projectId", "backupStorage.exportOptions.format"],
+        ),
+        (
+            json!({ "bigQuery": { "projectId": PROJECT }, "backupStorage": { "uri": "s3://bqb-test/x" },
+                    "unexpected": 1 }),
+            vec!["unexpected"],
+        ),
+    ];
+    for (i, (body, fields)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.json"));
+        std::fs::write(&file, body.to_string()).unwrap();
+        let output = bq_backup(&["backup", "--request", file.to_str().unwrap()], &[]);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "case {i} succeeded: {stderr}");
+        for field in fields {
+            assert!(
+                stderr.contains(field),
+                "case {i}: {field} not named: {stderr}"
+            );
+        }
+        assert!(
+            output.stdout.is_empty(),
+            "case {i}: stdout: {}",
+            text(&output.stdout)
+        );
+    }
+    assert!(!root.exists(), "nothing written");
+
+    let output = bq_backup(
+        &[
+            "backup",
+            "--request",
+            dir.path().join("missing.json").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("missing.json"),
+        "{}",
+        text(&output.stderr)
+    );
+}
