@@ -152,23 +152,42 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings);
     let body = read_request(path)?;
-    let request = parse_restore_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
-    let spec = request
-        .validate()
-        .map_err(|problems| anyhow::anyhow!(bq_backup::Error::invalid("the restore request is invalid", problems)))?;
+    let request =
+        parse_restore_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
+    let spec = request.validate().map_err(|problems| {
+        anyhow::anyhow!(bq_backup::Error::invalid(
+            "the restore request is invalid",
+            problems
+        ))
+    })?;
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
     let store = StorageConfig::from_settings(&settings).open(&spec.storage)?;
     let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables).await?;
     if dry_run || spec.dry_run {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?
+        );
         return Ok(());
     }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     let bar = ProgressBar::new_spinner();
-    bar.set_message(format!("restoring {} tables of backup {}", plan.tables.len(), plan.backup_id));
+    bar.set_message(format!(
+        "restoring {} tables of backup {}",
+        plan.tables.len(),
+        plan.backup_id
+    ));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let report = run_restore(&plan, &RestoreContext { bigquery, store, cancel }).await;
+    let report = run_restore(
+        &plan,
+        &RestoreContext {
+            bigquery,
+            store,
+            cancel,
+        },
+    )
+    .await;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())

@@ -165,7 +165,7 @@ mod tests {
     fn a_compression_the_format_cannot_use_is_named() {
         let err = check(serde_json::json!({
             "bigQuery": {"projectId": "test-project"},
-            "backupStorage": {"uri": "s3://b/p", "exportOptions": {"format": "CSV", "compression": "SNAPPY"}}
+            "backupStorage": {"uri": "s3://bqb-test/p", "exportOptions": {"format": "CSV", "compression": "SNAPPY"}}
         }))
         .unwrap_err();
         assert_eq!(

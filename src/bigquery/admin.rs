@@ -8,7 +8,11 @@ use crate::domain::{DatasetRef, TableRef};
 
 impl BigQuery {
     /// Creates a dataset. `Ok(false)` when it already exists (left as it is).
-    pub async fn create_dataset(&self, dataset: &DatasetRef, resource: Dataset) -> Result<bool, BigQueryError> {
+    pub async fn create_dataset(
+        &self,
+        dataset: &DatasetRef,
+        resource: Dataset,
+    ) -> Result<bool, BigQueryError> {
         match self
             .inner
             .datasets
@@ -21,13 +25,21 @@ impl BigQuery {
             Ok(_) => Ok(true),
             Err(e) => {
                 let err = BigQueryError::api(format!("datasets.insert({dataset})"), e);
-                if err.kind() == crate::ErrorKind::Conflict { Ok(false) } else { Err(err) }
+                if err.kind() == crate::ErrorKind::Conflict {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
             }
         }
     }
 
     /// Creates a table from a full resource (schema, partitioning, clustering, labels, ...).
-    pub async fn create_table(&self, table: &TableRef, resource: Table) -> Result<Table, BigQueryError> {
+    pub async fn create_table(
+        &self,
+        table: &TableRef,
+        resource: Table,
+    ) -> Result<Table, BigQueryError> {
         self.inner
             .tables
             .insert_table()
@@ -54,7 +66,11 @@ impl BigQuery {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = BigQueryError::api(format!("tables.delete({table})"), e);
-                if err.kind() == crate::ErrorKind::NotFound { Ok(()) } else { Err(err) }
+                if err.kind() == crate::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
         }
     }

@@ -44,9 +44,17 @@ pub struct LoadUpload {
 impl BigQuery {
     /// Starts a load job upload. `configuration` is the job's `configuration` JSON object
     /// (`{"load": {...}}`), with the destination, explicit schema, format and dispositions.
-    pub async fn start_load_upload(&self, project: &str, location: Option<&str>, configuration: Value) -> Result<LoadUpload, Error> {
+    pub async fn start_load_upload(
+        &self,
+        project: &str,
+        location: Option<&str>,
+        configuration: Value,
+    ) -> Result<LoadUpload, Error> {
         let http = reqwest::Client::new();
-        let url = format!("{}/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable", self.inner.config.endpoint);
+        let url = format!(
+            "{}/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable",
+            self.inner.config.endpoint
+        );
         let mut job = json!({ "configuration": configuration });
         if let Some(location) = location {
             job["jobReference"] = json!({ "projectId": project, "location": location });
@@ -60,7 +68,9 @@ impl BigQuery {
             .body(job.to_string())
             .send()
             .await
-            .map_err(|e| Error::upstream(format!("starting a load upload to {project} failed: {e}")))?;
+            .map_err(|e| {
+                Error::upstream(format!("starting a load upload to {project} failed: {e}"))
+            })?;
         if !resp.status().is_success() {
             return Err(http_error("starting a load upload", resp).await);
         }
@@ -68,7 +78,9 @@ impl BigQuery {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::upstream("BigQuery answered a resumable upload without a session URI"))?
+            .ok_or_else(|| {
+                Error::upstream("BigQuery answered a resumable upload without a session URI")
+            })?
             .to_string();
         Ok(LoadUpload {
             client: self.clone(),
@@ -84,20 +96,36 @@ impl BigQuery {
     /// Headers carrying the caller's credentials (none when anonymous).
     async fn auth_headers(&self) -> Result<http::HeaderMap, Error> {
         use google_cloud_auth::credentials::CacheableResource;
-        match self.inner.credentials.headers(http::Extensions::new()).await {
+        match self
+            .inner
+            .credentials
+            .headers(http::Extensions::new())
+            .await
+        {
             Ok(CacheableResource::New { data, .. }) => Ok(data),
             Ok(CacheableResource::NotModified) => Ok(http::HeaderMap::new()),
-            Err(e) => Err(Error::new(ErrorKind::Unauthenticated, format!("no credentials for BigQuery: {e}"))),
+            Err(e) => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                format!("no credentials for BigQuery: {e}"),
+            )),
         }
     }
 
     /// Waits until a job is DONE and returns its outcome; a job error becomes an error.
-    pub async fn wait_for_load(&self, project: &str, location: Option<&str>, job: Value) -> Result<LoadOutcome, Error> {
+    pub async fn wait_for_load(
+        &self,
+        project: &str,
+        location: Option<&str>,
+        job: Value,
+    ) -> Result<LoadOutcome, Error> {
         let mut job = job;
         let started = std::time::Instant::now();
         loop {
             let state = job["status"]["state"].as_str().unwrap_or_default();
-            let job_id = job["jobReference"]["jobId"].as_str().unwrap_or_default().to_string();
+            let job_id = job["jobReference"]["jobId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if state == "DONE" {
                 if let Some(err) = job["status"].get("errorResult").filter(|e| !e.is_null()) {
                     let reason = err["reason"].as_str().unwrap_or("error");
@@ -109,25 +137,42 @@ impl BigQuery {
                         "accessDenied" => ErrorKind::PermissionDenied,
                         _ => ErrorKind::Upstream,
                     };
-                    return Err(Error::new(kind, format!("load job {job_id} failed ({reason}): {message}")));
+                    return Err(Error::new(
+                        kind,
+                        format!("load job {job_id} failed ({reason}): {message}"),
+                    ));
                 }
                 let output_rows = job["statistics"]["load"]["outputRows"]
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .or_else(|| job["statistics"]["load"]["outputRows"].as_u64())
                     .unwrap_or(0);
-                return Ok(LoadOutcome { job_id, output_rows });
+                return Ok(LoadOutcome {
+                    job_id,
+                    output_rows,
+                });
             }
             if started.elapsed() > JOB_TIMEOUT {
-                return Err(Error::upstream(format!("load job {job_id} did not finish in {JOB_TIMEOUT:?}")));
+                return Err(Error::upstream(format!(
+                    "load job {job_id} did not finish in {JOB_TIMEOUT:?}"
+                )));
             }
             tokio::time::sleep(JOB_POLL_INTERVAL).await;
-            let mut request = self.inner.jobs.get_job().set_project_id(project).set_job_id(&job_id);
+            let mut request = self
+                .inner
+                .jobs
+                .get_job()
+                .set_project_id(project)
+                .set_job_id(&job_id);
             if let Some(location) = location {
                 request = request.set_location(location);
             }
-            let fresh = request.send().await.map_err(|e| Error::from(BigQueryError::api(format!("jobs.get({job_id})"), e)))?;
-            job = serde_json::to_value(&fresh).map_err(|e| Error::internal(format!("job resource: {e}")))?;
+            let fresh = request
+                .send()
+                .await
+                .map_err(|e| Error::from(BigQueryError::api(format!("jobs.get({job_id})"), e)))?;
+            job = serde_json::to_value(&fresh)
+                .map_err(|e| Error::internal(format!("job resource: {e}")))?;
         }
     }
 }
@@ -139,7 +184,11 @@ impl LoadUpload {
         self.pending.extend_from_slice(bytes);
         while self.pending.len() > UPLOAD_CHUNK {
             let chunk = self.pending.split_to(UPLOAD_CHUNK).freeze();
-            let range = format!("bytes {}-{}/*", self.sent, self.sent + chunk.len() as u64 - 1);
+            let range = format!(
+                "bytes {}-{}/*",
+                self.sent,
+                self.sent + chunk.len() as u64 - 1
+            );
             self.put(chunk, range, false).await?;
         }
         Ok(())
@@ -157,17 +206,26 @@ impl LoadUpload {
     /// Sends the final chunk (creating the load job) and waits for the job to finish.
     pub async fn finish(mut self) -> Result<LoadOutcome, Error> {
         if self.pending.is_empty() {
-            return Err(Error::internal("a load upload must carry at least one byte"));
+            return Err(Error::internal(
+                "a load upload must carry at least one byte",
+            ));
         }
         let chunk = std::mem::take(&mut self.pending).freeze();
         let total = self.sent + chunk.len() as u64;
         let range = format!("bytes {}-{}/{total}", self.sent, total - 1);
         let job = self.put(chunk, range, true).await?.unwrap_or(Value::Null);
-        self.client.wait_for_load(&self.project, self.location.as_deref(), job).await
+        self.client
+            .wait_for_load(&self.project, self.location.as_deref(), job)
+            .await
     }
 
     /// Sends one chunk, retrying transient failures. Returns the job resource for the final one.
-    async fn put(&mut self, chunk: Bytes, range: String, last: bool) -> Result<Option<Value>, Error> {
+    async fn put(
+        &mut self,
+        chunk: Bytes,
+        range: String,
+        last: bool,
+    ) -> Result<Option<Value>, Error> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -186,14 +244,14 @@ impl LoadUpload {
                     return Ok(None);
                 }
                 Ok(resp) if resp.status().is_success() && last => {
-                    let job: Value = resp
-                        .json()
-                        .await
-                        .map_err(|e| Error::upstream(format!("the load job answer is not JSON: {e}")))?;
+                    let job: Value = resp.json().await.map_err(|e| {
+                        Error::upstream(format!("the load job answer is not JSON: {e}"))
+                    })?;
                     self.sent += chunk.len() as u64;
                     return Ok(Some(job));
                 }
-                Ok(resp) if attempt < CHUNK_ATTEMPTS && is_transient_status(resp.status().as_u16()) => {}
+                Ok(resp)
+                    if attempt < CHUNK_ATTEMPTS && is_transient_status(resp.status().as_u16()) => {}
                 Ok(resp) => return Err(http_error("uploading load data", resp).await),
                 Err(e) if attempt < CHUNK_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {}
                 Err(e) => return Err(Error::upstream(format!("uploading load data failed: {e}"))),

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::bigquery::{BigQuery, TableKind};
 use crate::catalog::{self, Manifest};
-use crate::domain::{BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition};
+use crate::domain::{
+    BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition,
+};
 use crate::error::{Error, FieldError};
 use crate::storage::{Store, layout};
 
@@ -55,7 +57,12 @@ pub struct RestoreTable {
     pub target_exists: bool,
 }
 
-pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec, default_parallel_tables: usize) -> Result<RestorePlan, Error> {
+pub async fn plan_restore(
+    bigquery: &BigQuery,
+    store: &Store,
+    spec: &RestoreSpec,
+    default_parallel_tables: usize,
+) -> Result<RestorePlan, Error> {
     let manifest = find_manifest(store, spec).await?;
     let source_project = manifest
         .tables
@@ -70,22 +77,37 @@ pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec
     {
         missing.push(FieldError::new(
             "restoreStorage.gcsOptions.projectIdOfBackup",
-            format!("backup {} holds project {source_project}, not {asked}", manifest.backup_id),
+            format!(
+                "backup {} holds project {source_project}, not {asked}",
+                manifest.backup_id
+            ),
         ));
     }
     for ds in spec.datasets.iter().flatten() {
         if !manifest.datasets.iter().any(|d| &d.dataset == ds) {
-            missing.push(FieldError::new("bigQuery.datasetsToRestore", format!("dataset {ds} is not in backup {}", manifest.backup_id)));
+            missing.push(FieldError::new(
+                "bigQuery.datasetsToRestore",
+                format!("dataset {ds} is not in backup {}", manifest.backup_id),
+            ));
         }
     }
     for choice in &spec.tables {
-        let found = manifest
-            .tables
-            .iter()
-            .any(|t| t.table.table == choice.table && choice.dataset.as_deref().is_none_or(|d| d == t.table.dataset));
+        let found = manifest.tables.iter().any(|t| {
+            t.table.table == choice.table
+                && choice
+                    .dataset
+                    .as_deref()
+                    .is_none_or(|d| d == t.table.dataset)
+        });
         if !found {
-            let name = choice.dataset.as_ref().map_or(choice.table.clone(), |d| format!("{d}.{}", choice.table));
-            missing.push(FieldError::new("tables", format!("table {name} is not in backup {}", manifest.backup_id)));
+            let name = choice
+                .dataset
+                .as_ref()
+                .map_or(choice.table.clone(), |d| format!("{d}.{}", choice.table));
+            missing.push(FieldError::new(
+                "tables",
+                format!("table {name} is not in backup {}", manifest.backup_id),
+            ));
         }
     }
     if !missing.is_empty() {
@@ -93,7 +115,8 @@ pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec
         return Err(Error::not_found(text.join("; ")).with_details(missing));
     }
 
-    let target_of = |dataset: &str| DatasetRef::new(spec.target_project.clone(), spec.target_dataset(dataset));
+    let target_of =
+        |dataset: &str| DatasetRef::new(spec.target_project.clone(), spec.target_dataset(dataset));
     let datasets: Vec<RestoreDataset> = manifest
         .datasets
         .iter()
@@ -101,14 +124,21 @@ pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec
         .map(|d| RestoreDataset {
             source: DatasetRef::new(d.project.clone(), d.dataset.clone()),
             target: target_of(&d.dataset),
-            location: spec.location.clone().or_else(|| Some(d.location.clone()).filter(|l| !l.is_empty())),
+            location: spec
+                .location
+                .clone()
+                .or_else(|| Some(d.location.clone()).filter(|l| !l.is_empty())),
         })
         .collect();
 
     let mut tables = Vec::new();
     let mut views = Vec::new();
     let mut conflicts = Vec::new();
-    for entry in manifest.tables.iter().filter(|t| spec.selects_table(&t.table.dataset, &t.table.table)) {
+    for entry in manifest
+        .tables
+        .iter()
+        .filter(|t| spec.selects_table(&t.table.dataset, &t.table.table))
+    {
         let target = target_of(&entry.table.dataset).table(entry.table.table.clone());
         let existing = bigquery.find_table(&target).await?;
         let is_view = matches!(entry.kind, TableKind::View | TableKind::MaterializedView);
@@ -133,11 +163,19 @@ pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec
             files: entry.files.len(),
             target_exists: existing.is_some(),
         };
-        if is_view { views.push(planned) } else { tables.push(planned) }
+        if is_view {
+            views.push(planned)
+        } else {
+            tables.push(planned)
+        }
     }
     if !conflicts.is_empty() {
         let names: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
-        return Err(Error::conflict(format!("restore would overwrite {} (writeDisposition WRITE_EMPTY)", names.join(", "))).with_details(conflicts));
+        return Err(Error::conflict(format!(
+            "restore would overwrite {} (writeDisposition WRITE_EMPTY)",
+            names.join(", ")
+        ))
+        .with_details(conflicts));
     }
     Ok(RestorePlan {
         backup_id: manifest.backup_id,
@@ -162,7 +200,10 @@ pub async fn plan_restore(bigquery: &BigQuery, store: &Store, spec: &RestoreSpec
 
 /// The manifest of the requested backup, or of the newest complete one for `latest`.
 async fn find_manifest(store: &Store, spec: &RestoreSpec) -> Result<Manifest, Error> {
-    let not_found = |message: String| Error::not_found(message.clone()).with_details(vec![FieldError::new(spec.backup_field.clone(), message)]);
+    let not_found = |message: String| {
+        Error::not_found(message.clone())
+            .with_details(vec![FieldError::new(spec.backup_field.clone(), message)])
+    };
     match &spec.backup {
         BackupSelector::Id(id) => catalog::read_manifest(store, id)
             .await?
@@ -183,7 +224,9 @@ pub(crate) async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId
     let listing = os
         .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
         .await
-        .map_err(|e| Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e))?;
+        .map_err(|e| {
+            Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e)
+        })?;
     let mut ids: Vec<BackupId> = listing
         .common_prefixes
         .iter()

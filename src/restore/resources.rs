@@ -44,12 +44,22 @@ const DATASET_FIELDS: &[&str] = &[
 fn keep(resource: &Value, fields: &[&str]) -> Map<String, Value> {
     fields
         .iter()
-        .filter_map(|f| resource.get(*f).filter(|v| !v.is_null()).map(|v| (f.to_string(), v.clone())))
+        .filter_map(|f| {
+            resource
+                .get(*f)
+                .filter(|v| !v.is_null())
+                .map(|v| (f.to_string(), v.clone()))
+        })
         .collect()
 }
 
 /// The table to insert at `target`. `view_query` replaces a view's SQL (rewritten references).
-pub(crate) fn table_for_create(resource: &Value, target: &TableRef, view_query: Option<String>, now: DateTime<Utc>) -> Result<Table, Error> {
+pub(crate) fn table_for_create(
+    resource: &Value,
+    target: &TableRef,
+    view_query: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Table, Error> {
     let mut table = keep(resource, TABLE_FIELDS);
     table.insert(
         "tableReference".into(),
@@ -57,7 +67,11 @@ pub(crate) fn table_for_create(resource: &Value, target: &TableRef, view_query: 
     );
     let expired = table
         .get("expirationTime")
-        .and_then(|v| v.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| v.as_i64()))
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or_else(|| v.as_i64())
+        })
         .is_some_and(|ms| ms <= now.timestamp_millis() + 60_000);
     if expired {
         tracing::warn!(table = %target, "the recorded expiration time has passed; the restored table does not expire");
@@ -66,21 +80,39 @@ pub(crate) fn table_for_create(resource: &Value, target: &TableRef, view_query: 
     if let Some(query) = view_query {
         if let Some(view) = table.get_mut("view").and_then(Value::as_object_mut) {
             view.insert("query".into(), Value::String(query));
-        } else if let Some(mv) = table.get_mut("materializedView").and_then(Value::as_object_mut) {
+        } else if let Some(mv) = table
+            .get_mut("materializedView")
+            .and_then(Value::as_object_mut)
+        {
             mv.insert("query".into(), Value::String(query));
         }
     }
-    serde_json::from_value(Value::Object(table)).map_err(|e| Error::internal(format!("the recorded resource of {target} is not a table: {e}")))
+    serde_json::from_value(Value::Object(table)).map_err(|e| {
+        Error::internal(format!(
+            "the recorded resource of {target} is not a table: {e}"
+        ))
+    })
 }
 
 /// The dataset to insert at `target`, in `location` when given (else the recorded one).
-pub(crate) fn dataset_for_create(resource: &Value, target: &DatasetRef, location: Option<&str>) -> Result<Dataset, Error> {
+pub(crate) fn dataset_for_create(
+    resource: &Value,
+    target: &DatasetRef,
+    location: Option<&str>,
+) -> Result<Dataset, Error> {
     let mut dataset = keep(resource, DATASET_FIELDS);
-    dataset.insert("datasetReference".into(), json!({ "projectId": target.project, "datasetId": target.dataset }));
+    dataset.insert(
+        "datasetReference".into(),
+        json!({ "projectId": target.project, "datasetId": target.dataset }),
+    );
     if let Some(location) = location {
         dataset.insert("location".into(), Value::String(location.to_string()));
     }
-    serde_json::from_value(Value::Object(dataset)).map_err(|e| Error::internal(format!("the recorded resource of {target} is not a dataset: {e}")))
+    serde_json::from_value(Value::Object(dataset)).map_err(|e| {
+        Error::internal(format!(
+            "the recorded resource of {target} is not a dataset: {e}"
+        ))
+    })
 }
 
 /// Points a view's references to restored datasets at their targets: `src_project.dataset.` and
@@ -90,10 +122,22 @@ pub(crate) fn rewrite_view_query(query: &str, mappings: &[(DatasetRef, DatasetRe
     let mut out = query.to_string();
     for (source, target) in mappings {
         let forms = [
-            (format!("`{}.{}.", source.project, source.dataset), format!("`{}.{}.", target.project, target.dataset)),
-            (format!("`{}.{}`", source.project, source.dataset), format!("`{}.{}`", target.project, target.dataset)),
-            (format!("`{}`.`{}`", source.project, source.dataset), format!("`{}`.`{}`", target.project, target.dataset)),
-            (format!("{}.{}.", source.project, source.dataset), format!("{}.{}.", target.project, target.dataset)),
+            (
+                format!("`{}.{}.", source.project, source.dataset),
+                format!("`{}.{}.", target.project, target.dataset),
+            ),
+            (
+                format!("`{}.{}`", source.project, source.dataset),
+                format!("`{}.{}`", target.project, target.dataset),
+            ),
+            (
+                format!("`{}`.`{}`", source.project, source.dataset),
+                format!("`{}`.`{}`", target.project, target.dataset),
+            ),
+            (
+                format!("{}.{}.", source.project, source.dataset),
+                format!("{}.{}.", target.project, target.dataset),
+            ),
         ];
         for (from, to) in forms {
             out = out.replace(&from, &to);
@@ -124,7 +168,10 @@ mod tests {
         assert_eq!(back["description"], "orders");
         assert_eq!(back["timePartitioning"]["field"], "ts");
         assert_eq!(back["clustering"]["fields"][0], "id");
-        assert!(back.get("etag").is_none_or(|v| v == "" || v.is_null()), "{back}");
+        assert!(
+            back.get("etag").is_none_or(|v| v == "" || v.is_null()),
+            "{back}"
+        );
         assert!(back.get("numRows").is_none_or(Value::is_null), "{back}");
     }
 
@@ -135,14 +182,24 @@ mod tests {
         let future = json!({ "expirationTime": (now.timestamp_millis() + 86_400_000).to_string() });
         let t = TableRef::new("p", "d", "t");
         let past = serde_json::to_value(table_for_create(&past, &t, None, now).unwrap()).unwrap();
-        let future = serde_json::to_value(table_for_create(&future, &t, None, now).unwrap()).unwrap();
-        assert!(past.get("expirationTime").is_none_or(Value::is_null), "{past}");
-        assert!(future.get("expirationTime").is_some_and(|v| !v.is_null()), "{future}");
+        let future =
+            serde_json::to_value(table_for_create(&future, &t, None, now).unwrap()).unwrap();
+        assert!(
+            past.get("expirationTime").is_none_or(Value::is_null),
+            "{past}"
+        );
+        assert!(
+            future.get("expirationTime").is_some_and(|v| !v.is_null()),
+            "{future}"
+        );
     }
 
     #[test]
     fn view_references_to_restored_datasets_are_rewritten() {
-        let mappings = vec![(DatasetRef::new("prod-1", "shop"), DatasetRef::new("dev-1", "restored_shop"))];
+        let mappings = vec![(
+            DatasetRef::new("prod-1", "shop"),
+            DatasetRef::new("dev-1", "restored_shop"),
+        )];
         let q = "SELECT * FROM `prod-1.shop.orders` JOIN prod-1.shop.customers USING(id) JOIN `prod-1.shop2.x` USING(id)";
         assert_eq!(
             rewrite_view_query(q, &mappings),
@@ -152,8 +209,10 @@ mod tests {
 
     #[test]
     fn the_dataset_location_can_be_overridden() {
-        let resource = json!({ "location": "US", "description": "d", "labels": { "a": "b" }, "etag": "e" });
-        let ds = dataset_for_create(&resource, &DatasetRef::new("p", "restored_x"), Some("EU")).unwrap();
+        let resource =
+            json!({ "location": "US", "description": "d", "labels": { "a": "b" }, "etag": "e" });
+        let ds =
+            dataset_for_create(&resource, &DatasetRef::new("p", "restored_x"), Some("EU")).unwrap();
         let back = serde_json::to_value(&ds).unwrap();
         assert_eq!(back["location"], "EU");
         assert_eq!(back["labels"]["a"], "b");

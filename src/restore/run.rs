@@ -66,9 +66,16 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
         }
     }
 
-    let restores: Vec<_> = plan.tables.iter().map(|t| restore_one(plan, ctx, t)).collect();
+    let restores: Vec<_> = plan
+        .tables
+        .iter()
+        .map(|t| restore_one(plan, ctx, t))
+        .collect();
     let results: Vec<(&RestoreTable, Result<TableRestoreReport, Error>)> =
-        futures::stream::iter(restores).buffer_unordered(plan.max_parallel_tables).collect().await;
+        futures::stream::iter(restores)
+            .buffer_unordered(plan.max_parallel_tables)
+            .collect()
+            .await;
     let mut tables = Vec::new();
     let mut failures = Vec::new();
     for (table, result) in results {
@@ -78,11 +85,29 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
         }
     }
     if !failures.is_empty() {
-        let kind = failures.iter().map(|(_, e)| e.kind()).find(|k| *k != ErrorKind::Upstream).unwrap_or(ErrorKind::Upstream);
+        let kind = failures
+            .iter()
+            .map(|(_, e)| e.kind())
+            .find(|k| *k != ErrorKind::Upstream)
+            .unwrap_or(ErrorKind::Upstream);
         let names: Vec<String> = failures.iter().map(|(t, _)| t.target.to_string()).collect();
-        let details = failures.iter().map(|(t, e)| FieldError::new(t.target.to_string(), e.to_string())).collect();
-        let restored = if tables.is_empty() { String::new() } else { format!("; {} other tables were restored", tables.len()) };
-        return Err(Error::new(kind, format!("restoring {} failed: nothing of these tables was written{restored}", names.join(", "))).with_details(details));
+        let details = failures
+            .iter()
+            .map(|(t, e)| FieldError::new(t.target.to_string(), e.to_string()))
+            .collect();
+        let restored = if tables.is_empty() {
+            String::new()
+        } else {
+            format!("; {} other tables were restored", tables.len())
+        };
+        return Err(Error::new(
+            kind,
+            format!(
+                "restoring {} failed: nothing of these tables was written{restored}",
+                names.join(", ")
+            ),
+        )
+        .with_details(details));
     }
     tables.sort_by(|a, b| a.target.cmp(&b.target));
 
@@ -103,27 +128,42 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
     })
 }
 
-async fn restore_one<'a>(plan: &'a RestorePlan, ctx: &'a RestoreContext, table: &'a RestoreTable) -> (&'a RestoreTable, Result<TableRestoreReport, Error>) {
+async fn restore_one<'a>(
+    plan: &'a RestorePlan,
+    ctx: &'a RestoreContext,
+    table: &'a RestoreTable,
+) -> (&'a RestoreTable, Result<TableRestoreReport, Error>) {
     let started = Instant::now();
     if ctx.cancel.is_cancelled() {
         return (table, Err(Error::conflict("the restore was cancelled")));
     }
-    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table).await.map(|rows| TableRestoreReport {
-        source: table.source.to_string(),
-        target: table.target.to_string(),
-        rows,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    });
+    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table)
+        .await
+        .map(|rows| TableRestoreReport {
+            source: table.source.to_string(),
+            target: table.target.to_string(),
+            rows,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
     (table, result)
 }
 
 /// Views after the tables they read, their SQL pointed at the restored datasets.
 async fn restore_views(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Vec<String>, Error> {
-    let mappings: Vec<(DatasetRef, DatasetRef)> = plan.datasets.iter().map(|d| (d.source.clone(), d.target.clone())).collect();
+    let mappings: Vec<(DatasetRef, DatasetRef)> = plan
+        .datasets
+        .iter()
+        .map(|d| (d.source.clone(), d.target.clone()))
+        .collect();
     let mut done = Vec::new();
     for view in &plan.views {
-        let Some(entry) = plan.manifest.table(&view.source) else { continue };
-        let query = entry.definition.as_deref().map(|q| rewrite_view_query(q, &mappings));
+        let Some(entry) = plan.manifest.table(&view.source) else {
+            continue;
+        };
+        let query = entry
+            .definition
+            .as_deref()
+            .map(|q| rewrite_view_query(q, &mappings));
         if view.target_exists {
             if plan.disposition != WriteDisposition::WriteTruncate {
                 continue;

@@ -24,7 +24,12 @@ use crate::storage::Store;
 
 /// Restores `table`; returns the rows loaded.
 #[tracing::instrument(skip_all, fields(table = %table.target, backup_id = %plan.backup_id))]
-pub(crate) async fn restore_table(bigquery: &BigQuery, store: &Store, plan: &RestorePlan, table: &RestoreTable) -> Result<u64, Error> {
+pub(crate) async fn restore_table(
+    bigquery: &BigQuery,
+    store: &Store,
+    plan: &RestorePlan,
+    table: &RestoreTable,
+) -> Result<u64, Error> {
     let entry = plan
         .manifest
         .table(&table.source)
@@ -46,24 +51,47 @@ pub(crate) async fn restore_table(bigquery: &BigQuery, store: &Store, plan: &Res
     result
 }
 
-async fn load_files(bigquery: &BigQuery, store: &Store, plan: &RestorePlan, table: &RestoreTable, entry: &TableEntry) -> Result<u64, Error> {
+async fn load_files(
+    bigquery: &BigQuery,
+    store: &Store,
+    plan: &RestorePlan,
+    table: &RestoreTable,
+    entry: &TableEntry,
+) -> Result<u64, Error> {
     if entry.files.is_empty() {
         if entry.rows != 0 {
-            return Err(Error::new(ErrorKind::Upstream, format!("{} records {} rows but no files", table.source, entry.rows)));
+            return Err(Error::new(
+                ErrorKind::Upstream,
+                format!("{} records {} rows but no files", table.source, entry.rows),
+            ));
         }
         return Ok(0);
     }
     let schema: SchemaRef = Arc::new(
-        decode_arrow_schema(entry.arrow_schema.as_deref().unwrap_or_default())
-            .map_err(|e| Error::upstream(format!("the manifest's Arrow schema of {} is unreadable: {e}", table.source)))?,
+        decode_arrow_schema(entry.arrow_schema.as_deref().unwrap_or_default()).map_err(|e| {
+            Error::upstream(format!(
+                "the manifest's Arrow schema of {} is unreadable: {e}",
+                table.source
+            ))
+        })?,
     );
     let decode_options = decode_options(plan)?;
     let mut upload = bigquery
-        .start_load_upload(&table.target.project, plan.location.as_deref(), load_configuration(plan, table, entry))
+        .start_load_upload(
+            &table.target.project,
+            plan.location.as_deref(),
+            load_configuration(plan, table, entry),
+        )
         .await?;
     let mut encoder = Some(
-        FileEncoder::new(schema.clone(), &EncodeOptions { compression: Compression::Snappy, ..EncodeOptions::new(Format::Parquet) })
-            .map_err(|e| Error::internal(format!("parquet encoder for {}: {e}", table.target)))?,
+        FileEncoder::new(
+            schema.clone(),
+            &EncodeOptions {
+                compression: Compression::Snappy,
+                ..EncodeOptions::new(Format::Parquet)
+            },
+        )
+        .map_err(|e| Error::internal(format!("parquet encoder for {}: {e}", table.target)))?,
     );
     let os = store.object_store().clone();
     let mut rows = 0u64;
@@ -72,29 +100,69 @@ async fn load_files(bigquery: &BigQuery, store: &Store, plan: &RestorePlan, tabl
         let bytes: Bytes = os
             .get(&path)
             .await
-            .map_err(|e| file_error(&file.path, format!("cannot be read: {e}"), ErrorKind::Upstream))?
+            .map_err(|e| {
+                file_error(
+                    &file.path,
+                    format!("cannot be read: {e}"),
+                    ErrorKind::Upstream,
+                )
+            })?
             .bytes()
             .await
-            .map_err(|e| file_error(&file.path, format!("cannot be read: {e}"), ErrorKind::Upstream))?;
+            .map_err(|e| {
+                file_error(
+                    &file.path,
+                    format!("cannot be read: {e}"),
+                    ErrorKind::Upstream,
+                )
+            })?;
         let (checked, encoder_back, output) = {
             let schema = schema.clone();
             let expected = file.clone();
-            let mut enc = encoder.take().ok_or_else(|| Error::internal("encoder lost"))?;
+            let mut enc = encoder
+                .take()
+                .ok_or_else(|| Error::internal("encoder lost"))?;
             on_rayon(move || -> Result<(u64, FileEncoder, Bytes), Error> {
                 if bytes.len() as u64 != expected.bytes {
-                    return Err(file_error(&expected.path, format!("has {} bytes, the manifest says {}", bytes.len(), expected.bytes), ErrorKind::Upstream));
+                    return Err(file_error(
+                        &expected.path,
+                        format!(
+                            "has {} bytes, the manifest says {}",
+                            bytes.len(),
+                            expected.bytes
+                        ),
+                        ErrorKind::Upstream,
+                    ));
                 }
                 if hex::encode(Sha256::digest(&bytes)) != expected.sha256 {
-                    return Err(file_error(&expected.path, "does not match its SHA-256 checksum in the manifest".into(), ErrorKind::Upstream));
+                    return Err(file_error(
+                        &expected.path,
+                        "does not match its SHA-256 checksum in the manifest".into(),
+                        ErrorKind::Upstream,
+                    ));
                 }
-                let batches = decode(bytes, schema, &decode_options)
-                    .map_err(|e| file_error(&expected.path, format!("cannot be decoded: {e}"), ErrorKind::Upstream))?;
+                let batches = decode(bytes, schema, &decode_options).map_err(|e| {
+                    file_error(
+                        &expected.path,
+                        format!("cannot be decoded: {e}"),
+                        ErrorKind::Upstream,
+                    )
+                })?;
                 let file_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
                 if file_rows != expected.rows {
-                    return Err(file_error(&expected.path, format!("holds {file_rows} rows, the manifest says {}", expected.rows), ErrorKind::Upstream));
+                    return Err(file_error(
+                        &expected.path,
+                        format!(
+                            "holds {file_rows} rows, the manifest says {}",
+                            expected.rows
+                        ),
+                        ErrorKind::Upstream,
+                    ));
                 }
                 for batch in &batches {
-                    enc.write(batch).map_err(|e| Error::internal(format!("re-encoding {}: {e}", expected.path)))?;
+                    enc.write(batch).map_err(|e| {
+                        Error::internal(format!("re-encoding {}: {e}", expected.path))
+                    })?;
                 }
                 let output = enc.take_output();
                 Ok((file_rows, enc, output))
@@ -106,10 +174,18 @@ async fn load_files(bigquery: &BigQuery, store: &Store, plan: &RestorePlan, tabl
         upload.write(&output).await?;
     }
     if rows != entry.rows {
-        return Err(Error::new(ErrorKind::Upstream, format!("{} holds {rows} rows in its files, the manifest says {}", table.source, entry.rows)));
+        return Err(Error::new(
+            ErrorKind::Upstream,
+            format!(
+                "{} holds {rows} rows in its files, the manifest says {}",
+                table.source, entry.rows
+            ),
+        ));
     }
     let encoder = encoder.ok_or_else(|| Error::internal("encoder lost"))?;
-    let tail = on_rayon(move || encoder.finish()).await?.map_err(|e| Error::internal(format!("finishing the load file: {e}")))?;
+    let tail = on_rayon(move || encoder.finish())
+        .await?
+        .map_err(|e| Error::internal(format!("finishing the load file: {e}")))?;
     upload.write(&tail).await?;
     let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
     finish(upload, table, rows, exact).await
@@ -118,7 +194,12 @@ async fn load_files(bigquery: &BigQuery, store: &Store, plan: &RestorePlan, tabl
 /// Sends the last chunk and waits for the job. With `exact`, the job must report exactly the
 /// rows sent; when appending to a table that had rows, the files' verification and the job's
 /// atomicity are the guarantee (what a job reports as `outputRows` there varies by server).
-async fn finish(upload: LoadUpload, table: &RestoreTable, rows: u64, exact: bool) -> Result<u64, Error> {
+async fn finish(
+    upload: LoadUpload,
+    table: &RestoreTable,
+    rows: u64,
+    exact: bool,
+) -> Result<u64, Error> {
     let outcome = upload.finish().await?;
     if exact && outcome.output_rows != rows {
         return Err(Error::upstream(format!(
@@ -148,9 +229,15 @@ fn load_configuration(plan: &RestorePlan, table: &RestoreTable, entry: &TableEnt
 
 fn decode_options(plan: &RestorePlan) -> Result<DecodeOptions, Error> {
     let recorded = &plan.manifest.format;
-    let format: Format = recorded.format.parse().map_err(|e| Error::upstream(format!("manifest format: {e}")))?;
+    let format: Format = recorded
+        .format
+        .parse()
+        .map_err(|e| Error::upstream(format!("manifest format: {e}")))?;
     let mut options = DecodeOptions::new(format);
-    options.compression = recorded.compression.parse().map_err(|e| Error::upstream(format!("manifest compression: {e}")))?;
+    options.compression = recorded
+        .compression
+        .parse()
+        .map_err(|e| Error::upstream(format!("manifest compression: {e}")))?;
     options.csv_header = recorded.csv_header;
     options.csv_delimiter = recorded.csv_delimiter.bytes().next().unwrap_or(b',');
     Ok(options)

@@ -237,7 +237,9 @@ impl BigQueryFixtures {
         let rows = all_types_rows()
             .into_iter()
             .map(|r| match r {
-                Value::Object(map) => Value::Object(map.into_iter().filter(|(k, _)| keep(k)).collect()),
+                Value::Object(map) => {
+                    Value::Object(map.into_iter().filter(|(k, _)| keep(k)).collect())
+                }
                 other => other,
             })
             .collect();

@@ -7,7 +7,7 @@ mod bigquery;
 mod cli;
 mod config;
 mod health;
-mod restore;
 mod helpers;
 mod independent;
+mod restore;
 mod storage;

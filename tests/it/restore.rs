@@ -5,22 +5,45 @@ use bq_backup::domain::TableRef;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{BUCKET, BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, spawn_app, unique_dataset};
+use crate::helpers::{
+    BUCKET, BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, spawn_app,
+    unique_dataset,
+};
 
 fn unique_root(scheme: &str) -> String {
     match scheme {
-        "file" => format!("file://{}", std::env::temp_dir().join(format!("bqb-rs-{}", uuid::Uuid::new_v4().simple())).display()),
-        _ => format!("{scheme}://{BUCKET}/restore-it-{}", uuid::Uuid::new_v4().simple()),
+        "file" => format!(
+            "file://{}",
+            std::env::temp_dir()
+                .join(format!("bqb-rs-{}", uuid::Uuid::new_v4().simple()))
+                .display()
+        ),
+        _ => format!(
+            "{scheme}://{BUCKET}/restore-it-{}",
+            uuid::Uuid::new_v4().simple()
+        ),
     }
 }
 
 async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let resp = app.client.post(app.url(path)).json(body).send().await.expect("server answers");
+    let resp = app
+        .client
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("server answers");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn backup(app: &TestApp, dataset: &str, root: &str, format: &str, compression: Option<&str>) -> String {
+async fn backup(
+    app: &TestApp,
+    dataset: &str,
+    root: &str,
+    format: &str,
+    compression: Option<&str>,
+) -> String {
     let mut options = json!({ "format": format });
     if let Some(c) = compression {
         options["compression"] = json!(c);
@@ -44,28 +67,50 @@ fn restore_request(root: &str, backup_id: &str, dataset: &str) -> Value {
 
 async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
     let bq = bigquery_client().await;
-    let batches: Vec<_> = bq.open_read(table, &ReadOptions::default()).await.unwrap().batches().try_collect().await.unwrap();
+    let batches: Vec<_> = bq
+        .open_read(table, &ReadOptions::default())
+        .await
+        .unwrap()
+        .batches()
+        .try_collect()
+        .await
+        .unwrap();
     canonical_rows(&batches)
 }
 
 /// Columns each restore fixture leaves out: `geo` (see `create_all_types_dataset_without`), and
 /// for CSV the RECORD and REPEATED columns CSV cannot hold.
 fn excluded(format: &str) -> &'static [&'static str] {
-    if format == "CSV" { &["geo", "rec", "tags", "items"] } else { &["geo"] }
+    if format == "CSV" {
+        &["geo", "rec", "tags", "items"]
+    } else {
+        &["geo"]
+    }
 }
 
 async fn round_trip(scheme: &str, format: &str, compression: Option<&str>) {
     let app = spawn_app().await;
     let dataset = unique_dataset(&format!("rt_{}", format.to_lowercase()));
-    BigQueryFixtures::new().create_all_types_dataset_without(&dataset, excluded(format)).await;
+    BigQueryFixtures::new()
+        .create_all_types_dataset_without(&dataset, excluded(format))
+        .await;
     let root = unique_root(scheme);
     let backup_id = backup(&app, &dataset, &root, format, compression).await;
-    let (status, report) = post(&app, "/api/v1/restore", &restore_request(&root, &backup_id, &dataset)).await;
+    let (status, report) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
     assert_eq!(status, 200, "restore: {report}");
     assert_eq!(report["tables"][0]["rows"], 3, "{report}");
     let source = TableRef::new(PROJECT, &dataset, "all_types");
     let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "all_types");
-    assert_eq!(rows_of(&target).await, rows_of(&source).await, "{format} on {scheme}");
+    assert_eq!(
+        rows_of(&target).await,
+        rows_of(&source).await,
+        "{format} on {scheme}"
+    );
 }
 
 macro_rules! round_trips {
@@ -138,25 +183,62 @@ async fn schema_partitioning_clustering_descriptions_and_labels_are_recreated() 
     let dataset = metadata_dataset().await;
     let root = unique_root("s3");
     let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
-    let (status, report) = post(&app, "/api/v1/restore", &restore_request(&root, &backup_id, &dataset)).await;
+    let (status, report) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
     assert_eq!(status, 200, "{report}");
     let bq = bigquery_client().await;
-    let source = bq.get_table(&TableRef::new(PROJECT, &dataset, "events")).await.unwrap();
-    let target = bq.get_table(&TableRef::new(PROJECT, format!("restored_{dataset}"), "events")).await.unwrap();
+    let source = bq
+        .get_table(&TableRef::new(PROJECT, &dataset, "events"))
+        .await
+        .unwrap();
+    let target = bq
+        .get_table(&TableRef::new(
+            PROJECT,
+            format!("restored_{dataset}"),
+            "events",
+        ))
+        .await
+        .unwrap();
     let fields = |t: &bq_backup::bigquery::model::Table| {
         serde_json::to_value(&t.schema.as_ref().unwrap().fields).unwrap()
     };
-    assert_eq!(fields(&target), fields(&source), "schema with modes and descriptions");
+    assert_eq!(
+        fields(&target),
+        fields(&source),
+        "schema with modes and descriptions"
+    );
     assert_eq!(
         serde_json::to_value(&target.time_partitioning).unwrap(),
         serde_json::to_value(&source.time_partitioning).unwrap()
     );
-    assert_eq!(serde_json::to_value(&target.clustering).unwrap(), serde_json::to_value(&source.clustering).unwrap());
+    assert_eq!(
+        serde_json::to_value(&target.clustering).unwrap(),
+        serde_json::to_value(&source.clustering).unwrap()
+    );
     assert_eq!(target.labels, source.labels);
     assert_eq!(target.description, source.description);
-    let ds = bq.get_dataset(&bq_backup::domain::DatasetRef::new(PROJECT, format!("restored_{dataset}"))).await.unwrap();
+    let ds = bq
+        .get_dataset(&bq_backup::domain::DatasetRef::new(
+            PROJECT,
+            format!("restored_{dataset}"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(ds.labels.get("team").map(String::as_str), Some("data"));
-    assert_eq!(rows_of(&TableRef::new(PROJECT, format!("restored_{dataset}"), "events")).await.len(), 2);
+    assert_eq!(
+        rows_of(&TableRef::new(
+            PROJECT,
+            format!("restored_{dataset}"),
+            "events"
+        ))
+        .await
+        .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -173,7 +255,13 @@ async fn a_non_empty_target_is_refused_unless_the_request_says_truncate_or_appen
     let (status, refused) = post(&app, "/api/v1/restore", &request).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["errorCode"], "RESOURCE_CONFLICT");
-    assert!(refused["message"].as_str().unwrap().contains(&target.to_string()), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(&target.to_string()),
+        "{refused}"
+    );
     assert_eq!(rows_of(&target).await.len(), 2, "untouched");
 
     let mut append = request.clone();
@@ -196,20 +284,41 @@ async fn a_tampered_file_names_the_file_and_leaves_no_target_table() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "JSON", None).await;
-    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join(format!("backups/{backup_id}/manifest.json"))).unwrap()).unwrap();
-    let file = manifest["tables"][0]["files"][0]["path"].as_str().unwrap().to_string();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join(format!("backups/{backup_id}/manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let file = manifest["tables"][0]["files"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let on_disk = dir.path().join(&file);
     let mut bytes = std::fs::read(&on_disk).unwrap();
     bytes[10] ^= 0x01;
     std::fs::write(&on_disk, bytes).unwrap();
 
-    let (status, answer) = post(&app, "/api/v1/restore", &restore_request(&root, &backup_id, &dataset)).await;
+    let (status, answer) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
     assert_eq!(status, 502, "{answer}");
-    assert!(answer.to_string().contains(&file), "the file is named: {answer}");
+    assert!(
+        answer.to_string().contains(&file),
+        "the file is named: {answer}"
+    );
     assert!(answer.to_string().contains("SHA-256"), "{answer}");
     let bq = bigquery_client().await;
     let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
-    assert!(bq.find_table(&target).await.unwrap().is_none(), "nothing of the table was written");
+    assert!(
+        bq.find_table(&target).await.unwrap().is_none(),
+        "nothing of the table was written"
+    );
 }
 
 #[tokio::test]
@@ -219,12 +328,27 @@ async fn a_truncated_file_is_refused_before_anything_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
-    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join(format!("backups/{backup_id}/manifest.json"))).unwrap()).unwrap();
-    let file = manifest["tables"][0]["files"][0]["path"].as_str().unwrap().to_string();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join(format!("backups/{backup_id}/manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let file = manifest["tables"][0]["files"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let on_disk = dir.path().join(&file);
     let bytes = std::fs::read(&on_disk).unwrap();
     std::fs::write(&on_disk, &bytes[..bytes.len() / 2]).unwrap();
-    let (status, answer) = post(&app, "/api/v1/restore", &restore_request(&root, &backup_id, &dataset)).await;
+    let (status, answer) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
     assert_eq!(status, 502, "{answer}");
     assert!(answer.to_string().contains(&file), "{answer}");
 }
@@ -243,16 +367,27 @@ async fn latest_restores_the_newest_complete_backup() {
     let (status, plan) = post(&app, "/api/v1/restore", &request).await;
     assert_eq!(status, 200, "{plan}");
     assert_eq!(plan["plan"]["backupId"], newer);
-    assert_eq!(plan["plan"]["tables"][0]["target"]["datasetId"], format!("restored_{dataset}"));
+    assert_eq!(
+        plan["plan"]["tables"][0]["target"]["datasetId"],
+        format!("restored_{dataset}")
+    );
     let bq = bigquery_client().await;
     let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
-    assert!(bq.find_table(&target).await.unwrap().is_none(), "a dry run writes nothing");
+    assert!(
+        bq.find_table(&target).await.unwrap().is_none(),
+        "a dry run writes nothing"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_backup_is_a_404_naming_the_field() {
     let app = spawn_app().await;
-    let (status, answer) = post(&app, "/api/v1/restore", &restore_request(&unique_root("s3"), "20260101_000000", "shop")).await;
+    let (status, answer) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&unique_root("s3"), "20260101_000000", "shop"),
+    )
+    .await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["details"][0]["field"], "backupId");
 }
@@ -281,7 +416,15 @@ async fn target_dataset_mapping_and_table_subsets_are_honoured() {
     let (status, report) = post(&app, "/api/v1/restore", &request).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["tables"].as_array().unwrap().len(), 1);
-    assert_eq!(report["tables"][0]["target"], format!("{PROJECT}.{target_dataset}.events"));
+    assert_eq!(
+        report["tables"][0]["target"],
+        format!("{PROJECT}.{target_dataset}.events")
+    );
     let bq = bigquery_client().await;
-    assert!(bq.find_table(&TableRef::new(PROJECT, &target_dataset, "other")).await.unwrap().is_none());
+    assert!(
+        bq.find_table(&TableRef::new(PROJECT, &target_dataset, "other"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
