@@ -18,12 +18,17 @@ use crate::bigquery::BigQuery;
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
 };
-use crate::domain::TableRef;
+use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Store, layout};
 
 /// Marks a backup id as taken while its backup runs; removed once the manifest is written.
 const CLAIM: &str = "_claim.json";
+/// A running backup refreshes its claim this often (a lease)...
+const CLAIM_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+/// ...so a claim not refreshed for this long belongs to a backup that died, and `overwrite: true`
+/// may replace it. A live backup's claim is never taken over: two writers would mix their files.
+const CLAIM_STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Called as each table finishes (progress bars, job state).
 pub type TableDoneCallback = Arc<dyn Fn(&TableReport) + Send + Sync>;
@@ -78,6 +83,8 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     claim(&os, plan, &ctx.store).await?;
     tracing::info!(backup_id = %plan.backup_id, tables = plan.tables.len(), "backup started");
 
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = keep_claim_alive(os.clone(), plan, heartbeat_stop.clone());
     let result = export_all(plan, ctx, &os).await;
     let result = match result {
         Ok((entries, reports)) => commit(plan, ctx, started_at, entries)
@@ -85,6 +92,8 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
             .map(|manifest| (manifest, reports)),
         Err(e) => Err(e),
     };
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
     match result {
         Ok((manifest, tables)) => {
             release_claim(&os, plan).await;
@@ -119,8 +128,8 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     }
 }
 
-/// Takes the backup id, refusing one that is committed (always) or being written by another
-/// backup (unless `overwrite`, which replaces an incomplete attempt).
+/// Takes the backup id, refusing one that is committed (always), or being written by a live
+/// backup (always), or left by a backup that died (unless `overwrite`, which replaces it).
 async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> Result<(), Error> {
     if catalog::read_manifest(store, &plan.backup_id)
         .await?
@@ -131,36 +140,78 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
             plan.backup_id, plan.storage_uri
         )));
     }
-    let path = layout::backup_dir(&plan.backup_id).clone().join(CLAIM);
-    let body = serde_json::json!({ "backupId": plan.backup_id, "claimedAt": Utc::now(), "host": hostname() }).to_string();
+    let path = claim_path(&plan.backup_id);
     match os
-        .put_opts(
-            &path,
-            PutPayload::from(body.clone()),
-            PutMode::Create.into(),
-        )
+        .put_opts(&path, claim_body(&plan.backup_id), PutMode::Create.into())
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => return Ok(()),
         Err(
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
-        ) if plan.overwrite => {
-            tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
-            remove_backup_files(os, plan).await;
-            os.put(&path, PutPayload::from(body))
-                .await
-                .map_err(|e| storage_error(&path, e))?;
-            Ok(())
-        }
-        Err(
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
-        ) => Err(Error::conflict(format!(
-            "backup {} in {} is being written by another backup or was left incomplete; \
-             retry later, or set overwrite: true to replace an incomplete attempt",
-            plan.backup_id, plan.storage_uri
-        ))),
-        Err(e) => Err(storage_error(&path, e)),
+        ) => {}
+        Err(e) => return Err(storage_error(&path, e)),
     }
+    let heartbeat = last_heartbeat(os, &path).await;
+    let live = heartbeat.is_some_and(|at| Utc::now() - at < CLAIM_STALE_AFTER);
+    if live {
+        return Err(Error::conflict(format!(
+            "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
+            plan.backup_id,
+            plan.storage_uri,
+            heartbeat.map(|h| h.to_rfc3339()).unwrap_or_default()
+        )));
+    }
+    if !plan.overwrite {
+        return Err(Error::conflict(format!(
+            "backup {} in {} was left incomplete by a backup that stopped; set overwrite: true to replace it",
+            plan.backup_id, plan.storage_uri
+        )));
+    }
+    tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
+    remove_backup_files(os, plan).await;
+    os.put(&path, claim_body(&plan.backup_id))
+        .await
+        .map_err(|e| storage_error(&path, e))?;
+    Ok(())
+}
+
+fn claim_path(id: &BackupId) -> Path {
+    layout::backup_dir(id).join(CLAIM)
+}
+
+fn claim_body(id: &BackupId) -> PutPayload {
+    let now = Utc::now();
+    PutPayload::from(
+        serde_json::json!({ "backupId": id, "heartbeatAt": now, "host": hostname() }).to_string(),
+    )
+}
+
+/// When the claim at `path` was last refreshed; `None` when unreadable (treated as stale).
+async fn last_heartbeat(os: &Arc<dyn ObjectStore>, path: &Path) -> Option<DateTime<Utc>> {
+    let bytes = os.get(path).await.ok()?.bytes().await.ok()?;
+    let claim: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claim["heartbeatAt"].as_str()?.parse().ok()
+}
+
+/// Refreshes the claim every [`CLAIM_HEARTBEAT`] until `stop` fires.
+fn keep_claim_alive(
+    os: Arc<dyn ObjectStore>,
+    plan: &BackupPlan,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let path = claim_path(&plan.backup_id);
+    let id = plan.backup_id;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CLAIM_HEARTBEAT) => {}
+            }
+            if let Err(e) = os.put(&path, claim_body(&id)).await {
+                tracing::warn!(backup_id = %id, error = %e, "refreshing the backup claim failed");
+            }
+        }
+    })
 }
 
 /// Exports every table, at most `max_parallel_tables` at once. The first failure cancels the
@@ -344,7 +395,7 @@ async fn commit(
 }
 
 async fn release_claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
-    let path = layout::backup_dir(&plan.backup_id).clone().join(CLAIM);
+    let path = claim_path(&plan.backup_id);
     if let Err(e) = os.delete(&path).await {
         tracing::warn!(object_key = %path, error = %e, "removing the backup claim failed");
     }

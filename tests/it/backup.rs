@@ -698,3 +698,67 @@ async fn the_java_request_shape_backs_up_with_backup_time_in_its_timezone() {
             .all(|t| t.files.iter().all(|f| f.path.ends_with(".csv.gz")))
     );
 }
+
+#[tokio::test]
+async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
+    let app = spawn_app().await;
+    let dataset = selection_dataset().await;
+    let root = unique_root("file");
+    let store = open_store(&root);
+    let at = chrono::Utc::now() - chrono::Duration::minutes(2);
+    let backup_id = at.format("%Y%m%d_%H%M%S").to_string();
+    let mut body = request(&dataset, &root, "AVRO", None);
+    body["bigQuery"]["tablesToBackup"][0]["tables"] = json!(["orders"]);
+    body["asOf"] = json!(at.to_rfc3339());
+    let claim = Path::from(format!("backups/{backup_id}/_claim.json"));
+    let leftover = Path::from(format!(
+        "backups/{backup_id}/{PROJECT}/{dataset}/orders/part-00000.avro"
+    ));
+
+    // A live writer (fresh heartbeat): refused even with overwrite.
+    let live = json!({ "backupId": backup_id, "heartbeatAt": chrono::Utc::now() }).to_string();
+    store.object_store().put(&claim, live.into()).await.unwrap();
+    body["backupStorage"]["exportOptions"]["overwrite"] = json!(true);
+    let (status, answer) = post(&app, &body).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("right now"),
+        "{answer}"
+    );
+
+    // An abandoned attempt (stale heartbeat) with a leftover file: refused without overwrite...
+    let stale = json!({ "backupId": backup_id, "heartbeatAt": chrono::Utc::now() - chrono::Duration::hours(1) }).to_string();
+    store
+        .object_store()
+        .put(&claim, stale.into())
+        .await
+        .unwrap();
+    store
+        .object_store()
+        .put(&leftover, bytes::Bytes::from_static(b"garbage").into())
+        .await
+        .unwrap();
+    body["backupStorage"]["exportOptions"]["overwrite"] = json!(false);
+    let (status, answer) = post(&app, &body).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("overwrite"),
+        "{answer}"
+    );
+
+    // ...and replaced with it.
+    body["backupStorage"]["exportOptions"]["overwrite"] = json!(true);
+    let (status, report) = post(&app, &body).await;
+    assert_eq!(status, 200, "{report}");
+    let manifest = read_manifest(&store, &backup_id).await;
+    verify_table_files(
+        &store,
+        &manifest,
+        &TableRef::new(PROJECT, &dataset, "orders"),
+    )
+    .await;
+    assert!(
+        store.object_store().head(&claim).await.is_err(),
+        "the claim is released after commit"
+    );
+}
