@@ -8,14 +8,14 @@
 #   scripts/test-services.sh stop      stop every server this script started, by its PID
 #   scripts/test-services.sh status    show which servers are running
 #
-# Everything binds 127.0.0.1. Installs go to $BQB_CACHE_DIR (default ~/.cache/bq-backup), outside the
-# clone so that fresh CI clones reuse them; state (PIDs, ports, data dirs) to $BQB_SERVICES_DIR
+# Everything binds 127.0.0.1. Installs go to $BQB_TEST_CACHE_DIR (default ~/.cache/bq-backup), outside the
+# clone so that fresh CI clones reuse them; state (PIDs, ports, data dirs) to $BQB_TEST_SERVICES_DIR
 # (default .test-services/ in the repo, git-ignored).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${BQB_CACHE_DIR:-$HOME/.cache/bq-backup}
-state=${BQB_SERVICES_DIR:-$repo/.test-services}
+cache=${BQB_TEST_CACHE_DIR:-$HOME/.cache/bq-backup}
+state=${BQB_TEST_SERVICES_DIR:-$repo/.test-services}
 venv=$cache/venv
 node_dir=$cache/node
 
@@ -33,12 +33,12 @@ AZURITE_VERSION=3.37.0
 PY_STAMP="bqemulator-1.4.0 duckdb-1.5.5 moto-5.2.5 fakegcs-0.1.1 pyarrow-22.0.0 fastavro-1.12.1 v2"
 
 # Fixed ports by default so a developer can point a shell at them; override when they clash.
-BQ_REST_PORT=${BQB_BQ_REST_PORT:-19050}
-BQ_GRPC_PORT=${BQB_BQ_GRPC_PORT:-19060}
-GCS_PORT=${BQB_GCS_PORT:-19070}
-GCS_SHIM_PORT=${BQB_GCS_SHIM_PORT:-19075}
-S3_PORT=${BQB_S3_PORT:-19080}
-AZ_PORT=${BQB_AZ_PORT:-19090}
+BQ_REST_PORT=${BQB_TEST_BQ_REST_PORT:-19050}
+BQ_GRPC_PORT=${BQB_TEST_BQ_GRPC_PORT:-19060}
+GCS_PORT=${BQB_TEST_GCS_PORT:-19070}
+GCS_SHIM_PORT=${BQB_TEST_GCS_SHIM_PORT:-19075}
+S3_PORT=${BQB_TEST_S3_PORT:-19080}
+AZ_PORT=${BQB_TEST_AZ_PORT:-19090}
 
 log() { printf '[test-services] %s\n' "$*" >&2; }
 die() { printf '[test-services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -132,7 +132,7 @@ start_all() {
   mkdir -p "$state"
   for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do
     if ! port_free "$p" && ! grep -qx "$p" "$state"/*.port 2>/dev/null; then
-      die "port $p on 127.0.0.1 is taken by another program: set BQB_*_PORT (see the top of this script)"
+      die "port $p on 127.0.0.1 is taken by another program: set BQB_TEST_*_PORT (see the top of this script)"
     fi
   done
   mkdir -p "$state/bq-gcs" "$state/gcs" "$state/azurite"

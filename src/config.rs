@@ -226,14 +226,17 @@ impl Settings {
                     raw.values.insert(name.clone(), value.clone());
                 }
             } else if name.starts_with(PREFIX) && !name.starts_with(TEST_PREFIX) {
-                problems.push(format!(
-                    "{name}: unknown setting (known: {})",
-                    known_names().join(", ")
-                ));
+                problems.push(format!("{name}: unknown setting"));
             }
         }
         let fallback_project = env.get("GOOGLE_CLOUD_PROJECT").cloned();
         let settings = raw.parse(fallback_project, &mut problems);
+        if problems.iter().any(|p| p.ends_with(": unknown setting")) {
+            problems.push(format!(
+                "known settings: {} (variables starting with {TEST_PREFIX} are ignored)",
+                known_names().join(", ")
+            ));
+        }
         if problems.is_empty() {
             Ok(settings)
         } else {
@@ -525,7 +528,11 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
-        assert_eq!(err.problems.len(), 5);
+        assert_eq!(
+            err.problems.len(),
+            6,
+            "five problems and the list of known settings"
+        );
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub async fn plan_backup(
     let mut tables = Vec::new();
     let mut definitions = Vec::new();
     let mut format_problems = Vec::new();
+    let mut warnings = spec.warnings.clone();
     for (table, resource) in selected.into_iter().zip(resources) {
         let kind = TableKind::from_api(&resource.r#type);
         let planned = PlannedTable {
@@ -189,7 +190,25 @@ pub async fn plan_backup(
                 }
                 tables.push(planned);
             }
-            _ => definitions.push(planned),
+            _ => {
+                let has_sql = planned
+                    .resource
+                    .view
+                    .as_ref()
+                    .is_some_and(|v| !v.query.is_empty())
+                    || planned
+                        .resource
+                        .materialized_view
+                        .as_ref()
+                        .is_some_and(|m| !m.query.is_empty());
+                if matches!(kind, TableKind::View | TableKind::MaterializedView) && !has_sql {
+                    warnings.push(FieldError::new(
+                        planned.table.to_string(),
+                        format!("BigQuery returned no SQL for view {}: it is recorded without a definition and cannot be restored", planned.table),
+                    ));
+                }
+                definitions.push(planned);
+            }
         }
     }
     if !format_problems.is_empty() {
@@ -224,7 +243,7 @@ pub async fn plan_backup(
         datasets,
         tables,
         definitions,
-        warnings: spec.warnings.clone(),
+        warnings,
         request,
     })
 }

@@ -111,7 +111,9 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
     }
     tables.sort_by(|a, b| a.target.cmp(&b.target));
 
-    let views = restore_views(plan, ctx).await?;
+    let (views, skipped) = restore_views(plan, ctx).await?;
+    let mut warnings = plan.warnings.clone();
+    warnings.extend(skipped);
     Ok(RestoreReport {
         backup_id: plan.backup_id.to_string(),
         status: "SUCCEEDED",
@@ -124,7 +126,7 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
         started_at,
         finished_at: Utc::now(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        warnings: plan.warnings.clone(),
+        warnings,
     })
 }
 
@@ -148,31 +150,46 @@ async fn restore_one<'a>(
     (table, result)
 }
 
-/// Views after the tables they read, their SQL pointed at the restored datasets.
-async fn restore_views(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Vec<String>, Error> {
+/// Views after the tables they read, their SQL pointed at the restored datasets. A view whose
+/// definition was not recorded is skipped with a warning, never created as something else.
+async fn restore_views(
+    plan: &RestorePlan,
+    ctx: &RestoreContext,
+) -> Result<(Vec<String>, Vec<FieldError>), Error> {
     let mappings: Vec<(DatasetRef, DatasetRef)> = plan
         .datasets
         .iter()
         .map(|d| (d.source.clone(), d.target.clone()))
         .collect();
     let mut done = Vec::new();
+    let mut skipped = Vec::new();
     for view in &plan.views {
         let Some(entry) = plan.manifest.table(&view.source) else {
             continue;
         };
-        let query = entry
+        let Some(query) = entry
             .definition
             .as_deref()
-            .map(|q| rewrite_view_query(q, &mappings));
+            .map(|q| rewrite_view_query(q, &mappings))
+        else {
+            skipped.push(FieldError::new(
+                view.target.to_string(),
+                format!(
+                    "view {} was backed up without its SQL definition and is not restored",
+                    view.source
+                ),
+            ));
+            continue;
+        };
         if view.target_exists {
             if plan.disposition != WriteDisposition::WriteTruncate {
                 continue;
             }
             ctx.bigquery.delete_table(&view.target).await?;
         }
-        let resource = table_for_create(&entry.resource, &view.target, query, Utc::now())?;
+        let resource = table_for_create(&entry.resource, &view.target, Some(query), Utc::now())?;
         ctx.bigquery.create_table(&view.target, resource).await?;
         done.push(view.target.to_string());
     }
-    Ok(done)
+    Ok((done, skipped))
 }
