@@ -93,6 +93,39 @@ impl BigQuery {
         })
     }
 
+    /// Starts a load job over files BigQuery reads itself (`sourceUris`, gs:// only) and waits
+    /// for it. `configuration` is the job's `configuration` JSON (`{"load": {...}}`).
+    pub async fn load_from_uris(
+        &self,
+        project: &str,
+        location: Option<&str>,
+        configuration: Value,
+    ) -> Result<LoadOutcome, Error> {
+        let mut job = json!({ "configuration": configuration });
+        if let Some(location) = location {
+            job["jobReference"] = json!({ "projectId": project, "location": location });
+        }
+        let job: google_cloud_bigquery_v2::model::Job = serde_json::from_value(job)
+            .map_err(|e| Error::internal(format!("load job resource: {e}")))?;
+        let started = self
+            .inner
+            .jobs
+            .insert_job()
+            .set_project_id(project)
+            .set_job(job)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::from(BigQueryError::api(
+                    format!("jobs.insert(load into {project})"),
+                    e,
+                ))
+            })?;
+        let started = serde_json::to_value(&started)
+            .map_err(|e| Error::internal(format!("job resource: {e}")))?;
+        self.wait_for_load(project, location, started).await
+    }
+
     /// Headers carrying the caller's credentials (none when anonymous).
     async fn auth_headers(&self) -> Result<http::HeaderMap, Error> {
         use google_cloud_auth::credentials::CacheableResource;

@@ -13,3 +13,4 @@ mod table;
 
 pub use plan::{RestorePlan, RestoreTable, plan_restore};
 pub use run::{RestoreContext, RestoreReport, TableRestoreReport, run_restore};
+pub use table::LoadMethod;

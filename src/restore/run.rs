@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::{dataset_for_create, rewrite_view_query, table_for_create};
-use super::table::restore_table;
+use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
 use crate::domain::{DatasetRef, WriteDisposition};
 use crate::error::{Error, ErrorKind, FieldError};
@@ -46,6 +46,7 @@ pub struct TableRestoreReport {
     pub source: String,
     pub target: String,
     pub rows: u64,
+    pub method: LoadMethod,
     pub duration_ms: u64,
 }
 
@@ -141,10 +142,11 @@ async fn restore_one<'a>(
     }
     let result = restore_table(&ctx.bigquery, &ctx.store, plan, table)
         .await
-        .map(|rows| TableRestoreReport {
+        .map(|(rows, method)| TableRestoreReport {
             source: table.source.to_string(),
             target: table.target.to_string(),
             rows,
+            method,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
     (table, result)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Value, json};
@@ -17,19 +18,31 @@ use super::resources::table_for_create;
 use crate::backup::{decode_arrow_schema, on_rayon};
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
-use crate::domain::WriteDisposition;
+use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::{Error, ErrorKind};
 use crate::formats::{Compression, DecodeOptions, EncodeOptions, FileEncoder, Format, decode};
 use crate::storage::Store;
 
-/// Restores `table`; returns the rows loaded.
+/// How a table's data reached BigQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadMethod {
+    /// Streamed through the service into a load job (every store).
+    Upload,
+    /// Loaded by BigQuery from the gs:// files themselves.
+    GcsLoadJob,
+    /// Nothing to load (an empty table).
+    None,
+}
+
+/// Restores `table`; returns the rows loaded and how.
 #[tracing::instrument(skip_all, fields(table = %table.target, backup_id = %plan.backup_id))]
 pub(crate) async fn restore_table(
     bigquery: &BigQuery,
     store: &Store,
     plan: &RestorePlan,
     table: &RestoreTable,
-) -> Result<u64, Error> {
+) -> Result<(u64, LoadMethod), Error> {
     let entry = plan
         .manifest
         .table(&table.source)
@@ -41,7 +54,17 @@ pub(crate) async fn restore_table(
         bigquery.create_table(&table.target, resource).await?;
         true
     };
-    let result = load_files(bigquery, store, plan, table, entry).await;
+    let result = match server_side_format(store, plan) {
+        _ if entry.files.is_empty() => load_files(bigquery, store, plan, table, entry)
+            .await
+            .map(|r| (r, LoadMethod::None)),
+        Some(format) => load_from_gcs(bigquery, store, plan, table, entry, format)
+            .await
+            .map(|r| (r, LoadMethod::GcsLoadJob)),
+        None => load_files(bigquery, store, plan, table, entry)
+            .await
+            .map(|r| (r, LoadMethod::Upload)),
+    };
     if result.is_err() && created {
         // Nothing of a failed table stays behind: the table we created goes again.
         if let Err(e) = bigquery.delete_table(&table.target).await {
@@ -49,6 +72,104 @@ pub(crate) async fn restore_table(
         }
     }
     result
+}
+
+/// gs:// backups in PARQUET are loaded by BigQuery itself from the files (no data through the
+/// service): Parquet carries exact types and any column name. AVRO is not: Avro's name rules make
+/// the files carry sanitised names for BigQuery's flexible column names (mapped back only by our
+/// decoder); text formats are typed by our decoder too. Those stream through the service.
+fn server_side_format(store: &Store, plan: &RestorePlan) -> Option<Format> {
+    if store.uri().scheme() != StorageScheme::Gs {
+        return None;
+    }
+    plan.manifest
+        .format
+        .format
+        .parse::<Format>()
+        .ok()
+        .filter(|f| *f == Format::Parquet)
+}
+
+/// Verifies every file (size and SHA-256, streamed) and then runs one load job over all of them.
+async fn load_from_gcs(
+    bigquery: &BigQuery,
+    store: &Store,
+    plan: &RestorePlan,
+    table: &RestoreTable,
+    entry: &TableEntry,
+    format: Format,
+) -> Result<u64, Error> {
+    let os = store.object_store().clone();
+    for file in &entry.files {
+        let mut stream = os
+            .get(&Path::from(file.path.as_str()))
+            .await
+            .map_err(|e| {
+                file_error(
+                    &file.path,
+                    format!("cannot be read: {e}"),
+                    ErrorKind::Upstream,
+                )
+            })?
+            .into_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                file_error(
+                    &file.path,
+                    format!("cannot be read: {e}"),
+                    ErrorKind::Upstream,
+                )
+            })?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        if size != file.bytes {
+            return Err(file_error(
+                &file.path,
+                format!("has {size} bytes, the manifest says {}", file.bytes),
+                ErrorKind::Upstream,
+            ));
+        }
+        if hex::encode(hasher.finalize()) != file.sha256 {
+            return Err(file_error(
+                &file.path,
+                "does not match its SHA-256 checksum in the manifest".into(),
+                ErrorKind::Upstream,
+            ));
+        }
+    }
+    let uri = store.uri();
+    let base = match uri.prefix() {
+        "" => format!("gs://{}", uri.bucket().unwrap_or_default()),
+        prefix => format!("gs://{}/{prefix}", uri.bucket().unwrap_or_default()),
+    };
+    let uris: Vec<String> = entry
+        .files
+        .iter()
+        .map(|f| format!("{base}/{}", f.path))
+        .collect();
+    let mut configuration = load_configuration(plan, table, entry);
+    let load = &mut configuration["load"];
+    load["sourceUris"] = json!(uris);
+    load["sourceFormat"] = json!(format.as_str());
+    let outcome = bigquery
+        .load_from_uris(
+            &table.target.project,
+            plan.location.as_deref(),
+            configuration,
+        )
+        .await?;
+    let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
+    if exact && outcome.output_rows != entry.rows {
+        return Err(Error::upstream(format!(
+            "load job {} wrote {} rows into {}, the manifest says {}",
+            outcome.job_id, outcome.output_rows, table.target, entry.rows
+        )));
+    }
+    tracing::info!(rows = entry.rows, job_id = %outcome.job_id, "table restored by a load job from gs://");
+    Ok(entry.rows)
 }
 
 async fn load_files(

@@ -367,3 +367,40 @@ pub async fn bigquery_client() -> bq_backup::bigquery::BigQuery {
         .await
         .expect("BigQuery clients build")
 }
+
+/// bqemulator's load jobs read `gs://bucket/key` from `$BQB_TEST_BQ_GCS_ROOT/bucket/key`, not from
+/// fake-gcs: on Google Cloud both are the same GCS. Copies every object under the gs:// `root`
+/// (as written to fake-gcs) to where the emulator reads it, so a gs:// restore runs its
+/// server-side load path against the files the backup really wrote.
+pub async fn mirror_gcs_for_bigquery(root: &str) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let local_root = std::env::var("BQB_TEST_BQ_GCS_ROOT")
+        .expect("BQB_TEST_BQ_GCS_ROOT (scripts/test-services.sh env)");
+    let uri = bq_backup::domain::StorageUri::parse(root).expect("gs:// root");
+    let store = bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
+        .open(&uri)
+        .expect("store opens");
+    let objects: Vec<_> = store
+        .object_store()
+        .list(None)
+        .try_collect()
+        .await
+        .expect("list");
+    for meta in objects {
+        let bytes = store
+            .object_store()
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let dest = std::path::Path::new(&local_root)
+            .join(uri.bucket().unwrap_or_default())
+            .join(uri.prefix())
+            .join(meta.location.as_ref());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, &bytes).unwrap();
+    }
+}
