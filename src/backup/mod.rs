@@ -11,7 +11,7 @@ mod table;
 mod validate;
 mod writer;
 
-pub use plan::{BackupPlan, PlannedDataset, PlannedTable, plan_backup};
+pub use plan::{BackupPlan, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
 pub use run::{BackupContext, BackupReport, TableDoneCallback, TableReport, run_backup};
 pub use table::decode_arrow_schema;
 pub use validate::validate_backup_request;

@@ -42,6 +42,8 @@ pub struct BackupPlan {
     pub tables: Vec<PlannedTable>,
     /// Views and materialized views: recorded as definitions, not exported.
     pub definitions: Vec<PlannedTable>,
+    /// Routines of the selected datasets: recorded as definitions.
+    pub routines: Vec<PlannedRoutine>,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
     pub warnings: Vec<FieldError>,
@@ -55,6 +57,15 @@ pub struct BackupPlan {
 pub struct PlannedDataset {
     pub dataset: DatasetRef,
     pub location: String,
+    #[serde(skip)]
+    pub resource: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedRoutine {
+    pub dataset: DatasetRef,
+    pub routine: String,
     #[serde(skip)]
     pub resource: serde_json::Value,
 }
@@ -110,6 +121,7 @@ pub async fn plan_backup(
 
     let mut missing = Vec::new();
     let mut datasets = Vec::new();
+    let mut routines = Vec::new();
     let mut selected: Vec<TableRef> = Vec::new();
     for (dataset, selector, field) in &entries {
         let resource = match bigquery.get_dataset(dataset).await {
@@ -138,6 +150,17 @@ pub async fn plan_backup(
                 .filter(|t| selector.matches(&t.table.table))
                 .map(|t| t.table),
         );
+        for routine in bigquery.list_routines(dataset).await? {
+            let name = routine["routineReference"]["routineId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            routines.push(PlannedRoutine {
+                dataset: dataset.clone(),
+                routine: name,
+                resource: routine,
+            });
+        }
         datasets.push(PlannedDataset {
             dataset: dataset.clone(),
             location: resource.location.clone(),
@@ -243,6 +266,7 @@ pub async fn plan_backup(
         datasets,
         tables,
         definitions,
+        routines,
         warnings,
         request,
     })

@@ -16,7 +16,7 @@ use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
 use crate::catalog::{
-    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
+    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
@@ -383,6 +383,16 @@ async fn commit(
             })
             .collect(),
         tables,
+        routines: plan
+            .routines
+            .iter()
+            .map(|r| RoutineEntry {
+                project: r.dataset.project.clone(),
+                dataset: r.dataset.dataset.clone(),
+                routine: r.routine.clone(),
+                resource: r.resource.clone(),
+            })
+            .collect(),
     };
     if ctx.cancel.is_cancelled() {
         return Err(Error::conflict(format!(

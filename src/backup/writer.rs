@@ -28,6 +28,25 @@ pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one file uploading at once.
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// A file may overshoot `file_size_bytes` by at most about this fraction of it.
+const SLICES_PER_FILE: usize = 8;
+
+/// `batch` cut into row ranges of at most `file_size_bytes / SLICES_PER_FILE` in-memory bytes.
+fn slices(batch: &RecordBatch, file_size_bytes: u64) -> Vec<RecordBatch> {
+    let bytes = batch.get_array_memory_size().max(1);
+    let limit = usize::try_from(file_size_bytes).unwrap_or(usize::MAX) / SLICES_PER_FILE;
+    let pieces = bytes.div_ceil(limit.max(1)).max(1);
+    let rows = batch.num_rows();
+    if pieces == 1 || rows < 2 {
+        return vec![batch.clone()];
+    }
+    let step = rows.div_ceil(pieces).max(1);
+    (0..rows)
+        .step_by(step)
+        .map(|start| batch.slice(start, step.min(rows - start)))
+        .collect()
+}
+
 /// Everything the writers of one table share.
 pub(crate) struct TableFiles {
     pub(crate) store: Arc<dyn ObjectStore>,
@@ -70,22 +89,26 @@ impl TableFiles {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let file = match current.as_mut() {
-                Some(f) => f,
-                None => current.insert(self.open_file()?),
-            };
-            if let Err(e) = file.write(batch).await {
-                if let Some(f) = current.take() {
-                    f.abort().await;
+            // Large batches are written in slices (zero-copy) so that a file closes within about
+            // a slice of `file_size_bytes`, however big the Read API's batches are.
+            for slice in slices(&batch, self.file_size_bytes) {
+                let file = match current.as_mut() {
+                    Some(f) => f,
+                    None => current.insert(self.open_file()?),
+                };
+                if let Err(e) = file.write(slice).await {
+                    if let Some(f) = current.take() {
+                        f.abort().await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-            if current
-                .as_ref()
-                .is_some_and(|f| f.size >= self.file_size_bytes)
-                && let Some(f) = current.take()
-            {
-                files.push(f.finish(&self.store).await?);
+                if current
+                    .as_ref()
+                    .is_some_and(|f| f.size >= self.file_size_bytes)
+                    && let Some(f) = current.take()
+                {
+                    files.push(f.finish(&self.store).await?);
+                }
             }
         }
         if let Some(f) = current.take() {

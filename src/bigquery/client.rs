@@ -74,6 +74,7 @@ impl BigQueryConfig {
             jobs: build!(JobService, "jobs", self.endpoint),
             read: build!(Read, "storage read", self.storage_endpoint),
             credentials,
+            http: reqwest::Client::new(),
             config: self,
         };
         Ok(BigQuery {
@@ -95,6 +96,8 @@ pub(super) struct Inner {
     pub(super) jobs: JobService,
     pub(super) read: Read,
     pub(super) credentials: Credentials,
+    /// For the calls the official crates do not cover (uploads, REST JSON).
+    pub(super) http: reqwest::Client,
     pub(super) config: BigQueryConfig,
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::client::BigQuery;
 use super::error::BigQueryError;
+use super::retry;
 use crate::error::{Error, ErrorKind};
 
 /// Upload chunk size: a multiple of 256 KiB, as the protocol requires for non-final chunks.
@@ -20,8 +21,6 @@ pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 const JOB_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// A load job that has not finished after this long is reported as failed.
 const JOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// Attempts per chunk request on transient failures (5xx, 429, connection errors).
-const CHUNK_ATTEMPTS: u32 = 5;
 
 /// What a finished load job reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +49,7 @@ impl BigQuery {
         location: Option<&str>,
         configuration: Value,
     ) -> Result<LoadUpload, Error> {
-        let http = reqwest::Client::new();
+        let http = self.inner.http.clone();
         let url = format!(
             "{}/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable",
             self.inner.config.endpoint
@@ -127,7 +126,7 @@ impl BigQuery {
     }
 
     /// Headers carrying the caller's credentials (none when anonymous).
-    async fn auth_headers(&self) -> Result<http::HeaderMap, Error> {
+    pub(super) async fn auth_headers(&self) -> Result<http::HeaderMap, Error> {
         use google_cloud_auth::credentials::CacheableResource;
         match self
             .inner
@@ -284,34 +283,19 @@ impl LoadUpload {
                     return Ok(Some(job));
                 }
                 Ok(resp)
-                    if attempt < CHUNK_ATTEMPTS && is_transient_status(resp.status().as_u16()) => {}
+                    if attempt < retry::MAX_ATTEMPTS
+                        && retry::is_transient_status(resp.status().as_u16()) => {}
                 Ok(resp) => return Err(http_error("uploading load data", resp).await),
-                Err(e) if attempt < CHUNK_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {}
+                Err(e) if attempt < retry::MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {}
                 Err(e) => return Err(Error::upstream(format!("uploading load data failed: {e}"))),
             }
-            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            tokio::time::sleep(retry::delay(attempt)).await;
         }
     }
-}
-
-fn is_transient_status(code: u16) -> bool {
-    matches!(code, 429 | 500 | 502 | 503 | 504)
 }
 
 async fn http_error(what: &str, resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or(body);
-    let kind = match status {
-        400 => ErrorKind::InvalidInput,
-        401 => ErrorKind::Unauthenticated,
-        403 => ErrorKind::PermissionDenied,
-        404 => ErrorKind::NotFound,
-        409 => ErrorKind::Conflict,
-        _ => ErrorKind::Upstream,
-    };
-    Error::new(kind, format!("{what} failed ({status}): {message}"))
+    super::rest::status_error(what, status, &body)
 }

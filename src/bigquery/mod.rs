@@ -13,7 +13,9 @@ mod error;
 mod load;
 mod metadata;
 mod read;
+mod rest;
 pub mod retry;
+mod routines;
 
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;

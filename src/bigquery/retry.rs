@@ -31,6 +31,18 @@ const RETRYABLE_CODES: [Code; 5] = [
     Code::Internal,
 ];
 
+/// True for HTTP statuses worth another attempt (raw HTTP calls: uploads, REST JSON).
+pub fn is_transient_status(status: u16) -> bool {
+    RETRYABLE_HTTP.contains(&status)
+}
+
+/// Backoff before attempt `attempt + 1` of a raw HTTP call: the same curve as [`backoff`],
+/// without jitter.
+pub fn delay(attempt: u32) -> std::time::Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    INITIAL_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
 /// Decides whether one failure is transient.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TransientErrors;

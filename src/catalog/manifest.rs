@@ -47,6 +47,19 @@ pub struct Manifest {
     pub totals: Totals,
     pub datasets: Vec<DatasetEntry>,
     pub tables: Vec<TableEntry>,
+    /// Routines (functions, procedures) of the backed-up datasets: definitions only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routines: Vec<RoutineEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutineEntry {
+    pub project: String,
+    pub dataset: String,
+    pub routine: String,
+    /// The routine resource as BigQuery's REST API returns it (body, arguments, return type).
+    pub resource: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,6 @@
 pub mod manifest;
 
 pub use manifest::{
-    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
-    read_manifest, write_manifest,
+    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
+    Totals, read_manifest, write_manifest,
 };

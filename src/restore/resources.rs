@@ -115,6 +115,40 @@ pub(crate) fn dataset_for_create(
     })
 }
 
+/// Routine fields a restore recreates.
+const ROUTINE_FIELDS: &[&str] = &[
+    "routineType",
+    "language",
+    "arguments",
+    "returnType",
+    "returnTableType",
+    "importedLibraries",
+    "definitionBody",
+    "description",
+    "determinismLevel",
+    "dataGovernanceType",
+    "strictMode",
+    "securityMode",
+];
+
+/// The routine to insert in `target`, its body pointed at the restored datasets.
+pub(crate) fn routine_for_create(
+    resource: &Value,
+    target: &DatasetRef,
+    routine_id: &str,
+    mappings: &[(DatasetRef, DatasetRef)],
+) -> Value {
+    let mut routine = keep(resource, ROUTINE_FIELDS);
+    routine.insert(
+        "routineReference".into(),
+        json!({ "projectId": target.project, "datasetId": target.dataset, "routineId": routine_id }),
+    );
+    if let Some(Value::String(body)) = routine.get_mut("definitionBody") {
+        *body = rewrite_view_query(body, mappings);
+    }
+    Value::Object(routine)
+}
+
 /// Points a view's references to restored datasets at their targets: `src_project.dataset.` and
 /// `` `src_project`.`dataset`. `` / `` `src_project.dataset `` forms. References to datasets not
 /// restored are left as they are.

@@ -9,7 +9,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
-use super::resources::{dataset_for_create, rewrite_view_query, table_for_create};
+use super::resources::{
+    dataset_for_create, rewrite_view_query, routine_for_create, table_for_create,
+};
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
 use crate::domain::{DatasetRef, WriteDisposition};
@@ -33,6 +35,7 @@ pub struct RestoreReport {
     pub target_project: String,
     pub tables: Vec<TableRestoreReport>,
     pub views: Vec<String>,
+    pub routines: Vec<String>,
     pub rows: u64,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -112,8 +115,11 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
     }
     tables.sort_by(|a, b| a.target.cmp(&b.target));
 
+    // Routines before views: a view may call a function.
+    let (routines, kept) = restore_routines(plan, ctx).await?;
     let (views, skipped) = restore_views(plan, ctx).await?;
     let mut warnings = plan.warnings.clone();
+    warnings.extend(kept);
     warnings.extend(skipped);
     Ok(RestoreReport {
         backup_id: plan.backup_id.to_string(),
@@ -124,6 +130,7 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
         rows: tables.iter().map(|t| t.rows).sum(),
         tables,
         views,
+        routines,
         started_at,
         finished_at: Utc::now(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -194,4 +201,36 @@ async fn restore_views(
         done.push(view.target.to_string());
     }
     Ok((done, skipped))
+}
+
+/// Routines of the restored datasets, their bodies pointed at the restored datasets. An existing
+/// routine is kept (with a warning) unless the request says WRITE_TRUNCATE.
+async fn restore_routines(
+    plan: &RestorePlan,
+    ctx: &RestoreContext,
+) -> Result<(Vec<String>, Vec<FieldError>), Error> {
+    let mappings: Vec<(DatasetRef, DatasetRef)> = plan
+        .datasets
+        .iter()
+        .map(|d| (d.source.clone(), d.target.clone()))
+        .collect();
+    let mut done = Vec::new();
+    let mut kept = Vec::new();
+    for entry in &plan.manifest.routines {
+        let Some((_, target)) = mappings.iter().find(|(s, _)| s.dataset == entry.dataset) else {
+            continue;
+        };
+        let name = format!("{target}.{}", entry.routine);
+        let routine = routine_for_create(&entry.resource, target, &entry.routine, &mappings);
+        if !ctx.bigquery.create_routine(target, &routine).await? {
+            if plan.disposition != WriteDisposition::WriteTruncate {
+                kept.push(FieldError::new(name.clone(), format!("routine {name} exists and was kept (writeDisposition WRITE_TRUNCATE replaces it)")));
+                continue;
+            }
+            ctx.bigquery.delete_routine(target, &entry.routine).await?;
+            ctx.bigquery.create_routine(target, &routine).await?;
+        }
+        done.push(name);
+    }
+    Ok((done, kept))
 }

@@ -762,3 +762,90 @@ async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
         "the claim is released after commit"
     );
 }
+
+#[tokio::test]
+async fn files_roll_at_file_size_bytes_and_every_part_is_in_the_manifest() {
+    let app = spawn_app().await;
+    let dataset = unique_dataset("roll");
+    let f = BigQueryFixtures::new();
+    f.create_dataset(&dataset, json!({})).await;
+    f.create_table(
+        &dataset,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "wide" },
+                "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "payload", "type": "STRING" }] } }),
+    )
+    .await;
+    // About 6 MB of text that does not compress away: several 1 MiB files whatever the streams.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in 0..6 {
+        let rows = (0..10_000)
+            .map(|i| {
+                let payload: String = (0..100)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from(b'a' + (x % 26) as u8)
+                    })
+                    .collect();
+                json!({ "id": chunk * 10_000 + i, "payload": payload })
+            })
+            .collect();
+        f.insert_rows(&dataset, "wide", rows).await;
+    }
+    let root = unique_root("s3");
+    let mut body = request(&dataset, &root, "AVRO", None);
+    body["fileSizeBytes"] = json!(1024 * 1024);
+    let (status, report) = post(&app, &body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["totals"]["rows"], 60_000);
+    let store = open_store(&root);
+    let manifest = read_manifest(&store, report["backupId"].as_str().unwrap()).await;
+    let entry = &manifest.tables[0];
+    assert!(
+        entry.files.len() >= 5,
+        "6 MB in 1 MiB files: {} files",
+        entry.files.len()
+    );
+    for file in &entry.files {
+        // A file closes at the first batch that takes it past the size; batches are small.
+        assert!(
+            file.bytes < 3 * 1024 * 1024,
+            "{} is {} bytes",
+            file.path,
+            file.bytes
+        );
+    }
+    let batches =
+        verify_table_files(&store, &manifest, &TableRef::new(PROJECT, &dataset, "wide")).await;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 60_000);
+}
+
+#[tokio::test]
+async fn no_datasets_means_the_whole_project() {
+    let app = spawn_app().await;
+    let dataset = selection_dataset().await;
+    let body = json!({
+        "bigQuery": { "projectId": PROJECT },
+        "backupStorage": { "uri": unique_root("file") },
+        "dryRun": true
+    });
+    let (status, answer) = post(&app, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let datasets: Vec<&str> = answer["plan"]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["dataset"]["datasetId"].as_str())
+        .collect();
+    assert!(
+        datasets.contains(&dataset.as_str()),
+        "{dataset} not in {datasets:?}"
+    );
+    let tables = answer["plan"]["tables"].as_array().unwrap();
+    let ours = tables
+        .iter()
+        .filter(|t| t["table"]["datasetId"] == dataset.as_str())
+        .count();
+    assert_eq!(ours, 5, "every table of every dataset");
+}

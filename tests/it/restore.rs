@@ -520,3 +520,72 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn routines_are_recorded_and_recreated_in_the_restored_dataset() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let rest = &crate::helpers::TestServices::get().bigquery_rest;
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/routines"))
+        .json(&json!({
+            "routineReference": { "projectId": PROJECT, "datasetId": dataset, "routineId": "add_one" },
+            "routineType": "SCALAR_FUNCTION", "language": "SQL", "definitionBody": "x + 1",
+            "arguments": [{ "name": "x", "dataType": { "typeKind": "INT64" } }],
+            "returnType": { "typeKind": "INT64" }, "description": "adds one"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "PARQUET", None).await;
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join(format!("backups/{backup_id}/manifest.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["routines"][0]["routine"], "add_one",
+        "{}",
+        manifest["routines"]
+    );
+    assert_eq!(
+        manifest["routines"][0]["resource"]["definitionBody"],
+        "x + 1"
+    );
+
+    let (status, report) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["routines"],
+        json!([format!("{PROJECT}.restored_{dataset}.add_one")])
+    );
+    let restored: Value = http
+        .get(format!(
+            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/restored_{dataset}/routines/add_one"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restored["definitionBody"], "x + 1", "{restored}");
+    assert_eq!(restored["description"], "adds one");
+    assert_eq!(restored["returnType"]["typeKind"], "INT64");
+}
