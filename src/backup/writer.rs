@@ -274,3 +274,27 @@ impl OpenFile {
 fn upload_error(path: &Path, e: object_store::Error) -> Error {
     Error::upstream(format!("writing {path} failed")).with_source(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::sample::all_types_batch;
+
+    #[test]
+    fn a_large_batch_is_sliced_into_pieces_of_an_eighth_of_the_file_size() {
+        let batch = all_types_batch(4096);
+        let size = batch.get_array_memory_size() as u64;
+        let pieces = slices(&batch, size);
+        assert!(pieces.len() >= SLICES_PER_FILE, "{} pieces", pieces.len());
+        assert_eq!(
+            pieces.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            4096,
+            "no row lost or repeated"
+        );
+        assert_eq!(
+            slices(&batch, size * 100).len(),
+            1,
+            "a small batch is left whole"
+        );
+    }
+}

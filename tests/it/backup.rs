@@ -808,9 +808,9 @@ async fn files_roll_at_file_size_bytes_and_every_part_is_in_the_manifest() {
         entry.files.len()
     );
     for file in &entry.files {
-        // A file closes at the first batch that takes it past the size; batches are small.
+        // A file closes at the first slice (an eighth of the limit) that takes it past the limit.
         assert!(
-            file.bytes < 3 * 1024 * 1024,
+            file.bytes < 3 * 512 * 1024,
             "{} is {} bytes",
             file.path,
             file.bytes
