@@ -341,6 +341,7 @@ async fn commit(
             rows: 0,
             bytes: 0,
             files: Vec::new(),
+            format: None,
         });
     }
     let data: Vec<&TableEntry> = tables
@@ -383,6 +384,7 @@ async fn commit(
             })
             .collect(),
         tables,
+        legacy: false,
     };
     if ctx.cancel.is_cancelled() {
         return Err(Error::conflict(format!(

@@ -46,6 +46,9 @@ pub struct TableRestoreReport {
     pub source: String,
     pub target: String,
     pub rows: u64,
+    /// Every file's size, SHA-256 and row count matched the manifest. `false` for a backup in
+    /// the Java layout, which records none of them: its files were decoded, not verified.
+    pub verified: bool,
     pub duration_ms: u64,
 }
 
@@ -145,6 +148,7 @@ async fn restore_one<'a>(
             source: table.source.to_string(),
             target: table.target.to_string(),
             rows,
+            verified: !plan.manifest.legacy,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
     (table, result)
