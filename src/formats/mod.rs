@@ -35,6 +35,9 @@
 //! manifest is lost. On read, text formats also accept what BigQuery's own exports hold
 //! (`2024-02-29 12:34:56 UTC`, fewer fractional digits, numbers for INT64/NUMERIC), and gzip is
 //! detected from the bytes.
+//!
+//! [`arrow_to_bigquery_fields`] and [`bigquery_fields_to_arrow`] convert between an Arrow schema
+//! and a BigQuery schema, for backups that carry only one of the two (the Java service's layout).
 
 mod avro;
 mod bigquery_schema;

@@ -339,13 +339,7 @@ async fn table_entry(
     // every file as PARQUET for the load job.
     for check in [format, Format::Parquet] {
         if let Err(problems) = EncodeOptions::new(check).validate(&schema) {
-            let problems = problems
-                .into_iter()
-                .filter(|p| p.field != "compression")
-                .collect::<Vec<_>>();
-            if !problems.is_empty() {
-                return Ok(Err(prefixed(&prefix, problems)));
-            }
+            return Ok(Err(prefixed(&prefix, problems)));
         }
     }
     let format_entry = FormatEntry {
