@@ -14,6 +14,7 @@ mod writer;
 pub use plan::{BackupPlan, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
 pub use run::{BackupContext, BackupReport, TableDoneCallback, TableReport, run_backup};
 pub use table::decode_arrow_schema;
+pub(crate) use table::encode_arrow_schema;
 pub use validate::validate_backup_request;
 
 /// Runs CPU-bound work (encoding, hashing) on the rayon pool, never on the async runtime's

@@ -341,6 +341,7 @@ async fn commit(
             rows: 0,
             bytes: 0,
             files: Vec::new(),
+            format: None,
         });
     }
     let data: Vec<&TableEntry> = tables
@@ -393,6 +394,7 @@ async fn commit(
                 resource: r.resource.clone(),
             })
             .collect(),
+        legacy: false,
     };
     if ctx.cancel.is_cancelled() {
         return Err(Error::conflict(format!(

@@ -61,6 +61,7 @@ pub(crate) async fn export_table(
         rows,
         bytes,
         files: entries,
+        format: None,
     })
 }
 

@@ -50,6 +50,12 @@ pub struct Manifest {
     /// Routines (functions, procedures) of the backed-up datasets: definitions only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routines: Vec<RoutineEntry>,
+    /// Never set in a manifest this service writes: marks the in-memory manifest that restore
+    /// synthesizes for a backup in the Java service's layout (no manifest, no checksums, no row
+    /// counts; the schema comes from the files or from the request), whose files are decoded but
+    /// cannot be verified.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +117,10 @@ pub struct TableEntry {
     pub rows: u64,
     pub bytes: u64,
     pub files: Vec<FileEntry>,
+    /// How this table's files are written when it differs from the backup's [`Manifest::format`]:
+    /// only in legacy manifests, where each table's format comes from its files' extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FormatEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +137,11 @@ pub struct FileEntry {
 impl Manifest {
     pub fn table(&self, table: &TableRef) -> Option<&TableEntry> {
         self.tables.iter().find(|t| &t.table == table)
+    }
+
+    /// How the files of `table` are written: its own format entry, else the backup's.
+    pub fn format_of<'a>(&'a self, table: &'a TableEntry) -> &'a FormatEntry {
+        table.format.as_ref().unwrap_or(&self.format)
     }
 }
 

@@ -321,6 +321,13 @@ pub(super) fn read_schema(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
     Ok(bigquery_labels(&reader.schema()))
 }
 
+/// [`read_schema`] from the first bytes of a file (the header is all it needs). `None` when
+/// `head` ends before the header does (or is otherwise unreadable: the caller then reads the
+/// whole file, which gives the real error).
+pub(super) fn read_schema_from_head(head: &[u8]) -> Option<SchemaRef> {
+    read_schema(head).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,5 +400,18 @@ mod tests {
         let schema = read_embedded_schema(&bytes, Format::Avro).unwrap();
         let timestamp = schema.field_with_name("timestamp").unwrap();
         assert_eq!(timestamp.data_type(), batch.schema().field(10).data_type());
+    }
+
+    #[test]
+    fn the_schema_reads_from_the_header_alone() {
+        let batch = all_types_batch(200);
+        let bytes = encode(
+            std::slice::from_ref(&batch),
+            &EncodeOptions::new(Format::Avro),
+        );
+        let whole = read_embedded_schema(&bytes, Format::Avro).unwrap();
+        let header_end = bytes.len() / 2;
+        assert_eq!(read_schema_from_head(&bytes[..header_end]), Some(whole));
+        assert_eq!(read_schema_from_head(&bytes[..20]), None);
     }
 }

@@ -35,8 +35,12 @@
 //! manifest is lost. On read, text formats also accept what BigQuery's own exports hold
 //! (`2024-02-29 12:34:56 UTC`, fewer fractional digits, numbers for INT64/NUMERIC), and gzip is
 //! detected from the bytes.
+//!
+//! [`arrow_to_bigquery_fields`] and [`bigquery_fields_to_arrow`] convert between an Arrow schema
+//! and a BigQuery schema, for backups that carry only one of the two (the Java service's layout).
 
 mod avro;
+mod bigquery_schema;
 mod compression;
 mod conform;
 mod csv;
@@ -54,6 +58,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, FieldError};
 
+pub use bigquery_schema::{arrow_to_bigquery_fields, bigquery_fields_to_arrow};
 pub use options::{
     Compression, DEFAULT_BATCH_SIZE, DEFAULT_CSV_DELIMITER, DecodeOptions, EncodeOptions, Format,
     ParseNameError, file_extension,
@@ -288,6 +293,31 @@ pub fn read_embedded_schema(bytes: &Bytes, format: Format) -> Result<SchemaRef, 
             "format",
             format!("{format} files carry no schema; only AVRO and PARQUET do"),
         )])),
+    })
+}
+
+/// Where a file keeps its embedded schema: at its end for PARQUET (the footer), at its start for
+/// AVRO (the header). See [`read_embedded_schema_part`].
+pub fn embedded_schema_at_end(format: Format) -> bool {
+    format == Format::Parquet
+}
+
+/// [`read_embedded_schema`] from part of a file of `file_size` bytes, so a caller can fetch only
+/// a header or footer: `part` is the file's first bytes for AVRO, its last bytes for PARQUET
+/// ([`embedded_schema_at_end`]). `Ok(None)`: `part` is too short (or unreadable as a part); read
+/// the whole file instead.
+pub fn read_embedded_schema_part(
+    part: Bytes,
+    format: Format,
+    file_size: u64,
+) -> Result<Option<SchemaRef>, FormatError> {
+    if part.len() as u64 >= file_size {
+        return read_embedded_schema(&part, format).map(Some);
+    }
+    catch_panics(format, move || match format {
+        Format::Avro => Ok(avro::read_schema_from_head(&part)),
+        Format::Parquet => parquet::read_schema_from_tail(part, file_size),
+        Format::Csv | Format::Json => read_embedded_schema(&part, format).map(Some),
     })
 }
 

@@ -26,7 +26,10 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::{GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 
 use super::compression::SharedBuffer;
@@ -149,6 +152,32 @@ pub(super) fn read_schema(bytes: Bytes) -> Result<SchemaRef, FormatError> {
     }
 }
 
+/// [`read_schema`] from the last bytes of a file of `file_size` bytes (the footer is all it
+/// needs). `None` when `tail` is shorter than the footer.
+pub(super) fn read_schema_from_tail(
+    tail: Bytes,
+    file_size: u64,
+) -> Result<Option<SchemaRef>, FormatError> {
+    let mut reader = ParquetMetaDataReader::new();
+    match reader.try_parse_sized(&tail, file_size) {
+        Ok(()) => {}
+        Err(ParquetError::NeedMoreData(_)) => return Ok(None),
+        Err(e) => return Err(corrupt(e.to_string())),
+    }
+    let metadata = reader.finish().map_err(|e| corrupt(e.to_string()))?;
+    let file = metadata.file_metadata();
+    let key_values = file.key_value_metadata();
+    let schema = parquet_to_arrow_schema(file.schema_descr(), key_values)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let has_arrow_schema =
+        key_values.is_some_and(|kv| kv.iter().any(|entry| entry.key == ARROW_SCHEMA_KEY));
+    Ok(Some(if has_arrow_schema {
+        std::sync::Arc::new(schema)
+    } else {
+        bigquery_labels(&schema)
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +194,26 @@ mod tests {
         );
         let schema = read_embedded_schema(&bytes, Format::Parquet).unwrap();
         assert_eq!(schema.fields(), batch.schema().fields());
+    }
+
+    #[test]
+    fn the_schema_reads_from_the_footer_alone() {
+        let batch = all_types_batch(2000);
+        let bytes = encode(
+            std::slice::from_ref(&batch),
+            &EncodeOptions::new(Format::Parquet),
+        );
+        let size = bytes.len() as u64;
+        let whole = read_embedded_schema(&bytes, Format::Parquet).unwrap();
+        let footer_len =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+        let tail = bytes.slice(bytes.len() - footer_len as usize - 8..);
+        assert!(
+            tail.len() < bytes.len(),
+            "the footer is only part of the file"
+        );
+        assert_eq!(read_schema_from_tail(tail, size).unwrap(), Some(whole));
+        let too_short = bytes.slice(bytes.len() - 16..);
+        assert_eq!(read_schema_from_tail(too_short, size).unwrap(), None);
     }
 }

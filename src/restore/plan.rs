@@ -8,6 +8,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::Serialize;
 
+use super::legacy::legacy_manifest;
 use crate::bigquery::{BigQuery, TableKind};
 use crate::catalog::{self, Manifest};
 use crate::domain::{
@@ -30,6 +31,11 @@ pub struct RestorePlan {
     pub tables: Vec<RestoreTable>,
     pub views: Vec<RestoreTable>,
     pub max_parallel_tables: usize,
+    /// The backup is in the Java service's layout (no manifest): schemas come from the files or
+    /// the request, and files are decoded but cannot be checked against checksums or row counts
+    /// (`rows` of its tables are unknown and shown as 0).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
     pub warnings: Vec<FieldError>,
     #[serde(skip)]
     pub manifest: Arc<Manifest>,
@@ -192,25 +198,39 @@ pub async fn plan_restore(
             .map(|n| n as usize)
             .unwrap_or(default_parallel_tables)
             .clamp(1, default_parallel_tables.max(1)),
+        legacy: manifest.legacy,
         warnings: spec.warnings.clone(),
         manifest: Arc::new(manifest),
         disposition: spec.write_disposition,
     })
 }
 
-/// The manifest of the requested backup, or of the newest complete one for `latest`.
+/// The manifest of the requested backup, or of the newest complete one for `latest`. A backup
+/// without a manifest may be in the Java service's layout: its manifest is then synthesized from
+/// its files (for `latest`, only when no backup has a manifest).
 async fn find_manifest(store: &Store, spec: &RestoreSpec) -> Result<Manifest, Error> {
     let not_found = |message: String| {
         Error::not_found(message.clone())
             .with_details(vec![FieldError::new(spec.backup_field.clone(), message)])
     };
     match &spec.backup {
-        BackupSelector::Id(id) => catalog::read_manifest(store, id)
-            .await?
-            .ok_or_else(|| not_found(format!("no complete backup {id} in {}", store.uri()))),
+        BackupSelector::Id(id) => {
+            if let Some(manifest) = catalog::read_manifest(store, id).await? {
+                return Ok(manifest);
+            }
+            legacy_manifest(store, spec, id)
+                .await?
+                .ok_or_else(|| not_found(format!("no complete backup {id} in {}", store.uri())))
+        }
         BackupSelector::Latest => {
-            for id in backup_ids(store.object_store()).await? {
-                if let Some(manifest) = catalog::read_manifest(store, &id).await? {
+            let ids = backup_ids(store.object_store()).await?;
+            for id in &ids {
+                if let Some(manifest) = catalog::read_manifest(store, id).await? {
+                    return Ok(manifest);
+                }
+            }
+            for id in &ids {
+                if let Some(manifest) = legacy_manifest(store, spec, id).await? {
                     return Ok(manifest);
                 }
             }

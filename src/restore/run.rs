@@ -50,6 +50,9 @@ pub struct TableRestoreReport {
     pub target: String,
     pub rows: u64,
     pub method: LoadMethod,
+    /// Every file's size, SHA-256 and row count matched the manifest. `false` for a backup in
+    /// the Java layout, which records none of them: its files were decoded, not verified.
+    pub verified: bool,
     pub duration_ms: u64,
 }
 
@@ -154,6 +157,7 @@ async fn restore_one<'a>(
             target: table.target.to_string(),
             rows,
             method,
+            verified: !plan.manifest.legacy,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
     (table, result)

@@ -9,5 +9,6 @@ mod config;
 mod health;
 mod helpers;
 mod independent;
+mod legacy;
 mod restore;
 mod storage;
