@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod exec;
 pub mod formats;
 pub mod restore;
 pub mod storage;

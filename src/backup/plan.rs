@@ -250,11 +250,10 @@ pub async fn plan_backup(
         compression: encode.compression,
         encode,
         file_size_bytes: spec.file_size_bytes,
-        max_parallel_tables: spec
-            .max_parallel_tables
-            .map(|n| n as usize)
-            .unwrap_or(default_parallel_tables)
-            .clamp(1, default_parallel_tables.max(1)),
+        max_parallel_tables: crate::exec::parallel_tables(
+            spec.max_parallel_tables,
+            default_parallel_tables,
+        ),
         overwrite: spec.overwrite,
         reason: spec.reason.clone(),
         labels: spec.labels.clone(),

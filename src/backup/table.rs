@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use base64::Engine;
 use object_store::ObjectStore;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +56,7 @@ pub(crate) async fn export_table(
         kind: planned.kind,
         resource: table_resource(planned)?,
         definition: None,
-        arrow_schema: Some(encode_arrow_schema(&schema)),
+        arrow_schema: Some(crate::catalog::encode_arrow_schema(&schema)),
         rows,
         bytes,
         files: entries,
@@ -69,32 +68,4 @@ pub(crate) async fn export_table(
 pub(crate) fn table_resource(planned: &PlannedTable) -> Result<serde_json::Value, Error> {
     serde_json::to_value(&planned.resource)
         .map_err(|e| Error::internal(format!("table resource of {}: {e}", planned.table)))
-}
-
-/// The Arrow schema as an IPC schema message, base64: exact types for decoding text formats.
-pub(crate) fn encode_arrow_schema(schema: &arrow::datatypes::Schema) -> String {
-    let data_gen = arrow::ipc::writer::IpcDataGenerator::default();
-    let mut tracker = arrow::ipc::writer::DictionaryTracker::new(false);
-    let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(
-        schema,
-        &mut tracker,
-        &arrow::ipc::writer::IpcWriteOptions::default(),
-    );
-    let mut framed = Vec::with_capacity(encoded.ipc_message.len() + 8);
-    framed.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-    framed.extend_from_slice(
-        &u32::try_from(encoded.ipc_message.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    framed.extend_from_slice(&encoded.ipc_message);
-    base64::engine::general_purpose::STANDARD.encode(framed)
-}
-
-/// Inverse of [`encode_arrow_schema`].
-pub fn decode_arrow_schema(text: &str) -> Result<arrow::datatypes::Schema, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| e.to_string())?;
-    arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).map_err(|e| e.to_string())
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{BackupRequest, BackupSpec, ExportOptions};
 use crate::error::{Error, FieldError};
-use crate::formats::{Compression, EncodeOptions, Format};
+use crate::formats::{Compression, EncodeOptions, Format, disallowed_compression};
 
 /// Validates a parsed backup request. The error (400) lists every problem by JSON path.
 pub fn validate_backup_request(
@@ -97,20 +97,10 @@ impl FormatChoice {
                 )]
             })?,
         };
-        if !format.allowed_compressions().contains(&compression) {
-            let allowed: Vec<&str> = format
-                .allowed_compressions()
-                .iter()
-                .map(|c| c.as_str())
-                .collect();
+        if let Some(message) = disallowed_compression(format, compression) {
             return Err(vec![FieldError::new(
                 self.compression_field.clone(),
-                format!(
-                    "{} files cannot be compressed with {}; allowed: {}",
-                    format.as_str(),
-                    compression.as_str(),
-                    allowed.join(", ")
-                ),
+                message,
             )]);
         }
         let mut encode = EncodeOptions::new(format);

@@ -15,11 +15,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::on_rayon;
 use crate::bigquery::BatchStream;
 use crate::catalog::FileEntry;
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
+use crate::exec::on_rayon;
 use crate::formats::{EncodeOptions, FileEncoder, file_extension};
 use crate::storage::layout;
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -205,4 +206,31 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
             "{path} does not match manifest version {MANIFEST_VERSION}: {e}"
         ))
     })
+}
+/// The Arrow schema as an IPC schema message, base64: exact types for decoding text formats.
+pub fn encode_arrow_schema(schema: &arrow::datatypes::Schema) -> String {
+    let data_gen = arrow::ipc::writer::IpcDataGenerator::default();
+    let mut tracker = arrow::ipc::writer::DictionaryTracker::new(false);
+    let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(
+        schema,
+        &mut tracker,
+        &arrow::ipc::writer::IpcWriteOptions::default(),
+    );
+    let mut framed = Vec::with_capacity(encoded.ipc_message.len() + 8);
+    framed.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    framed.extend_from_slice(
+        &u32::try_from(encoded.ipc_message.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    framed.extend_from_slice(&encoded.ipc_message);
+    base64::engine::general_purpose::STANDARD.encode(framed)
+}
+
+/// Inverse of [`encode_arrow_schema`].
+pub fn decode_arrow_schema(text: &str) -> Result<arrow::datatypes::Schema, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| e.to_string())?;
+    arrow::ipc::convert::try_schema_from_ipc_buffer(&bytes).map_err(|e| e.to_string())
 }

@@ -7,5 +7,5 @@ pub mod manifest;
 
 pub use manifest::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
-    Totals, read_manifest, write_manifest,
+    Totals, decode_arrow_schema, encode_arrow_schema, read_manifest, write_manifest,
 };

@@ -61,7 +61,7 @@ use crate::error::{Error, FieldError};
 pub use bigquery_schema::{arrow_to_bigquery_fields, bigquery_fields_to_arrow};
 pub use options::{
     Compression, DEFAULT_BATCH_SIZE, DEFAULT_CSV_DELIMITER, DecodeOptions, EncodeOptions, Format,
-    ParseNameError, file_extension,
+    ParseNameError, disallowed_compression, file_extension,
 };
 pub use parquet::{ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS};
 

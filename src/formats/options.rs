@@ -248,20 +248,25 @@ impl DecodeOptions {
     }
 }
 
+/// Why `format` cannot be compressed with `compression`, or `None` when it can.
+pub fn disallowed_compression(format: Format, compression: Compression) -> Option<String> {
+    if format.allowed_compressions().contains(&compression) {
+        return None;
+    }
+    let allowed: Vec<&str> = format
+        .allowed_compressions()
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    Some(format!(
+        "{compression} is not available for {format}; use one of {}",
+        allowed.join(", ")
+    ))
+}
+
 fn check_compression(format: Format, compression: Compression, problems: &mut Vec<FieldError>) {
-    if !format.allowed_compressions().contains(&compression) {
-        let allowed: Vec<&str> = format
-            .allowed_compressions()
-            .iter()
-            .map(|c| c.as_str())
-            .collect();
-        problems.push(FieldError::new(
-            "compression",
-            format!(
-                "{compression} is not available for {format}; use one of {}",
-                allowed.join(", ")
-            ),
-        ));
+    if let Some(message) = disallowed_compression(format, compression) {
+        problems.push(FieldError::new("compression", message));
     }
 }
 

@@ -36,13 +36,14 @@ use object_store::path::Path;
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
-use crate::backup::{encode_arrow_schema, on_rayon};
 use crate::bigquery::TableKind;
+use crate::catalog::encode_arrow_schema;
 use crate::catalog::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
 };
 use crate::domain::{BackupId, RestoreSpec, SourceTable, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
+use crate::exec::on_rayon;
 use crate::formats::{
     Compression, EncodeOptions, Format, arrow_to_bigquery_fields, bigquery_fields_to_arrow,
     embedded_schema_at_end, read_embedded_schema, read_embedded_schema_part,

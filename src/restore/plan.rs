@@ -193,11 +193,10 @@ pub async fn plan_restore(
         datasets,
         tables,
         views,
-        max_parallel_tables: spec
-            .max_parallel_tables
-            .map(|n| n as usize)
-            .unwrap_or(default_parallel_tables)
-            .clamp(1, default_parallel_tables.max(1)),
+        max_parallel_tables: crate::exec::parallel_tables(
+            spec.max_parallel_tables,
+            default_parallel_tables,
+        ),
         legacy: manifest.legacy,
         warnings: spec.warnings.clone(),
         manifest: Arc::new(manifest),

@@ -169,11 +169,7 @@ async fn restore_views(
     plan: &RestorePlan,
     ctx: &RestoreContext,
 ) -> Result<(Vec<String>, Vec<FieldError>), Error> {
-    let mappings: Vec<(DatasetRef, DatasetRef)> = plan
-        .datasets
-        .iter()
-        .map(|d| (d.source.clone(), d.target.clone()))
-        .collect();
+    let mappings = dataset_mappings(plan);
     let mut done = Vec::new();
     let mut skipped = Vec::new();
     for view in &plan.views {
@@ -213,11 +209,7 @@ async fn restore_routines(
     plan: &RestorePlan,
     ctx: &RestoreContext,
 ) -> Result<(Vec<String>, Vec<FieldError>), Error> {
-    let mappings: Vec<(DatasetRef, DatasetRef)> = plan
-        .datasets
-        .iter()
-        .map(|d| (d.source.clone(), d.target.clone()))
-        .collect();
+    let mappings = dataset_mappings(plan);
     let mut done = Vec::new();
     let mut kept = Vec::new();
     for entry in &plan.manifest.routines {
@@ -237,4 +229,12 @@ async fn restore_routines(
         done.push(name);
     }
     Ok((done, kept))
+}
+
+/// Source dataset → restored dataset, for rewriting references in views and routines.
+fn dataset_mappings(plan: &RestorePlan) -> Vec<(DatasetRef, DatasetRef)> {
+    plan.datasets
+        .iter()
+        .map(|d| (d.source.clone(), d.target.clone()))
+        .collect()
 }

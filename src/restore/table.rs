@@ -16,11 +16,12 @@ use sha2::{Digest, Sha256};
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
-use crate::backup::{decode_arrow_schema, on_rayon};
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
+use crate::catalog::decode_arrow_schema;
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::{Error, ErrorKind};
+use crate::exec::on_rayon;
 use crate::formats::{Compression, DecodeOptions, EncodeOptions, FileEncoder, Format, decode};
 use crate::storage::Store;
 
@@ -102,17 +103,7 @@ async fn load_from_gcs(
 ) -> Result<u64, Error> {
     let os = store.object_store().clone();
     for file in &entry.files {
-        let mut stream = os
-            .get(&Path::from(file.path.as_str()))
-            .await
-            .map_err(|e| {
-                file_error(
-                    &file.path,
-                    format!("cannot be read: {e}"),
-                    ErrorKind::Upstream,
-                )
-            })?
-            .into_stream();
+        let mut stream = get_file(&os, &file.path).await?.into_stream();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -220,25 +211,8 @@ async fn load_files(
     let os = store.object_store().clone();
     let mut rows = 0u64;
     for file in &entry.files {
-        // Recorded paths are keys as object_store wrote or listed them (already encoded):
-        // `Path::from` would encode their `%` a second time.
-        let path = Path::parse(&file.path).map_err(|e| {
-            file_error(
-                &file.path,
-                format!("is not a valid key: {e}"),
-                ErrorKind::Upstream,
-            )
-        })?;
-        let bytes: Bytes = os
-            .get(&path)
-            .await
-            .map_err(|e| {
-                file_error(
-                    &file.path,
-                    format!("cannot be read: {e}"),
-                    ErrorKind::Upstream,
-                )
-            })?
+        let bytes: Bytes = get_file(&os, &file.path)
+            .await?
             .bytes()
             .await
             .map_err(|e| {
@@ -373,6 +347,28 @@ fn decode_options(plan: &RestorePlan, entry: &TableEntry) -> Result<DecodeOption
     options.csv_header = recorded.csv_header;
     options.csv_delimiter = recorded.csv_delimiter.bytes().next().unwrap_or(b',');
     Ok(options)
+}
+
+/// Opens a recorded file. Recorded paths are keys as object_store wrote or listed them (already
+/// percent-encoded where needed), so they are parsed, not encoded again as `Path::from` would.
+async fn get_file(
+    os: &std::sync::Arc<dyn object_store::ObjectStore>,
+    recorded: &str,
+) -> Result<object_store::GetResult, Error> {
+    let path = Path::parse(recorded).map_err(|e| {
+        file_error(
+            recorded,
+            format!("is not a valid key: {e}"),
+            ErrorKind::Upstream,
+        )
+    })?;
+    os.get(&path).await.map_err(|e| {
+        file_error(
+            recorded,
+            format!("cannot be read: {e}"),
+            ErrorKind::Upstream,
+        )
+    })
 }
 
 fn file_error(path: &str, what: String, kind: ErrorKind) -> Error {

@@ -1,11 +1,11 @@
 //! `POST /api/v1/backup` end to end against bqemulator and every store.
 
-use bq_backup::backup::decode_arrow_schema;
 use bq_backup::bigquery::ReadOptions;
 use bq_backup::catalog::Manifest;
-use bq_backup::domain::{StorageUri, TableRef};
+use bq_backup::catalog::decode_arrow_schema;
+use bq_backup::domain::TableRef;
 use bq_backup::formats::{Compression, DecodeOptions, Format, decode};
-use bq_backup::storage::{StorageConfig, Store};
+use bq_backup::storage::Store;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -13,30 +13,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    BUCKET, BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows,
-    create_flat_table, init_crypto, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows,
+    create_flat_table, open_store, spawn_app, unique_dataset, unique_root,
 };
-
-fn open_store(uri: &str) -> Store {
-    init_crypto();
-    StorageConfig::from_settings(&TestServices::get().settings())
-        .open(&StorageUri::parse(uri).expect("valid uri"))
-        .expect("store opens")
-}
-
-fn unique_root(scheme: &str) -> String {
-    match scheme {
-        "file" => {
-            let dir =
-                std::env::temp_dir().join(format!("bqb-it-{}", uuid::Uuid::new_v4().simple()));
-            format!("file://{}", dir.display())
-        }
-        _ => format!(
-            "{scheme}://{BUCKET}/backup-it-{}",
-            uuid::Uuid::new_v4().simple()
-        ),
-    }
-}
 
 fn request(dataset: &str, uri: &str, format: &str, compression: Option<&str>) -> Value {
     let mut options = json!({ "format": format });
@@ -52,15 +31,7 @@ fn request(dataset: &str, uri: &str, format: &str, compression: Option<&str>) ->
 }
 
 async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/backup"))
-        .json(body)
-        .send()
-        .await
-        .expect("server answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_json("/api/v1/backup", body).await
 }
 
 async fn read_manifest(store: &Store, backup_id: &str) -> Manifest {

@@ -404,3 +404,39 @@ pub async fn mirror_gcs_for_bigquery(root: &str) {
         std::fs::write(&dest, &bytes).unwrap();
     }
 }
+
+/// A store opened the way the service opens it, wired to the test services.
+pub fn open_store(uri: &str) -> bq_backup::storage::Store {
+    init_crypto();
+    bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
+        .open(&bq_backup::domain::StorageUri::parse(uri).expect("valid uri"))
+        .expect("store opens")
+}
+
+/// A storage root no other test uses: a new temporary directory for `file`, a new prefix in
+/// the test bucket for `gs`, `s3` and `az`.
+pub fn unique_root(scheme: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple();
+    match scheme {
+        "file" => format!(
+            "file://{}",
+            std::env::temp_dir().join(format!("bqb-it-{id}")).display()
+        ),
+        _ => format!("{scheme}://{BUCKET}/it-{id}"),
+    }
+}
+
+impl TestApp {
+    /// POSTs JSON to `path`; the status and the JSON answer (`null` when the body is not JSON).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}

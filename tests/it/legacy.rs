@@ -8,9 +8,9 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use bq_backup::bigquery::ReadOptions;
-use bq_backup::domain::{StorageUri, TableRef};
+use bq_backup::domain::TableRef;
 use bq_backup::formats::{EncodeOptions, FileEncoder, Format};
-use bq_backup::storage::{StorageConfig, Store};
+use bq_backup::storage::Store;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -18,34 +18,12 @@ use object_store::path::Path;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BUCKET, BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows,
-    init_crypto, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, open_store, spawn_app,
+    unique_dataset, unique_root,
 };
 
 /// The Java service's backup id format, `yyyyMMdd_HHmmss`.
 const BACKUP_ID: &str = "20261120_010203";
-
-fn unique_root(scheme: &str) -> String {
-    match scheme {
-        "file" => format!(
-            "file://{}",
-            std::env::temp_dir()
-                .join(format!("bqb-legacy-{}", uuid::Uuid::new_v4().simple()))
-                .display()
-        ),
-        _ => format!(
-            "{scheme}://{BUCKET}/legacy-it-{}",
-            uuid::Uuid::new_v4().simple()
-        ),
-    }
-}
-
-fn open_store(uri: &str) -> Store {
-    init_crypto();
-    StorageConfig::from_settings(&TestServices::get().settings())
-        .open(&StorageUri::parse(uri).expect("valid uri"))
-        .expect("store opens")
-}
 
 /// Writes `bytes` as `backups/{BACKUP_ID}/{PROJECT}/{dataset}/{file}`, as the Java service's
 /// extract jobs laid it out; returns the key.
@@ -117,15 +95,7 @@ async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
 }
 
 async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(app.url("/api/v1/restore"))
-        .json(body)
-        .send()
-        .await
-        .expect("server answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_json("/api/v1/restore", body).await
 }
 
 /// The Java service's restore body: `gcsOptions` for gs://, `uri` + `importOptions` elsewhere.

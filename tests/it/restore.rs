@@ -6,35 +6,12 @@ use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BUCKET, BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, spawn_app,
-    unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, spawn_app, unique_dataset,
+    unique_root,
 };
 
-fn unique_root(scheme: &str) -> String {
-    match scheme {
-        "file" => format!(
-            "file://{}",
-            std::env::temp_dir()
-                .join(format!("bqb-rs-{}", uuid::Uuid::new_v4().simple()))
-                .display()
-        ),
-        _ => format!(
-            "{scheme}://{BUCKET}/restore-it-{}",
-            uuid::Uuid::new_v4().simple()
-        ),
-    }
-}
-
 async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    let resp = app
-        .client
-        .post(app.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("server answers");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.post_json(path, body).await
 }
 
 async fn backup(

@@ -1,8 +1,7 @@
 //! One storage suite, run against every backend: fake-gcs (gs://, through the XML shim), moto
 //! (s3://), azurite (az://) and a temporary directory (file://).
 
-use bq_backup::domain::StorageUri;
-use bq_backup::storage::{StorageConfig, Store};
+use bq_backup::storage::Store;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -10,19 +9,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutPayload, WriteMultipart,
 };
 
-use crate::helpers::{BUCKET, TestServices, init_crypto};
-
-fn open(uri: &str) -> Store {
-    init_crypto();
-    let config = StorageConfig::from_settings(&TestServices::get().settings());
-    config
-        .open(&StorageUri::parse(uri).expect("valid uri"))
-        .expect("store opens")
-}
-
-fn unique_root(scheme: &str) -> String {
-    format!("{scheme}://{BUCKET}/it-{}", uuid::Uuid::new_v4().simple())
-}
+use crate::helpers::{open_store, unique_root};
 
 /// 6 MiB + 3 bytes of non-repeating data: more than one 5 MiB part.
 fn big_payload() -> Bytes {
@@ -133,33 +120,37 @@ async fn suite(store: Store) {
 #[tokio::test]
 async fn storage_suite_passes_on_a_local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    suite(open(&format!("file://{}", dir.path().display()))).await;
+    suite(open_store(&format!("file://{}", dir.path().display()))).await;
 }
 
 #[tokio::test]
 async fn storage_suite_passes_on_gcs() {
-    suite(open(&unique_root("gs"))).await;
+    suite(open_store(&unique_root("gs"))).await;
 }
 
 #[tokio::test]
 async fn storage_suite_passes_on_s3() {
-    suite(open(&unique_root("s3"))).await;
+    suite(open_store(&unique_root("s3"))).await;
 }
 
 #[tokio::test]
 async fn storage_suite_passes_on_azure() {
-    suite(open(&unique_root("az"))).await;
+    suite(open_store(&unique_root("az"))).await;
 }
 
 #[tokio::test]
 async fn storage_suite_passes_in_memory() {
-    suite(open(&format!("memory://{}", uuid::Uuid::new_v4().simple()))).await;
+    suite(open_store(&format!(
+        "memory://{}",
+        uuid::Uuid::new_v4().simple()
+    )))
+    .await;
 }
 
 #[tokio::test]
 async fn a_relative_file_uri_is_rooted_at_the_working_directory() {
     let name = format!("target-it-{}", uuid::Uuid::new_v4().simple());
-    let store = open(&format!("file://./{name}"));
+    let store = open_store(&format!("file://./{name}"));
     store
         .object_store()
         .put(&Path::from("x.txt"), PutPayload::from_static(b"x"))

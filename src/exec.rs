@@ -1,0 +1,51 @@
+//! Execution helpers shared by backup and restore: CPU work on rayon, and how many tables run at
+//! once. Depends on `error` only.
+
+/// Runs CPU-bound work (encoding, decoding, hashing) on the rayon pool, never on the async
+/// runtime's threads, and awaits its result. A panic in `f` becomes an internal error.
+pub async fn on_rayon<F, R>(f: F) -> Result<R, crate::Error>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        // The receiver is gone only if the awaiting task was dropped (cancelled); nothing to do.
+        let _ = tx.send(result);
+    });
+    match rx.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(crate::Error::internal("a CPU task panicked")),
+        Err(_) => Err(crate::Error::internal("a CPU task was lost")),
+    }
+}
+
+/// Tables processed at once: what the request asks (Java's `threadPoolSize` or our
+/// `maxParallelTables`), never more than the service allows (`BQB_MAX_PARALLEL_TABLES`).
+pub fn parallel_tables(requested: Option<u32>, service_limit: usize) -> usize {
+    let limit = service_limit.max(1);
+    requested
+        .map_or(limit, |n| usize::try_from(n).unwrap_or(limit))
+        .clamp(1, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_may_lower_the_parallelism_but_not_raise_it() {
+        assert_eq!(parallel_tables(None, 4), 4);
+        assert_eq!(parallel_tables(Some(2), 4), 2);
+        assert_eq!(parallel_tables(Some(64), 4), 4);
+        assert_eq!(parallel_tables(Some(0), 4), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_rayon_is_an_error_not_a_crash() {
+        assert_eq!(on_rayon(|| 2 + 2).await.unwrap(), 4);
+        let err = on_rayon(|| -> u8 { panic!("boom") }).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Internal);
+    }
+}
