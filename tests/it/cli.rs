@@ -210,3 +210,81 @@ async fn an_invalid_request_file_exits_non_zero_naming_each_field() {
         text(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_cli_restores_a_backup_and_prints_the_json_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let dataset = unique_dataset("clirs");
+    BigQueryFixtures::new()
+        .create_all_types_dataset_without(&dataset, &["geo"])
+        .await;
+    let backup_request = dir.path().join("backup.json");
+    std::fs::write(
+        &backup_request,
+        json!({
+            "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+            "backupStorage": { "uri": format!("file://{}", root.display()), "exportOptions": { "format": "AVRO" } }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let backup = bq_backup(
+        &["backup", "--request", backup_request.to_str().unwrap()],
+        &[],
+    );
+    assert!(backup.status.success(), "{}", text(&backup.stderr));
+    let backup_id = stdout_json(&backup)["backupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let restore_request = dir.path().join("restore.json");
+    std::fs::write(
+        &restore_request,
+        json!({
+            "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+            "restoreStorage": { "uri": format!("file://{}", root.display()) },
+            "backupId": "latest"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let dry = bq_backup(
+        &[
+            "restore",
+            "--request",
+            restore_request.to_str().unwrap(),
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(stdout_json(&dry)["plan"]["backupId"], backup_id.as_str());
+
+    let restore = bq_backup(
+        &["restore", "--request", restore_request.to_str().unwrap()],
+        &[],
+    );
+    assert!(restore.status.success(), "{}", text(&restore.stderr));
+    let summary = stdout_json(&restore);
+    assert_eq!(summary["status"], "SUCCEEDED");
+    assert_eq!(summary["backupId"], backup_id.as_str());
+    assert_eq!(summary["rows"], 3);
+    assert_eq!(
+        summary["tables"][0]["target"],
+        format!("{PROJECT}.restored_{dataset}.all_types")
+    );
+
+    // Restoring again refuses the now non-empty table: non-zero exit naming it.
+    let again = bq_backup(
+        &["restore", "--request", restore_request.to_str().unwrap()],
+        &[],
+    );
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains(&format!("restored_{dataset}.all_types")),
+        "{}",
+        text(&again.stderr)
+    );
+}
