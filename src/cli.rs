@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
 use bq_backup::bigquery::BigQueryConfig;
+use bq_backup::catalog::{self, BackupSummary, ListFilter};
 use bq_backup::config::{Settings, settings_markdown};
-use bq_backup::domain::{parse_backup_request, parse_restore_request};
+use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
 use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
 use bq_backup::storage::StorageConfig;
 use bq_backup::telemetry;
@@ -27,6 +28,25 @@ use bq_backup::telemetry;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How listings are printed: a table for people, JSON for programs (default: table on a
+/// terminal, JSON otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+impl Output {
+    fn resolve(choice: Option<Self>) -> Self {
+        use std::io::IsTerminal;
+        choice.unwrap_or(if std::io::stdout().is_terminal() {
+            Self::Table
+        } else {
+            Self::Json
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +73,38 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the complete backups of a repository, newest first.
+    List {
+        /// The repository (e.g. gs://bucket/prefix, s3://…, az://…, file:///path).
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        dataset: Option<String>,
+        /// `key` or `key:value`.
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Show one backup: its tables, rows, bytes, files, reason, labels, snapshot time, expiry.
+    Show {
+        id: String,
+        #[arg(long)]
+        uri: String,
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Re-read every file of a backup and check sizes, checksums, row counts and decoding;
+    /// exits 1 when anything is wrong, listing every finding.
+    Verify {
+        id: String,
+        #[arg(long)]
+        uri: String,
+    },
     /// Print every setting with its default and meaning (Markdown), then check the current ones.
     Config,
 }
@@ -63,6 +115,27 @@ impl Cli {
             Command::Serve => serve().await,
             Command::Backup { request, dry_run } => backup(&request, dry_run).await,
             Command::Restore { request, dry_run } => restore(&request, dry_run).await,
+            Command::List {
+                uri,
+                project,
+                dataset,
+                label,
+                limit,
+                output,
+            } => {
+                let filter = ListFilter {
+                    project,
+                    dataset,
+                    label: label.map(|l| match l.split_once(':') {
+                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                        None => (l, None),
+                    }),
+                    status: None,
+                };
+                list(&uri, &filter, limit, output).await
+            }
+            Command::Show { id, uri, output } => show(&id, &uri, output).await,
+            Command::Verify { id, uri } => verify(&id, &uri).await,
             Command::Config => {
                 print!("{}", settings_markdown());
                 Settings::from_env()?;
@@ -191,4 +264,131 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())
+}
+
+fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings);
+    let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
+    Ok(StorageConfig::from_settings(&settings).open(&uri)?)
+}
+
+async fn list(
+    uri: &str,
+    filter: &ListFilter,
+    limit: usize,
+    output: Option<Output>,
+) -> anyhow::Result<()> {
+    let store = open_repository(uri)?;
+    let page = catalog::list_backups(
+        &store,
+        filter,
+        limit.clamp(1, catalog::list::MAX_PAGE_SIZE),
+        None,
+        chrono::Utc::now(),
+    )
+    .await?;
+    match Output::resolve(output) {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
+        Output::Table => {
+            println!(
+                "{:<18} {:<9} {:<20} {:>10} {:>6}  REASON",
+                "ID", "STATUS", "CREATED AT", "SIZE", "TABLES"
+            );
+            for b in &page.backups {
+                println!(
+                    "{:<18} {:<9} {:<20} {:>10} {:>6}  {}",
+                    b.backup_id,
+                    b.status,
+                    b.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    human_bytes(b.bytes),
+                    b.tables,
+                    b.reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()> {
+    let store = open_repository(uri)?;
+    let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
+    let manifest = catalog::read_manifest(&store, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
+    let summary = BackupSummary::of(&manifest, chrono::Utc::now());
+    match Output::resolve(output) {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "backup": summary, "tables": manifest.tables.iter().map(|t| serde_json::json!({ "table": t.table, "kind": t.kind, "rows": t.rows, "bytes": t.bytes, "files": t.files.len() })).collect::<Vec<_>>() })
+            )?
+        ),
+        Output::Table => {
+            println!(
+                "backup    {}  {}  snapshot {}",
+                summary.backup_id, summary.status, summary.snapshot_time
+            );
+            println!(
+                "format    {}/{}   {} rows   {}   {} files",
+                summary.format,
+                summary.compression,
+                summary.rows,
+                human_bytes(summary.bytes),
+                summary.files
+            );
+            if let Some(reason) = &summary.reason {
+                println!("reason    {reason}");
+            }
+            if let Some(expires) = summary.expires_at {
+                println!("expires   {expires}");
+            }
+            println!(
+                "\n{:<50} {:<18} {:>12} {:>10} {:>6}",
+                "TABLE", "KIND", "ROWS", "SIZE", "FILES"
+            );
+            for t in &manifest.tables {
+                println!(
+                    "{:<50} {:<18} {:>12} {:>10} {:>6}",
+                    t.table.to_string(),
+                    format!("{:?}", t.kind),
+                    t.rows,
+                    human_bytes(t.bytes),
+                    t.files.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
+    let store = open_repository(uri)?;
+    let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
+    let manifest = catalog::read_manifest(&store, &id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
+    let report = catalog::verify_backup(&store, &manifest).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.ok {
+        Ok(())
+    } else {
+        anyhow::bail!("backup {id}: {} finding(s)", report.findings.len())
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -4,6 +4,7 @@
 //! except `app`.
 
 mod backup;
+mod backups;
 mod error;
 mod health;
 mod restore;
@@ -42,6 +43,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
+        .route("/api/v1/backups", get(backups::list))
+        .route(
+            "/api/v1/backups/{id}",
+            get(backups::show).post(backups::action),
+        )
         .with_state(state)
         // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
         .layer(

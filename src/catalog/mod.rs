@@ -3,9 +3,13 @@
 //!
 //! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
 
+pub mod list;
 pub mod manifest;
+pub mod verify;
 
+pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};
 pub use manifest::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
     Totals, decode_arrow_schema, encode_arrow_schema, read_manifest, write_manifest,
 };
+pub use verify::{Finding, VerifyReport, verify_backup};

@@ -4,18 +4,17 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore;
-use object_store::path::Path;
 use serde::Serialize;
 
 use super::legacy::legacy_manifest;
 use crate::bigquery::{BigQuery, TableKind};
+use crate::catalog::backup_ids;
 use crate::catalog::{self, Manifest};
 use crate::domain::{
     BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition,
 };
 use crate::error::{Error, FieldError};
-use crate::storage::{Store, layout};
+use crate::storage::Store;
 
 /// What a restore will do. Serialised as the dry-run answer.
 #[derive(Debug, Clone, Serialize)]
@@ -236,22 +235,4 @@ async fn find_manifest(store: &Store, spec: &RestoreSpec) -> Result<Manifest, Er
             Err(not_found(format!("no complete backup in {}", store.uri())))
         }
     }
-}
-
-/// Backup ids under `backups/`, newest first.
-pub(crate) async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId>, Error> {
-    let listing = os
-        .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
-        .await
-        .map_err(|e| {
-            Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e)
-        })?;
-    let mut ids: Vec<BackupId> = listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().and_then(|name| BackupId::parse(name).ok()))
-        .collect();
-    ids.sort();
-    ids.reverse();
-    Ok(ids)
 }

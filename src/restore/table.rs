@@ -4,8 +4,6 @@
 //! or rows: they are only decoded (a file that does not decode still fails the table). The job is created by the upload's final chunk, so a file that fails
 //! verification means no job at all; a table this restore created is then removed again.
 
-use std::sync::Arc;
-
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -18,11 +16,11 @@ use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
-use crate::catalog::decode_arrow_schema;
+use crate::catalog::verify::{check_file, decode_options, read_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::{Error, ErrorKind};
 use crate::exec::on_rayon;
-use crate::formats::{Compression, DecodeOptions, EncodeOptions, FileEncoder, Format, decode};
+use crate::formats::{Compression, EncodeOptions, FileEncoder, Format};
 use crate::storage::Store;
 
 /// How a table's data reached BigQuery.
@@ -180,15 +178,8 @@ async fn load_files(
         }
         return Ok(0);
     }
-    let schema: SchemaRef = Arc::new(
-        decode_arrow_schema(entry.arrow_schema.as_deref().unwrap_or_default()).map_err(|e| {
-            Error::upstream(format!(
-                "the manifest's Arrow schema of {} is unreadable: {e}",
-                table.source
-            ))
-        })?,
-    );
-    let decode_options = decode_options(plan, entry)?;
+    let schema: SchemaRef = table_schema(entry)?;
+    let decode_options = decode_options(&plan.manifest, entry)?;
     // A legacy manifest records no sizes, checksums or row counts to check against.
     let verify = !plan.manifest.legacy;
     let mut upload = bigquery
@@ -211,17 +202,9 @@ async fn load_files(
     let os = store.object_store().clone();
     let mut rows = 0u64;
     for file in &entry.files {
-        let bytes: Bytes = get_file(&os, &file.path)
-            .await?
-            .bytes()
+        let bytes: Bytes = read_file(&os, &file.path)
             .await
-            .map_err(|e| {
-                file_error(
-                    &file.path,
-                    format!("cannot be read: {e}"),
-                    ErrorKind::Upstream,
-                )
-            })?;
+            .map_err(|problem| file_error(&file.path, problem, ErrorKind::Upstream))?;
         let (checked, encoder_back, output) = {
             let schema = schema.clone();
             let expected = file.clone();
@@ -229,42 +212,9 @@ async fn load_files(
                 .take()
                 .ok_or_else(|| Error::internal("encoder lost"))?;
             on_rayon(move || -> Result<(u64, FileEncoder, Bytes), Error> {
-                if verify && bytes.len() as u64 != expected.bytes {
-                    return Err(file_error(
-                        &expected.path,
-                        format!(
-                            "has {} bytes, the manifest says {}",
-                            bytes.len(),
-                            expected.bytes
-                        ),
-                        ErrorKind::Upstream,
-                    ));
-                }
-                if verify && hex::encode(Sha256::digest(&bytes)) != expected.sha256 {
-                    return Err(file_error(
-                        &expected.path,
-                        "does not match its SHA-256 checksum in the manifest".into(),
-                        ErrorKind::Upstream,
-                    ));
-                }
-                let batches = decode(bytes, schema, &decode_options).map_err(|e| {
-                    file_error(
-                        &expected.path,
-                        format!("cannot be decoded: {e}"),
-                        ErrorKind::Upstream,
-                    )
-                })?;
+                let batches = check_file(bytes, &expected, schema, &decode_options, verify)
+                    .map_err(|problem| file_error(&expected.path, problem, ErrorKind::Upstream))?;
                 let file_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                if verify && file_rows != expected.rows {
-                    return Err(file_error(
-                        &expected.path,
-                        format!(
-                            "holds {file_rows} rows, the manifest says {}",
-                            expected.rows
-                        ),
-                        ErrorKind::Upstream,
-                    ));
-                }
                 for batch in &batches {
                     enc.write(batch).map_err(|e| {
                         Error::internal(format!("re-encoding {}: {e}", expected.path))
@@ -331,22 +281,6 @@ fn load_configuration(plan: &RestorePlan, table: &RestoreTable, entry: &TableEnt
             "writeDisposition": plan.disposition.as_str(),
         }
     })
-}
-
-fn decode_options(plan: &RestorePlan, entry: &TableEntry) -> Result<DecodeOptions, Error> {
-    let recorded = plan.manifest.format_of(entry);
-    let format: Format = recorded
-        .format
-        .parse()
-        .map_err(|e| Error::upstream(format!("manifest format: {e}")))?;
-    let mut options = DecodeOptions::new(format);
-    options.compression = recorded
-        .compression
-        .parse()
-        .map_err(|e| Error::upstream(format!("manifest compression: {e}")))?;
-    options.csv_header = recorded.csv_header;
-    options.csv_delimiter = recorded.csv_delimiter.bytes().next().unwrap_or(b',');
-    Ok(options)
 }
 
 /// Opens a recorded file. Recorded paths are keys as object_store wrote or listed them (already

@@ -288,3 +288,58 @@ async fn the_cli_restores_a_backup_and_prints_the_json_summary() {
         text(&again.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_cli_lists_shows_and_verifies_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let (_, request) = dataset_and_request(dir.path(), &root).await;
+    let backup = bq_backup(&["backup", "--request", request.to_str().unwrap()], &[]);
+    assert!(backup.status.success(), "{}", text(&backup.stderr));
+    let id = stdout_json(&backup)["backupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uri = format!("file://{}", root.display());
+
+    let table = bq_backup(&["list", "--uri", &uri, "--output", "table"], &[]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let lines: Vec<String> = text(&table.stdout).lines().map(str::to_string).collect();
+    assert!(
+        lines[0].starts_with("ID")
+            && lines[0].contains("STATUS")
+            && lines[0].contains("CREATED AT"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("SIZE") && lines[0].contains("TABLES") && lines[0].ends_with("REASON"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&id)
+            && lines[1].contains("COMPLETE")
+            && lines[1].ends_with("cli test"),
+        "{lines:?}"
+    );
+
+    let json = bq_backup(&["list", "--uri", &uri, "--output", "json"], &[]);
+    assert_eq!(stdout_json(&json)["backups"][0]["backupId"], id.as_str());
+    let show = bq_backup(&["show", &id, "--uri", &uri, "--output", "json"], &[]);
+    assert_eq!(stdout_json(&show)["tables"][0]["rows"], 3);
+
+    let verify = bq_backup(&["verify", &id, "--uri", &uri], &[]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    assert_eq!(stdout_json(&verify)["ok"], true);
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(root.join(format!("backups/{id}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let file = root.join(manifest["tables"][0]["files"][0]["path"].as_str().unwrap());
+    std::fs::write(&file, b"not parquet").unwrap();
+    let broken = bq_backup(&["verify", &id, "--uri", &uri], &[]);
+    assert!(!broken.status.success(), "a damaged backup fails verify");
+    assert_eq!(
+        stdout_json(&broken)["findings"].as_array().unwrap().len(),
+        1
+    );
+}

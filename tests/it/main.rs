@@ -4,6 +4,7 @@
 
 mod backup;
 mod bigquery;
+mod catalog;
 mod cli;
 mod config;
 mod health;

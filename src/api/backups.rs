@@ -1,0 +1,181 @@
+//! The catalog: `GET /api/v1/backups`, `GET /api/v1/backups/{id}`,
+//! `POST /api/v1/backups/{id}:verify`. The repository is named by the `uri` query parameter.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::catalog::{
+    self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
+};
+use crate::domain::{BackupId, StorageUri};
+use crate::error::{Error, FieldError};
+use crate::storage::Store;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    uri: Option<String>,
+    project: Option<String>,
+    dataset: Option<String>,
+    /// `key` or `key:value`.
+    label: Option<String>,
+    status: Option<String>,
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UriQuery {
+    uri: Option<String>,
+}
+
+/// Opens the repository named by `uri`, or says what is wrong with it.
+fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> Option<Store> {
+    let Some(uri) = uri.filter(|u| !u.trim().is_empty()) else {
+        problems.push(FieldError::new(
+            "uri",
+            "is required: the backup repository, e.g. gs://bucket/prefix",
+        ));
+        return None;
+    };
+    match StorageUri::parse(uri) {
+        Ok(uri) => match state.storage.open(&uri) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                problems.push(FieldError::new("uri", e.to_string()));
+                None
+            }
+        },
+        Err(e) => {
+            problems.push(FieldError::new("uri", e.to_string()));
+            None
+        }
+    }
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mut problems = Vec::new();
+    let store = open(&state, q.uri.as_deref(), &mut problems);
+    let page_size = match q.page_size.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+        Some(_) => {
+            problems.push(FieldError::new(
+                "pageSize",
+                format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
+            ));
+            DEFAULT_PAGE_SIZE
+        }
+    };
+    let page_token = match q.page_token.as_deref().map(BackupId::parse) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            problems.push(FieldError::new(
+                "pageToken",
+                "is not a token from a previous page",
+            ));
+            None
+        }
+    };
+    if let Some(status) = &q.status
+        && !["COMPLETE", "EXPIRED"].contains(&status.to_ascii_uppercase().as_str())
+    {
+        problems.push(FieldError::new("status", "must be COMPLETE or EXPIRED"));
+    }
+    let (Some(store), true) = (store, problems.is_empty()) else {
+        return Err(Error::invalid("the listing request is invalid", problems).into());
+    };
+    let filter = ListFilter {
+        project: q.project,
+        dataset: q.dataset,
+        label: q.label.map(|l| match l.split_once(':') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (l, None),
+        }),
+        status: q.status,
+    };
+    let page =
+        catalog::list_backups(&store, &filter, page_size, page_token.as_ref(), Utc::now()).await?;
+    Ok(Json(
+        serde_json::to_value(page).map_err(|e| Error::internal(format!("listing: {e}")))?,
+    ))
+}
+
+/// Parses the id segment, which for verify carries the `:verify` custom method.
+fn backup_id(segment: &str, problems: &mut Vec<FieldError>) -> Option<BackupId> {
+    match BackupId::parse(segment) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            problems.push(FieldError::new("id", e.to_string()));
+            None
+        }
+    }
+}
+
+async fn manifest_of(
+    state: &AppState,
+    segment: &str,
+    uri: Option<&str>,
+) -> Result<(Store, catalog::Manifest), ApiError> {
+    let mut problems = Vec::new();
+    let id = backup_id(segment, &mut problems);
+    let store = open(state, uri, &mut problems);
+    let (Some(id), Some(store)) = (id, store) else {
+        return Err(Error::invalid("the request is invalid", problems).into());
+    };
+    let manifest = catalog::read_manifest(&store, &id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no complete backup {id} in {}", store.uri())))?;
+    Ok((store, manifest))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<UriQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, manifest) = manifest_of(&state, &id, q.uri.as_deref()).await?;
+    let mut body = serde_json::to_value(BackupSummary::of(&manifest, Utc::now()))
+        .map_err(|e| Error::internal(e.to_string()))?;
+    body["tables"] = manifest
+        .tables
+        .iter()
+        .map(|t| json!({ "table": t.table, "kind": t.kind, "rows": t.rows, "bytes": t.bytes, "files": t.files.len() }))
+        .collect();
+    body["routines"] = manifest
+        .routines
+        .iter()
+        .map(|r| json!(format!("{}.{}.{}", r.project, r.dataset, r.routine)))
+        .collect();
+    body["request"] = manifest.request.clone();
+    Ok(Json(body))
+}
+
+/// `POST /api/v1/backups/{id}:verify`.
+pub(crate) async fn action(
+    State(state): State<AppState>,
+    Path(segment): Path<String>,
+    Query(q): Query<UriQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(id) = segment.strip_suffix(":verify") else {
+        return Err(Error::not_found(format!(
+            "no action in `{segment}`: POST /api/v1/backups/{{id}}:verify"
+        ))
+        .into());
+    };
+    let (store, manifest) = manifest_of(&state, id, q.uri.as_deref()).await?;
+    let report = catalog::verify_backup(&store, &manifest).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
+    ))
+}

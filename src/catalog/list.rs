@@ -1,0 +1,183 @@
+//! The catalog as users see it: backups listed from their manifests (a backup without one is not
+//! complete and never listed), newest first, filtered and paginated; one backup in detail.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use serde::Serialize;
+
+use super::manifest::{Manifest, read_manifest};
+use crate::domain::BackupId;
+use crate::error::Error;
+use crate::storage::{Store, layout};
+
+/// Manifests read at once while listing.
+const LIST_CONCURRENCY: usize = 8;
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Which backups to list. Every given condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub project: Option<String>,
+    pub dataset: Option<String>,
+    /// `key` (present) or `key` = value.
+    pub label: Option<(String, Option<String>)>,
+    /// `COMPLETE` (not expired) or `EXPIRED`.
+    pub status: Option<String>,
+}
+
+/// One backup in a listing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSummary {
+    pub backup_id: String,
+    /// `COMPLETE`, or `EXPIRED` once `expiresAt` has passed.
+    pub status: &'static str,
+    pub snapshot_time: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub format: String,
+    pub compression: String,
+    pub datasets: Vec<String>,
+    pub tables: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u64,
+}
+
+impl BackupSummary {
+    pub fn of(manifest: &Manifest, now: DateTime<Utc>) -> Self {
+        Self {
+            backup_id: manifest.backup_id.to_string(),
+            status: if manifest.expires_at.is_some_and(|e| e <= now) {
+                "EXPIRED"
+            } else {
+                "COMPLETE"
+            },
+            snapshot_time: manifest.snapshot_time,
+            created_at: manifest.created_at,
+            finished_at: manifest.finished_at,
+            expires_at: manifest.expires_at,
+            reason: manifest.reason.clone(),
+            labels: manifest.labels.clone(),
+            format: manifest.format.format.clone(),
+            compression: manifest.format.compression.clone(),
+            datasets: manifest
+                .datasets
+                .iter()
+                .map(|d| format!("{}.{}", d.project, d.dataset))
+                .collect(),
+            tables: manifest.totals.tables,
+            rows: manifest.totals.rows,
+            bytes: manifest.totals.bytes,
+            files: manifest.totals.files,
+        }
+    }
+
+    fn matches(&self, manifest: &Manifest, filter: &ListFilter) -> bool {
+        let project_ok = filter
+            .project
+            .as_ref()
+            .is_none_or(|p| manifest.datasets.iter().any(|d| &d.project == p));
+        let dataset_ok = filter
+            .dataset
+            .as_ref()
+            .is_none_or(|ds| manifest.datasets.iter().any(|d| &d.dataset == ds));
+        let label_ok =
+            filter
+                .label
+                .as_ref()
+                .is_none_or(|(k, v)| match (manifest.labels.get(k), v) {
+                    (Some(_), None) => true,
+                    (Some(actual), Some(wanted)) => actual == wanted,
+                    (None, _) => false,
+                });
+        let status_ok = filter
+            .status
+            .as_ref()
+            .is_none_or(|s| s.eq_ignore_ascii_case(self.status));
+        project_ok && dataset_ok && label_ok && status_ok
+    }
+}
+
+/// A page of a listing; `next_page_token` continues it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPage {
+    pub backups: Vec<BackupSummary>,
+    pub next_page_token: Option<String>,
+}
+
+/// Backup ids under `backups/`, newest first (manifest or not).
+pub async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId>, Error> {
+    let listing = os
+        .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
+        .await
+        .map_err(|e| {
+            Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e)
+        })?;
+    let mut ids: Vec<BackupId> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(|name| BackupId::parse(name).ok()))
+        .collect();
+    ids.sort();
+    ids.reverse();
+    Ok(ids)
+}
+
+/// Complete backups matching `filter`, newest first, `page_size` at a time after `page_token`
+/// (the last id of the previous page).
+pub async fn list_backups(
+    store: &Store,
+    filter: &ListFilter,
+    page_size: usize,
+    page_token: Option<&BackupId>,
+    now: DateTime<Utc>,
+) -> Result<BackupPage, Error> {
+    let ids: Vec<BackupId> = backup_ids(store.object_store())
+        .await?
+        .into_iter()
+        .filter(|id| page_token.is_none_or(|t| id < t))
+        .collect();
+    let mut backups = Vec::new();
+    let mut last = None;
+    let reads: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
+            let store = store.clone();
+            async move { read_manifest(&store, &id).await }
+        })
+        .collect();
+    let mut reads = futures::stream::iter(reads).buffered(LIST_CONCURRENCY);
+    let mut more = false;
+    while let Some(manifest) = reads.next().await {
+        let Some(manifest) = manifest? else { continue };
+        let summary = BackupSummary::of(&manifest, now);
+        if !summary.matches(&manifest, filter) {
+            continue;
+        }
+        if backups.len() == page_size {
+            more = true;
+            break;
+        }
+        last = Some(manifest.backup_id);
+        backups.push(summary);
+    }
+    Ok(BackupPage {
+        backups,
+        next_page_token: if more {
+            last.map(|id| id.to_string())
+        } else {
+            None
+        },
+    })
+}

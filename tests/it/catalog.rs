@@ -1,0 +1,232 @@
+//! The catalog: list, show and verify, from manifests in a real store.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, spawn_app, unique_dataset, unique_root};
+
+/// A dataset with one small table.
+async fn dataset() -> String {
+    let dataset = unique_dataset("cat");
+    let f = BigQueryFixtures::new();
+    f.create_dataset(&dataset, json!({})).await;
+    f.create_table(
+        &dataset,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "t" },
+                "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "s", "type": "STRING" }] } }),
+    )
+    .await;
+    f.insert_rows(
+        &dataset,
+        "t",
+        (0..50)
+            .map(|i| json!({ "id": i, "s": format!("row {i}") }))
+            .collect(),
+    )
+    .await;
+    dataset
+}
+
+/// A backup of `dataset` into `root` taken `minutes_ago`, with a label; returns its id.
+async fn backup(app: &TestApp, dataset: &str, root: &str, minutes_ago: i64, label: &str) -> String {
+    let at = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+    let body = json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": "JSON" } },
+        "asOf": at.to_rfc3339(), "reason": format!("reason {minutes_ago}"), "labels": { "kind": label }
+    });
+    let (status, report) = app.post_json("/api/v1/backup", &body).await;
+    assert_eq!(status, 200, "{report}");
+    report["backupId"].as_str().unwrap().to_string()
+}
+
+async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    let resp = app.client.get(app.url(path)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backupId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn backups_are_listed_newest_first_filtered_and_paginated() {
+    let app = spawn_app().await;
+    let (a, b) = (dataset().await, dataset().await);
+    let root = unique_root("s3");
+    let oldest = backup(&app, &a, &root, 3, "daily").await;
+    let middle = backup(&app, &b, &root, 2, "weekly").await;
+    let newest = backup(&app, &a, &root, 1, "daily").await;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let base = format!("/api/v1/backups?uri={}", enc(&root));
+
+    let (status, page) = get(&app, &base).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), [newest.clone(), middle.clone(), oldest.clone()]);
+    assert_eq!(page["backups"][0]["tables"], 1);
+    assert_eq!(page["backups"][0]["rows"], 50);
+    assert_eq!(page["backups"][0]["reason"], "reason 1");
+
+    assert_eq!(
+        ids(&get(&app, &format!("{base}&dataset={b}")).await.1),
+        [middle.clone()]
+    );
+    assert_eq!(
+        ids(&get(&app, &format!("{base}&label=kind:daily")).await.1),
+        [newest.clone(), oldest.clone()]
+    );
+    assert_eq!(
+        ids(&get(&app, &format!("{base}&project={PROJECT}&label=kind"))
+            .await
+            .1)
+        .len(),
+        3
+    );
+
+    let (_, first) = get(&app, &format!("{base}&pageSize=2")).await;
+    assert_eq!(ids(&first), [newest.clone(), middle.clone()]);
+    let token = first["nextPageToken"].as_str().expect("a next page");
+    let (_, second) = get(&app, &format!("{base}&pageSize=2&pageToken={token}")).await;
+    assert_eq!(ids(&second), [oldest.clone()]);
+    assert!(second["nextPageToken"].is_null());
+
+    // An incomplete backup (no manifest) is never listed.
+    let store = crate::helpers::open_store(&root);
+    let stray = object_store::path::Path::from("backups/20260101_000000/x/part-00000.json");
+    object_store::ObjectStoreExt::put(
+        store.object_store().as_ref(),
+        &stray,
+        bytes::Bytes::from_static(b"{}").into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&get(&app, &base).await.1).len(), 3);
+}
+
+#[tokio::test]
+async fn an_expired_backup_is_listed_as_expired() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let path = dir.path().join(format!("backups/{id}/manifest.json"));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["expiresAt"] = json!("2026-01-01T00:00:00Z");
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let base = format!("/api/v1/backups?uri=file://{}", dir.path().display());
+    let (_, page) = get(&app, &format!("{base}&status=EXPIRED")).await;
+    assert_eq!(ids(&page), [id.clone()]);
+    assert_eq!(page["backups"][0]["status"], "EXPIRED");
+    assert!(ids(&get(&app, &format!("{base}&status=COMPLETE")).await.1).is_empty());
+}
+
+#[tokio::test]
+async fn show_gives_tables_rows_files_and_the_request() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let root = unique_root("az");
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
+    let (status, body) = get(&app, &format!("/api/v1/backups/{id}?uri={enc}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backupId"], id.as_str());
+    assert_eq!(body["tables"][0]["table"]["tableId"], "t");
+    assert_eq!(body["tables"][0]["rows"], 50);
+    assert_eq!(body["tables"][0]["files"], 1);
+    assert_eq!(body["labels"]["kind"], "x");
+    assert_eq!(body["request"]["asOf"].is_string(), true);
+    let (status, missing) = get(&app, &format!("/api/v1/backups/20200101_000000?uri={enc}")).await;
+    assert_eq!(status, 404, "{missing}");
+}
+
+#[tokio::test]
+async fn verify_reports_every_damaged_file_by_name() {
+    let app = spawn_app().await;
+    let f = BigQueryFixtures::new();
+    let ds = dataset().await;
+    f.create_table(
+        &ds,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": ds, "tableId": "u" },
+                "schema": { "fields": [{ "name": "id", "type": "INT64" }] } }),
+    )
+    .await;
+    f.insert_rows(&ds, "u", (0..10).map(|i| json!({ "id": i })).collect())
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
+
+    let (status, clean) = app.post_json(&verify, &json!({})).await;
+    assert_eq!(status, 200, "{clean}");
+    assert_eq!(clean["ok"], true, "{clean}");
+    assert_eq!(clean["filesChecked"], 2);
+    assert_eq!(clean["rowsChecked"], 60);
+
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("backups/{id}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let files: Vec<String> = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["files"][0]["path"].as_str().unwrap().to_string())
+        .collect();
+    let truncated = dir.path().join(&files[0]);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let tampered = dir.path().join(&files[1]);
+    let mut bytes = std::fs::read(&tampered).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&tampered, bytes).unwrap();
+
+    let (status, report) = app.post_json(&verify, &json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], false);
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 2, "{report}");
+    let named: Vec<&str> = findings
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    for file in &files {
+        assert!(
+            named.contains(&file.as_str()),
+            "{file} not named in {report}"
+        );
+    }
+    assert!(
+        report.to_string().contains("bytes, the manifest says"),
+        "{report}"
+    );
+    assert!(report.to_string().contains("SHA-256"), "{report}");
+}
+
+#[tokio::test]
+async fn catalog_requests_with_bad_parameters_are_400s_naming_them() {
+    let app = spawn_app().await;
+    for (path, field) in [
+        ("/api/v1/backups", "uri"),
+        ("/api/v1/backups?uri=ftp://x", "uri"),
+        ("/api/v1/backups?uri=s3://bqb-test/x&pageSize=0", "pageSize"),
+        (
+            "/api/v1/backups?uri=s3://bqb-test/x&pageToken=nope",
+            "pageToken",
+        ),
+        ("/api/v1/backups?uri=s3://bqb-test/x&status=GONE", "status"),
+        ("/api/v1/backups/not-an-id?uri=s3://bqb-test/x", "id"),
+    ] {
+        let (status, body) = get(&app, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["details"][0]["field"], field, "{path}: {body}");
+    }
+    let (status, _) = get(&app, "/api/v1/backups?uri=s3://bqb-test/x&sort=new").await;
+    assert_eq!(status, 400, "unknown query parameters are refused");
+}
