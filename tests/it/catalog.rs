@@ -67,18 +67,21 @@ async fn backups_are_listed_newest_first_filtered_and_paginated() {
 
     let (status, page) = get(&app, &base).await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(ids(&page), [newest.clone(), middle.clone(), oldest.clone()]);
+    assert_eq!(
+        ids(&page),
+        [newest.as_str(), middle.as_str(), oldest.as_str()]
+    );
     assert_eq!(page["backups"][0]["tables"], 1);
     assert_eq!(page["backups"][0]["rows"], 50);
     assert_eq!(page["backups"][0]["reason"], "reason 1");
 
     assert_eq!(
         ids(&get(&app, &format!("{base}&dataset={b}")).await.1),
-        [middle.clone()]
+        [middle.as_str()]
     );
     assert_eq!(
         ids(&get(&app, &format!("{base}&label=kind:daily")).await.1),
-        [newest.clone(), oldest.clone()]
+        [newest.as_str(), oldest.as_str()]
     );
     assert_eq!(
         ids(&get(&app, &format!("{base}&project={PROJECT}&label=kind"))
@@ -89,10 +92,10 @@ async fn backups_are_listed_newest_first_filtered_and_paginated() {
     );
 
     let (_, first) = get(&app, &format!("{base}&pageSize=2")).await;
-    assert_eq!(ids(&first), [newest.clone(), middle.clone()]);
+    assert_eq!(ids(&first), [newest.as_str(), middle.as_str()]);
     let token = first["nextPageToken"].as_str().expect("a next page");
     let (_, second) = get(&app, &format!("{base}&pageSize=2&pageToken={token}")).await;
-    assert_eq!(ids(&second), [oldest.clone()]);
+    assert_eq!(ids(&second), [oldest.as_str()]);
     assert!(second["nextPageToken"].is_null());
 
     // An incomplete backup (no manifest) is never listed.
@@ -121,7 +124,7 @@ async fn an_expired_backup_is_listed_as_expired() {
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let base = format!("/api/v1/backups?uri=file://{}", dir.path().display());
     let (_, page) = get(&app, &format!("{base}&status=EXPIRED")).await;
-    assert_eq!(ids(&page), [id.clone()]);
+    assert_eq!(ids(&page), [id.as_str()]);
     assert_eq!(page["backups"][0]["status"], "EXPIRED");
     assert!(ids(&get(&app, &format!("{base}&status=COMPLETE")).await.1).is_empty());
 }
