@@ -143,7 +143,10 @@ async fn show_gives_tables_rows_files_and_the_request() {
     assert_eq!(body["tables"][0]["rows"], 50);
     assert_eq!(body["tables"][0]["files"], 1);
     assert_eq!(body["labels"]["kind"], "x");
-    assert_eq!(body["request"]["asOf"].is_string(), true);
+    assert!(
+        body["request"]["asOf"].is_string(),
+        "the request as received"
+    );
     let (status, missing) = get(&app, &format!("/api/v1/backups/20200101_000000?uri={enc}")).await;
     assert_eq!(status, 404, "{missing}");
 }
