@@ -66,18 +66,10 @@ JSON
 echo "$backup" | "$py" -m json.tool
 backup_id=$(echo "$backup" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["backupId"])')
 
-say "the backup in ./demo-backups (manifest written last)"
-"$py" - "$backup_id" <<'PY'
-import json, sys
-m = json.load(open(f"demo-backups/backups/{sys.argv[1]}/manifest.json"))
-print(f"{m['backupId']}  {m['status']}  snapshot {m['snapshotTime']}  {m['format']['format']}/{m['format']['compression']}  "
-      f"{m['totals']['tables']} tables  {m['totals']['rows']} rows  {m['totals']['bytes']} bytes")
-for t in m["tables"]:
-    kind = "view: " + t["definition"] if t.get("definition") else f"{t['rows']} rows in {len(t['files'])} file(s)"
-    print(f"  {t['table']['tableId']:<14} {kind}")
-    for f in t["files"]:
-        print(f"    {f['path']}  {f['bytes']} bytes  sha256 {f['sha256'][:16]}…")
-PY
+say "the catalog: bq-backup list / show (read from the manifests)"
+"$bin" list --uri file://./demo-backups --output table
+echo
+"$bin" show "$backup_id" --uri file://./demo-backups --output table
 
 say "restore: POST /api/v1/restore → $project.restored_$dataset"
 curl -fsS -X POST "http://127.0.0.1:$port/api/v1/restore" -H 'Content-Type: application/json' -d @- <<JSON | tee "$BQB_TEST_SERVICES_DIR/restore.json" | "$py" -m json.tool

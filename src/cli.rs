@@ -352,7 +352,7 @@ async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()>
                 println!(
                     "{:<50} {:<18} {:>12} {:>10} {:>6}",
                     t.table.to_string(),
-                    format!("{:?}", t.kind),
+                    t.kind.as_str(),
                     t.rows,
                     human_bytes(t.bytes),
                     t.files.len()

@@ -202,7 +202,7 @@ pub async fn plan_backup(
             resource,
         };
         match kind {
-            TableKind::Table | TableKind::Snapshot => {
+            kind if kind.holds_data() => {
                 if encode.format == Format::Csv
                     && let Some(column) = nested_column(&planned.resource)
                 {

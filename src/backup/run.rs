@@ -344,10 +344,7 @@ async fn commit(
             format: None,
         });
     }
-    let data: Vec<&TableEntry> = tables
-        .iter()
-        .filter(|t| !t.files.is_empty() || t.definition.is_none())
-        .collect();
+    let data: Vec<&TableEntry> = tables.iter().filter(|t| t.kind.holds_data()).collect();
     let totals = Totals {
         tables: data.len() as u64,
         rows: data.iter().map(|t| t.rows).sum(),

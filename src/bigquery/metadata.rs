@@ -28,6 +28,24 @@ pub enum TableKind {
 }
 
 impl TableKind {
+    /// Tables and table snapshots hold data that is exported; views, materialized views and
+    /// external tables are recorded as definitions.
+    pub fn holds_data(self) -> bool {
+        matches!(self, Self::Table | Self::Snapshot)
+    }
+
+    /// The REST `type` name (`TABLE`, `VIEW`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Table => "TABLE",
+            Self::View => "VIEW",
+            Self::MaterializedView => "MATERIALIZED_VIEW",
+            Self::Snapshot => "SNAPSHOT",
+            Self::External => "EXTERNAL",
+            Self::Other => "OTHER",
+        }
+    }
+
     /// From the REST `type` field.
     pub fn from_api(t: &str) -> Self {
         match t {

@@ -139,11 +139,7 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
     let mut findings = Vec::new();
     let mut jobs = Vec::new();
     let mut tables_checked = 0;
-    for entry in manifest
-        .tables
-        .iter()
-        .filter(|t| !t.files.is_empty() || t.definition.is_none())
-    {
+    for entry in manifest.tables.iter().filter(|t| t.kind.holds_data()) {
         tables_checked += 1;
         let table = entry.table.to_string();
         let (schema, options) = match (table_schema(entry), decode_options(manifest, entry)) {

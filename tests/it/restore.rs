@@ -439,6 +439,10 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
         .path()
         .join(format!("backups/{backup_id}/manifest.json"));
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        manifest["totals"]["tables"], 1,
+        "totals count tables with data, not views"
+    );
     let view = manifest["tables"]
         .as_array_mut()
         .unwrap()
