@@ -105,6 +105,27 @@ enum Command {
         #[arg(long)]
         uri: String,
     },
+    /// Delete one backup: its manifest first, then its files. Refused while a restore reads it.
+    Delete {
+        id: String,
+        #[arg(long)]
+        uri: String,
+    },
+    /// Delete the backups a keep policy lets go (and every expired one); `--dry-run` only lists.
+    Prune {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print every setting with its default and meaning (Markdown), then check the current ones.
     Config,
 }
@@ -136,6 +157,33 @@ impl Cli {
             }
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
             Command::Verify { id, uri } => verify(&id, &uri).await,
+            Command::Delete { id, uri } => {
+                let store = open_repository(&uri)?;
+                let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
+                let report = catalog::prune::delete_backup(&store, &id).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
+            Command::Prune {
+                uri,
+                keep_last,
+                keep_daily,
+                keep_weekly,
+                keep_monthly,
+                dry_run,
+            } => {
+                let store = open_repository(&uri)?;
+                let policy = catalog::retention::KeepPolicy {
+                    keep_last,
+                    keep_daily,
+                    keep_weekly,
+                    keep_monthly,
+                };
+                let report =
+                    catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now()).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            }
             Command::Config => {
                 print!("{}", settings_markdown());
                 Settings::from_env()?;

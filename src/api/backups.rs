@@ -179,3 +179,70 @@ pub(crate) async fn action(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))
 }
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<UriQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mut problems = Vec::new();
+    let id = backup_id(&id, &mut problems);
+    let store = open(&state, q.uri.as_deref(), &mut problems);
+    let (Some(id), Some(store)) = (id, store) else {
+        return Err(Error::invalid("the request is invalid", problems).into());
+    };
+    let report = catalog::prune::delete_backup(&store, &id).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
+    ))
+}
+
+/// The body of `POST /api/v1/backups:prune`: a keep policy; `dryRun` only lists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct PruneBody {
+    keep_last: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+pub(crate) async fn prune(
+    State(state): State<AppState>,
+    Query(q): Query<UriQuery>,
+    super::error::RawBody(body): super::error::RawBody,
+) -> Result<Json<Value>, ApiError> {
+    let mut problems = Vec::new();
+    let store = open(&state, q.uri.as_deref(), &mut problems);
+    let parsed: Option<PruneBody> = if body.iter().all(u8::is_ascii_whitespace) {
+        Some(PruneBody::default())
+    } else {
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        match serde_path_to_error::deserialize(de) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let field = e.path().to_string();
+                problems.push(FieldError::new(
+                    if field == "." { "body".into() } else { field },
+                    e.inner().to_string(),
+                ));
+                None
+            }
+        }
+    };
+    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
+        return Err(Error::invalid("the prune request is invalid", problems).into());
+    };
+    let policy = catalog::retention::KeepPolicy {
+        keep_last: body.keep_last,
+        keep_daily: body.keep_daily,
+        keep_weekly: body.keep_weekly,
+        keep_monthly: body.keep_monthly,
+    };
+    let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now()).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
+    ))
+}

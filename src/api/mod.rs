@@ -44,9 +44,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
         .route("/api/v1/backups", get(backups::list))
+        .route("/api/v1/backups:prune", post(backups::prune))
         .route(
             "/api/v1/backups/{id}",
-            get(backups::show).post(backups::action),
+            get(backups::show)
+                .post(backups::action)
+                .delete(backups::delete),
         )
         .with_state(state)
         // Outermost first: request id → span → JSON errors → timeout → body limit → handler.

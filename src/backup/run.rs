@@ -8,13 +8,14 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
+use crate::catalog::lease::{self, Lease};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
@@ -22,13 +23,9 @@ use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Store, layout};
 
-/// Marks a backup id as taken while its backup runs; removed once the manifest is written.
+/// Marks a backup id as taken while its backup runs (a [`Lease`]); removed once the manifest
+/// is written. A live claim is never taken over: two writers would mix their files.
 const CLAIM: &str = "_claim.json";
-/// A running backup refreshes its claim this often (a lease)...
-const CLAIM_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
-/// ...so a claim not refreshed for this long belongs to a backup that died, and `overwrite: true`
-/// may replace it. A live backup's claim is never taken over: two writers would mix their files.
-const CLAIM_STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Called as each table finishes (progress bars, job state).
 pub type TableDoneCallback = Arc<dyn Fn(&TableReport) + Send + Sync>;
@@ -83,8 +80,12 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     claim(&os, plan, &ctx.store).await?;
     tracing::info!(backup_id = %plan.backup_id, tables = plan.tables.len(), "backup started");
 
-    let heartbeat_stop = CancellationToken::new();
-    let heartbeat = keep_claim_alive(os.clone(), plan, heartbeat_stop.clone());
+    let claim = Lease::refresh(
+        os.clone(),
+        claim_path(&plan.backup_id),
+        plan.backup_id,
+        "backup",
+    );
     let result = export_all(plan, ctx, &os).await;
     let result = match result {
         Ok((entries, reports)) => commit(plan, ctx, started_at, entries)
@@ -92,11 +93,9 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
             .map(|manifest| (manifest, reports)),
         Err(e) => Err(e),
     };
-    heartbeat_stop.cancel();
-    let _ = heartbeat.await;
+    claim.release().await;
     match result {
         Ok((manifest, tables)) => {
-            release_claim(&os, plan).await;
             let finished_at = manifest.finished_at;
             tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
             Ok(BackupReport {
@@ -142,7 +141,11 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
     }
     let path = claim_path(&plan.backup_id);
     match os
-        .put_opts(&path, claim_body(&plan.backup_id), PutMode::Create.into())
+        .put_opts(
+            &path,
+            lease::body(&plan.backup_id, "backup"),
+            PutMode::Create.into(),
+        )
         .await
     {
         Ok(_) => return Ok(()),
@@ -151,9 +154,8 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
         ) => {}
         Err(e) => return Err(storage_error(&path, e)),
     }
-    let heartbeat = last_heartbeat(os, &path).await;
-    let live = heartbeat.is_some_and(|at| Utc::now() - at < CLAIM_STALE_AFTER);
-    if live {
+    let heartbeat = lease::last_heartbeat(os, &path).await;
+    if lease::is_live(heartbeat, Utc::now()) {
         return Err(Error::conflict(format!(
             "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
             plan.backup_id,
@@ -169,7 +171,7 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
     }
     tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
     remove_backup_files(os, plan).await;
-    os.put(&path, claim_body(&plan.backup_id))
+    os.put(&path, lease::body(&plan.backup_id, "backup"))
         .await
         .map_err(|e| storage_error(&path, e))?;
     Ok(())
@@ -177,41 +179,6 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
 
 fn claim_path(id: &BackupId) -> Path {
     layout::backup_dir(id).join(CLAIM)
-}
-
-fn claim_body(id: &BackupId) -> PutPayload {
-    let now = Utc::now();
-    PutPayload::from(
-        serde_json::json!({ "backupId": id, "heartbeatAt": now, "host": hostname() }).to_string(),
-    )
-}
-
-/// When the claim at `path` was last refreshed; `None` when unreadable (treated as stale).
-async fn last_heartbeat(os: &Arc<dyn ObjectStore>, path: &Path) -> Option<DateTime<Utc>> {
-    let bytes = os.get(path).await.ok()?.bytes().await.ok()?;
-    let claim: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claim["heartbeatAt"].as_str()?.parse().ok()
-}
-
-/// Refreshes the claim every [`CLAIM_HEARTBEAT`] until `stop` fires.
-fn keep_claim_alive(
-    os: Arc<dyn ObjectStore>,
-    plan: &BackupPlan,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let path = claim_path(&plan.backup_id);
-    let id = plan.backup_id;
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(CLAIM_HEARTBEAT) => {}
-            }
-            if let Err(e) = os.put(&path, claim_body(&id)).await {
-                tracing::warn!(backup_id = %id, error = %e, "refreshing the backup claim failed");
-            }
-        }
-    })
 }
 
 /// Exports every table, at most `max_parallel_tables` at once. The first failure cancels the
@@ -403,13 +370,6 @@ async fn commit(
     Ok(manifest)
 }
 
-async fn release_claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
-    let path = claim_path(&plan.backup_id);
-    if let Err(e) = os.delete(&path).await {
-        tracing::warn!(object_key = %path, error = %e, "removing the backup claim failed");
-    }
-}
-
 /// Best effort: deletes everything under `backups/{id}/` (data files, claim), logging failures.
 /// Never called once a manifest is written.
 async fn remove_backup_files(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
@@ -440,8 +400,4 @@ async fn remove_backup_files(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
 
 fn storage_error(path: &Path, e: object_store::Error) -> Error {
     Error::upstream(format!("writing {path} failed")).with_source(e)
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into())
 }

@@ -3,8 +3,11 @@
 //!
 //! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
 
+pub mod lease;
 pub mod list;
 pub mod manifest;
+pub mod prune;
+pub mod retention;
 pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};

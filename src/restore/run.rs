@@ -14,9 +14,12 @@ use super::resources::{
 };
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
+use crate::catalog::lease::Lease;
+use crate::catalog::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::{DatasetRef, WriteDisposition};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::Store;
+use crate::storage::layout;
 
 #[derive(Clone)]
 pub struct RestoreContext {
@@ -57,6 +60,28 @@ pub struct TableRestoreReport {
 }
 
 pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<RestoreReport, Error> {
+    // While the restore reads the backup it holds a lease on it, so that no instance deletes or
+    // prunes it underneath. Best effort: a restore may only have read access to the repository.
+    let os = ctx.store.object_store().clone();
+    let path = layout::backup_dir(&plan.backup_id).join(format!(
+        "{RESTORE_LEASE_PREFIX}{}.json",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let held = match Lease::hold(os, path, plan.backup_id, "restore").await {
+        Ok(lease) => Some(lease),
+        Err(e) => {
+            tracing::warn!(backup_id = %plan.backup_id, error = %e, "cannot write a restore lease; the backup is not protected from deletion while it is read");
+            None
+        }
+    };
+    let result = restore_all(plan, ctx).await;
+    if let Some(lease) = held {
+        lease.release().await;
+    }
+    result
+}
+
+async fn restore_all(plan: &RestorePlan, ctx: &RestoreContext) -> Result<RestoreReport, Error> {
     let started = Instant::now();
     let started_at = Utc::now();
     for ds in &plan.datasets {

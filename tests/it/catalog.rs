@@ -236,3 +236,115 @@ async fn catalog_requests_with_bad_parameters_are_400s_naming_them() {
     let (status, _) = get(&app, "/api/v1/backups?uri=s3://bqb-test/x&sort=new").await;
     assert_eq!(status, 400, "unknown query parameters are refused");
 }
+
+#[tokio::test]
+async fn delete_removes_the_manifest_then_the_files_and_refuses_while_a_restore_reads() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let url = app.url(&format!("/api/v1/backups/{id}?uri={root}"));
+
+    // A live restore lease (as a running restore on any instance writes it) blocks deletion.
+    let lease = dir.path().join(format!("backups/{id}/_restore-abc.json"));
+    std::fs::write(
+        &lease,
+        json!({ "backupId": id, "heartbeatAt": chrono::Utc::now() }).to_string(),
+    )
+    .unwrap();
+    let resp = app.client.delete(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    assert!(
+        dir.path()
+            .join(format!("backups/{id}/manifest.json"))
+            .exists()
+    );
+
+    // A stale lease (its restore died) does not.
+    std::fs::write(
+        &lease,
+        json!({ "backupId": id, "heartbeatAt": "2026-01-01T00:00:00Z" }).to_string(),
+    )
+    .unwrap();
+    let resp = app.client.delete(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["backupId"], id.as_str());
+    assert!(body["filesDeleted"].as_u64().unwrap() >= 2, "{body}");
+    assert!(
+        !dir.path().join(format!("backups/{id}")).exists()
+            || std::fs::read_dir(dir.path().join(format!("backups/{id}")))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    let (_, page) = get(&app, &format!("/api/v1/backups?uri={root}")).await;
+    assert!(ids(&page).is_empty());
+    assert_eq!(app.client.delete(&url).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let root = unique_root("gs");
+    let mut made = Vec::new();
+    for minutes in [4, 3, 2, 1] {
+        made.push(backup(&app, &ds, &root, minutes, "x").await);
+    }
+    let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
+    let prune = format!("/api/v1/backups:prune?uri={enc}");
+
+    let (status, dry) = app
+        .post_json(&prune, &json!({ "keepLast": 2, "dryRun": true }))
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    let keep: Vec<&str> = dry["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == true)
+        .map(|d| d["backupId"].as_str().unwrap())
+        .collect();
+    assert_eq!(keep, [made[3].as_str(), made[2].as_str()]);
+    assert!(dry["deleted"].as_array().unwrap().is_empty());
+    assert_eq!(
+        ids(&get(&app, &format!("/api/v1/backups?uri={enc}")).await.1).len(),
+        4,
+        "a dry run deletes nothing"
+    );
+
+    let (status, done) = app.post_json(&prune, &json!({ "keepLast": 2 })).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["deleted"], json!([made[1], made[0]]));
+    assert_eq!(
+        ids(&get(&app, &format!("/api/v1/backups?uri={enc}")).await.1),
+        [made[3].as_str(), made[2].as_str()]
+    );
+
+    let (status, bad) = app.post_json(&prune, &json!({ "keepLast": -1 })).await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["details"][0]["field"], "keepLast");
+}
+
+#[tokio::test]
+async fn a_restore_leaves_no_lease_behind_when_done() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let request = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [ds] },
+        "restoreStorage": { "uri": root }, "backupId": id
+    });
+    let (status, report) = app.post_json("/api/v1/restore", &request).await;
+    assert_eq!(status, 200, "{report}");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join(format!("backups/{id}")))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("_restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "the lease is released: {leftovers:?}");
+}

@@ -1,0 +1,237 @@
+//! Which backups a keep policy keeps: pure arithmetic over snapshot times, so it is tested on
+//! fixed dates. Newest first: `keepLast` keeps the N newest backups; `keepDaily` / `keepWeekly` /
+//! `keepMonthly` keep the newest backup of each of the N most recent days / ISO weeks / months
+//! that have one (UTC). A backup whose `expiresAt` has passed goes whatever the policy. Without a
+//! policy only expired backups go.
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::BackupId;
+
+/// How many backups to keep, by rule. `None` = the rule is not used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeepPolicy {
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+}
+
+impl KeepPolicy {
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+    }
+}
+
+/// One backup as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: BackupId,
+    pub snapshot: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A decision about one backup, with the rules that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub backup_id: String,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// The calendar bucket (day, ISO week or month) a snapshot time falls in.
+type BucketOf = fn(&DateTime<Utc>) -> (i32, u32);
+
+/// Decides for every candidate; newest first.
+pub fn decide(candidates: &[Candidate], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by_key(|c| std::cmp::Reverse(c.id));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
+    if let Some(n) = policy.keep_last {
+        for r in reasons.iter_mut().take(n as usize) {
+            r.push("keepLast".into());
+        }
+    }
+    let buckets: [(&str, Option<u32>, BucketOf); 3] = [
+        ("keepDaily", policy.keep_daily, |t| (t.year(), t.ordinal())),
+        ("keepWeekly", policy.keep_weekly, |t| {
+            (t.iso_week().year(), t.iso_week().week())
+        }),
+        ("keepMonthly", policy.keep_monthly, |t| {
+            (t.year(), t.month())
+        }),
+    ];
+    for (rule, count, bucket_of) in buckets {
+        let Some(count) = count else { continue };
+        let mut seen = Vec::new();
+        for (i, c) in sorted.iter().enumerate() {
+            let bucket = bucket_of(&c.snapshot);
+            if seen.len() as u32 >= count {
+                break;
+            }
+            if !seen.contains(&bucket) {
+                seen.push(bucket);
+                reasons[i].push(rule.into());
+            }
+        }
+    }
+    sorted
+        .iter()
+        .zip(reasons)
+        .map(|(c, kept_by)| {
+            let expired = c.expires_at.is_some_and(|e| e <= now);
+            let (keep, why) = if expired {
+                (
+                    false,
+                    vec![format!(
+                        "expired at {}",
+                        c.expires_at.map(|e| e.to_rfc3339()).unwrap_or_default()
+                    )],
+                )
+            } else if policy.is_empty() {
+                (true, vec!["no keep policy: only expired backups go".into()])
+            } else if kept_by.is_empty() {
+                (false, vec!["kept by no rule".into()])
+            } else {
+                (true, kept_by)
+            };
+            Decision {
+                backup_id: c.id.to_string(),
+                keep,
+                reasons: why,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        format!("{text}Z").parse().unwrap()
+    }
+
+    fn candidates(times: &[&str]) -> Vec<Candidate> {
+        times
+            .iter()
+            .map(|t| Candidate {
+                id: BackupId::from_snapshot(at(t)),
+                snapshot: at(t),
+                expires_at: None,
+            })
+            .collect()
+    }
+
+    fn kept(decisions: &[Decision]) -> Vec<String> {
+        decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.backup_id.clone())
+            .collect()
+    }
+
+    /// Two backups a day from 2026-10-01 to 2026-11-20 (Thursday 2026-11-19 ... Friday 11-20).
+    fn history() -> Vec<Candidate> {
+        let mut out = Vec::new();
+        let mut day = at("2026-10-01T00:00:00");
+        while day <= at("2026-11-20T00:00:00") {
+            for hour in [2, 14] {
+                let t = day + chrono::Duration::hours(hour);
+                out.push(Candidate {
+                    id: BackupId::from_snapshot(t),
+                    snapshot: t,
+                    expires_at: None,
+                });
+            }
+            day += chrono::Duration::days(1);
+        }
+        out
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest_n() {
+        let d = decide(
+            &history(),
+            &KeepPolicy {
+                keep_last: Some(3),
+                ..Default::default()
+            },
+            at("2026-11-21T00:00:00"),
+        );
+        assert_eq!(
+            kept(&d),
+            ["20261120_140000", "20261120_020000", "20261119_140000"]
+        );
+        assert_eq!(d.len(), 102);
+    }
+
+    #[test]
+    fn keep_daily_keeps_the_newest_of_each_of_the_last_days() {
+        let d = decide(
+            &history(),
+            &KeepPolicy {
+                keep_daily: Some(3),
+                ..Default::default()
+            },
+            at("2026-11-21T00:00:00"),
+        );
+        assert_eq!(
+            kept(&d),
+            ["20261120_140000", "20261119_140000", "20261118_140000"]
+        );
+    }
+
+    #[test]
+    fn keep_weekly_and_monthly_use_iso_weeks_and_calendar_months() {
+        let policy = KeepPolicy {
+            keep_weekly: Some(2),
+            keep_monthly: Some(2),
+            ..Default::default()
+        };
+        let d = decide(&history(), &policy, at("2026-11-21T00:00:00"));
+        // ISO week 47 (Mon 11-16 ..) newest is 11-20; week 46 (11-09 .. 11-15) newest is 11-15.
+        // November's newest is 11-20 (already kept); October's is 10-31.
+        assert_eq!(
+            kept(&d),
+            ["20261120_140000", "20261115_140000", "20261031_140000"]
+        );
+        let newest = &d[0];
+        assert_eq!(newest.reasons, ["keepWeekly", "keepMonthly"]);
+    }
+
+    #[test]
+    fn rules_combine_and_expired_backups_always_go() {
+        let mut all = candidates(&[
+            "2026-11-20T10:00:00",
+            "2026-11-19T10:00:00",
+            "2026-11-18T10:00:00",
+            "2026-11-01T10:00:00",
+        ]);
+        all[0].expires_at = Some(at("2026-11-20T12:00:00"));
+        let policy = KeepPolicy {
+            keep_last: Some(2),
+            keep_monthly: Some(1),
+            ..Default::default()
+        };
+        let d = decide(&all, &policy, at("2026-11-21T00:00:00"));
+        // The newest is expired: it goes although keepLast would keep it.
+        assert_eq!(kept(&d), ["20261119_100000"]);
+        assert!(d[0].reasons[0].starts_with("expired"));
+        assert_eq!(d[3].reasons, ["kept by no rule"]);
+    }
+
+    #[test]
+    fn without_a_policy_only_expired_backups_go() {
+        let mut all = candidates(&["2026-11-20T10:00:00", "2026-11-19T10:00:00"]);
+        all[1].expires_at = Some(at("2026-11-19T11:00:00"));
+        let d = decide(&all, &KeepPolicy::default(), at("2026-11-21T00:00:00"));
+        assert_eq!(kept(&d), ["20261120_100000"]);
+    }
+}
