@@ -1,0 +1,356 @@
+//! Encode benchmark: how fast [`FileEncoder`] turns a large mixed-type table into each format
+//! with its default compression, and how much memory it needs doing so.
+//!
+//! Not a test (`harness = false`): `scripts/bench-encode.sh` drives it, one process per format,
+//! next to DuckDB, pyarrow and fastavro writing the same rows; `cargo test` only smoke-runs it.
+//!
+//! ```text
+//! encode --bench [--rows N] [--batch-rows N] --write-input PATH.parquet   the table, for the others
+//! encode --bench [--rows N] [--batch-rows N] --format F [--out PATH]      F only, one JSON line
+//! encode --bench [--rows N]                                   every format in turn (`cargo bench`)
+//! encode                                                      smoke run (`cargo test --all-targets`)
+//! ```
+//!
+//! As with libtest, `--bench` (which `cargo bench` passes) asks for the measurement. Without it,
+//! as `cargo test --all-targets` runs every bench target, the binary ignores its arguments
+//! (test filters, libtest flags) and encodes a small table into every format: a check that the
+//! benchmark still works, over in a moment even in a debug build.
+//!
+//! `--columns int64,string` encodes only those columns: where a format's time goes, per type.
+//!
+//! The table is generated batch by batch from a seeded xorshift, so the same `--rows` gives the
+//! same bytes in every process and memory holds one batch at a time, never the table. Only flat
+//! types every compared tool writes are used: INT64, FLOAT64, NUMERIC, BOOL, STRING, DATE and
+//! TIMESTAMP. Generation is timed apart from encoding: `seconds` is encoding (write, take_output,
+//! finish) plus writing the bytes to `--out` (or counting them), which is what the other tools'
+//! figures cover too.
+
+use std::error::Error;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, RecordBatch,
+    StringBuilder, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bq_backup::formats::{EncodeOptions, FileEncoder, Format};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+const DEFAULT_ROWS: u64 = 10_000_000;
+/// Rows of the smoke run (no `--bench`).
+const SMOKE_ROWS: u64 = 10_000;
+/// Rows per generated batch: about what one Storage Read API response holds.
+const DEFAULT_BATCH_ROWS: usize = 65_536;
+/// Seconds since 1970 of 2000-01-01 and 2030-01-01: the TIMESTAMP range.
+const TS_FROM: i64 = 946_684_800;
+const TS_TO: i64 = 1_893_456_000;
+/// Days since 1970 of 2030-01-01: DATEs fall in 1970..2030.
+const DATE_TO: u64 = 21_915;
+/// One in this many FLOAT64, NUMERIC and STRING values is NULL.
+const NULL_EVERY: u64 = 20;
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _";
+
+struct Args {
+    rows: u64,
+    batch_rows: usize,
+    format: Option<Format>,
+    out: Option<PathBuf>,
+    write_input: Option<PathBuf>,
+    /// Indices of the columns to encode; all when empty.
+    columns: Vec<usize>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        rows: DEFAULT_ROWS,
+        batch_rows: DEFAULT_BATCH_ROWS,
+        format: None,
+        out: None,
+        write_input: None,
+        columns: Vec::new(),
+    };
+    if !std::env::args().any(|arg| arg == "--bench") {
+        args.rows = SMOKE_ROWS;
+        return Ok(args);
+    }
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rows" => args.rows = value()?.replace('_', "").parse()?,
+            "--batch-rows" => args.batch_rows = value()?.parse()?,
+            "--format" => args.format = Some(value()?.parse()?),
+            "--out" => args.out = Some(value()?.into()),
+            "--write-input" => args.write_input = Some(value()?.into()),
+            "--columns" => {
+                let all = schema();
+                for name in value()?.split(',') {
+                    args.columns.push(all.index_of(name)?);
+                }
+            }
+            "--bench" => {}
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    if args.batch_rows == 0 {
+        return Err("--batch-rows must be positive".into());
+    }
+    Ok(args)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    if let Some(path) = &args.write_input {
+        return write_input(&args, path);
+    }
+    match args.format {
+        Some(format) => encode(&args, format),
+        None => Format::ALL.into_iter().try_for_each(|f| encode(&args, f)),
+    }
+}
+
+/// xorshift64*: fast, deterministic, and enough for benchmark data (no extra crate).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        // Zero is xorshift's fixed point; the odd constant keeps every seed away from it.
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn null(&mut self) -> bool {
+        self.below(NULL_EVERY) == 0
+    }
+}
+
+/// The benchmark table: BigQuery's flat types as the Storage Read API delivers them.
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("int64", DataType::Int64, true),
+        Field::new("float64", DataType::Float64, true),
+        Field::new("numeric", DataType::Decimal128(38, 9), true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("string", DataType::Utf8, true),
+        Field::new("date", DataType::Date32, true),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]))
+}
+
+/// Batch number `index` of the table: `rows` rows, the same for a given index in every run.
+fn generate(schema: &SchemaRef, index: u64, rows: usize) -> Result<RecordBatch> {
+    let mut rng = Rng::new(index + 1);
+    let int64: Int64Array = (0..rows)
+        .map(|_| Some(rng.next() as i64 >> rng.below(48)))
+        .collect();
+    let float64: Float64Array = (0..rows)
+        .map(|_| {
+            let unit = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            (!rng.null()).then_some(unit * 2e6 - 1e6)
+        })
+        .collect();
+    // Up to 6 integer and 9 fractional digits, like amounts in a NUMERIC column.
+    let numeric = (0..rows)
+        .map(|_| {
+            let unscaled = (rng.below(2_000_000_000_000_000) as i128) - 1_000_000_000_000_000;
+            (!rng.null()).then_some(unscaled)
+        })
+        .collect::<Decimal128Array>()
+        .with_precision_and_scale(38, 9)?;
+    let boolean: BooleanArray = (0..rows).map(|_| Some(rng.below(2) == 0)).collect();
+    let mut strings = StringBuilder::with_capacity(rows, rows * 20);
+    let mut text = Vec::with_capacity(32);
+    for _ in 0..rows {
+        if rng.null() {
+            strings.append_null();
+            continue;
+        }
+        // 10 to 30 characters, 20 on average; one draw gives 10 characters of 6 bits.
+        let len = 10 + rng.below(21) as usize;
+        text.clear();
+        while text.len() < len {
+            let mut bits = rng.next();
+            for _ in 0..10.min(len - text.len()) {
+                text.push(ALPHABET[(bits & 63) as usize]);
+                bits >>= 6;
+            }
+        }
+        strings.append_value(std::str::from_utf8(&text)?);
+    }
+    let date: Date32Array = (0..rows).map(|_| Some(rng.below(DATE_TO) as i32)).collect();
+    let span = ((TS_TO - TS_FROM) * 1_000_000) as u64;
+    let timestamp = (0..rows)
+        .map(|_| Some(TS_FROM * 1_000_000 + rng.below(span) as i64))
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone("UTC");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(int64),
+        Arc::new(float64),
+        Arc::new(numeric),
+        Arc::new(boolean),
+        Arc::new(strings.finish()),
+        Arc::new(date),
+        Arc::new(timestamp),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The batches of a `rows`-row table, generated one at a time as the caller asks for them.
+fn batches(args: &Args) -> impl Iterator<Item = (u64, usize)> {
+    let batch_rows = args.batch_rows as u64;
+    let count = args.rows.div_ceil(batch_rows);
+    let rows = args.rows;
+    (0..count).map(move |i| (i, (rows - i * batch_rows).min(batch_rows) as usize))
+}
+
+/// Bytes of Arrow buffers the batch's values occupy (validity, offsets, data): "input bytes"
+/// for the MB/s figures, the same whichever tool writes the table.
+fn arrow_bytes(batch: &RecordBatch) -> Result<u64> {
+    let mut total = 0;
+    for column in batch.columns() {
+        total += column.to_data().get_slice_memory_size()? as u64;
+    }
+    Ok(total)
+}
+
+/// Writes the table once as uncompressed PARQUET for DuckDB, pyarrow and fastavro to read.
+fn write_input(args: &Args, path: &PathBuf) -> Result<()> {
+    let schema = schema();
+    let props = WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+        // Random data gains nothing from dictionaries; plain pages are the cheapest to read back.
+        .set_dictionary_enabled(false)
+        .build();
+    let started = Instant::now();
+    let mut writer = ArrowWriter::try_new(File::create(path)?, schema.clone(), Some(props))?;
+    let mut input_bytes = 0;
+    for (index, rows) in batches(args) {
+        let batch = generate(&schema, index, rows)?;
+        input_bytes += arrow_bytes(&batch)?;
+        writer.write(&batch)?;
+    }
+    writer.close()?;
+    let line = json!({
+        "tool": "input",
+        "rows": args.rows,
+        "input_bytes": input_bytes,
+        "file_bytes": std::fs::metadata(path)?.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+        "path": path,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// Where encoded bytes go: a file, or nowhere (counted only).
+struct Sink {
+    file: Option<File>,
+    bytes: u64,
+}
+
+impl Sink {
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.bytes += chunk.len() as u64;
+        if let Some(file) = &mut self.file {
+            file.write_all(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(args: &Args, format: Format) -> Result<()> {
+    let all = schema();
+    let schema = if args.columns.is_empty() {
+        all.clone()
+    } else {
+        Arc::new(all.project(&args.columns)?)
+    };
+    let opts = EncodeOptions::new(format);
+    let mut sink = Sink {
+        file: args.out.as_ref().map(File::create).transpose()?,
+        bytes: 0,
+    };
+    let mut generating = Duration::ZERO;
+    let mut encoding = Duration::ZERO;
+    let mut input_bytes = 0;
+
+    let started = Instant::now();
+    let mut encoder = FileEncoder::new(schema.clone(), &opts)?;
+    encoding += started.elapsed();
+    for (index, rows) in batches(args) {
+        let generated = Instant::now();
+        let mut batch = generate(&all, index, rows)?;
+        if !args.columns.is_empty() {
+            batch = batch.project(&args.columns)?;
+        }
+        input_bytes += arrow_bytes(&batch)?;
+        let encoded = Instant::now();
+        generating += encoded - generated;
+        encoder.write(&batch)?;
+        sink.write(&encoder.take_output())?;
+        encoding += encoded.elapsed();
+    }
+    let finished = Instant::now();
+    sink.write(&encoder.finish()?)?;
+    if let Some(file) = &mut sink.file {
+        file.flush()?;
+    }
+    encoding += finished.elapsed();
+
+    let seconds = encoding.as_secs_f64();
+    let mb = 1e6;
+    let line = json!({
+        "tool": "bq-backup",
+        "format": format.as_str(),
+        "compression": opts.compression.as_str(),
+        "rows": args.rows,
+        "columns": schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(),
+        "seconds": seconds,
+        "rows_per_s": args.rows as f64 / seconds,
+        "input_mb_per_s": input_bytes as f64 / mb / seconds,
+        "output_mb_per_s": sink.bytes as f64 / mb / seconds,
+        "input_bytes": input_bytes,
+        "output_bytes": sink.bytes,
+        "generate_seconds": generating.as_secs_f64(),
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": 1,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM) in MB, or null where /proc is not available.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024.0 / 1e6)
+}
