@@ -19,9 +19,10 @@ rm -rf "$BQB_TEST_SERVICES_DIR"
 scripts/test-services.sh start
 eval "$(scripts/test-services.sh env)"
 echo "== building the release binary (profile bench)" >&2
+# The bench profile (release without LTO, quick to build on 2 cores) writes to release/.
 cargo build --locked --profile bench --bin bq-backup
 work=$(mktemp -d)
 echo "load at start: $(uptime)" >&2
-"$BQB_TEST_VENV/bin/python" scripts/bench/roundtrip.py "$CARGO_TARGET_DIR/bench/bq-backup" "$BQB_BIGQUERY_ENDPOINT" "$rows" "$work"
+"$BQB_TEST_VENV/bin/python" scripts/bench/roundtrip.py "$CARGO_TARGET_DIR/release/bq-backup" "$BQB_BIGQUERY_ENDPOINT" "$rows" "$work"
 echo "load at end: $(uptime)" >&2
 rm -rf "$work"

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -79,16 +78,28 @@ def load(rest, dataset, parquet):
         sys.exit(f"loading the benchmark table failed: {job['status']['errorResult']}")
 
 
+# Runs one command in a wrapper process of its own, so that getrusage(RUSAGE_CHILDREN) there is
+# the peak RSS of that command alone.
+WRAPPER = """
+import resource, subprocess, sys, time
+started = time.monotonic()
+out = subprocess.run(sys.argv[1:], stdin=sys.stdin, capture_output=True)
+seconds = time.monotonic() - started
+sys.stderr.buffer.write(out.stderr)
+sys.stdout.buffer.write(out.stdout)
+print(f"\\n@@ {seconds} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} {out.returncode}")
+"""
+
+
 def run(binary, command, request, env):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.monotonic()
-    out = subprocess.run([binary, command, "--request", "-"], input=json.dumps(request).encode(),
-                         capture_output=True, env=env)
-    seconds = time.monotonic() - started
-    if out.returncode != 0:
+    out = subprocess.run([sys.executable, "-c", WRAPPER, binary, command, "--request", "-"],
+                         input=json.dumps(request).encode(), capture_output=True, env=env)
+    text = out.stdout.decode()
+    body, _, tail = text.rpartition("\n@@ ")
+    seconds, rss_kib, code = tail.split()
+    if int(code) != 0:
         sys.exit(f"{command} failed: {out.stderr.decode()[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB; the max over children so far
-    return json.loads(out.stdout), seconds, peak / 1024, before
+    return json.loads(body), float(seconds), int(rss_kib) / 1024
 
 
 def main():
@@ -100,19 +111,20 @@ def main():
     print(f"loaded {rows} rows ({len(parquet) / 1e6:.1f} MB Parquet) in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
     root = f"file://{workdir}/backups-{dataset}"
-    backup, b_s, b_rss, _ = run(binary, "backup", {
+    backup, b_s, b_rss = run(binary, "backup", {
         "bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
-        "backupStorage": {"uri": root, "exportOptions": {"format": "PARQUET"}}}, env)
-    restore, r_s, r_rss, _ = run(binary, "restore", {
+        "backupStorage": {"uri": root, "exportOptions": {"format": os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")}}}, env)
+    restore, r_s, r_rss = run(binary, "restore", {
         "bigQuery": {"projectId": PROJECT, "datasetsToRestore": [dataset]},
         "restoreStorage": {"uri": root}, "backupId": backup["backupId"]}, env)
     assert restore["rows"] == rows, restore
     mb = backup["totals"]["bytes"] / 1e6
-    print(f"| operation | rows | seconds | rows/s | MB/s (Parquet) | peak RSS MB |")
+    fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
+    print(f"| operation | rows | seconds | rows/s | MB/s ({fmt}) | peak RSS MB |")
     print(f"|---|---|---|---|---|---|")
-    print(f"| backup (Read API → Parquet → file://) | {rows} | {b_s:.1f} | {rows / b_s:,.0f} | {mb / b_s:.1f} | {b_rss:.0f} |")
-    print(f"| restore (file:// → verify → load job) | {rows} | {r_s:.1f} | {rows / r_s:,.0f} | {mb / r_s:.1f} | {max(r_rss, b_rss):.0f} (max of both) |")
-    print(f"\nParquet backup: {mb:.1f} MB in {backup['totals']['files']} file(s); emulator: bqemulator 1.4.0 on 127.0.0.1",
+    print(f"| backup (Read API → {fmt} → file://) | {rows} | {b_s:.1f} | {rows / b_s:,.0f} | {mb / b_s:.1f} | {b_rss:.0f} |")
+    print(f"| restore (file:// → verify → load job) | {rows} | {r_s:.1f} | {rows / r_s:,.0f} | {mb / r_s:.1f} | {r_rss:.0f} |")
+    print(f"\n{fmt} backup: {mb:.1f} MB in {backup['totals']['files']} file(s); emulator: bqemulator 1.4.0 on 127.0.0.1",
           file=sys.stderr)
 
 

@@ -187,11 +187,15 @@ impl OpenFile {
         }
         self.written += output.len() as u64;
         if let Some(upload) = self.upload.as_mut() {
-            upload
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(|e| upload_error(&self.path, e))?;
-            upload.write(&output);
+            // Part by part, waiting for capacity before each: a large output (a whole Parquet
+            // row group) never queues more than PARTS_IN_FLIGHT parts in memory.
+            for piece in output.chunks(PART_SIZE) {
+                upload
+                    .wait_for_capacity(PARTS_IN_FLIGHT)
+                    .await
+                    .map_err(|e| upload_error(&self.path, e))?;
+                upload.write(piece);
+            }
             return Ok(());
         }
         self.buffered_len += output.len();

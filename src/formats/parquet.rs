@@ -40,7 +40,7 @@ use super::{Compression, Format, FormatError};
 const ARROW_SCHEMA_KEY: &str = "ARROW:schema";
 
 /// A row group in progress is flushed once it is estimated to reach this size.
-pub const ROW_GROUP_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub const ROW_GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// ... or this many rows.
 pub const ROW_GROUP_MAX_ROWS: usize = 1024 * 1024;
 

@@ -175,10 +175,7 @@ async fn verify_reports_every_damaged_file_by_name() {
     assert_eq!(clean["filesChecked"], 2);
     assert_eq!(clean["rowsChecked"], 60);
 
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join(format!("backups/{id}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = crate::helpers::manifest_json(dir.path(), &id);
     let files: Vec<String> = manifest["tables"]
         .as_array()
         .unwrap()

@@ -330,10 +330,7 @@ async fn the_cli_lists_shows_and_verifies_backups() {
     let verify = bq_backup(&["verify", &id, "--uri", &uri], &[]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
     assert_eq!(stdout_json(&verify)["ok"], true);
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(root.join(format!("backups/{id}/manifest.json"))).unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = crate::helpers::manifest_json(&root, &id);
     let file = root.join(manifest["tables"][0]["files"][0]["path"].as_str().unwrap());
     std::fs::write(&file, b"not parquet").unwrap();
     let broken = bq_backup(&["verify", &id, "--uri", &uri], &[]);

@@ -440,3 +440,12 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 }
+
+/// The manifest of backup `id` in the `file://` repository at `dir`, as JSON.
+pub fn manifest_json(dir: &std::path::Path, id: &str) -> Value {
+    let path = dir.join(format!("backups/{id}/manifest.json"));
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .expect("the manifest is JSON")
+}

@@ -271,14 +271,7 @@ async fn a_tampered_file_names_the_file_and_leaves_no_target_table() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "JSON", None).await;
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path()
-                .join(format!("backups/{backup_id}/manifest.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = crate::helpers::manifest_json(dir.path(), &backup_id);
     let file = manifest["tables"][0]["files"][0]["path"]
         .as_str()
         .unwrap()
@@ -315,14 +308,7 @@ async fn a_truncated_file_is_refused_before_anything_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path()
-                .join(format!("backups/{backup_id}/manifest.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = crate::helpers::manifest_json(dir.path(), &backup_id);
     let file = manifest["tables"][0]["files"][0]["path"]
         .as_str()
         .unwrap()
@@ -527,14 +513,7 @@ async fn routines_are_recorded_and_recreated_in_the_restored_dataset() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "PARQUET", None).await;
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path()
-                .join(format!("backups/{backup_id}/manifest.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let manifest: Value = crate::helpers::manifest_json(dir.path(), &backup_id);
     assert_eq!(
         manifest["routines"][0]["routine"], "add_one",
         "{}",
