@@ -22,6 +22,14 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub const DEFAULT_MAX_PARALLEL_TABLES: usize = 4;
 pub const DEFAULT_READ_STREAMS_PER_TABLE: usize = 4;
 pub const DEFAULT_AZURITE_URL: &str = "http://127.0.0.1:10000";
+/// Where job records live when `BQB_STATE_URI` is unset: fine for one instance, not for several.
+pub const DEFAULT_STATE_URI: &str = "file:///tmp/bq-backup-state";
+pub const DEFAULT_MAX_RUNNING_JOBS: usize = 2;
+pub const DEFAULT_MAX_QUEUED_JOBS: usize = 16;
+pub const DEFAULT_JOB_HEARTBEAT: Duration = Duration::from_secs(10);
+/// Google's signing keys for OIDC tokens (Cloud Scheduler, Pub/Sub push).
+pub const DEFAULT_AUTH_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+pub const DEFAULT_AUTH_ISSUERS: &str = "https://accounts.google.com,accounts.google.com";
 
 /// Environment variables with this prefix belong to the test harness, not to the binary.
 const TEST_PREFIX: &str = "BQB_TEST_";
@@ -141,6 +149,86 @@ pub const SETTINGS: &[SettingDoc] = &[
         default: "4",
         description: "Storage Read API streams read in parallel per table.",
     },
+    SettingDoc {
+        env: "BQB_STATE_URI",
+        default: DEFAULT_STATE_URI,
+        description: "Where the service keeps job records (`jobs/{jobId}.json`), Pub/Sub idempotency records and schedule leases: any storage URI. Every instance of one service must share it (a `gs://` or `s3://` URI on Cloud Run and GKE) so that any instance answers for any job.",
+    },
+    SettingDoc {
+        env: "BQB_MAX_RUNNING_JOBS",
+        default: "2",
+        description: "Jobs (backups and restores) one instance runs at once; later ones wait as PENDING.",
+    },
+    SettingDoc {
+        env: "BQB_MAX_QUEUED_JOBS",
+        default: "16",
+        description: "PENDING jobs one instance accepts beyond the running ones; past that a new job gets 429 with `Retry-After`.",
+    },
+    SettingDoc {
+        env: "BQB_JOB_HEARTBEAT_SECS",
+        default: "10",
+        description: "How often a running job saves its progress and looks for a cancel request. A RUNNING job not saved for 6 heartbeats belongs to an instance that died and is reported FAILED.",
+    },
+    SettingDoc {
+        env: "BQB_DEFAULT_TTL_DAYS",
+        default: "(none)",
+        description: "`expiresAt` of a backup whose request has no `ttlDays`; unset = backups do not expire.",
+    },
+    SettingDoc {
+        env: "BQB_PRUNE_KEEP_LAST",
+        default: "(none)",
+        description: "When any `BQB_PRUNE_KEEP_*` is set, every successful backup is followed by a prune of its repository with this keep policy (and expired backups go too): keep the N newest backups.",
+    },
+    SettingDoc {
+        env: "BQB_PRUNE_KEEP_DAILY",
+        default: "(none)",
+        description: "Keep policy after each backup: the newest backup of each of the last N days that have one.",
+    },
+    SettingDoc {
+        env: "BQB_PRUNE_KEEP_WEEKLY",
+        default: "(none)",
+        description: "Keep policy after each backup: the newest backup of each of the last N ISO weeks that have one.",
+    },
+    SettingDoc {
+        env: "BQB_PRUNE_KEEP_MONTHLY",
+        default: "(none)",
+        description: "Keep policy after each backup: the newest backup of each of the last N months that have one.",
+    },
+    SettingDoc {
+        env: "AUTH_MODE",
+        default: "none",
+        description: "Who may call the API (`/healthz` and `/readyz` stay open): `none`; `bearer` (an `Authorization: Bearer` token equal to `BQB_AUTH_BEARER_TOKEN`); `google-oidc` (a Google-signed ID token, as Cloud Scheduler and Pub/Sub push send, with the right audience from an allowed service account).",
+    },
+    SettingDoc {
+        env: "BQB_AUTH_BEARER_TOKEN",
+        default: "(none)",
+        description: "The shared secret for `AUTH_MODE=bearer` (required then). Never logged.",
+    },
+    SettingDoc {
+        env: "BQB_AUTH_AUDIENCE",
+        default: "(none)",
+        description: "Accepted `aud` values of OIDC tokens, comma separated (required for `google-oidc`): usually the service URL.",
+    },
+    SettingDoc {
+        env: "BQB_AUTH_ALLOWED_EMAILS",
+        default: "(none)",
+        description: "Service-account emails allowed to call with `google-oidc`, comma separated (required then); the token's `email` must be verified.",
+    },
+    SettingDoc {
+        env: "BQB_AUTH_JWKS_URL",
+        default: DEFAULT_AUTH_JWKS_URL,
+        description: "Where OIDC signing keys are fetched (a JWKS document).",
+    },
+    SettingDoc {
+        env: "BQB_AUTH_ISSUERS",
+        default: DEFAULT_AUTH_ISSUERS,
+        description: "Accepted `iss` values of OIDC tokens, comma separated.",
+    },
+    SettingDoc {
+        env: "BQB_SCHEDULE_FILE",
+        default: "(none)",
+        description: "A TOML file of schedules (cron expression, time zone, backup or restore request) the service runs itself, for hosts without Cloud Scheduler. With several replicas, one runs each tick.",
+    },
 ];
 
 /// Log output format.
@@ -151,7 +239,8 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// Validated settings. Holds no secrets: credentials stay with the libraries that read them.
+/// Validated settings. The only secret it holds (the bearer token) is redacted from `Debug`;
+/// Google, AWS and Azure credentials stay with the libraries that read them.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub port: u16,
@@ -166,6 +255,67 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub max_parallel_tables: usize,
     pub read_streams_per_table: usize,
+    pub jobs: JobSettings,
+    pub auth: AuthSettings,
+    pub schedule_file: Option<PathBuf>,
+}
+
+/// How the service runs jobs and keeps their records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    pub state_uri: String,
+    pub max_running: usize,
+    pub max_queued: usize,
+    pub heartbeat: Duration,
+    pub default_ttl_days: Option<u32>,
+    pub prune_after_backup: Option<PruneAfterBackup>,
+}
+
+/// The keep policy applied after each successful backup (`BQB_PRUNE_KEEP_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PruneAfterBackup {
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+}
+
+/// Who may call the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    None,
+    Bearer,
+    GoogleOidc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    pub bearer_token: Option<Secret>,
+    pub audiences: Vec<String>,
+    pub allowed_emails: Vec<String>,
+    pub jwks_url: String,
+    pub issuers: Vec<String>,
+}
+
+/// A value that must never reach a log: `Debug` prints `"***"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +500,106 @@ impl RawSettings {
         v
     }
 
+    /// An optional positive number (unset = `None`).
+    fn optional_positive(&self, name: &str, problems: &mut Vec<String>) -> Option<u32> {
+        let v: u32 = match self.get(name)?.trim().parse() {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{name}: `{}` is not valid: {e}", self.get(name)?));
+                return None;
+            }
+        };
+        if v == 0 {
+            problems.push(format!("{name}: must be at least 1"));
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A comma-separated list (blank items dropped).
+    fn list(&self, name: &str, default: &str) -> Vec<String> {
+        self.get(name)
+            .unwrap_or(default)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    fn jobs(&self, problems: &mut Vec<String>) -> JobSettings {
+        let state_uri = self
+            .get("BQB_STATE_URI")
+            .unwrap_or(DEFAULT_STATE_URI)
+            .trim()
+            .to_string();
+        if let Err(e) = crate::domain::StorageUri::parse(&state_uri) {
+            problems.push(format!("BQB_STATE_URI: {e}"));
+        }
+        let keep = PruneAfterBackup {
+            keep_last: self.optional_positive("BQB_PRUNE_KEEP_LAST", problems),
+            keep_daily: self.optional_positive("BQB_PRUNE_KEEP_DAILY", problems),
+            keep_weekly: self.optional_positive("BQB_PRUNE_KEEP_WEEKLY", problems),
+            keep_monthly: self.optional_positive("BQB_PRUNE_KEEP_MONTHLY", problems),
+        };
+        JobSettings {
+            state_uri,
+            max_running: self.positive("BQB_MAX_RUNNING_JOBS", DEFAULT_MAX_RUNNING_JOBS, problems),
+            max_queued: self.parsed("BQB_MAX_QUEUED_JOBS", DEFAULT_MAX_QUEUED_JOBS, problems),
+            heartbeat: Duration::from_secs(u64::from(
+                self.optional_positive("BQB_JOB_HEARTBEAT_SECS", problems)
+                    .unwrap_or(DEFAULT_JOB_HEARTBEAT.as_secs() as u32),
+            )),
+            default_ttl_days: self.optional_positive("BQB_DEFAULT_TTL_DAYS", problems),
+            prune_after_backup: (keep != PruneAfterBackup::default()).then_some(keep),
+        }
+    }
+
+    fn auth(&self, problems: &mut Vec<String>) -> AuthSettings {
+        let mode = match self.get("AUTH_MODE").map(str::trim) {
+            None | Some("none") => AuthMode::None,
+            Some("bearer") => AuthMode::Bearer,
+            Some("google-oidc") => AuthMode::GoogleOidc,
+            Some(other) => {
+                problems.push(format!(
+                    "AUTH_MODE: `{other}` is not one of none, bearer, google-oidc"
+                ));
+                AuthMode::None
+            }
+        };
+        let bearer_token = self
+            .get("BQB_AUTH_BEARER_TOKEN")
+            .map(|t| Secret::new(t.trim()));
+        let audiences = self.list("BQB_AUTH_AUDIENCE", "");
+        let allowed_emails = self.list("BQB_AUTH_ALLOWED_EMAILS", "");
+        match mode {
+            AuthMode::Bearer if bearer_token.is_none() => {
+                problems.push("BQB_AUTH_BEARER_TOKEN: required when AUTH_MODE=bearer".into())
+            }
+            AuthMode::GoogleOidc => {
+                if audiences.is_empty() {
+                    problems.push(
+                        "BQB_AUTH_AUDIENCE: required when AUTH_MODE=google-oidc (usually the service URL)".into(),
+                    );
+                }
+                if allowed_emails.is_empty() {
+                    problems.push(
+                        "BQB_AUTH_ALLOWED_EMAILS: required when AUTH_MODE=google-oidc (the service accounts that may call)".into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        AuthSettings {
+            mode,
+            bearer_token,
+            audiences,
+            allowed_emails,
+            jwks_url: self.endpoint("BQB_AUTH_JWKS_URL", DEFAULT_AUTH_JWKS_URL, problems),
+            issuers: self.list("BQB_AUTH_ISSUERS", DEFAULT_AUTH_ISSUERS),
+        }
+    }
+
     fn endpoint(&self, name: &str, default: &str, problems: &mut Vec<String>) -> String {
         let v = self
             .get(name)
@@ -466,6 +716,11 @@ impl RawSettings {
                 DEFAULT_READ_STREAMS_PER_TABLE,
                 problems,
             ),
+            jobs: self.jobs(problems),
+            auth: self.auth(problems),
+            schedule_file: self
+                .get("BQB_SCHEDULE_FILE")
+                .map(|p| PathBuf::from(p.trim())),
         }
     }
 }
@@ -575,6 +830,59 @@ mod tests {
     fn the_project_falls_back_to_google_cloud_project() {
         let s = Settings::from_vars(vars(&[("GOOGLE_CLOUD_PROJECT", "my-proj")])).unwrap();
         assert_eq!(s.project_id.as_deref(), Some("my-proj"));
+    }
+
+    #[test]
+    fn auth_modes_require_their_settings() {
+        let err = Settings::from_vars(vars(&[("AUTH_MODE", "bearer")])).unwrap_err();
+        assert!(err.to_string().contains("BQB_AUTH_BEARER_TOKEN"), "{err}");
+        let err = Settings::from_vars(vars(&[("AUTH_MODE", "google-oidc")])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("BQB_AUTH_AUDIENCE"), "{text}");
+        assert!(text.contains("BQB_AUTH_ALLOWED_EMAILS"), "{text}");
+        let err = Settings::from_vars(vars(&[("AUTH_MODE", "basic")])).unwrap_err();
+        assert!(err.to_string().contains("AUTH_MODE: `basic`"), "{err}");
+        let s = Settings::from_vars(vars(&[
+            ("AUTH_MODE", "google-oidc"),
+            ("BQB_AUTH_AUDIENCE", "https://svc.example, https://other"),
+            ("BQB_AUTH_ALLOWED_EMAILS", "sched@p.iam.gserviceaccount.com"),
+        ]))
+        .unwrap();
+        assert_eq!(s.auth.mode, AuthMode::GoogleOidc);
+        assert_eq!(s.auth.audiences, ["https://svc.example", "https://other"]);
+        assert_eq!(s.auth.issuers.len(), 2);
+    }
+
+    #[test]
+    fn the_bearer_token_never_reaches_debug_output() {
+        let s = Settings::from_vars(vars(&[
+            ("AUTH_MODE", "bearer"),
+            ("BQB_AUTH_BEARER_TOKEN", "s3cret-value"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.auth.bearer_token.as_ref().map(Secret::expose),
+            Some("s3cret-value")
+        );
+        assert!(!format!("{s:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn a_keep_policy_setting_turns_on_prune_after_backup() {
+        assert_eq!(Settings::defaults().jobs.prune_after_backup, None);
+        let s = Settings::from_vars(vars(&[("BQB_PRUNE_KEEP_LAST", "3")])).unwrap();
+        assert_eq!(s.jobs.prune_after_backup.and_then(|p| p.keep_last), Some(3));
+        let err = Settings::from_vars(vars(&[
+            ("BQB_PRUNE_KEEP_DAILY", "0"),
+            ("BQB_STATE_URI", "ftp://x"),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("BQB_PRUNE_KEEP_DAILY: must be at least 1"),
+            "{text}"
+        );
+        assert!(text.contains("BQB_STATE_URI"), "{text}");
     }
 
     #[test]
