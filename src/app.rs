@@ -15,6 +15,7 @@ use crate::api::{AppState, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
+use crate::jobs::{JobStore, Jobs};
 use crate::storage::StorageConfig;
 
 pub struct Application {
@@ -27,6 +28,11 @@ impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
         let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
         let storage = StorageConfig::from_settings(&settings);
+        let jobs = Jobs::new(
+            JobStore::open(&storage, &settings.jobs.state_uri)?,
+            settings.jobs.clone(),
+            shutdown.clone(),
+        );
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(
@@ -38,6 +44,7 @@ impl Application {
             settings: Arc::new(settings),
             bigquery,
             storage,
+            jobs,
             shutdown,
         };
         Ok(Self { listener, state })
@@ -54,6 +61,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let shutdown = self.state.shutdown.clone();
         let grace = self.state.settings.shutdown_grace;
+        let jobs = self.state.jobs.clone();
         let addr = self.local_addr();
         let app = router(self.state);
         let server = axum::serve(self.listener, app)
@@ -66,9 +74,13 @@ impl Application {
         }
         tracing::info!(
             grace_secs = grace.as_secs(),
-            "shutting down: draining in-flight requests"
+            jobs = jobs.active(),
+            "shutting down: draining in-flight requests; unfinished jobs are marked FAILED"
         );
-        match tokio::time::timeout(grace, &mut server).await {
+        // Jobs save their final record while requests drain; both within the grace period.
+        let (served, ()) =
+            tokio::join!(tokio::time::timeout(grace, &mut server), jobs.drain(grace));
+        match served {
             Ok(result) => flatten(result),
             Err(_) => {
                 tracing::warn!("drain deadline passed; dropping the remaining connections");

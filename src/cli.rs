@@ -15,6 +15,7 @@ use bq_backup::bigquery::BigQueryConfig;
 use bq_backup::catalog::{self, BackupSummary, ListFilter};
 use bq_backup::config::{Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
+use bq_backup::exec::Progress;
 use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
 use bq_backup::storage::StorageConfig;
 use bq_backup::telemetry;
@@ -224,6 +225,7 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     let request_json: serde_json::Value = serde_json::from_slice(&body)?;
     let (mut spec, encode) = validate_backup_request(request, now)?;
     spec.dry_run |= dry_run;
+    spec.ttl_days = spec.ttl_days.or(settings.jobs.default_ttl_days);
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
     let dry_run = spec.dry_run;
     let plan = plan_backup(
@@ -252,15 +254,11 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(format!("backup {}", plan.backup_id));
-    let tick = bar.clone();
     let ctx = BackupContext {
         bigquery,
         store,
         cancel,
-        on_table_done: Some(Arc::new(move |t| {
-            tick.inc(1);
-            tick.set_message(format!("{} ({} rows)", t.table, t.rows));
-        })),
+        progress: Some(Arc::new(BarProgress(bar.clone()))),
     };
     let report = run_backup(&plan, &ctx).await;
     bar.finish_and_clear();
@@ -306,12 +304,29 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
             bigquery,
             store,
             cancel,
+            progress: None,
         },
     )
     .await;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())
+}
+
+/// The backup progress bar: one tick per table.
+struct BarProgress(ProgressBar);
+
+impl Progress for BarProgress {
+    fn table_started(&self, _table: &str) {}
+
+    fn table_finished(&self, table: &str, rows: u64, _bytes: u64, _files: u64) {
+        self.0.inc(1);
+        self.0.set_message(format!("{table} ({rows} rows)"));
+    }
+
+    fn table_failed(&self, table: &str, _error: &bq_backup::Error) {
+        self.0.set_message(format!("{table} failed"));
+    }
 }
 
 fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {

@@ -6,7 +6,7 @@
 use std::fmt;
 
 /// What kind of failure this is, from the caller's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorKind {
     /// The request (or a setting) is wrong; retrying it unchanged cannot succeed.
@@ -52,6 +52,8 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     details: Vec<FieldError>,
+    /// For [`ErrorKind::TooManyRequests`]: when to try again.
+    retry_after: Option<std::time::Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -63,8 +65,21 @@ impl Error {
             kind,
             message: message.into(),
             details: Vec::new(),
+            retry_after: None,
             source: None,
         }
+    }
+
+    /// Too much work queued: the caller should retry after `after`.
+    pub fn too_many_requests(message: impl Into<String>, after: std::time::Duration) -> Self {
+        Self {
+            retry_after: Some(after),
+            ..Self::new(ErrorKind::TooManyRequests, message)
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// Invalid input listing every problem found (never only the first).

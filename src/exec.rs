@@ -30,6 +30,13 @@ pub fn parallel_tables(requested: Option<u32>, service_limit: usize) -> usize {
         .clamp(1, limit)
 }
 
+/// Told about each table of a backup or restore as it goes (job records, progress bars).
+pub trait Progress: Send + Sync {
+    fn table_started(&self, table: &str);
+    fn table_finished(&self, table: &str, rows: u64, bytes: u64, files: u64);
+    fn table_failed(&self, table: &str, error: &crate::Error);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

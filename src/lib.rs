@@ -16,6 +16,7 @@
 //! - [`backup`]: request → [`backup::BackupPlan`] → files + manifest.
 //! - [`catalog`]: the manifest (commit point of a backup).
 //! - [`restore`]: request → [`restore::RestorePlan`] → tables recreated and loaded.
+//! - [`jobs`]: job records in the state store, the bounded queue, cancel and shutdown.
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod error;
 pub mod exec;
 pub mod formats;
+pub mod jobs;
 pub mod restore;
 pub mod storage;
 pub mod telemetry;

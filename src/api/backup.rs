@@ -1,48 +1,136 @@
 //! `POST /api/v1/backup`: the Java service's request body (unchanged) plus our extensions.
+//! Validated and planned while the caller waits (400/404 name what is wrong), then run as a job:
+//! 202 with the job, or the report when the caller asked to wait.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::{ApiError, RawBody};
-use crate::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
+use super::jobs::{WaitQuery, accepted};
+use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
+use crate::catalog::prune::prune;
+use crate::catalog::retention::KeepPolicy;
+use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
 use crate::error::Error;
+use crate::jobs::{JobKind, NewJob};
+use crate::storage::Store;
 
 pub(crate) async fn start_backup(
     State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    submit_backup(&state, &body, query.wait(false)?, BTreeMap::new()).await
+}
+
+/// Validates, plans and starts the backup in `body` (an HTTP request, a Pub/Sub message, a
+/// schedule); `wait` (or the body's own `wait`) answers with the report instead of 202.
+pub(crate) async fn submit_backup(
+    state: &AppState,
+    body: &[u8],
+    wait: bool,
+    trigger: BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let request = parse_backup_request(&body)
+    let request = parse_backup_request(body)
         .map_err(|f| Error::invalid("the request body is not a valid backup request", vec![f]))?;
     // Parsed once more as plain JSON to record the request as received in the manifest.
-    let request_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (spec, encode) = validate_backup_request(request, now)?;
-    let dry_run = spec.dry_run;
+    let request_json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (mut spec, encode) = validate_backup_request(request, now)?;
+    spec.ttl_days = spec.ttl_days.or(state.settings.jobs.default_ttl_days);
+    let (dry_run, wait, allow_concurrent) =
+        (spec.dry_run, wait || spec.wait, spec.allow_concurrent);
+    if !dry_run {
+        // Shed load before the metadata calls of planning.
+        state.jobs.ensure_capacity()?;
+    }
     let plan = plan_backup(
         &state.bigquery,
         spec,
         encode,
-        request_json,
+        request_json.clone(),
         now,
         state.settings.max_parallel_tables,
     )
     .await?;
     if dry_run {
-        return Ok(Json(json!({ "dryRun": true, "plan": plan })));
+        return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
     let store = state.storage.open(&plan.storage)?;
-    let ctx = BackupContext {
-        bigquery: state.bigquery.clone(),
-        store,
-        cancel: state.shutdown.child_token(),
-        on_table_done: None,
+    let job = NewJob {
+        kind: JobKind::Backup,
+        backup_id: Some(plan.backup_id.to_string()),
+        storage_uri: plan.storage_uri.clone(),
+        tables: plan.tables.iter().map(|t| t.table.to_string()).collect(),
+        request: request_json,
+        trigger,
+        exclusive_key: (!allow_concurrent).then(|| selection_key(&plan)),
     };
-    let report = run_backup(&plan, &ctx).await?;
-    Ok(Json(
-        serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))?,
-    ))
+    let bigquery = state.bigquery.clone();
+    let prune_after = state.settings.jobs.prune_after_backup;
+    let record = state
+        .jobs
+        .submit(job, move |run| async move {
+            let ctx = BackupContext {
+                bigquery,
+                store: store.clone(),
+                cancel: run.cancel,
+                progress: Some(run.progress),
+            };
+            let report = run_backup(&plan, &ctx).await?;
+            let mut result = serde_json::to_value(report)
+                .map_err(|e| Error::internal(format!("report: {e}")))?;
+            if let Some(policy) = prune_after {
+                result["prune"] = prune_after_backup(&store, policy).await;
+            }
+            Ok(result)
+        })
+        .await?;
+    accepted(&state.jobs, record, wait).await
+}
+
+/// Two backups of the same tables to the same repository: one key.
+fn selection_key(plan: &BackupPlan) -> String {
+    let mut names: Vec<String> = plan
+        .tables
+        .iter()
+        .chain(&plan.definitions)
+        .map(|t| t.table.to_string())
+        .collect();
+    names.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(plan.storage_uri.trim_end_matches('/').as_bytes());
+    for name in names {
+        hasher.update(b"\n");
+        hasher.update(name.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The configured keep policy, applied to the repository just written. A failure is reported
+/// in the result, never turned into a failed backup: the backup itself is complete.
+async fn prune_after_backup(store: &Store, policy: PruneAfterBackup) -> Value {
+    let policy = KeepPolicy {
+        keep_last: policy.keep_last,
+        keep_daily: policy.keep_daily,
+        keep_weekly: policy.keep_weekly,
+        keep_monthly: policy.keep_monthly,
+    };
+    match prune(store, &policy, false, Utc::now()).await {
+        Ok(report) => {
+            json!({ "policy": policy, "deleted": report.deleted, "skipped": report.skipped })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning after the backup failed");
+            json!({ "policy": policy, "error": e.to_string() })
+        }
+    }
 }

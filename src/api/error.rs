@@ -58,6 +58,12 @@ impl IntoResponse for ApiError {
             tracing::info!(error = %self.0, error_code = code, "request rejected");
         }
         let mut response = status.into_response();
+        if let Some(after) = self.0.retry_after() {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
         response.extensions_mut().insert(ErrorBody {
             code,
             message: self.0.message().to_string(),

@@ -7,6 +7,7 @@ mod backup;
 mod backups;
 mod error;
 mod health;
+mod jobs;
 mod restore;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::bigquery::BigQuery;
 use crate::config::Settings;
+use crate::jobs::Jobs;
 use crate::storage::StorageConfig;
 use crate::telemetry::trace_id_from_headers;
 
@@ -32,6 +34,7 @@ pub(crate) struct AppState {
     pub(crate) settings: Arc<Settings>,
     pub(crate) bigquery: BigQuery,
     pub(crate) storage: StorageConfig,
+    pub(crate) jobs: Jobs,
     /// Cancelled when the process starts shutting down: readiness turns false, jobs checkpoint.
     pub(crate) shutdown: CancellationToken,
 }
@@ -43,6 +46,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/api/v1/backups", get(backups::list))
         .route("/api/v1/backups:prune", post(backups::prune))
         .route(

@@ -1,24 +1,45 @@
 //! `POST /api/v1/restore`: the Java service's request body (unchanged) plus our extensions.
+//! Validated and planned while the caller waits (400/404/409 before any data moves), then run as
+//! a job: 202 with the job, or the report when the caller asked to wait.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, RawBody};
+use super::jobs::{WaitQuery, accepted};
 use crate::domain::parse_restore_request;
 use crate::error::Error;
+use crate::jobs::{JobKind, NewJob};
 use crate::restore::{RestoreContext, plan_restore, run_restore};
 
 pub(crate) async fn start_restore(
     State(state): State<AppState>,
+    Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
-) -> Result<Json<Value>, ApiError> {
-    let request = parse_restore_request(&body)
+) -> Result<Response, ApiError> {
+    submit_restore(&state, &body, query.wait(false)?, BTreeMap::new()).await
+}
+
+/// Validates, plans and starts the restore in `body`.
+pub(crate) async fn submit_restore(
+    state: &AppState,
+    body: &[u8],
+    wait: bool,
+    trigger: BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    let request = parse_restore_request(body)
         .map_err(|f| Error::invalid("the request body is not a valid restore request", vec![f]))?;
     let spec = request
         .validate()
         .map_err(|problems| Error::invalid("the restore request is invalid", problems))?;
+    if !spec.dry_run {
+        state.jobs.ensure_capacity()?;
+    }
     let store = state.storage.open(&spec.storage)?;
     let plan = plan_restore(
         &state.bigquery,
@@ -28,15 +49,30 @@ pub(crate) async fn start_restore(
     )
     .await?;
     if spec.dry_run {
-        return Ok(Json(json!({ "dryRun": true, "plan": plan })));
+        return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
-    let ctx = RestoreContext {
-        bigquery: state.bigquery.clone(),
-        store,
-        cancel: state.shutdown.child_token(),
+    let job = NewJob {
+        kind: JobKind::Restore,
+        backup_id: Some(plan.backup_id.to_string()),
+        storage_uri: store.uri().to_string(),
+        tables: plan.tables.iter().map(|t| t.target.to_string()).collect(),
+        request: serde_json::from_slice(body).unwrap_or(Value::Null),
+        trigger,
+        exclusive_key: None,
     };
-    let report = run_restore(&plan, &ctx).await?;
-    Ok(Json(
-        serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))?,
-    ))
+    let bigquery = state.bigquery.clone();
+    let record = state
+        .jobs
+        .submit(job, move |run| async move {
+            let ctx = RestoreContext {
+                bigquery,
+                store,
+                cancel: run.cancel,
+                progress: Some(run.progress),
+            };
+            let report = run_restore(&plan, &ctx).await?;
+            serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
+        })
+        .await?;
+    accepted(&state.jobs, record, wait || spec.wait).await
 }

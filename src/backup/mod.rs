@@ -12,5 +12,5 @@ mod validate;
 mod writer;
 
 pub use plan::{BackupPlan, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
-pub use run::{BackupContext, BackupReport, TableDoneCallback, TableReport, run_backup};
+pub use run::{BackupContext, BackupReport, TableReport, run_backup};
 pub use validate::validate_backup_request;

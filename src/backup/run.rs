@@ -21,14 +21,12 @@ use crate::catalog::{
 };
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
+use crate::exec::Progress;
 use crate::storage::{Store, layout};
 
 /// Marks a backup id as taken while its backup runs (a [`Lease`]); removed once the manifest
 /// is written. A live claim is never taken over: two writers would mix their files.
 const CLAIM: &str = "_claim.json";
-
-/// Called as each table finishes (progress bars, job state).
-pub type TableDoneCallback = Arc<dyn Fn(&TableReport) + Send + Sync>;
 
 /// One table's outcome.
 type TableOutcome = (TableRef, Result<(TableEntry, TableReport), Error>);
@@ -40,7 +38,8 @@ pub struct BackupContext {
     pub store: Store,
     /// Cancelled to stop the backup (job cancel, shutdown): no manifest is written.
     pub cancel: CancellationToken,
-    pub on_table_done: Option<TableDoneCallback>,
+    /// Told as each table starts and ends (job records, progress bars).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// The answer to a finished backup.
@@ -257,9 +256,13 @@ async fn export_one(
     stop: CancellationToken,
 ) -> TableOutcome {
     let started = Instant::now();
+    let name = planned.table.to_string();
     let result = if stop.is_cancelled() {
         Err(Error::new(ErrorKind::Internal, "cancelled"))
     } else {
+        if let Some(progress) = &ctx.progress {
+            progress.table_started(&name);
+        }
         export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await
     };
     let result = result.map(|entry| {
@@ -270,12 +273,17 @@ async fn export_one(
             files: entry.files.len(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        if let Some(callback) = &ctx.on_table_done {
-            callback(&report);
+        if let Some(progress) = &ctx.progress {
+            progress.table_finished(&name, report.rows, report.bytes, report.files as u64);
         }
         (entry, report)
     });
-    if result.is_err() {
+    if let Err(e) = &result {
+        if let Some(progress) = &ctx.progress
+            && e.message() != "cancelled"
+        {
+            progress.table_failed(&name, e);
+        }
         stop.cancel();
     }
     (planned.table.clone(), result)

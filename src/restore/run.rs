@@ -1,6 +1,7 @@
 //! Executes a [`RestorePlan`]: datasets, then tables (bounded fan-out; each all-or-nothing),
 //! then views with their references pointed at the restored datasets.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ use crate::catalog::lease::Lease;
 use crate::catalog::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::{DatasetRef, WriteDisposition};
 use crate::error::{Error, ErrorKind, FieldError};
+use crate::exec::Progress;
 use crate::storage::Store;
 use crate::storage::layout;
 
@@ -26,6 +28,8 @@ pub struct RestoreContext {
     pub bigquery: BigQuery,
     pub store: Store,
     pub cancel: CancellationToken,
+    /// Told as each table starts and ends (job records, progress bars); tables by target name.
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +179,10 @@ async fn restore_one<'a>(
     if ctx.cancel.is_cancelled() {
         return (table, Err(Error::conflict("the restore was cancelled")));
     }
+    let name = table.target.to_string();
+    if let Some(progress) = &ctx.progress {
+        progress.table_started(&name);
+    }
     let result = restore_table(&ctx.bigquery, &ctx.store, plan, table)
         .await
         .map(|(rows, method)| TableRestoreReport {
@@ -185,6 +193,12 @@ async fn restore_one<'a>(
             verified: !plan.manifest.legacy,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
+    if let Some(progress) = &ctx.progress {
+        match &result {
+            Ok(report) => progress.table_finished(&name, report.rows, 0, 0),
+            Err(e) => progress.table_failed(&name, e),
+        }
+    }
     (table, result)
 }
 

@@ -31,7 +31,8 @@ fn request(dataset: &str, uri: &str, format: &str, compression: Option<&str>) ->
 }
 
 async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
-    app.post_json("/api/v1/backup", body).await
+    // Waits for the job: these tests check what a finished backup left.
+    app.post_json("/api/v1/backup?wait=true", body).await
 }
 
 async fn read_manifest(store: &Store, backup_id: &str) -> Manifest {
@@ -610,7 +611,7 @@ async fn a_failed_backup_leaves_no_manifest_and_no_files() {
         bigquery: bq,
         store: store.clone(),
         cancel: tokio_util::sync::CancellationToken::new(),
-        on_table_done: None,
+        progress: None,
     };
     let err = bq_backup::backup::run_backup(&plan, &ctx)
         .await

@@ -34,7 +34,7 @@ async fn backup(app: &TestApp, dataset: &str, root: &str, minutes_ago: i64, labe
         "backupStorage": { "uri": root, "exportOptions": { "format": "JSON" } },
         "asOf": at.to_rfc3339(), "reason": format!("reason {minutes_ago}"), "labels": { "kind": label }
     });
-    let (status, report) = app.post_json("/api/v1/backup", &body).await;
+    let (status, report) = app.post_json("/api/v1/backup?wait=true", &body).await;
     assert_eq!(status, 200, "{report}");
     report["backupId"].as_str().unwrap().to_string()
 }
@@ -336,7 +336,7 @@ async fn a_restore_leaves_no_lease_behind_when_done() {
         "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [ds] },
         "restoreStorage": { "uri": root }, "backupId": id
     });
-    let (status, report) = app.post_json("/api/v1/restore", &request).await;
+    let (status, report) = app.post_json("/api/v1/restore?wait=true", &request).await;
     assert_eq!(status, 200, "{report}");
     let leftovers: Vec<String> = std::fs::read_dir(dir.path().join(format!("backups/{id}")))
         .unwrap()

@@ -58,6 +58,8 @@ impl TestServices {
 
     /// The environment variables behind [`Self::settings_with`], for a child `bq-backup` process.
     pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        // Each server its own job records unless a test shares them on purpose.
+        let state_uri = format!("memory://jobs-{}", uuid::Uuid::new_v4().simple());
         let mut vars: Vec<(String, String)> = [
             ("PORT", "0"),
             ("BQB_HOST", "127.0.0.1"),
@@ -71,6 +73,8 @@ impl TestServices {
             ("BQB_S3_ALLOW_HTTP", "true"),
             ("BQB_AZURE_USE_EMULATOR", "true"),
             ("AZURITE_BLOB_STORAGE_URL", self.azurite.as_str()),
+            ("BQB_STATE_URI", state_uri.as_str()),
+            ("BQB_JOB_HEARTBEAT_SECS", "1"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

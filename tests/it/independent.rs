@@ -50,7 +50,7 @@ async fn back_up(
     });
     let resp = app
         .client
-        .post(app.url("/api/v1/backup"))
+        .post(app.url("/api/v1/backup?wait=true"))
         .json(&body)
         .send()
         .await

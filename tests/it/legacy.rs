@@ -95,7 +95,7 @@ async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
 }
 
 async fn post(app: &TestApp, body: &Value) -> (u16, Value) {
-    app.post_json("/api/v1/restore", body).await
+    app.post_json("/api/v1/restore?wait=true", body).await
 }
 
 /// The Java service's restore body: `gcsOptions` for gs://, `uri` + `importOptions` elsewhere.

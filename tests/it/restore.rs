@@ -10,8 +10,9 @@ use crate::helpers::{
     unique_root,
 };
 
+/// Posts and waits for the job: these tests check what a finished backup or restore left.
 async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-    app.post_json(path, body).await
+    app.post_json(&format!("{path}?wait=true"), body).await
 }
 
 async fn backup(

@@ -1,0 +1,266 @@
+//! Jobs: `GET /api/v1/jobs`, `GET /api/v1/jobs/{id}`, `DELETE /api/v1/jobs/{id}` (cancel), and
+//! how `POST /api/v1/backup` and `/restore` answer once their job is accepted (202, or the
+//! result when the caller asked to wait).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, code_and_status};
+use crate::domain::JobId;
+use crate::error::{Error, FieldError};
+use crate::jobs::{Cancelled, JobKind, JobRecord, JobState, Jobs};
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+/// `?wait=true` on `POST /api/v1/backup` and `/restore`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct WaitQuery {
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    /// Whether the caller asked to wait, from the query or the body's `wait`.
+    pub(crate) fn wait(&self, in_body: bool) -> Result<bool, ApiError> {
+        match self.wait.as_deref().map(str::trim) {
+            None => Ok(in_body),
+            Some("" | "true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(in_body),
+            Some(other) => Err(Error::invalid(
+                "the query is invalid",
+                vec![FieldError::new(
+                    "wait",
+                    format!("`{other}` is not true or false"),
+                )],
+            )
+            .into()),
+        }
+    }
+}
+
+fn job_id(segment: &str) -> Result<JobId, ApiError> {
+    JobId::parse(segment).map_err(|e| {
+        Error::invalid(
+            "the job id is invalid",
+            vec![FieldError::new("id", e.to_string())],
+        )
+        .into()
+    })
+}
+
+/// A record as the API shows it: the Java error shape for `error`, and links.
+pub(crate) fn job_json(record: &JobRecord) -> Value {
+    let mut body = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    if let Some(error) = &record.error {
+        body["error"] = json!({
+            "errorCode": code_and_status(error.kind).0,
+            "message": error.message,
+            "details": error.details,
+        });
+    }
+    body["tablesDone"] = json!(record.tables_done());
+    body["links"] = links(record);
+    body
+}
+
+fn links(record: &JobRecord) -> Value {
+    let mut links = json!({ "self": format!("/api/v1/jobs/{}", record.job_id) });
+    if let Some(id) = &record.backup_id {
+        links["backup"] = json!(format!(
+            "/api/v1/backups/{id}?uri={}",
+            url::form_urlencoded::byte_serialize(record.storage_uri.as_bytes()).collect::<String>()
+        ));
+    }
+    links
+}
+
+/// The answer to an accepted job: 202 with where to follow it, or — when the caller waits —
+/// the job's result (200) or its error (the status its failure maps to).
+pub(crate) async fn accepted(
+    jobs: &Jobs,
+    record: JobRecord,
+    wait: bool,
+) -> Result<Response, ApiError> {
+    if !wait {
+        let location = format!("/api/v1/jobs/{}", record.job_id);
+        let body = json!({
+            "jobId": record.job_id,
+            "kind": record.kind,
+            "backupId": record.backup_id,
+            "status": record.state,
+            "links": links(&record),
+        });
+        let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return Ok(response);
+    }
+    let Some(ended) = jobs.wait(&record.job_id).await else {
+        // Ended before we started waiting: its record is final.
+        let stored = jobs.get(&record.job_id).await?;
+        return outcome(stored.unwrap_or(record));
+    };
+    outcome(ended)
+}
+
+/// A finished job as an HTTP answer.
+fn outcome(record: JobRecord) -> Result<Response, ApiError> {
+    match (record.state, &record.result, &record.error) {
+        (JobState::Succeeded, Some(result), _) => {
+            let mut body = result.clone();
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("jobId".into(), json!(record.job_id));
+            }
+            Ok(Json(body).into_response())
+        }
+        (_, _, Some(error)) => Err(Error::from(error).into()),
+        (state, _, None) => Err(Error::internal(format!(
+            "job {} ended {} without a result",
+            record.job_id,
+            state.as_str()
+        ))
+        .into()),
+    }
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&id)?;
+    let record =
+        state.jobs.get(&id).await?.ok_or_else(|| {
+            Error::not_found(format!("no job {id} in {}", state.jobs.store().uri()))
+        })?;
+    Ok(Json(job_json(&record)))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let mut problems = Vec::new();
+    let wanted_state = q.state.as_deref().and_then(|s| {
+        let parsed = JobState::parse(s);
+        if parsed.is_none() {
+            problems.push(FieldError::new(
+                "state",
+                "must be PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED",
+            ));
+        }
+        parsed
+    });
+    let wanted_kind = q.kind.as_deref().and_then(|k| {
+        let parsed = JobKind::parse(k);
+        if parsed.is_none() {
+            problems.push(FieldError::new("kind", "must be BACKUP or RESTORE"));
+        }
+        parsed
+    });
+    let page_size = match q.page_size.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+        Some(_) => {
+            problems.push(FieldError::new(
+                "pageSize",
+                format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
+            ));
+            DEFAULT_PAGE_SIZE
+        }
+    };
+    let after = match q.page_token.as_deref().map(JobId::parse) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            problems.push(FieldError::new(
+                "pageToken",
+                "is not a token from a previous page",
+            ));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(Error::invalid("the listing request is invalid", problems).into());
+    }
+    let matching: Vec<JobRecord> = state
+        .jobs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|r| wanted_state.is_none_or(|s| r.state == s))
+        .filter(|r| wanted_kind.is_none_or(|k| r.kind == k))
+        .collect();
+    let start = match &after {
+        None => 0,
+        Some(id) => match matching.iter().position(|r| &r.job_id == id) {
+            Some(i) => i + 1,
+            None => {
+                return Err(Error::invalid(
+                    "the listing request is invalid",
+                    vec![FieldError::new(
+                        "pageToken",
+                        "names a job that is no longer listed; start again without it",
+                    )],
+                )
+                .into());
+            }
+        },
+    };
+    let page: Vec<&JobRecord> = matching.iter().skip(start).take(page_size).collect();
+    let next = (start + page.len() < matching.len())
+        .then(|| page.last().map(|r| r.job_id.to_string()))
+        .flatten();
+    Ok(Json(json!({
+        "jobs": page.iter().map(|r| summary(r)).collect::<Vec<_>>(),
+        "nextPageToken": next,
+    })))
+}
+
+/// A job in a listing: no request, no result body.
+fn summary(record: &JobRecord) -> Value {
+    json!({
+        "jobId": record.job_id,
+        "kind": record.kind,
+        "state": record.state,
+        "backupId": record.backup_id,
+        "storageUri": record.storage_uri,
+        "createdAt": record.created_at,
+        "startedAt": record.started_at,
+        "finishedAt": record.finished_at,
+        "tables": record.tables.len(),
+        "tablesDone": record.tables_done(),
+        "cancelRequested": record.cancel_requested,
+        "trigger": record.trigger,
+        "links": links(record),
+    })
+}
+
+/// `DELETE /api/v1/jobs/{id}`: 200 with the final record once the job stopped, 202 when the
+/// instance running it has been asked to stop.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    Ok(match state.jobs.cancel(&id).await? {
+        Cancelled::Stopped(record) => (StatusCode::OK, Json(job_json(&record))).into_response(),
+        Cancelled::Requested(record) => {
+            (StatusCode::ACCEPTED, Json(job_json(&record))).into_response()
+        }
+    })
+}

@@ -1,0 +1,282 @@
+//! Job records in the state store (`BQB_STATE_URI`):
+//!
+//! ```text
+//! jobs/{jobId}.json              the record; written only by the instance running the job
+//! jobs/{jobId}.cancel            a cancel request from any instance (the runner polls for it)
+//! jobs/_selections/{key}.json    the job backing up a selection right now (409 for a second one)
+//! ```
+
+use chrono::Utc;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+
+use super::record::JobRecord;
+use crate::domain::{JobId, StorageUri};
+use crate::error::Error;
+use crate::storage::{StorageConfig, Store};
+
+const JOBS: &str = "jobs";
+const SELECTIONS: &str = "_selections";
+/// Records read at once when listing.
+const READ_CONCURRENCY: usize = 16;
+
+/// Reads and writes job records. Cheap to clone.
+#[derive(Clone)]
+pub struct JobStore {
+    store: Store,
+}
+
+/// Who holds a selection when it cannot be taken.
+pub enum SelectionLock {
+    Taken,
+    HeldBy(JobId),
+}
+
+impl JobStore {
+    /// Opens the state store at `uri` (`BQB_STATE_URI`).
+    pub fn open(config: &StorageConfig, uri: &str) -> Result<Self, Error> {
+        let uri = StorageUri::parse(uri).map_err(|e| {
+            Error::invalid(
+                format!("BQB_STATE_URI: {e}"),
+                vec![crate::error::FieldError::new(
+                    "BQB_STATE_URI",
+                    e.to_string(),
+                )],
+            )
+        })?;
+        Ok(Self {
+            store: config.open(&uri)?,
+        })
+    }
+
+    pub fn uri(&self) -> String {
+        self.store.uri().to_string()
+    }
+
+    fn os(&self) -> &std::sync::Arc<dyn ObjectStore> {
+        self.store.object_store()
+    }
+
+    fn record_path(id: &JobId) -> Path {
+        Path::from(JOBS).join(format!("{id}.json").as_str())
+    }
+
+    fn cancel_path(id: &JobId) -> Path {
+        Path::from(JOBS).join(format!("{id}.cancel").as_str())
+    }
+
+    fn selection_path(key: &str) -> Path {
+        Path::from(JOBS)
+            .join(SELECTIONS)
+            .join(format!("{key}.json").as_str())
+    }
+
+    pub async fn save(&self, record: &JobRecord) -> Result<(), Error> {
+        let path = Self::record_path(&record.job_id);
+        let body = serde_json::to_vec_pretty(record)
+            .map_err(|e| Error::internal(format!("job record: {e}")))?;
+        self.os()
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| write_error(&path, e))?;
+        Ok(())
+    }
+
+    /// The stored record, as written (not yet judged for staleness).
+    pub async fn load(&self, id: &JobId) -> Result<Option<JobRecord>, Error> {
+        let path = Self::record_path(id);
+        let bytes = match self.os().get(&path).await {
+            Ok(got) => got.bytes().await.map_err(|e| read_error(&path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(read_error(&path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("job record {path} is not readable: {e}")))
+    }
+
+    /// Every stored record (unreadable ones are logged and skipped).
+    pub async fn list(&self) -> Result<Vec<JobRecord>, Error> {
+        let prefix = Path::from(JOBS);
+        let listing = self
+            .os()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| read_error(&prefix, e))?;
+        let ids: Vec<JobId> = listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename()?.strip_suffix(".json"))
+            .filter_map(|name| JobId::parse(name).ok())
+            .collect();
+        let loads = ids.into_iter().map(|id| {
+            let store = self.clone();
+            async move { (id.clone(), store.load(&id).await) }
+        });
+        let loaded: Vec<_> = futures::stream::iter(loads)
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+        let mut records = Vec::new();
+        for (id, result) in loaded {
+            match result {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job_id = %id, error = %e, "skipping a job record"),
+            }
+        }
+        Ok(records)
+    }
+
+    /// Asks the instance running job `id` to cancel it.
+    pub async fn request_cancel(&self, id: &JobId) -> Result<(), Error> {
+        let path = Self::cancel_path(id);
+        let body = serde_json::json!({ "jobId": id, "requestedAt": Utc::now() }).to_string();
+        self.os()
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| write_error(&path, e))?;
+        Ok(())
+    }
+
+    pub async fn cancel_requested(&self, id: &JobId) -> Result<bool, Error> {
+        let path = Self::cancel_path(id);
+        match self.os().head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(read_error(&path, e)),
+        }
+    }
+
+    pub async fn clear_cancel(&self, id: &JobId) {
+        let path = Self::cancel_path(id);
+        match self.os().delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(object_key = %path, error = %e, "removing a cancel request failed")
+            }
+        }
+    }
+
+    /// Records `job` as the one backing up selection `key`, unless a live job already is.
+    /// A holder whose record ended or went stale is replaced.
+    pub async fn lock_selection(&self, key: &str, job: &JobId) -> Result<SelectionLock, Error> {
+        let path = Self::selection_path(key);
+        let body = || PutPayload::from(serde_json::json!({ "jobId": job }).to_string());
+        match self
+            .os()
+            .put_opts(&path, body(), PutMode::Create.into())
+            .await
+        {
+            Ok(_) => return Ok(SelectionLock::Taken),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {}
+            Err(e) => return Err(write_error(&path, e)),
+        }
+        if let Some(holder) = self.selection_holder(&path).await?
+            && let Some(record) = self.load(&holder).await?
+            && !record.effective(Utc::now()).state.is_terminal()
+        {
+            return Ok(SelectionLock::HeldBy(holder));
+        }
+        self.os()
+            .put(&path, body())
+            .await
+            .map_err(|e| write_error(&path, e))?;
+        Ok(SelectionLock::Taken)
+    }
+
+    /// Releases selection `key` if `job` still holds it.
+    pub async fn unlock_selection(&self, key: &str, job: &JobId) {
+        let path = Self::selection_path(key);
+        match self.selection_holder(&path).await {
+            Ok(Some(holder)) if &holder == job => {
+                if let Err(e) = self.os().delete(&path).await {
+                    tracing::warn!(object_key = %path, error = %e, "releasing a selection failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(object_key = %path, error = %e, "reading a selection failed"),
+        }
+    }
+
+    async fn selection_holder(&self, path: &Path) -> Result<Option<JobId>, Error> {
+        let bytes = match self.os().get(path).await {
+            Ok(got) => got.bytes().await.map_err(|e| read_error(path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(read_error(path, e)),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Ok(value["jobId"].as_str().and_then(|s| JobId::parse(s).ok()))
+    }
+
+    /// Writes `body` at `key` (under `idempotency/`) unless something is there; returns what is
+    /// there when it is. For at-least-once deliveries (Pub/Sub `messageId`).
+    pub async fn claim_key(
+        &self,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        match self
+            .os()
+            .put_opts(
+                &path,
+                PutPayload::from(body.to_string()),
+                PutMode::Create.into(),
+            )
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let bytes = self
+                    .os()
+                    .get(&path)
+                    .await
+                    .map_err(|e| read_error(&path, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| read_error(&path, e))?;
+                Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default()))
+            }
+            Err(e) => Err(write_error(&path, e)),
+        }
+    }
+
+    /// Replaces what is stored at idempotency `key`.
+    pub async fn put_key(&self, key: &str, body: &serde_json::Value) -> Result<(), Error> {
+        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        self.os()
+            .put(&path, PutPayload::from(body.to_string()))
+            .await
+            .map_err(|e| write_error(&path, e))?;
+        Ok(())
+    }
+
+    /// Removes idempotency `key` (the job it named could not start).
+    pub async fn remove_key(&self, key: &str) {
+        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        if let Err(e) = self.os().delete(&path).await {
+            tracing::warn!(object_key = %path, error = %e, "removing an idempotency record failed");
+        }
+    }
+
+    /// The state store itself, for other small records (schedule leases).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn write_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("writing the state store object {path} failed")).with_source(e)
+}
+
+fn read_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("reading the state store object {path} failed")).with_source(e)
+}
