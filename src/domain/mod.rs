@@ -6,9 +6,11 @@
 //! - `selection`: [`TableSelector`], which tables of a dataset a request selects.
 //! - `backup_request` / `restore_request`: the request bodies (Java-compatible + extensions) and
 //!   their validation into [`BackupSpec`] / [`RestoreSpec`], listing every problem by JSON path.
+//! - `pubsub`: Pub/Sub push envelopes ([`parse_push_envelope`]) around those request bodies.
 
 mod backup_request;
 mod ids;
+mod pubsub;
 mod request_fields;
 mod restore_request;
 mod selection;
@@ -22,6 +24,7 @@ pub use backup_request::{
 pub use ids::{
     BackupId, DatasetRef, InvalidId, JobId, TableRef, is_valid_dataset_id, is_valid_table_id,
 };
+pub use pubsub::{PushMessage, is_push_envelope, parse_push_envelope, parse_push_envelope_value};
 pub use restore_request::{
     BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, GcsRestoreOptions, ImportOptions,
     RestoreRequest, RestoreSpec, RestoreStorage, SourceTable, TableChoice, WriteDisposition,
