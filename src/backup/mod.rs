@@ -5,12 +5,16 @@
 //!
 //! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
 
+mod dependents;
+mod estimate;
 mod plan;
 mod run;
 mod table;
 mod validate;
 mod writer;
 
-pub use plan::{BackupPlan, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
+pub use dependents::Dependent;
+pub use estimate::OutputEstimate;
+pub use plan::{BackupPlan, PlanTotals, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
 pub use run::{BackupContext, BackupReport, TableDoneCallback, TableReport, run_backup};
 pub use validate::validate_backup_request;
