@@ -405,7 +405,11 @@ async fn scan_dataset(
     } else {
         resource.location.clone()
     };
-    let tables = bigquery.list_tables(&info.dataset).await?;
+    let tables = match bigquery.list_tables(&info.dataset).await {
+        Ok(tables) => tables,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let views: HashMap<String, (String, bool)> = if tables.iter().any(|t| t.kind == TableKind::View)
     {
         match bigquery.view_definitions(&info.dataset, &location).await {
@@ -444,7 +448,12 @@ async fn scan_dataset(
             routine: None,
         });
     }
-    for routine in bigquery.list_routines(&info.dataset).await? {
+    let routines = match bigquery.list_routines(&info.dataset).await {
+        Ok(routines) => routines,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for routine in routines {
         let Some(id) = routine["routineReference"]["routineId"].as_str() else {
             continue;
         };

@@ -1,5 +1,6 @@
-//! Backup: a validated request becomes a [`BackupPlan`] (tables, snapshot time, layout — a dry run
-//! stops there), which [`run_backup`] executes: every table read through the Storage Read API at
+//! Backup: a validated request becomes a [`BackupPlan`] (tables, snapshot time, layout, size
+//! estimates (`estimate`), and with `includeDependents` the views and routines that read the
+//! selection and what they read (`dependents`) — a dry run stops there), which [`run_backup`] executes: every table read through the Storage Read API at
 //! the one snapshot time, encoded on rayon, streamed to the store with multipart uploads, and the
 //! manifest written last.
 //!
