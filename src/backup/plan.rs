@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::dependents::{self, Catalog, Dependent, ObjectKind};
+use super::dependents::{self, Dependent, ObjectKind};
 use super::estimate::OutputEstimate;
 use crate::bigquery::model::{Table, TableFieldSchema, ViewDefinition};
 use crate::bigquery::{BigQuery, TableKind};
@@ -213,7 +213,14 @@ pub async fn plan_backup(
     // Every table of every dataset is selected already when no dataset is listed.
     if spec.include_dependents && matches!(spec.datasets, DatasetSelection::Listed(_)) {
         let catalog = dependents::scan_project(bigquery, &spec.project).await?;
-        let added = add_dependents(&catalog, &spec, &mut datasets, &mut routines, &mut selected)?;
+        let added =
+            dependents::add_to_plan(&catalog, &spec, &mut datasets, &mut routines, &mut selected)?;
+        tracing::info!(
+            datasets = catalog.datasets.len(),
+            objects = catalog.objects.len(),
+            dependents = added.dependents.len(),
+            "includeDependents: project scanned"
+        );
         dependents = added.dependents;
         warnings.extend(added.warnings);
         view_sql = catalog
@@ -350,75 +357,6 @@ pub async fn plan_backup(
         warnings,
         request,
     })
-}
-
-/// What [`add_dependents`] added to the selection.
-struct AddedDependents {
-    dependents: Vec<Dependent>,
-    warnings: Vec<FieldError>,
-}
-
-/// Applies `includeDependents` (see `dependents`) to a resolved selection: adds the dependents'
-/// and needs' tables and views to `selected`, their routines to `routines`, and their datasets
-/// to `datasets` when not there yet.
-fn add_dependents(
-    catalog: &Catalog,
-    spec: &BackupSpec,
-    datasets: &mut Vec<PlannedDataset>,
-    routines: &mut Vec<PlannedRoutine>,
-    selected: &mut Vec<TableRef>,
-) -> Result<AddedDependents, Error> {
-    let entries: HashMap<&str, (&TableSelector, &str)> = match &spec.datasets {
-        DatasetSelection::Listed(list) => list
-            .iter()
-            .map(|e| (e.dataset.dataset.as_str(), (&e.tables, e.field.as_str())))
-            .collect(),
-        DatasetSelection::All => HashMap::new(),
-    };
-    let excluded = |name: &TableRef| {
-        entries
-            .get(name.dataset.as_str())
-            .filter(|(selector, _)| selector.excludes(&name.table))
-            .map(|(_, field)| format!("{field}.excludeTables"))
-    };
-    let selected_ix: Vec<usize> = selected
-        .iter()
-        .filter_map(|t| catalog.find(t, false))
-        .collect();
-    let routine_ix: Vec<usize> = routines
-        .iter()
-        .filter_map(|r| catalog.find(&r.dataset.table(r.routine.clone()), true))
-        .collect();
-    let closure = dependents::close(catalog, &selected_ix, &routine_ix, &excluded);
-
-    let mut added = AddedDependents {
-        dependents: Vec::with_capacity(closure.added.len()),
-        warnings: closure.warnings,
-    };
-    for (i, dependent) in closure.added {
-        let object = &catalog.objects[i];
-        let dataset = object.name.dataset_ref();
-        if !datasets.iter().any(|d| d.dataset == dataset)
-            && let Some(found) = catalog.dataset(&dataset)
-        {
-            datasets.push(PlannedDataset {
-                dataset: dataset.clone(),
-                location: found.location.clone(),
-                resource: serde_json::to_value(&found.resource)
-                    .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
-            });
-        }
-        match &object.routine {
-            Some(resource) => routines.push(PlannedRoutine {
-                dataset,
-                routine: object.name.table.clone(),
-                resource: resource.clone(),
-            }),
-            None => selected.push(object.name.clone()),
-        }
-        added.dependents.push(dependent);
-    }
-    Ok(added)
 }
 
 /// A view's or materialized view's SQL as recorded, if any.
