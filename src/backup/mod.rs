@@ -1,16 +1,21 @@
-//! Backup: a validated request becomes a [`BackupPlan`] (tables, snapshot time, layout — a dry run
-//! stops there), which [`run_backup`] executes: every table read through the Storage Read API at
+//! Backup: a validated request becomes a [`BackupPlan`] (tables, snapshot time, layout, size
+//! estimates (`estimate`), and with `includeDependents` the views and routines that read the
+//! selection and what they read (`dependents`) — a dry run stops there), which [`run_backup`] executes: every table read through the Storage Read API at
 //! the one snapshot time, encoded on rayon, streamed to the store with multipart uploads, and the
 //! manifest written last.
 //!
 //! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
 
+mod dependents;
+mod estimate;
 mod plan;
 mod run;
 mod table;
 mod validate;
 mod writer;
 
-pub use plan::{BackupPlan, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
+pub use dependents::Dependent;
+pub use estimate::OutputEstimate;
+pub use plan::{BackupPlan, PlanTotals, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
 pub use run::{BackupContext, BackupReport, TableReport, run_backup};
 pub use validate::validate_backup_request;

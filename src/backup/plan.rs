@@ -1,16 +1,19 @@
 //! Selection → plan: which datasets and tables, at which snapshot time, under which backup id,
 //! in which format. Everything the request names is checked to exist here, before any data moves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::bigquery::model::{Table, TableFieldSchema};
+use super::dependents::{self, Dependent, ObjectKind};
+use super::estimate::OutputEstimate;
+use crate::bigquery::model::{Table, TableFieldSchema, ViewDefinition};
 use crate::bigquery::{BigQuery, TableKind};
 use crate::domain::{
     BackupId, BackupSpec, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector,
+    sql_paths,
 };
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
@@ -18,7 +21,9 @@ use crate::formats::{Compression, EncodeOptions, Format};
 /// Metadata calls made at once while planning.
 const PLAN_CONCURRENCY: usize = 8;
 
-/// What a backup will do. Serialised as the dry-run answer.
+/// What a backup will do. Serialised as the dry-run answer: the tables with their rows, bytes
+/// and estimated output, the views and routines recorded as definitions, what
+/// `includeDependents` added and why, totals and warnings.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupPlan {
@@ -37,14 +42,22 @@ pub struct BackupPlan {
     pub reason: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub include_dependents: bool,
     pub datasets: Vec<PlannedDataset>,
     /// Tables whose data is exported.
     pub tables: Vec<PlannedTable>,
-    /// Views and materialized views: recorded as definitions, not exported.
+    /// Views, materialized views (and external tables): recorded as definitions, not exported.
+    /// Ordered so that a view comes after the views it reads (restore creates them in order).
+    #[serde(rename = "views")]
     pub definitions: Vec<PlannedTable>,
-    /// Routines of the selected datasets: recorded as definitions.
+    /// Routines of the selected datasets (and dependents): recorded as definitions.
     pub routines: Vec<PlannedRoutine>,
+    /// What `includeDependents` added (it is also in `tables`, `views` or `routines`), and why.
+    pub dependents: Vec<Dependent>,
+    pub totals: PlanTotals,
+    /// BigQuery's row count of the tables (= `totals.rows`).
     pub estimated_rows: u64,
+    /// BigQuery's logical bytes of the tables (= `totals.bytes`).
     pub estimated_bytes: u64,
     pub warnings: Vec<FieldError>,
     /// The request as received (for the manifest).
@@ -75,10 +88,30 @@ pub struct PlannedRoutine {
 pub struct PlannedTable {
     pub table: TableRef,
     pub kind: TableKind,
+    /// BigQuery's `numRows` (0 for views).
     pub rows: u64,
+    /// BigQuery's `numBytes`, logical (0 for views).
     pub bytes: u64,
+    /// Tables only: rough output size and file count (see `estimate`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<OutputEstimate>,
     #[serde(skip)]
     pub resource: Table,
+}
+
+/// Sums over the plan. `bytes` is BigQuery's logical size; `estimatedOutputBytes` a rough
+/// guess at the files' size in the chosen format and compression.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanTotals {
+    pub tables: u64,
+    pub views: u64,
+    pub routines: u64,
+    pub dependents: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub estimated_output_bytes: u64,
+    pub estimated_files: u64,
 }
 
 /// Checks the format choice, resolves the selection against BigQuery, and fixes the snapshot
@@ -173,6 +206,31 @@ pub async fn plan_backup(
         return Err(Error::not_found(names.join("; ")).with_details(missing));
     }
 
+    let mut warnings = spec.warnings.clone();
+    let mut dependents = Vec::new();
+    // The SQL the dependents were found from, by view: recorded when tables.get gave none.
+    let mut view_sql: HashMap<TableRef, (String, bool)> = HashMap::new();
+    // Every table of every dataset is selected already when no dataset is listed.
+    if spec.include_dependents && matches!(spec.datasets, DatasetSelection::Listed(_)) {
+        let catalog = dependents::scan_project(bigquery, &spec.project).await?;
+        let added =
+            dependents::add_to_plan(&catalog, &spec, &mut datasets, &mut routines, &mut selected)?;
+        tracing::info!(
+            datasets = catalog.datasets.len(),
+            objects = catalog.objects.len(),
+            dependents = added.dependents.len(),
+            "includeDependents: project scanned"
+        );
+        dependents = added.dependents;
+        warnings.extend(added.warnings);
+        view_sql = catalog
+            .objects
+            .into_iter()
+            .filter(|o| o.kind == ObjectKind::Table(TableKind::View))
+            .filter_map(|o| Some((o.name, (o.sql?, o.legacy_sql))))
+            .collect();
+    }
+
     let lookups: Vec<_> = selected
         .iter()
         .cloned()
@@ -188,10 +246,19 @@ pub async fn plan_backup(
     let mut tables = Vec::new();
     let mut definitions = Vec::new();
     let mut format_problems = Vec::new();
-    let mut warnings = spec.warnings.clone();
-    for (table, resource) in selected.into_iter().zip(resources) {
+    for (table, mut resource) in selected.into_iter().zip(resources) {
         let kind = TableKind::from_api(&resource.r#type);
-        let planned = PlannedTable {
+        if kind == TableKind::View
+            && resource.view.as_ref().is_none_or(|v| v.query.is_empty())
+            && let Some((query, legacy)) = view_sql.get(&table)
+        {
+            resource.view = Some(
+                ViewDefinition::new()
+                    .set_query(query.clone())
+                    .set_use_legacy_sql(*legacy),
+            );
+        }
+        let mut planned = PlannedTable {
             table,
             kind,
             rows: resource.num_rows.unwrap_or(0),
@@ -199,6 +266,7 @@ pub async fn plan_backup(
                 .num_bytes
                 .map(|v| u64::try_from(v).unwrap_or(0))
                 .unwrap_or(0),
+            estimate: None,
             resource,
         };
         match kind {
@@ -211,20 +279,18 @@ pub async fn plan_backup(
                         format!("CSV cannot hold the nested or repeated column `{column}` of {}; use AVRO, PARQUET or JSON", planned.table),
                     ));
                 }
+                planned.estimate = Some(OutputEstimate::of(
+                    &planned.resource,
+                    encode.format,
+                    encode.compression,
+                    spec.file_size_bytes,
+                ));
                 tables.push(planned);
             }
             _ => {
-                let has_sql = planned
-                    .resource
-                    .view
-                    .as_ref()
-                    .is_some_and(|v| !v.query.is_empty())
-                    || planned
-                        .resource
-                        .materialized_view
-                        .as_ref()
-                        .is_some_and(|m| !m.query.is_empty());
-                if matches!(kind, TableKind::View | TableKind::MaterializedView) && !has_sql {
+                if matches!(kind, TableKind::View | TableKind::MaterializedView)
+                    && definition_sql(&planned).is_none()
+                {
                     warnings.push(FieldError::new(
                         planned.table.to_string(),
                         format!("BigQuery returned no SQL for view {}: it is recorded without a definition and cannot be restored", planned.table),
@@ -240,7 +306,26 @@ pub async fn plan_backup(
             format_problems,
         ));
     }
+    let definitions = in_dependency_order(definitions);
 
+    let totals = PlanTotals {
+        tables: tables.len() as u64,
+        views: definitions.len() as u64,
+        routines: routines.len() as u64,
+        dependents: dependents.len() as u64,
+        rows: tables.iter().map(|t| t.rows).sum(),
+        bytes: tables.iter().map(|t| t.bytes).sum(),
+        estimated_output_bytes: tables
+            .iter()
+            .filter_map(|t| t.estimate)
+            .map(|e| e.estimated_output_bytes)
+            .sum(),
+        estimated_files: tables
+            .iter()
+            .filter_map(|t| t.estimate)
+            .map(|e| e.estimated_files)
+            .sum(),
+    };
     Ok(BackupPlan {
         backup_id: BackupId::from_snapshot(snapshot_time),
         snapshot_time,
@@ -260,15 +345,85 @@ pub async fn plan_backup(
         expires_at: spec
             .ttl_days
             .map(|d| now + chrono::Duration::days(i64::from(d))),
-        estimated_rows: tables.iter().map(|t| t.rows).sum(),
-        estimated_bytes: tables.iter().map(|t| t.bytes).sum(),
+        include_dependents: spec.include_dependents,
+        estimated_rows: totals.rows,
+        estimated_bytes: totals.bytes,
+        totals,
         datasets,
         tables,
         definitions,
         routines,
+        dependents,
         warnings,
         request,
     })
+}
+
+/// A view's or materialized view's SQL as recorded, if any.
+fn definition_sql(planned: &PlannedTable) -> Option<&str> {
+    let resource = &planned.resource;
+    resource
+        .view
+        .as_ref()
+        .map(|v| v.query.as_str())
+        .or_else(|| {
+            resource
+                .materialized_view
+                .as_ref()
+                .map(|m| m.query.as_str())
+        })
+        .filter(|q| !q.is_empty())
+}
+
+/// Definitions reordered so that each comes after the definitions its SQL names (BigQuery
+/// refuses to create a view over a view that does not exist yet), otherwise in their order.
+fn in_dependency_order(definitions: Vec<PlannedTable>) -> Vec<PlannedTable> {
+    let key = |t: &TableRef| {
+        (
+            t.project.to_ascii_lowercase(),
+            t.dataset.clone(),
+            t.table.clone(),
+        )
+    };
+    let index: HashMap<_, usize> = definitions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (key(&d.table), i))
+        .collect();
+    let needs: Vec<Vec<usize>> = definitions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut needs: Vec<usize> = definition_sql(d)
+                .map(sql_paths)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|p| p.candidates(&d.table.project))
+                .filter_map(|c| index.get(&key(&c)).copied())
+                .filter(|&n| n != i)
+                .collect();
+            needs.dedup();
+            needs
+        })
+        .collect();
+    // Depth-first, needs first; `placed` also stops a (malformed) cycle.
+    fn visit(i: usize, needs: &[Vec<usize>], placed: &mut [bool], order: &mut Vec<usize>) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        for &n in &needs[i] {
+            visit(n, needs, placed, order);
+        }
+        order.push(i);
+    }
+    let mut placed = vec![false; definitions.len()];
+    let mut order = Vec::with_capacity(definitions.len());
+    for i in 0..definitions.len() {
+        visit(i, &needs, &mut placed, &mut order);
+    }
+    let mut slots: Vec<Option<PlannedTable>> = definitions.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// The first RECORD or REPEATED column, which CSV cannot represent.
@@ -289,4 +444,76 @@ fn nested_column(table: &Table) -> Option<String> {
         })
     }
     find(&table.schema.as_ref()?.fields, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(dataset: &str, name: &str, sql: &str) -> PlannedTable {
+        let resource: Table = serde_json::from_value(json!({
+            "type": "VIEW", "view": { "query": sql, "useLegacySql": false }
+        }))
+        .unwrap();
+        PlannedTable {
+            table: TableRef::new("p-1", dataset, name),
+            kind: TableKind::View,
+            rows: 0,
+            bytes: 0,
+            estimate: None,
+            resource,
+        }
+    }
+
+    #[test]
+    fn views_come_after_the_views_they_read() {
+        let ordered = in_dependency_order(vec![
+            view(
+                "b",
+                "top",
+                "SELECT * FROM b.middle JOIN `P-1.c.base` USING (id)",
+            ),
+            view("b", "middle", "SELECT * FROM `p-1`.c.base"),
+            view("c", "base", "SELECT * FROM a.t"),
+            view("c", "alone", "SELECT 1"),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|d| d.table.table.as_str()).collect();
+        assert_eq!(names, ["base", "middle", "top", "alone"]);
+    }
+
+    #[test]
+    fn a_cycle_does_not_lose_or_repeat_views() {
+        let ordered = in_dependency_order(vec![
+            view("b", "x", "SELECT * FROM b.y"),
+            view("b", "y", "SELECT * FROM b.x"),
+        ]);
+        let names: Vec<&str> = ordered.iter().map(|d| d.table.table.as_str()).collect();
+        assert_eq!(names, ["y", "x"]);
+    }
+
+    #[test]
+    fn a_table_serialises_its_estimate_and_a_view_does_not() {
+        let table: Table =
+            serde_json::from_value(json!({ "numRows": "10", "numBytes": "1000" })).unwrap();
+        let planned = PlannedTable {
+            table: TableRef::new("p-1", "a", "t"),
+            kind: TableKind::Table,
+            rows: 10,
+            bytes: 1000,
+            estimate: Some(OutputEstimate::of(
+                &table,
+                Format::Avro,
+                Compression::None,
+                1 << 20,
+            )),
+            resource: table,
+        };
+        let json = serde_json::to_value(&planned).unwrap();
+        assert_eq!(json["estimatedOutputBytes"], 850);
+        assert_eq!(json["estimatedFiles"], 1);
+        assert_eq!(json["logicalBytes"], 1000);
+        let json = serde_json::to_value(view("b", "v", "SELECT 1")).unwrap();
+        assert!(json.get("estimatedOutputBytes").is_none(), "{json}");
+    }
 }

@@ -16,12 +16,14 @@ mod read;
 mod rest;
 pub mod retry;
 mod routines;
+mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
+pub use views::ViewSql;
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
 /// manifest stores table resources in this shape.

@@ -4,6 +4,7 @@
 //! - `ids`: [`BackupId`], [`JobId`], [`TableRef`], [`DatasetRef`] and BigQuery's naming rules.
 //! - `storage_uri`: [`StorageUri`], the root of a backup repository.
 //! - `selection`: [`TableSelector`], which tables of a dataset a request selects.
+//! - `sql_refs`: [`sql_paths`], the table, view and routine names a view's or routine's SQL uses.
 //! - `backup_request` / `restore_request`: the request bodies (Java-compatible + extensions) and
 //!   their validation into [`BackupSpec`] / [`RestoreSpec`], listing every problem by JSON path.
 //! - `pubsub`: Pub/Sub push envelopes ([`parse_push_envelope`]) around those request bodies.
@@ -14,6 +15,7 @@ mod pubsub;
 mod request_fields;
 mod restore_request;
 mod selection;
+mod sql_refs;
 mod storage_uri;
 
 pub use backup_request::{
@@ -31,6 +33,7 @@ pub use restore_request::{
     parse_restore_request,
 };
 pub use selection::TableSelector;
+pub use sql_refs::{SqlPath, sql_paths};
 pub use storage_uri::{StorageScheme, StorageUri, StorageUriError};
 
 /// Google Cloud project ids: 6–30 chars, lower-case letters, digits and hyphens, starting with a

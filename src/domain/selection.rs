@@ -136,6 +136,12 @@ impl TableSelector {
         included && !self.exclude.iter().any(|g| g.is_match(table))
     }
 
+    /// Whether an `excludeTables` entry removes `table`, whatever the inclusion rules say (tables
+    /// added to a backup for another reason, such as `includeDependents`, still honour it).
+    pub fn excludes(&self, table: &str) -> bool {
+        self.exclude.iter().any(|g| g.is_match(table))
+    }
+
     /// The tables named explicitly (deduplicated, in request order), so the caller can report
     /// the ones that do not exist instead of silently backing up less than was asked for.
     pub fn named_tables(&self) -> &[String] {
@@ -287,6 +293,9 @@ mod tests {
         assert!(all_but.matches("orders"));
         assert!(!all_but.matches("staging sales"));
         assert!(!all_but.matches("scratch"));
+        assert!(all_but.excludes("scratch") && all_but.excludes("staging x"));
+        assert!(!all_but.excludes("orders"));
+        assert!(s.excludes("tmp_x") && !s.excludes("customers"));
     }
 
     #[test]

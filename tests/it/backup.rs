@@ -291,6 +291,21 @@ async fn a_dry_run_returns_the_plan_and_writes_nothing() {
     assert_eq!(answer["plan"]["tables"].as_array().unwrap().len(), 5);
     assert_eq!(answer["plan"]["format"], "PARQUET");
     assert!(answer["plan"]["backupId"].as_str().is_some());
+    for table in answer["plan"]["tables"].as_array().unwrap() {
+        assert!(
+            table["estimatedOutputBytes"].as_u64().unwrap() > 0,
+            "{table}"
+        );
+        assert_eq!(table["estimatedFiles"], 1, "{table}");
+    }
+    assert_eq!(answer["plan"]["totals"]["tables"], 5);
+    assert_eq!(answer["plan"]["totals"]["rows"], 10);
+    assert!(
+        answer["plan"]["totals"]["estimatedOutputBytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
         0,

@@ -7,6 +7,7 @@ mod bigquery;
 mod catalog;
 mod cli;
 mod config;
+mod dependents;
 mod examples;
 mod health;
 mod helpers;
