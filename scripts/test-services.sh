@@ -138,7 +138,8 @@ start_all() {
   mkdir -p "$state/bq-gcs" "$state/gcs" "$state/azurite"
   for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do echo "$p"; done > "$state/ports.port"
 
-  BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/bqemulator" start \
+  # Through a launcher that gives its blocking handlers a bigger thread pool (see the script).
+  BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/python" "$repo/scripts/bqemulator_launch.py" start \
     --rest-host 127.0.0.1 --rest-port "$BQ_REST_PORT" \
     --grpc-host 127.0.0.1 --grpc-port "$BQ_GRPC_PORT" --project test-project
   launch fake-gcs "$(fake_gcs_binary)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \

@@ -443,6 +443,47 @@ impl TestApp {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+
+    /// GETs `path`; the status and the JSON answer.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// DELETEs `path`; the status and the JSON answer.
+    pub async fn delete_json(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls job `id` until it ends (panics after 60 s); its last record.
+    pub async fn wait_for_job(&self, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, job) = self.get_json(&format!("/api/v1/jobs/{id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if ["SUCCEEDED", "FAILED", "CANCELLED"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not end: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// The manifest of backup `id` in the `file://` repository at `dir`, as JSON.

@@ -12,6 +12,7 @@ mod examples;
 mod health;
 mod helpers;
 mod independent;
+mod jobs;
 mod legacy;
 mod restore;
 mod storage;

@@ -1,0 +1,564 @@
+//! Jobs: async answers, records readable from another instance, cancel (here and from another
+//! instance), the bounded queue, one backup per selection, shutdown, default TTL and prune after
+//! backup — all against the real emulator and stores.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestApp, TestServices, manifest_json, spawn_app, spawn_app_with,
+    unique_dataset, unique_root,
+};
+
+/// A dataset of `tables` small tables: backed up one table at a time, it takes long enough
+/// (a second or more) to be cancelled or collided with while it runs.
+async fn dataset_of(tables: usize) -> String {
+    let dataset = unique_dataset("job");
+    let f = BigQueryFixtures::new();
+    f.create_dataset(&dataset, json!({})).await;
+    for i in 0..tables {
+        let table = format!("t{i:02}");
+        f.create_table(
+            &dataset,
+            json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": table },
+                    "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "s", "type": "STRING" }] } }),
+        )
+        .await;
+        f.insert_rows(
+            &dataset,
+            &table,
+            (0..20)
+                .map(|r| json!({ "id": r, "s": format!("row {r}") }))
+                .collect(),
+        )
+        .await;
+    }
+    dataset
+}
+
+/// A dataset whose backup takes seconds (gzipped JSON, one read stream per table): a small table
+/// (backed up first) and two 1.5M-row ones made by CTAS queries in the emulator. Tests cancel or
+/// interrupt it once the small one is done.
+async fn slow_dataset() -> String {
+    let dataset = dataset_of(1).await;
+    let url = format!(
+        "{}/bigquery/v2/projects/{PROJECT}/queries",
+        TestServices::get().bigquery_rest
+    );
+    for table in ["u_big1", "u_big2"] {
+        let query = format!(
+            "CREATE TABLE {dataset}.{table} AS SELECT x AS id, CONCAT('row ', CAST(x AS STRING)) AS s FROM UNNEST(GENERATE_ARRAY(1, 1500000)) AS x"
+        );
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({ "query": query, "useLegacySql": false }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+    dataset
+}
+
+fn backup_request(dataset: &str, root: &str) -> Value {
+    json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": "JSON", "compression": "GZIP" } },
+        "maxParallelTables": 1
+    })
+}
+
+/// Starts a backup without waiting; the 202 answer.
+async fn start(app: &TestApp, body: &Value) -> Value {
+    let (status, accepted) = app.post_json("/api/v1/backup", body).await;
+    assert_eq!(status, 202, "{accepted}");
+    accepted
+}
+
+/// Waits until job `id` reports at least one finished table (it is running).
+async fn wait_until_running(app: &TestApp, id: &str) {
+    for _ in 0..200 {
+        let (_, job) = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+        if job["tablesDone"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(job["state"], "RUNNING", "{job}");
+            return;
+        }
+        assert!(
+            !["SUCCEEDED", "FAILED", "CANCELLED"].contains(&job["state"].as_str().unwrap_or("")),
+            "the job ended before it could be interrupted: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never started a table");
+}
+
+/// Settings for a server running the slow backups: one read stream per table (slower, and fewer
+/// streams left for the emulator to abandon when a backup is cancelled).
+fn slow_settings(extra: &[(&str, &str)]) -> bq_backup::config::Settings {
+    let mut vars = vec![("BQB_READ_STREAMS_PER_TABLE", "1")];
+    vars.extend_from_slice(extra);
+    TestServices::get().settings_with(&vars)
+}
+
+fn shared_state() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    (dir, uri)
+}
+
+fn dir_of(root: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(root.strip_prefix("file://").unwrap())
+}
+
+#[tokio::test]
+async fn a_backup_answers_202_and_its_job_is_followed_to_the_end() {
+    let app = spawn_app().await;
+    let dataset = dataset_of(2).await;
+    let root = unique_root("file");
+    let resp = app
+        .client
+        .post(app.url("/api/v1/backup"))
+        .json(&backup_request(&dataset, &root))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let accepted: Value = resp.json().await.unwrap();
+    let id = accepted["jobId"].as_str().unwrap();
+    assert!(id.starts_with("job-"), "{accepted}");
+    assert_eq!(accepted["status"], "PENDING");
+    assert_eq!(accepted["kind"], "BACKUP");
+    assert_eq!(location, format!("/api/v1/jobs/{id}"));
+    assert_eq!(accepted["links"]["self"], location);
+    let backup_id = accepted["backupId"].as_str().unwrap();
+
+    let job = app.wait_for_job(id).await;
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    assert_eq!(job["backupId"], backup_id);
+    assert_eq!(job["result"]["totals"]["rows"], 40, "{job}");
+    let tables = job["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2);
+    for t in tables {
+        assert_eq!(t["state"], "SUCCEEDED", "{t}");
+        assert_eq!(t["rows"], 20, "{t}");
+        assert!(t["bytes"].as_u64().unwrap() > 0 && t["files"].as_u64().unwrap() >= 1);
+    }
+    assert!(job["startedAt"].is_string() && job["finishedAt"].is_string());
+    // The catalog link names the backup the job wrote.
+    let (status, shown) = app.get_json(job["links"]["backup"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["backupId"], backup_id);
+
+    // A restore is a job too; its tables are named by target.
+    let restore = json!({
+        "bigQuery": { "projectId": PROJECT },
+        "restoreStorage": { "uri": root }, "backupId": backup_id,
+        "targetDatasets": { dataset.clone(): format!("{dataset}_r") }
+    });
+    let (status, accepted) = app.post_json("/api/v1/restore", &restore).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["kind"], "RESTORE");
+    let job = app.wait_for_job(accepted["jobId"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    assert_eq!(job["result"]["rows"], 40, "{job}");
+    assert!(
+        job["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "SUCCEEDED"
+                && t["table"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("{dataset}_r"))),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn wait_answers_with_the_result_and_failures_keep_their_status() {
+    let app = spawn_app().await;
+    let dataset = dataset_of(1).await;
+    let mut body = backup_request(&dataset, &unique_root("file"));
+    body["wait"] = json!(true);
+    let (status, report) = app.post_json("/api/v1/backup", &body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "SUCCEEDED");
+    assert!(report["jobId"].as_str().unwrap().starts_with("job-"));
+    let (status, job) = app
+        .get_json(&format!(
+            "/api/v1/jobs/{}",
+            report["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((status, job["state"].as_str()), (200, Some("SUCCEEDED")));
+
+    // The same backup id again in the same repository: the job fails with a conflict, and a
+    // waiting caller gets the 409 itself.
+    body["asOf"] = json!(report["snapshotTime"]);
+    let (status, error) = app.post_json("/api/v1/backup?wait=true", &body).await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["errorCode"], "RESOURCE_CONFLICT");
+    let (status, failed) = app.get_json("/api/v1/jobs?state=FAILED").await;
+    assert_eq!(status, 200);
+    let failed = &failed["jobs"].as_array().unwrap()[0];
+    let (_, failed) = app
+        .get_json(&format!(
+            "/api/v1/jobs/{}",
+            failed["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        failed["error"]["errorCode"], "RESOURCE_CONFLICT",
+        "{failed}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_started_on_one_instance_is_read_listed_and_cancelled_from_another() {
+    let (_state, state_uri) = shared_state();
+    let a = spawn_app_with(slow_settings(&[("BQB_STATE_URI", &state_uri)])).await;
+    let b = spawn_app_with(slow_settings(&[("BQB_STATE_URI", &state_uri)])).await;
+    let dataset = dataset_of(2).await;
+
+    let done = start(&a, &backup_request(&dataset, &unique_root("file"))).await;
+    let done_id = done["jobId"].as_str().unwrap();
+    let job = b.wait_for_job(done_id).await;
+    assert_eq!(
+        job["state"], "SUCCEEDED",
+        "read from the other instance: {job}"
+    );
+    assert_eq!(job["tables"].as_array().unwrap().len(), 2);
+
+    let slow = slow_dataset().await;
+    let root = unique_root("file");
+    let running = start(&a, &backup_request(&slow, &root)).await;
+    let id = running["jobId"].as_str().unwrap();
+    wait_until_running(&b, id).await;
+    let (status, listed) = b.get_json("/api/v1/jobs?kind=BACKUP").await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id, done_id], "newest first");
+
+    // B does not run it: it records the request and answers 202; A stops at its next heartbeat.
+    let (status, requested) = b.delete_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, 202, "{requested}");
+    assert_eq!(requested["cancelRequested"], true);
+    let job = b.wait_for_job(id).await;
+    assert_eq!(job["state"], "CANCELLED", "{job}");
+    assert!(
+        job["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["state"] == "CANCELLED")
+    );
+    let backup_dir =
+        dir_of(&root).join(format!("backups/{}", running["backupId"].as_str().unwrap()));
+    assert!(
+        !backup_dir.join("manifest.json").exists(),
+        "a cancelled backup has no manifest"
+    );
+    let (status, listed) = a.get_json(&format!("/api/v1/backups?uri={root}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 0, "{listed}");
+
+    let (status, refused) = b.delete_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, 409, "an ended job cannot be cancelled: {refused}");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_backup_without_a_manifest_or_files() {
+    let app = spawn_app_with(slow_settings(&[])).await;
+    let dataset = slow_dataset().await;
+    let root = unique_root("file");
+    let accepted = start(&app, &backup_request(&dataset, &root)).await;
+    let id = accepted["jobId"].as_str().unwrap();
+    wait_until_running(&app, id).await;
+    let (status, job) = app.delete_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, 200, "stopped while the request waited: {job}");
+    assert_eq!(job["state"], "CANCELLED", "{job}");
+    assert_eq!(job["error"]["errorCode"], "RESOURCE_CONFLICT");
+    let done = job["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["state"] == "SUCCEEDED")
+        .count();
+    assert_eq!(done, 1, "the small table, not the big one: {job}");
+    let backup_dir = dir_of(&root).join(format!(
+        "backups/{}",
+        accepted["backupId"].as_str().unwrap()
+    ));
+    let left: Vec<_> = walk(&backup_dir);
+    assert!(
+        left.is_empty(),
+        "nothing of a cancelled backup is left: {left:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_429_and_a_second_backup_of_a_running_selection_a_409() {
+    let app = spawn_app_with(slow_settings(&[
+        ("BQB_MAX_RUNNING_JOBS", "1"),
+        ("BQB_MAX_QUEUED_JOBS", "1"),
+    ]))
+    .await;
+    let slow = slow_dataset().await;
+    let other = dataset_of(1).await;
+    let root = unique_root("file");
+    let first = start(&app, &backup_request(&slow, &root)).await;
+    wait_until_running(&app, first["jobId"].as_str().unwrap()).await;
+
+    // The same tables to the same repository while the first runs: 409 naming the job.
+    let (status, refused) = app
+        .post_json("/api/v1/backup", &backup_request(&slow, &root))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(first["jobId"].as_str().unwrap()),
+        "{refused}"
+    );
+
+    // Another selection queues (one slot), then the queue is full.
+    let queued = start(&app, &backup_request(&other, &unique_root("file"))).await;
+    let (_, job) = app
+        .get_json(&format!(
+            "/api/v1/jobs/{}",
+            queued["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(job["state"], "PENDING", "waits for the running job: {job}");
+    let resp = app
+        .client
+        .post(app.url("/api/v1/backup"))
+        .json(&backup_request(&other, &unique_root("file")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errorCode"], "TOO_MANY_REQUESTS");
+
+    // A queued job is cancelled before it starts; allowConcurrent lets the same selection run.
+    let (status, job) = app
+        .delete_json(&format!(
+            "/api/v1/jobs/{}",
+            queued["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (status, job["state"].as_str()),
+        (200, Some("CANCELLED")),
+        "{job}"
+    );
+    assert!(job["startedAt"].is_null(), "{job}");
+    let mut concurrent = backup_request(&slow, &root);
+    concurrent["allowConcurrent"] = json!(true);
+    let second = start(&app, &concurrent).await;
+    for id in [&second["jobId"], &first["jobId"]] {
+        let (status, job) = app
+            .delete_json(&format!("/api/v1/jobs/{}", id.as_str().unwrap()))
+            .await;
+        assert_eq!(
+            (status, job["state"].as_str()),
+            (200, Some("CANCELLED")),
+            "{job}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn shutdown_marks_a_running_job_failed_for_every_instance() {
+    let (_state, state_uri) = shared_state();
+    let mut a = spawn_app_with(slow_settings(&[("BQB_STATE_URI", &state_uri)])).await;
+    let dataset = slow_dataset().await;
+    let root = unique_root("file");
+    let accepted = start(&a, &backup_request(&dataset, &root)).await;
+    let id = accepted["jobId"].as_str().unwrap().to_string();
+    wait_until_running(&a, &id).await;
+
+    // What SIGTERM does in `serve`.
+    a.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(20), a.handle.take().unwrap())
+        .await
+        .expect("the server stops within its grace period");
+    assert!(stopped.unwrap().is_ok());
+
+    let b = spawn_app_with(slow_settings(&[("BQB_STATE_URI", &state_uri)])).await;
+    let (status, job) = b.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shut down"),
+        "{job}"
+    );
+    let backup_dir = dir_of(&root).join(format!(
+        "backups/{}",
+        accepted["backupId"].as_str().unwrap()
+    ));
+    assert!(!backup_dir.join("manifest.json").exists());
+}
+
+#[tokio::test]
+async fn a_job_whose_instance_died_is_reported_failed_not_running() {
+    let (state, state_uri) = shared_state();
+    let app =
+        spawn_app_with(TestServices::get().settings_with(&[("BQB_STATE_URI", &state_uri)])).await;
+    // What a killed instance leaves: a RUNNING record whose heartbeat stopped a minute ago.
+    let id = "job-00000000000000aa";
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    std::fs::create_dir_all(state.path().join("jobs")).unwrap();
+    std::fs::write(
+        state.path().join(format!("jobs/{id}.json")),
+        json!({
+            "jobId": id, "kind": "BACKUP", "state": "RUNNING", "storageUri": "file:///x",
+            "createdAt": at, "startedAt": at, "updatedAt": at, "heartbeatSecs": 1,
+            "instance": "gone/1", "tables": [{ "table": "p.d.t", "state": "RUNNING", "rows": 0, "bytes": 0, "files": 0 }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (status, job) = app.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert_eq!(job["tables"][0]["state"], "FAILED");
+    assert!(job["error"]["message"].as_str().unwrap().contains("gone/1"));
+    let (_, listed) = app.get_json("/api/v1/jobs?state=RUNNING").await;
+    assert_eq!(listed["jobs"], json!([]), "never listed RUNNING: {listed}");
+}
+
+#[tokio::test]
+async fn job_routes_reject_bad_ids_filters_and_unknown_jobs() {
+    let app = spawn_app().await;
+    let (status, body) = app.get_json("/api/v1/jobs/nope").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"][0]["field"], "id");
+    let (status, body) = app.get_json("/api/v1/jobs/job-0123456789abcdef").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = app.delete_json("/api/v1/jobs/job-0123456789abcdef").await;
+    assert_eq!(status, 404);
+    let (status, body) = app
+        .get_json("/api/v1/jobs?state=DONE&kind=COPY&pageSize=0")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["state", "kind", "pageSize"]);
+    let (status, body) = app.post_json("/api/v1/backup?wait=maybe", &json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["details"][0]["field"], "wait");
+}
+
+#[tokio::test]
+async fn jobs_are_listed_newest_first_in_pages() {
+    let app = spawn_app().await;
+    let dataset = dataset_of(1).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let accepted = start(&app, &backup_request(&dataset, &unique_root("file"))).await;
+        let id = accepted["jobId"].as_str().unwrap().to_string();
+        app.wait_for_job(&id).await;
+        ids.push(id);
+    }
+    ids.reverse();
+    let (status, first) = app.get_json("/api/v1/jobs?pageSize=2").await;
+    assert_eq!(status, 200);
+    let page: Vec<&str> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, [ids[0].as_str(), ids[1].as_str()]);
+    let token = first["nextPageToken"].as_str().unwrap();
+    let (_, second) = app
+        .get_json(&format!("/api/v1/jobs?pageSize=2&pageToken={token}"))
+        .await;
+    assert_eq!(second["jobs"][0]["jobId"], ids[2].as_str());
+    assert!(second["nextPageToken"].is_null());
+}
+
+#[tokio::test]
+async fn a_default_ttl_sets_expiry_and_a_keep_policy_prunes_after_each_backup() {
+    let app = spawn_app_with(
+        TestServices::get()
+            .settings_with(&[("BQB_DEFAULT_TTL_DAYS", "3"), ("BQB_PRUNE_KEEP_LAST", "1")]),
+    )
+    .await;
+    let dataset = dataset_of(1).await;
+    let root = unique_root("file");
+    let mut older = backup_request(&dataset, &root);
+    older["asOf"] = json!((chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339());
+    older["wait"] = json!(true);
+    let (status, first) = app.post_json("/api/v1/backup", &older).await;
+    assert_eq!(status, 200, "{first}");
+    let first_id = first["backupId"].as_str().unwrap();
+    // The TTL counts from when the backup was taken (not from its older snapshot time).
+    let expires = expires_at(&root, first_id);
+    assert_close(expires, chrono::Utc::now() + chrono::Duration::days(3));
+
+    let mut newer = backup_request(&dataset, &root);
+    newer["wait"] = json!(true);
+    newer["ttlDays"] = json!(30);
+    let (status, second) = app.post_json("/api/v1/backup", &newer).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["prune"]["deleted"], json!([first_id]), "{second}");
+    assert!(
+        !dir_of(&root)
+            .join(format!("backups/{first_id}/manifest.json"))
+            .exists()
+    );
+    // The request's own TTL wins over the default.
+    let expires = expires_at(&root, second["backupId"].as_str().unwrap());
+    assert_close(expires, chrono::Utc::now() + chrono::Duration::days(30));
+}
+
+fn expires_at(root: &str, id: &str) -> chrono::DateTime<chrono::Utc> {
+    manifest_json(&dir_of(root), id)["expiresAt"]
+        .as_str()
+        .expect("the manifest has expiresAt")
+        .parse()
+        .unwrap()
+}
+
+fn assert_close(actual: chrono::DateTime<chrono::Utc>, expected: chrono::DateTime<chrono::Utc>) {
+    let off = (actual - expected).num_seconds().abs();
+    assert!(off < 120, "{actual} is not close to {expected}");
+}
