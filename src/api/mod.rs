@@ -3,6 +3,7 @@
 //! Depends on everything below it (bigquery, storage, formats, domain); nothing depends on it
 //! except `app`.
 
+mod auth;
 mod backup;
 mod backups;
 mod error;
@@ -41,6 +42,7 @@ pub(crate) struct AppState {
 
 pub(crate) fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let auth = Arc::new(auth::Authenticator::from_settings(&settings.auth));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -57,13 +59,18 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(backups::delete),
         )
         .with_state(state)
-        // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
+        // Outermost first: request id → span → JSON errors → auth → timeout → body limit →
+        // handler. Auth inside the JSON errors so its 401/403 come out in the standard shape.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn_with_state(
+                    auth,
+                    auth::require_auth,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     settings.request_timeout,
@@ -82,6 +89,8 @@ fn request_span(req: &Request) -> tracing::Span {
         path = %req.uri().path(),
         request_id,
         trace = tracing::field::Empty,
+        // Who called, once authenticated (`auth`): a service-account email or `bearer`.
+        caller = tracing::field::Empty,
     );
     if let Some(trace) =
         trace_id_from_headers(header("x-cloud-trace-context"), header("traceparent"))
