@@ -7,6 +7,7 @@ mod bigquery;
 mod catalog;
 mod cli;
 mod config;
+mod deploy;
 mod health;
 mod helpers;
 mod independent;
