@@ -9,6 +9,7 @@ mod catalog;
 mod cli;
 mod config;
 mod dependents;
+mod deploy;
 mod examples;
 mod health;
 mod helpers;
