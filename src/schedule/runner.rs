@@ -225,11 +225,11 @@ impl Tick {
         match self.claims.claim(&claim).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::debug!("another instance runs this tick");
+                tracing::debug!(schedule = name, tick = %self.at, "another instance runs this tick");
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim the tick; not running it here");
+                tracing::warn!(schedule = name, tick = %self.at, error = %e, "cannot claim the tick; not running it here");
                 self.failed(&e);
                 return;
             }
@@ -249,13 +249,13 @@ impl Tick {
         };
         match outcome {
             Ok(submitted) => {
-                tracing::info!(job_id = %submitted.job_id, backup_id = ?submitted.backup_id, "scheduled job submitted");
+                tracing::info!(schedule = name, tick = %self.at, job_id = %submitted.job_id, backup_id = ?submitted.backup_id, "scheduled job submitted");
                 claim.job_id = Some(submitted.job_id);
                 claim.backup_id = submitted.backup_id;
                 claim.submitted_at = Some(Utc::now());
             }
             Err(e) => {
-                tracing::warn!(error = %e, kind = ?e.kind(), "the scheduled job could not start; the next tick tries again");
+                tracing::warn!(schedule = name, tick = %self.at, error = %e, kind = ?e.kind(), "the scheduled job could not start; the next tick tries again");
                 self.failed(&e);
                 claim.error = Some(ClaimError {
                     kind: e.kind(),
@@ -264,7 +264,7 @@ impl Tick {
             }
         }
         if let Err(e) = self.claims.record(&claim).await {
-            tracing::warn!(error = %e, "recording the tick's outcome failed");
+            tracing::warn!(schedule = name, tick = %self.at, error = %e, "recording the tick's outcome failed");
         }
         self.claims.prune(name, KEEP_CLAIMS).await;
         drop(self.busy);

@@ -14,4 +14,5 @@ mod helpers;
 mod independent;
 mod legacy;
 mod restore;
+mod schedules;
 mod storage;
