@@ -59,12 +59,18 @@ pub struct TickError {
 }
 
 /// The service's schedules and what this instance saw of them. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Schedules {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
+/// No schedules (no `BQB_SCHEDULE_FILE`).
+impl Default for Schedules {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
 struct Inner {
     schedules: Vec<Schedule>,
     /// This instance, as written into claims: `{HOSTNAME}/{pid}/{random}` (the random part

@@ -307,6 +307,7 @@ async fn without_a_schedule_file_the_list_is_empty() {
     let app = spawn_app().await;
     let listed = get_json(&app, "/api/v1/schedules").await;
     assert_eq!(listed["schedules"], json!([]));
+    assert!(!listed["instance"].as_str().unwrap().is_empty(), "{listed}");
 }
 
 #[test]
