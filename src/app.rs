@@ -4,18 +4,24 @@
 //! Shutdown: a [`CancellationToken`] handed in by the caller (signals in `main`, the test harness
 //! in tests). When it fires, readiness turns false, new connections stop being accepted, and
 //! in-flight requests get `shutdown_grace` to finish before the server is dropped.
+//!
+//! With `BQB_SCHEDULE_FILE`, `build` reads and checks the schedules (a bad file is a startup
+//! error naming the schedule and field) and `run_until_stopped` runs the scheduler beside the
+//! server until the same token fires.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::{ApiSubmitter, AppState, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobStore, Jobs};
+use crate::schedule::{Claims, Schedules, load_schedule_file, run_schedules};
 use crate::storage::StorageConfig;
 
 pub struct Application {
@@ -26,6 +32,19 @@ pub struct Application {
 impl Application {
     /// Builds the clients and binds `settings.host:settings.port` (port 0 = any free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
+        // First: a bad schedule file should stop the start before any client is built.
+        let schedules = match &settings.schedule_file {
+            Some(path) => {
+                let schedules = Schedules::new(load_schedule_file(path, chrono::Utc::now())?);
+                tracing::info!(
+                    schedules = schedules.list().len(),
+                    file = %path.display(),
+                    "schedules loaded"
+                );
+                schedules
+            }
+            None => Schedules::default(),
+        };
         let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
         let storage = StorageConfig::from_settings(&settings);
         let jobs = Jobs::new(
@@ -45,6 +64,7 @@ impl Application {
             bigquery,
             storage,
             jobs,
+            schedules,
             shutdown,
         };
         Ok(Self { listener, state })
@@ -63,6 +83,14 @@ impl Application {
         let grace = self.state.settings.shutdown_grace;
         let jobs = self.state.jobs.clone();
         let addr = self.local_addr();
+        let scheduler = (!self.state.schedules.is_empty()).then(|| {
+            tokio::spawn(run_schedules(
+                self.state.schedules.clone(),
+                Claims::new(self.state.jobs.store().store().clone()),
+                Arc::new(ApiSubmitter::new(self.state.clone())),
+                shutdown.clone(),
+            ))
+        });
         let app = router(self.state);
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -77,9 +105,13 @@ impl Application {
             jobs = jobs.active(),
             "shutting down: draining in-flight requests; unfinished jobs are marked FAILED"
         );
-        // Jobs save their final record while requests drain; both within the grace period.
-        let (served, ()) =
-            tokio::join!(tokio::time::timeout(grace, &mut server), jobs.drain(grace));
+        // Jobs save their final record while requests drain; both within the grace period. The
+        // scheduler only finishes recording the ticks it was submitting.
+        let (served, (), ()) = tokio::join!(
+            tokio::time::timeout(grace, &mut server),
+            jobs.drain(grace),
+            stop_scheduler(scheduler, grace)
+        );
         match served {
             Ok(result) => flatten(result),
             Err(_) => {
@@ -87,6 +119,20 @@ impl Application {
                 server.abort();
                 Ok(())
             }
+        }
+    }
+}
+
+async fn stop_scheduler(scheduler: Option<tokio::task::JoinHandle<()>>, grace: Duration) {
+    let Some(mut scheduler) = scheduler else {
+        return;
+    };
+    match tokio::time::timeout(grace, &mut scheduler).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the scheduler task failed"),
+        Err(_) => {
+            tracing::warn!("the scheduler did not stop within the grace period");
+            scheduler.abort();
         }
     }
 }

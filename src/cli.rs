@@ -13,7 +13,7 @@ use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
 use bq_backup::bigquery::BigQueryConfig;
 use bq_backup::catalog::{self, BackupSummary, ListFilter};
-use bq_backup::config::{Settings, settings_markdown};
+use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
 use bq_backup::exec::Progress;
 use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
@@ -200,10 +200,29 @@ async fn serve() -> anyhow::Result<()> {
     telemetry::init(&settings);
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
-    let app = Application::build(settings, shutdown).await?;
+    let app = Application::build(settings, shutdown)
+        .await
+        .map_err(startup_error)?;
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A start refused for bad input (the schedule file, the state URI, the listen address) is a
+/// configuration error: exit code 2 and one line per problem, as for bad settings.
+fn startup_error(e: bq_backup::Error) -> anyhow::Error {
+    if e.kind() != bq_backup::ErrorKind::InvalidInput {
+        return e.into();
+    }
+    let problems = if e.details().is_empty() {
+        vec![e.to_string()]
+    } else {
+        e.details()
+            .iter()
+            .map(|d| format!("{}: {}: {}", e.message(), d.field, d.message))
+            .collect()
+    };
+    ConfigError { problems }.into()
 }
 
 fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {

@@ -17,6 +17,8 @@
 //! - [`catalog`]: the manifest (commit point of a backup).
 //! - [`restore`]: request → [`restore::RestorePlan`] → tables recreated and loaded.
 //! - [`jobs`]: job records in the state store, the bounded queue, cancel and shutdown.
+//! - [`schedule`]: schedules the service runs itself (cron + time zone + request), one replica
+//!   per tick.
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -31,6 +33,7 @@ pub mod exec;
 pub mod formats;
 pub mod jobs;
 pub mod restore;
+pub mod schedule;
 pub mod storage;
 pub mod telemetry;
 

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod jobs;
 mod restore;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -26,8 +27,11 @@ use tower_http::trace::TraceLayer;
 use crate::bigquery::BigQuery;
 use crate::config::Settings;
 use crate::jobs::Jobs;
+use crate::schedule::Schedules;
 use crate::storage::StorageConfig;
 use crate::telemetry::trace_id_from_headers;
+
+pub(crate) use schedules::ApiSubmitter;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -36,6 +40,8 @@ pub(crate) struct AppState {
     pub(crate) bigquery: BigQuery,
     pub(crate) storage: StorageConfig,
     pub(crate) jobs: Jobs,
+    /// `BQB_SCHEDULE_FILE`'s schedules (none without it) and this instance's view of them.
+    pub(crate) schedules: Schedules,
     /// Cancelled when the process starts shutting down: readiness turns false, jobs checkpoint.
     pub(crate) shutdown: CancellationToken,
 }
@@ -50,6 +56,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/restore", post(restore::start_restore))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
+        .route("/api/v1/schedules", get(schedules::list))
         .route("/api/v1/backups", get(backups::list))
         .route("/api/v1/backups:prune", post(backups::prune))
         .route(

@@ -7,7 +7,8 @@
 //!
 //! The directory decides what a file is: `backup/` and `restore/` hold requests, `pubsub/` push
 //! envelopes (`backup-*` / `restore-*` by the request inside), `java-compat/` the Java service's
-//! requests (`backup_*` / `restore_*`). Anything else under `examples/` fails the test.
+//! requests (`backup_*` / `restore_*`); `schedules.toml` at the top is a schedule file, loaded
+//! by the service's own loader. Anything else under `examples/` fails the test.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use bq_backup::domain::{
     parse_push_envelope, parse_restore_request,
 };
 use bq_backup::formats::{Compression, Format};
+use bq_backup::schedule::{ScheduleKind, load_schedule_file};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -38,6 +40,8 @@ enum Kind {
     Request(RequestKind),
     /// A Pub/Sub push envelope around a request of this kind.
     Envelope(RequestKind),
+    /// A schedule file (`BQB_SCHEDULE_FILE`).
+    Schedules,
 }
 
 struct Example {
@@ -47,6 +51,9 @@ struct Example {
     body: Vec<u8>,
 }
 
+/// The example schedule file, at the top of `examples/`.
+const SCHEDULES: &str = "schedules.toml";
+
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
@@ -54,6 +61,9 @@ fn examples_dir() -> PathBuf {
 /// What a file under `examples/` is, from its directory (and, where one directory holds both
 /// kinds, its name); `None` for a file that has no place there.
 fn kind_of(name: &str) -> Option<Kind> {
+    if name == SCHEDULES {
+        return Some(Kind::Schedules);
+    }
     let (dir, file) = name.split_once('/')?;
     if file.contains('/') || !file.ends_with(".json") {
         return None;
@@ -101,7 +111,7 @@ fn examples() -> Vec<Example> {
         unknown.is_empty(),
         "files under examples/ that are no backup, restore or Pub/Sub envelope example \
          (backup/*.json, restore/*.json, pubsub/{{backup,restore}}-*.json, \
-         java-compat/{{backup,restore}}_*.json): {unknown:?}"
+         java-compat/{{backup,restore}}_*.json) nor {SCHEDULES}: {unknown:?}"
     );
     names
         .into_iter()
@@ -204,6 +214,39 @@ fn check_example(example: &Example, coverage: &mut Coverage) -> Result<(), Strin
                 return Err("wait.json does not set wait".into());
             }
             coverage.restore(&spec);
+        }
+        Kind::Schedules => {
+            // Loaded as the service loads BQB_SCHEDULE_FILE: request files relative to it.
+            let schedules = load_schedule_file(&examples_dir().join(&example.name), now())
+                .map_err(|e| {
+                    let details: Vec<String> = e
+                        .details()
+                        .iter()
+                        .map(|d| format!("{}: {}", d.field, d.message))
+                        .collect();
+                    format!("{e} {details:?}")
+                })?;
+            let kinds: BTreeSet<&str> = schedules.iter().map(|s| s.kind.as_str()).collect();
+            if kinds != BTreeSet::from(["backup", "restore"]) {
+                return Err(format!("shows only {kinds:?} schedules"));
+            }
+            if schedules.iter().all(|s| s.enabled) {
+                return Err("shows no disabled schedule".into());
+            }
+            for schedule in &schedules {
+                match schedule.kind {
+                    ScheduleKind::Backup => {
+                        let (spec, format, compression) = check_backup(&schedule.request, now())
+                            .map_err(|e| format!("{}: {e}", schedule.name))?;
+                        coverage.backup(&spec, format, compression);
+                    }
+                    ScheduleKind::Restore => {
+                        let spec = check_restore(&schedule.request)
+                            .map_err(|e| format!("{}: {e}", schedule.name))?;
+                        coverage.restore(&spec);
+                    }
+                }
+            }
         }
         Kind::Envelope(inner) => {
             let message = parse_push_envelope(&example.body).map_err(|errors| {
@@ -335,6 +378,10 @@ fn files_outside_the_known_kinds_are_not_examples() {
         kind_of("java-compat/backup_request.json"),
         Some(Kind::Request(RequestKind::Backup))
     );
+    assert_eq!(kind_of("schedules.toml"), Some(Kind::Schedules));
+    for name in ["other.toml", "backup/schedules.toml"] {
+        assert_eq!(kind_of(name), None, "{name}");
+    }
 }
 
 /// The request bodies of the examples of one kind (envelopes unpacked), by example name.

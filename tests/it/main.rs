@@ -17,4 +17,5 @@ mod independent;
 mod jobs;
 mod legacy;
 mod restore;
+mod schedules;
 mod storage;

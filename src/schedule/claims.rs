@@ -1,0 +1,249 @@
+//! Tick leases in the state store (`BQB_STATE_URI`), so that one instance runs each tick however
+//! many replicas run the same schedules:
+//!
+//! ```text
+//! schedules/{name}/{tick yyyyMMddTHHmmssZ}.json    created (create-if-absent) by the instance
+//!                                                  that runs the tick; then updated with the
+//!                                                  job it started, or why it could not
+//! ```
+//!
+//! Every instance tries to create the object when a tick is due; the store lets exactly one
+//! create succeed (`PutMode::Create`), and the others skip the tick. The newest
+//! [`KEEP_CLAIMS`] claims of each schedule are kept, as its recent history.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind};
+use crate::storage::Store;
+
+const PREFIX: &str = "schedules";
+/// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
+pub const KEEP_CLAIMS: usize = 100;
+
+/// One tick's lease, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    pub schedule: String,
+    /// The tick this claim is for (when the cron said to run), UTC.
+    pub tick: DateTime<Utc>,
+    /// Which instance claimed it: `{HOSTNAME}/{pid}/{random}`.
+    pub instance: String,
+    pub claimed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_at: Option<DateTime<Utc>>,
+    /// Why no job was started for this tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ClaimError>,
+}
+
+/// Why a claimed tick started no job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// The claims of every schedule. Cheap to clone.
+#[derive(Clone)]
+pub struct Claims {
+    store: Store,
+}
+
+impl Claims {
+    /// Claims kept in `store` (the state store).
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn os(&self) -> &std::sync::Arc<dyn ObjectStore> {
+        self.store.object_store()
+    }
+
+    fn dir(schedule: &str) -> Path {
+        Path::from(PREFIX).join(schedule)
+    }
+
+    /// `schedules/{name}/{yyyyMMddTHHmmssZ}.json`.
+    pub fn path(schedule: &str, tick: DateTime<Utc>) -> Path {
+        Self::dir(schedule).join(tick.format("%Y%m%dT%H%M%SZ.json").to_string().as_str())
+    }
+
+    /// Creates the claim unless one exists for the same tick: `true` when this call created it
+    /// (this instance runs the tick), `false` when another instance was first.
+    pub async fn claim(&self, claim: &Claim) -> Result<bool, Error> {
+        let path = Self::path(&claim.schedule, claim.tick);
+        match self
+            .os()
+            .put_opts(&path, payload(claim)?, PutMode::Create.into())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(write_error(&path, e)),
+        }
+    }
+
+    /// Replaces a claim this instance holds with its outcome.
+    pub async fn record(&self, claim: &Claim) -> Result<(), Error> {
+        let path = Self::path(&claim.schedule, claim.tick);
+        self.os()
+            .put(&path, payload(claim)?)
+            .await
+            .map_err(|e| write_error(&path, e))?;
+        Ok(())
+    }
+
+    /// The claims' keys of `schedule`, oldest first (the key's time stamp sorts as text).
+    async fn keys(&self, schedule: &str) -> Result<Vec<Path>, Error> {
+        let dir = Self::dir(schedule);
+        let mut keys: Vec<Path> = self
+            .os()
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| read_error(&dir, e))?;
+        keys.retain(|k| k.filename().is_some_and(|f| f.ends_with("Z.json")));
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The newest claim of `schedule`, if any.
+    pub async fn newest(&self, schedule: &str) -> Result<Option<Claim>, Error> {
+        let Some(key) = self.keys(schedule).await?.pop() else {
+            return Ok(None);
+        };
+        let bytes = match self.os().get(&key).await {
+            Ok(got) => got.bytes().await.map_err(|e| read_error(&key, e))?,
+            // Pruned between the listing and the read: a newer one exists, but this is rare
+            // enough to report as none rather than list again.
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(read_error(&key, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("schedule claim {key} is not readable: {e}")))
+    }
+
+    /// Deletes all but the newest `keep` claims of `schedule`. Failures are logged: an old
+    /// claim left behind costs a little listing, nothing more.
+    pub async fn prune(&self, schedule: &str, keep: usize) {
+        let keys = match self.keys(schedule).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(schedule, error = %e, "listing schedule claims failed");
+                return;
+            }
+        };
+        let excess = keys.len().saturating_sub(keep);
+        for key in &keys[..excess] {
+            match self.os().delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(schedule, object_key = %key, error = %e, "deleting an old schedule claim failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn payload(claim: &Claim) -> Result<PutPayload, Error> {
+    serde_json::to_vec_pretty(claim)
+        .map(PutPayload::from)
+        .map_err(|e| Error::internal(format!("schedule claim: {e}")))
+}
+
+fn write_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("writing the state store object {path} failed")).with_source(e)
+}
+
+fn read_error(path: &Path, e: object_store::Error) -> Error {
+    Error::upstream(format!("reading the state store object {path} failed")).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::StorageUri;
+    use crate::storage::StorageConfig;
+
+    fn claims() -> Claims {
+        let uri = format!("memory://claims-{}", uuid::Uuid::new_v4().simple());
+        let store = StorageConfig::default()
+            .open(&StorageUri::parse(&uri).expect("a memory uri"))
+            .expect("memory stores open");
+        Claims::new(store)
+    }
+
+    fn claim(instance: &str, tick: &str) -> Claim {
+        Claim {
+            schedule: "nightly".into(),
+            tick: tick.parse().expect("an instant"),
+            instance: instance.into(),
+            claimed_at: Utc::now(),
+            job_id: None,
+            backup_id: None,
+            submitted_at: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn keys_name_the_tick_in_utc() {
+        let tick = "2026-03-29T01:00:00Z".parse().unwrap();
+        assert_eq!(
+            Claims::path("nightly", tick).as_ref(),
+            "schedules/nightly/20260329T010000Z.json"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_first_claim_of_a_tick_wins() {
+        let claims = claims();
+        let tick = "2026-03-29T01:00:00Z";
+        assert!(claims.claim(&claim("a", tick)).await.unwrap());
+        assert!(!claims.claim(&claim("b", tick)).await.unwrap());
+        let newest = claims.newest("nightly").await.unwrap().unwrap();
+        assert_eq!(newest.instance, "a");
+    }
+
+    #[tokio::test]
+    async fn the_newest_claim_is_the_latest_tick_and_old_ones_are_pruned() {
+        let claims = claims();
+        assert_eq!(claims.newest("nightly").await.unwrap(), None);
+        for (i, tick) in [
+            "2026-03-29T23:00:00Z",
+            "2026-03-30T01:00:00Z",
+            "2026-03-30T00:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut c = claim("a", tick);
+            assert!(claims.claim(&c).await.unwrap());
+            c.job_id = Some(format!("job-{i}"));
+            claims.record(&c).await.unwrap();
+        }
+        let newest = claims.newest("nightly").await.unwrap().unwrap();
+        assert_eq!(newest.tick.to_rfc3339(), "2026-03-30T01:00:00+00:00");
+        assert_eq!(newest.job_id.as_deref(), Some("job-1"));
+
+        claims.prune("nightly", 1).await;
+        assert_eq!(claims.keys("nightly").await.unwrap().len(), 1);
+        assert_eq!(claims.newest("nightly").await.unwrap(), Some(newest));
+    }
+}
