@@ -11,11 +11,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, error_code, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobStore, Jobs};
+use crate::metrics::Metrics;
 use crate::storage::StorageConfig;
 
 pub struct Application {
@@ -32,6 +33,7 @@ impl Application {
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),
             shutdown.clone(),
+            Metrics::new(error_code),
         );
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {

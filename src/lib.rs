@@ -17,6 +17,7 @@
 //! - [`catalog`]: the manifest (commit point of a backup).
 //! - [`restore`]: request → [`restore::RestorePlan`] → tables recreated and loaded.
 //! - [`jobs`]: job records in the state store, the bounded queue, cancel and shutdown.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics` (jobs, rows, bytes, errors).
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod exec;
 pub mod formats;
 pub mod jobs;
+pub mod metrics;
 pub mod restore;
 pub mod storage;
 pub mod telemetry;

@@ -8,6 +8,8 @@ mod backups;
 mod error;
 mod health;
 mod jobs;
+mod metrics;
+mod openapi;
 mod restore;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ use crate::jobs::Jobs;
 use crate::storage::StorageConfig;
 use crate::telemetry::trace_id_from_headers;
 
+pub(crate) use error::error_code;
+
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -41,9 +45,13 @@ pub(crate) struct AppState {
 
 pub(crate) fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    let request_metrics = state.jobs.metrics().clone();
+    // Every route is documented in `openapi::ApiDoc` (the `openapi` integration test checks).
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/api/v1/openapi.json", get(openapi::spec))
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
         .route("/api/v1/jobs", get(jobs::list))
@@ -57,12 +65,17 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(backups::delete),
         )
         .with_state(state)
-        // Outermost first: request id → span → JSON errors → timeout → body limit → handler.
+        // Outermost first: request id → span → metrics → JSON errors → timeout → body limit →
+        // handler.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(axum::middleware::from_fn_with_state(
+                    request_metrics,
+                    metrics::track,
+                ))
                 .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,

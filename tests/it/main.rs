@@ -13,5 +13,7 @@ mod health;
 mod helpers;
 mod independent;
 mod legacy;
+mod metrics;
+mod openapi;
 mod restore;
 mod storage;
