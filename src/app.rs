@@ -16,11 +16,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiSubmitter, AppState, router};
+use crate::api::{ApiSubmitter, AppState, error_code, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobStore, Jobs};
+use crate::metrics::Metrics;
 use crate::schedule::{Claims, Schedules, load_schedule_file, run_schedules};
 use crate::storage::StorageConfig;
 
@@ -51,6 +52,7 @@ impl Application {
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),
             shutdown.clone(),
+            Metrics::new(error_code),
         );
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {

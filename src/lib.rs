@@ -19,6 +19,7 @@
 //! - [`jobs`]: job records in the state store, the bounded queue, cancel and shutdown.
 //! - [`schedule`]: schedules the service runs itself (cron + time zone + request), one replica
 //!   per tick.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics` (jobs, rows, bytes, errors).
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod exec;
 pub mod formats;
 pub mod jobs;
+pub mod metrics;
 pub mod restore;
 pub mod schedule;
 pub mod storage;

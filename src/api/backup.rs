@@ -23,6 +23,29 @@ use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
 use crate::storage::Store;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup",
+    tag = "backup",
+    operation_id = "startBackup",
+    summary = "Start a backup",
+    description = "Validates and plans the backup while the caller waits, then runs it as a job. \
+        The body is the Java service's request (unchanged) plus extensions; see the README.",
+    params(
+        ("wait" = Option<bool>, Query, description = "Answer with the final result instead of 202 (also `\"wait\": true` in the body)"),
+    ),
+    request_body(content = Value, content_type = "application/json", description = "The backup request"),
+    responses(
+        (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
+        (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
+        (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A dataset or table does not exist", body = super::openapi::ErrorResponse),
+        (status = 409, description = "A backup of the same selection is running", body = super::openapi::ErrorResponse),
+        (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
+        (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
+        (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn start_backup(
     State(state): State<AppState>,
     Query(query): Query<WaitQuery>,

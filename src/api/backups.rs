@@ -59,6 +59,26 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backups",
+    tag = "backups",
+    operation_id = "listBackups",
+    summary = "The complete backups in a repository, newest first",
+    params(
+        ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+        ("project" = Option<String>, Query, description = "Only backups of this project"),
+        ("dataset" = Option<String>, Query, description = "Only backups of this dataset"),
+        ("label" = Option<String>, Query, description = "`key` or `key:value`"),
+        ("status" = Option<String>, Query, description = "COMPLETE or EXPIRED"),
+        ("pageSize" = Option<u32>, Query, description = "Backups per page"),
+        ("pageToken" = Option<String>, Query, description = "`nextPageToken` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of backups", body = Value),
+        (status = 400, description = "A query parameter is invalid", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -139,6 +159,22 @@ async fn manifest_of(
     Ok((store, manifest))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backups/{id}",
+    tag = "backups",
+    operation_id = "getBackup",
+    summary = "A backup: its tables, routines and request",
+    params(
+        ("id" = String, Path, description = "The backup id"),
+        ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+    ),
+    responses(
+        (status = 200, description = "The backup", body = Value),
+        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -162,6 +198,22 @@ pub(crate) async fn show(
 }
 
 /// `POST /api/v1/backups/{id}:verify`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/{id}:verify",
+    tag = "backups",
+    operation_id = "verifyBackup",
+    summary = "Verify a backup: every file present, sizes and checksums as recorded",
+    params(
+        ("id" = String, Path, description = "The backup id"),
+        ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+    ),
+    responses(
+        (status = 200, description = "The verify report (every finding)", body = Value),
+        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn action(
     State(state): State<AppState>,
     Path(segment): Path<String>,
@@ -180,6 +232,23 @@ pub(crate) async fn action(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/backups/{id}",
+    tag = "backups",
+    operation_id = "deleteBackup",
+    summary = "Delete a backup (its manifest first, then its files)",
+    params(
+        ("id" = String, Path, description = "The backup id"),
+        ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+    ),
+    responses(
+        (status = 200, description = "What was deleted", body = Value),
+        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No backup with this id", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The backup is being restored", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -209,6 +278,25 @@ pub(crate) struct PruneBody {
     dry_run: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups:prune",
+    tag = "backups",
+    operation_id = "pruneBackups",
+    summary = "Delete the backups a keep policy does not keep",
+    params(
+        ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+    ),
+    request_body(
+        content = Option<Value>,
+        content_type = "application/json",
+        description = "`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly` (counts) and `dryRun`; an empty body keeps everything",
+    ),
+    responses(
+        (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept", body = Value),
+        (status = 400, description = "The uri or the policy is invalid", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn prune(
     State(state): State<AppState>,
     Query(q): Query<UriQuery>,

@@ -31,6 +31,16 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
     }
 }
 
+/// The `errorCode` of an error kind (a failed job's metrics are counted under it).
+pub(crate) fn error_code(kind: ErrorKind) -> &'static str {
+    code_and_status(kind).0
+}
+
+/// The `errorCode` of an error response, left in its extensions by [`render_errors`] for the
+/// request metrics (`api::metrics`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorCode(pub(crate) &'static str);
+
 /// A handler's error. Anything that converts into [`crate::Error`] converts into this.
 #[derive(Debug)]
 pub(crate) struct ApiError(pub(crate) Error);
@@ -133,6 +143,7 @@ pub(crate) async fn render_errors(req: Request, next: Next) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(ErrorCode(body.code));
     Response::from_parts(parts, Body::from(json.to_string()))
 }
 

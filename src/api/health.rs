@@ -13,10 +13,29 @@ use super::AppState;
 /// How long readiness waits for BigQuery before calling it unreachable.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"version\": …}`", body = Value)),
+)]
 pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "Readiness: BigQuery answered and the instance is not shutting down",
+    responses(
+        (status = 200, description = "Ready, with each check", body = Value),
+        (status = 503, description = "Not ready (a check failed, or shutting down)", body = Value),
+    ),
+)]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.shutdown.is_cancelled() {
         return (

@@ -138,6 +138,21 @@ fn outcome(record: JobRecord) -> Result<Response, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "getJob",
+    summary = "A job: state, per-table progress, result or error",
+    params(
+        ("id" = String, Path, description = "The job id"),
+    ),
+    responses(
+        (status = 200, description = "The job", body = Value),
+        (status = 400, description = "The id is not a job id", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such job", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -150,6 +165,23 @@ pub(crate) async fn show(
     Ok(Json(job_json(&record)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "listJobs",
+    summary = "Jobs, newest first",
+    params(
+        ("state" = Option<String>, Query, description = "PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED"),
+        ("kind" = Option<String>, Query, description = "BACKUP or RESTORE"),
+        ("pageSize" = Option<u32>, Query, description = "1 to 1000 (default 50)"),
+        ("pageToken" = Option<String>, Query, description = "`nextPageToken` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "`{\"jobs\": […], \"nextPageToken\": …}`", body = Value),
+        (status = 400, description = "A query parameter is invalid", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -252,6 +284,23 @@ fn summary(record: &JobRecord) -> Value {
 
 /// `DELETE /api/v1/jobs/{id}`: 200 with the final record once the job stopped, 202 when the
 /// instance running it has been asked to stop.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    operation_id = "cancelJob",
+    summary = "Cancel a job",
+    params(
+        ("id" = String, Path, description = "The job id"),
+    ),
+    responses(
+        (status = 200, description = "The job stopped: its final record", body = Value),
+        (status = 202, description = "The instance running it was asked to stop", body = Value),
+        (status = 400, description = "The id is not a job id", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No such job", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The job has already ended", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,6 +9,8 @@ mod backups;
 mod error;
 mod health;
 mod jobs;
+mod metrics;
+mod openapi;
 mod restore;
 mod schedules;
 
@@ -31,6 +33,7 @@ use crate::schedule::Schedules;
 use crate::storage::StorageConfig;
 use crate::telemetry::trace_id_from_headers;
 
+pub(crate) use error::error_code;
 pub(crate) use schedules::ApiSubmitter;
 
 /// What every handler can reach. Cheap to clone.
@@ -49,9 +52,13 @@ pub(crate) struct AppState {
 pub(crate) fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let auth = Arc::new(auth::Authenticator::from_settings(&settings.auth));
+    let request_metrics = state.jobs.metrics().clone();
+    // Every route is documented in `openapi::ApiDoc` (the `openapi` integration test checks).
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::scrape))
+        .route("/api/v1/openapi.json", get(openapi::spec))
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
         .route("/api/v1/jobs", get(jobs::list))
@@ -66,13 +73,18 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(backups::delete),
         )
         .with_state(state)
-        // Outermost first: request id → span → JSON errors → auth → timeout → body limit →
-        // handler. Auth inside the JSON errors so its 401/403 come out in the standard shape.
+        // Outermost first: request id → span → metrics → JSON errors → auth → timeout → body
+        // limit → handler. Auth inside the JSON errors so its 401/403 come out in the standard
+        // shape.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(axum::middleware::from_fn_with_state(
+                    request_metrics,
+                    metrics::track,
+                ))
                 .layer(axum::middleware::from_fn(error::render_errors))
                 .layer(axum::middleware::from_fn_with_state(
                     auth,

@@ -17,6 +17,29 @@ use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
 use crate::restore::{RestoreContext, plan_restore, run_restore};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/restore",
+    tag = "backup",
+    operation_id = "startRestore",
+    summary = "Start a restore",
+    description = "Validates and plans the restore while the caller waits (nothing is written \
+        before the plan holds), then runs it as a job. See the README for the body.",
+    params(
+        ("wait" = Option<bool>, Query, description = "Answer with the final result instead of 202 (also `\"wait\": true` in the body)"),
+    ),
+    request_body(content = Value, content_type = "application/json", description = "The restore request"),
+    responses(
+        (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
+        (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
+        (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 404, description = "The backup or a table in it does not exist", body = super::openapi::ErrorResponse),
+        (status = 409, description = "A target table exists and is not empty", body = super::openapi::ErrorResponse),
+        (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
+        (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
+        (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
+    ),
+)]
 pub(crate) async fn start_restore(
     State(state): State<AppState>,
     Query(query): Query<WaitQuery>,

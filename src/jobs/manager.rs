@@ -20,6 +20,7 @@ use crate::config::JobSettings;
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind};
 use crate::exec::Progress;
+use crate::metrics::{JobEnded, Metrics};
 
 /// How long `DELETE /api/v1/jobs/{id}` waits for a job running here to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
@@ -61,6 +62,7 @@ struct Inner {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     instance: String,
+    metrics: Metrics,
 }
 
 struct LocalJob {
@@ -129,7 +131,12 @@ pub enum Cancelled {
 }
 
 impl Jobs {
-    pub fn new(store: JobStore, settings: JobSettings, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        store: JobStore,
+        settings: JobSettings,
+        shutdown: CancellationToken,
+        metrics: Metrics,
+    ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
         Self {
             inner: Arc::new(Inner {
@@ -140,6 +147,7 @@ impl Jobs {
                 shutdown,
                 tracker: TaskTracker::new(),
                 instance: format!("{host}/{}", std::process::id()),
+                metrics,
             }),
         }
     }
@@ -150,6 +158,26 @@ impl Jobs {
 
     pub fn settings(&self) -> &JobSettings {
         &self.inner.settings
+    }
+
+    /// Where this instance's job events are counted (`GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// How many jobs of `kind` this instance has accepted and not yet ended, and how many of
+    /// those wait for a slot (still PENDING).
+    pub fn live_count(&self, kind: JobKind) -> (usize, usize) {
+        let local = self.local();
+        let states: Vec<JobState> = local
+            .values()
+            .filter_map(|j| {
+                let record = j.live.lock();
+                (record.kind == kind).then_some(record.state)
+            })
+            .collect();
+        let queued = states.iter().filter(|s| **s == JobState::Pending).count();
+        (states.len(), queued)
     }
 
     fn local(&self) -> MutexGuard<'_, HashMap<JobId, LocalJob>> {
@@ -248,6 +276,7 @@ impl Jobs {
             return Err(e);
         }
         tracing::info!(job_id = %id, kind = record.kind.as_str(), backup_id = ?record.backup_id, "job accepted");
+        self.inner.metrics.job_started(record.kind.as_str());
         let runner = Runner {
             jobs: self.clone(),
             id,
@@ -441,6 +470,8 @@ impl Runner {
         }
         tracing::info!(job_id = %self.id, state = record.state.as_str(), "job ended");
         self.jobs.local().remove(&self.id);
+        // After the removal: a scrape that sees the job ended no longer sees it active.
+        inner.metrics.job_ended(&job_ended(&record));
         let _ = self.done.send(Some(record));
     }
 
@@ -602,4 +633,97 @@ async fn save_final(store: &JobStore, record: &JobRecord) {
         }
     }
     tracing::error!(job_id = %record.job_id, state = record.state.as_str(), "the final job record could not be saved; the job will be reported FAILED once its heartbeat is stale");
+}
+
+/// A final record as the metrics count it.
+fn job_ended(record: &JobRecord) -> JobEnded {
+    let start = record.started_at.unwrap_or(record.created_at);
+    let end = record.finished_at.unwrap_or(record.updated_at);
+    JobEnded {
+        kind: record.kind.as_str(),
+        state: record.state.as_str(),
+        duration: (end - start).to_std().unwrap_or_default(),
+        rows: record.tables.iter().map(|t| t.rows).sum(),
+        bytes: record.tables.iter().map(|t| t.bytes).sum(),
+        error: record
+            .error
+            .as_ref()
+            .filter(|_| record.state == JobState::Failed)
+            .map(|e| e.kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageConfig;
+
+    fn new_job() -> NewJob {
+        NewJob {
+            kind: JobKind::Backup,
+            backup_id: None,
+            storage_uri: "memory://backups".into(),
+            tables: vec!["p.d.t".into()],
+            request: Value::Null,
+            trigger: BTreeMap::new(),
+            exclusive_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn live_jobs_are_counted_until_they_end_and_then_in_the_metrics() {
+        let settings = JobSettings {
+            state_uri: "memory://jobs".into(),
+            max_running: 1,
+            max_queued: 5,
+            heartbeat: Duration::from_secs(60),
+            default_ttl_days: None,
+            prune_after_backup: None,
+        };
+        let store = JobStore::open(&StorageConfig::default(), &settings.state_uri).unwrap();
+        let metrics = Metrics::new(|_| "SOME_CODE");
+        let jobs = Jobs::new(store, settings, CancellationToken::new(), metrics.clone());
+        let release = CancellationToken::new();
+        let gate = release.clone();
+        let first = jobs
+            .submit(new_job(), move |run| async move {
+                run.progress.table_finished("p.d.t", 7, 70, 1);
+                gate.cancelled().await;
+                Ok(Value::Null)
+            })
+            .await
+            .unwrap();
+        let second = jobs
+            .submit(new_job(), |_| async { Err(Error::not_found("gone")) })
+            .await
+            .unwrap();
+        // One runs, the other waits for the only slot.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while jobs.live_count(JobKind::Backup) != (2, 1) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("one job running, one queued");
+        assert_eq!(jobs.live_count(JobKind::Restore), (0, 0));
+
+        release.cancel();
+        jobs.wait(&first.job_id).await;
+        jobs.wait(&second.job_id).await;
+        assert_eq!(jobs.live_count(JobKind::Backup), (0, 0));
+        let text = metrics.render();
+        for line in [
+            r#"bqbackup_jobs_started_total{kind="BACKUP"} 2"#,
+            r#"bqbackup_jobs_ended_total{kind="BACKUP",state="SUCCEEDED"} 1"#,
+            r#"bqbackup_jobs_ended_total{kind="BACKUP",state="FAILED"} 1"#,
+            r#"bqbackup_job_rows_total{kind="BACKUP"} 7"#,
+            r#"bqbackup_job_bytes_total{kind="BACKUP"} 70"#,
+            r#"bqbackup_errors_total{source="job",code="SOME_CODE"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+    }
 }

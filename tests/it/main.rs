@@ -16,6 +16,8 @@ mod helpers;
 mod independent;
 mod jobs;
 mod legacy;
+mod metrics;
+mod openapi;
 mod restore;
 mod schedules;
 mod storage;
