@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
+use super::pubsub;
 use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
@@ -51,7 +52,11 @@ pub(crate) async fn start_backup(
     Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    submit_backup(&state, &body, query.wait(false)?, BTreeMap::new()).await
+    let wait = query.wait(false)?;
+    if let Some(message) = pubsub::envelope(&body)? {
+        return pubsub::deliver(&state, message, JobKind::Backup, wait).await;
+    }
+    submit_backup(&state, &body, wait, BTreeMap::new()).await
 }
 
 /// Validates, plans and starts the backup in `body` (an HTTP request, a Pub/Sub message, a

@@ -88,6 +88,13 @@ fn links(record: &JobRecord) -> Value {
     links
 }
 
+/// In the response extensions of an accepted job (for the Pub/Sub idempotency record).
+#[derive(Debug, Clone)]
+pub(crate) struct SubmittedJob {
+    pub(crate) job_id: String,
+    pub(crate) backup_id: Option<String>,
+}
+
 /// The answer to an accepted job: 202 with where to follow it, or — when the caller waits —
 /// the job's result (200) or its error (the status its failure maps to).
 pub(crate) async fn accepted(
@@ -95,6 +102,16 @@ pub(crate) async fn accepted(
     record: JobRecord,
     wait: bool,
 ) -> Result<Response, ApiError> {
+    let submitted = SubmittedJob {
+        job_id: record.job_id.to_string(),
+        backup_id: record.backup_id.clone(),
+    };
+    let mut response = answer(jobs, record, wait).await?;
+    response.extensions_mut().insert(submitted);
+    Ok(response)
+}
+
+async fn answer(jobs: &Jobs, record: JobRecord, wait: bool) -> Result<Response, ApiError> {
     if !wait {
         let location = format!("/api/v1/jobs/{}", record.job_id);
         let body = json!({

@@ -31,8 +31,7 @@ use utoipa::{OpenApi, ToSchema};
         super::backups::action,
         super::backups::delete,
         super::backups::prune,
-        // Schedules (`/api/v1/schedules…`): list their handlers here once they have
-        // `#[utoipa::path]` attributes.
+        super::schedules::list,
     ),
     components(schemas(ErrorResponse, FieldError)),
     tags(

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
+use super::pubsub;
 use crate::domain::parse_restore_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
@@ -45,7 +46,11 @@ pub(crate) async fn start_restore(
     Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    submit_restore(&state, &body, query.wait(false)?, BTreeMap::new()).await
+    let wait = query.wait(false)?;
+    if let Some(message) = pubsub::envelope(&body)? {
+        return pubsub::deliver(&state, message, JobKind::Restore, wait).await;
+    }
+    submit_restore(&state, &body, wait, BTreeMap::new()).await
 }
 
 /// Validates, plans and starts the restore in `body`.

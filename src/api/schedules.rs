@@ -27,6 +27,16 @@ const READ_CONCURRENCY: usize = 8;
 /// The 202 answer of a submitted job is small; anything larger is a bug.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules",
+    tag = "schedules",
+    operation_id = "listSchedules",
+    summary = "The service's own schedules (BQB_SCHEDULE_FILE): next runs, newest claimed tick, last error",
+    responses(
+        (status = 200, description = "Every schedule (an empty list without a schedule file)", body = Value),
+    ),
+)]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
     let claims = Claims::new(state.jobs.store().store().clone());

@@ -18,6 +18,7 @@ mod jobs;
 mod legacy;
 mod metrics;
 mod openapi;
+mod pubsub;
 mod restore;
 mod schedules;
 mod storage;

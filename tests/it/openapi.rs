@@ -24,6 +24,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/jobs/{id}"),
     ("DELETE", "/api/v1/jobs/{id}"),
+    ("GET", "/api/v1/schedules"),
     ("GET", "/api/v1/backups"),
     ("POST", "/api/v1/backups:prune"),
     ("GET", "/api/v1/backups/{id}"),

@@ -1,0 +1,110 @@
+//! Pub/Sub push on `POST /api/v1/backup` and `/restore`: the envelope
+//! `{"message":{"data":base64(request),"messageId":…,"attributes":{…}},"subscription":…}` carries
+//! an ordinary request. Pub/Sub delivers at least once, so each `messageId` is recorded in the
+//! state store (`idempotency/pubsub-{kind}-{messageId}.json`) before its job starts: a redelivery
+//! answers 200 with the job the first delivery started, and never starts a second one. Any 2xx
+//! acknowledges the message; a malformed envelope or request is a 400, which Pub/Sub redelivers
+//! until the subscription's dead-letter topic takes it.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::backup::submit_backup;
+use super::error::ApiError;
+use super::jobs::SubmittedJob;
+use super::restore::submit_restore;
+use crate::domain::{PushMessage, is_push_envelope, parse_push_envelope_value};
+use crate::error::Error;
+use crate::jobs::JobKind;
+
+/// The push message in `body`, if `body` is a Pub/Sub push envelope (400 when it is a broken one).
+pub(crate) fn envelope(body: &[u8]) -> Result<Option<PushMessage>, ApiError> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        // Not JSON at all: the request parser names the problem.
+        return Ok(None);
+    };
+    if !is_push_envelope(&value) {
+        return Ok(None);
+    }
+    parse_push_envelope_value(&value)
+        .map(Some)
+        .map_err(|problems| Error::invalid("the Pub/Sub push envelope is invalid", problems).into())
+}
+
+/// Starts the job a push message asks for, once per `messageId`.
+pub(crate) async fn deliver(
+    state: &AppState,
+    message: PushMessage,
+    kind: JobKind,
+    wait: bool,
+) -> Result<Response, ApiError> {
+    let store = state.jobs.store();
+    let key = format!(
+        "pubsub-{}-{}",
+        kind.as_str().to_ascii_lowercase(),
+        message.message_id
+    );
+    let claim = json!({
+        "messageId": message.message_id,
+        "subscription": message.subscription,
+        "receivedAt": Utc::now(),
+    });
+    if let Some(first) = store.claim_key(&key, &claim).await? {
+        tracing::info!(message_id = %message.message_id, job_id = ?first["jobId"], "Pub/Sub redelivery: no second job");
+        return Ok(Json(json!({
+            "duplicate": true,
+            "messageId": message.message_id,
+            "jobId": first["jobId"],
+            "backupId": first["backupId"],
+            "message": "this message was delivered before; the job it started is the one to follow",
+        }))
+        .into_response());
+    }
+    let mut trigger = BTreeMap::from([
+        ("source".to_string(), "pubsub".to_string()),
+        ("messageId".to_string(), message.message_id.clone()),
+    ]);
+    if let Some(subscription) = &message.subscription {
+        trigger.insert("subscription".into(), subscription.clone());
+    }
+    let started = match kind {
+        JobKind::Backup => submit_backup(state, &message.data, wait, trigger).await,
+        JobKind::Restore => submit_restore(state, &message.data, wait, trigger).await,
+    };
+    match started {
+        Ok(response) => {
+            let job = job_of(&response);
+            let record = json!({
+                "messageId": message.message_id,
+                "subscription": message.subscription,
+                "receivedAt": claim["receivedAt"],
+                "jobId": job.0,
+                "backupId": job.1,
+            });
+            if let Err(e) = store.put_key(&key, &record).await {
+                tracing::warn!(message_id = %message.message_id, error = %e, "recording the job of a Pub/Sub message failed");
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            // Nothing started: a redelivery may try again (a 429 or an outage passes).
+            store.remove_key(&key).await;
+            Err(e)
+        }
+    }
+}
+
+/// The job id and backup id a submit answered with.
+fn job_of(response: &Response) -> (Value, Value) {
+    response
+        .extensions()
+        .get::<SubmittedJob>()
+        .map_or((Value::Null, Value::Null), |j| {
+            (json!(j.job_id), json!(j.backup_id))
+        })
+}
