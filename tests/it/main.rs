@@ -2,6 +2,7 @@
 //! `scripts/test-services.sh` (bqemulator, fake-gcs-server behind the XML shim, moto, azurite);
 //! none is mocked. Without them every test fails loudly: a skipped integration test is a failure.
 
+mod action;
 mod auth;
 mod backup;
 mod bigquery;
