@@ -201,8 +201,9 @@ async fn restore_one<'a>(
     (table, result)
 }
 
-/// Views after the tables they read, their SQL pointed at the restored datasets. A view whose
-/// definition was not recorded is skipped with a warning, never created as something else.
+/// Views after the tables they read, their SQL pointed at the restored datasets (legacy SQL is
+/// kept as written, with a warning when datasets were renamed). A view whose definition was not
+/// recorded is skipped with a warning, never created as something else.
 async fn restore_views(
     plan: &RestorePlan,
     ctx: &RestoreContext,
@@ -231,6 +232,12 @@ async fn restore_views(
             ));
             continue;
         };
+        if view.target_exists {
+            if plan.disposition != WriteDisposition::WriteTruncate {
+                continue;
+            }
+            ctx.bigquery.delete_table(&view.target).await?;
+        }
         if legacy && mappings.iter().any(|(source, target)| source != target) {
             skipped.push(FieldError::new(
                 view.target.to_string(),
@@ -239,12 +246,6 @@ async fn restore_views(
                     view.source
                 ),
             ));
-        }
-        if view.target_exists {
-            if plan.disposition != WriteDisposition::WriteTruncate {
-                continue;
-            }
-            ctx.bigquery.delete_table(&view.target).await?;
         }
         let resource = table_for_create(&entry.resource, &view.target, Some(query), Utc::now())?;
         ctx.bigquery.create_table(&view.target, resource).await?;
