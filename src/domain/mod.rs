@@ -33,7 +33,7 @@ pub use restore_request::{
     parse_restore_request,
 };
 pub use selection::TableSelector;
-pub use sql_refs::{SqlPath, sql_paths};
+pub use sql_refs::{PathPiece, SqlPath, sql_paths};
 pub use storage_uri::{StorageScheme, StorageUri, StorageUriError};
 
 /// Google Cloud project ids: 6–30 chars, lower-case letters, digits and hyphens, starting with a

@@ -33,9 +33,30 @@ pub struct SqlPath {
     pub called: bool,
     /// Where the name is in the SQL (byte offsets), for a caller that rewrites it.
     pub span: Range<usize>,
+    /// How the name is written, piece by piece, for a caller that rewrites it in the same style.
+    pub pieces: Vec<PathPiece>,
+}
+
+/// One piece of a dotted name as written: a bare word, or one backquoted run that may hold
+/// several parts. `` `p.d`.t `` is two pieces, `` `p.d` `` (two parts) and `t`; `p.d.t` is three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPiece {
+    /// Where the piece is in the SQL (byte offsets), backquotes included.
+    pub span: Range<usize>,
+    /// Written between backquotes.
+    pub quoted: bool,
+    /// How many of the name's `parts` it holds, in order (the pieces' counts add up to
+    /// `parts.len()`).
+    pub parts: usize,
 }
 
 impl SqlPath {
+    /// The name's parts with a domain-scoped project joined back into one part:
+    /// `` `example.com:proj.ds.t` `` gives `["example.com:proj", "ds", "t"]`.
+    pub fn name_parts(&self) -> Vec<String> {
+        merge_domain_scoped_project(&self.parts)
+    }
+
     /// The objects this name may denote, most qualified first. `project.dataset.name` is tried
     /// both as written and as `dataset.name.field` in the default project (a struct field of
     /// `alias.column` looks the same); `dataset.name` resolves in `default_project` — the
@@ -84,6 +105,8 @@ struct Scanner<'a> {
     paths: Vec<SqlPath>,
     /// Parts of the name being read.
     parts: Vec<String>,
+    /// How it is written, piece by piece.
+    pieces: Vec<PathPiece>,
     /// Byte offset where it starts.
     start: usize,
     /// Character index just after its last part.
@@ -100,6 +123,7 @@ impl<'a> Scanner<'a> {
             i: 0,
             paths: Vec::new(),
             parts: Vec::new(),
+            pieces: Vec::new(),
             start: 0,
             end: 0,
             after_dot: false,
@@ -127,11 +151,14 @@ impl<'a> Scanner<'a> {
                 '`' => {
                     let start = self.offset();
                     let text = self.read_backquoted();
+                    let mut parts = 0;
                     for (n, part) in text.split('.').enumerate() {
                         // Dots inside the quotes separate parts as dots outside do.
                         self.after_dot |= n > 0;
                         self.push_part(part.to_string(), start);
+                        parts += 1;
                     }
+                    self.push_piece(start, true, parts);
                 }
                 '.' => {
                     if self.parts.is_empty() || self.after_dot {
@@ -149,6 +176,7 @@ impl<'a> Scanner<'a> {
                         self.skip_string();
                     } else {
                         self.push_part(word, start);
+                        self.push_piece(start, false, 1);
                     }
                 }
                 // A part after a dot may start with a digit (`shop.2024_orders`); elsewhere a
@@ -157,6 +185,7 @@ impl<'a> Scanner<'a> {
                     let start = self.offset();
                     let word = self.read_word();
                     self.push_part(word, start);
+                    self.push_piece(start, false, 1);
                 }
                 c if c.is_numeric() => {
                     self.end_path();
@@ -191,9 +220,20 @@ impl<'a> Scanner<'a> {
         self.after_dot = false;
     }
 
+    /// Notes how the parts just pushed were written: from `start` to here, quoted or bare.
+    fn push_piece(&mut self, start: usize, quoted: bool, parts: usize) {
+        let end = self.offset();
+        self.pieces.push(PathPiece {
+            span: start..end,
+            quoted,
+            parts,
+        });
+    }
+
     /// Records the current name if it has two parts or more.
     fn end_path(&mut self) {
         let parts = std::mem::take(&mut self.parts);
+        let pieces = std::mem::take(&mut self.pieces);
         self.after_dot = false;
         if parts.len() < 2 || parts.iter().any(String::is_empty) {
             return;
@@ -208,6 +248,7 @@ impl<'a> Scanner<'a> {
             parts,
             called,
             span: self.start..end,
+            pieces,
         });
     }
 
@@ -448,6 +489,32 @@ mod tests {
         assert_eq!(&sql[paths[0].span.clone()], "`p-1`.shop.orders");
         assert_eq!(&sql[paths[1].span.clone()], "shop.x");
         assert_eq!(sql_paths("SELECT o.* FROM t"), []);
+    }
+
+    #[test]
+    fn pieces_say_how_each_part_is_written() {
+        let sql = "SELECT * FROM `p-1.shop`.orders JOIN `p-1`.`shop`.x USING (id) JOIN shop.`y z` ON TRUE";
+        let pieces: Vec<Vec<(&str, bool, usize)>> = sql_paths(sql)
+            .iter()
+            .map(|p| {
+                p.pieces
+                    .iter()
+                    .map(|piece| (&sql[piece.span.clone()], piece.quoted, piece.parts))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            pieces,
+            [
+                vec![("`p-1.shop`", true, 2), ("orders", false, 1)],
+                vec![("`p-1`", true, 1), ("`shop`", true, 1), ("x", false, 1)],
+                vec![("shop", false, 1), ("`y z`", true, 1)],
+            ]
+        );
+        let path = sql_paths("SELECT * FROM `example.com:proj.shop.t`").remove(0);
+        assert_eq!(path.pieces.len(), 1);
+        assert_eq!(path.pieces[0].parts, 4);
+        assert_eq!(path.name_parts(), ["example.com:proj", "shop", "t"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod legacy;
 mod plan;
 mod resources;
 mod run;
+mod sql_rewrite;
 mod table;
 
 pub use plan::{RestorePlan, RestoreTable, plan_restore};

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::sql_rewrite::rewrite_references;
 use crate::bigquery::model::{Dataset, Table};
 use crate::domain::{DatasetRef, TableRef};
 use crate::error::Error;
@@ -131,9 +132,11 @@ const ROUTINE_FIELDS: &[&str] = &[
     "securityMode",
 ];
 
-/// The routine to insert in `target`, its body pointed at the restored datasets.
+/// The routine to insert in `target`, its body pointed at the restored datasets when it is SQL
+/// (`source_project` is where the routine was; JavaScript and other bodies name no tables).
 pub(crate) fn routine_for_create(
     resource: &Value,
+    source_project: &str,
     target: &DatasetRef,
     routine_id: &str,
     mappings: &[(DatasetRef, DatasetRef)],
@@ -143,41 +146,23 @@ pub(crate) fn routine_for_create(
         "routineReference".into(),
         json!({ "projectId": target.project, "datasetId": target.dataset, "routineId": routine_id }),
     );
-    if let Some(Value::String(body)) = routine.get_mut("definitionBody") {
-        *body = rewrite_view_query(body, mappings);
+    // BigQuery leaves `language` out for SQL routines.
+    let sql = routine
+        .get("language")
+        .and_then(Value::as_str)
+        .is_none_or(|l| l.eq_ignore_ascii_case("SQL"));
+    if sql && let Some(Value::String(body)) = routine.get_mut("definitionBody") {
+        *body = rewrite_references(body, source_project, &target.project, mappings);
     }
     Value::Object(routine)
 }
 
-/// Points a view's references to restored datasets at their targets: `src_project.dataset.` and
-/// `` `src_project`.`dataset`. `` / `` `src_project.dataset `` forms. References to datasets not
-/// restored are left as they are.
-pub(crate) fn rewrite_view_query(query: &str, mappings: &[(DatasetRef, DatasetRef)]) -> String {
-    let mut out = query.to_string();
-    for (source, target) in mappings {
-        let forms = [
-            (
-                format!("`{}.{}.", source.project, source.dataset),
-                format!("`{}.{}.", target.project, target.dataset),
-            ),
-            (
-                format!("`{}.{}`", source.project, source.dataset),
-                format!("`{}.{}`", target.project, target.dataset),
-            ),
-            (
-                format!("`{}`.`{}`", source.project, source.dataset),
-                format!("`{}`.`{}`", target.project, target.dataset),
-            ),
-            (
-                format!("{}.{}.", source.project, source.dataset),
-                format!("{}.{}.", target.project, target.dataset),
-            ),
-        ];
-        for (from, to) in forms {
-            out = out.replace(&from, &to);
-        }
-    }
-    out
+/// The view was written in legacy SQL (`[project:dataset.table]`), whose names are not rewritten.
+pub(crate) fn uses_legacy_sql(resource: &Value) -> bool {
+    resource
+        .pointer("/view/useLegacySql")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 #[cfg(test)]
@@ -229,16 +214,59 @@ mod tests {
     }
 
     #[test]
-    fn view_references_to_restored_datasets_are_rewritten() {
+    fn sql_routine_bodies_are_rewritten_javascript_ones_are_not() {
         let mappings = vec![(
             DatasetRef::new("prod-1", "shop"),
-            DatasetRef::new("dev-1", "restored_shop"),
+            DatasetRef::new("prod-1", "restored_shop"),
         )];
-        let q = "SELECT * FROM `prod-1.shop.orders` JOIN prod-1.shop.customers USING(id) JOIN `prod-1.shop2.x` USING(id)";
-        assert_eq!(
-            rewrite_view_query(q, &mappings),
-            "SELECT * FROM `dev-1.restored_shop.orders` JOIN dev-1.restored_shop.customers USING(id) JOIN `prod-1.shop2.x` USING(id)"
+        let target = DatasetRef::new("prod-1", "restored_shop");
+        let body = "(SELECT SUM(total) FROM shop.orders WHERE note != 'shop.orders')";
+        let rewritten = "(SELECT SUM(total) FROM restored_shop.orders WHERE note != 'shop.orders')";
+        for language in [json!(null), json!("SQL")] {
+            let resource = json!({ "language": language, "definitionBody": body,
+                                   "routineType": "SCALAR_FUNCTION", "etag": "e" });
+            let routine = routine_for_create(&resource, "prod-1", &target, "total", &mappings);
+            assert_eq!(routine["definitionBody"], rewritten, "{language}");
+            assert_eq!(routine["routineReference"]["datasetId"], "restored_shop");
+            assert!(routine.get("etag").is_none());
+        }
+        let js = json!({ "language": "JAVASCRIPT", "definitionBody": "return shop.orders;" });
+        let routine = routine_for_create(&js, "prod-1", &target, "f", &mappings);
+        assert_eq!(routine["definitionBody"], "return shop.orders;");
+    }
+
+    #[test]
+    fn a_routine_restored_into_another_project_names_the_project() {
+        let mappings = vec![(
+            DatasetRef::new("prod-1", "shop"),
+            DatasetRef::new("dev-1", "shop"),
+        )];
+        let resource = json!({ "definitionBody": "SELECT * FROM shop.orders", "routineType": "TABLE_VALUED_FUNCTION" });
+        let target = DatasetRef::new("dev-1", "shop");
+        let routine = routine_for_create(&resource, "prod-1", &target, "all_orders", &mappings);
+        // Unqualified names resolve in the routine's own (new) project, where the dataset is.
+        assert_eq!(routine["definitionBody"], "SELECT * FROM shop.orders");
+        let cross = routine_for_create(
+            &resource,
+            "prod-1",
+            &DatasetRef::new("other-1", "fns"),
+            "all_orders",
+            &mappings,
         );
+        assert_eq!(cross["definitionBody"], "SELECT * FROM `dev-1.shop.orders`");
+    }
+
+    #[test]
+    fn legacy_sql_views_are_recognised() {
+        assert!(uses_legacy_sql(
+            &json!({ "view": { "query": "SELECT 1", "useLegacySql": true } })
+        ));
+        assert!(!uses_legacy_sql(
+            &json!({ "view": { "query": "SELECT 1", "useLegacySql": false } })
+        ));
+        assert!(!uses_legacy_sql(
+            &json!({ "materializedView": { "query": "SELECT 1" } })
+        ));
     }
 
     #[test]

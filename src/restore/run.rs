@@ -10,9 +10,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
-use super::resources::{
-    dataset_for_create, rewrite_view_query, routine_for_create, table_for_create,
-};
+use super::resources::{dataset_for_create, routine_for_create, table_for_create, uses_legacy_sql};
+use super::sql_rewrite::rewrite_references;
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
 use crate::catalog::lease::Lease;
@@ -202,8 +201,9 @@ async fn restore_one<'a>(
     (table, result)
 }
 
-/// Views after the tables they read, their SQL pointed at the restored datasets. A view whose
-/// definition was not recorded is skipped with a warning, never created as something else.
+/// Views after the tables they read, their SQL pointed at the restored datasets (legacy SQL is
+/// kept as written, with a warning when datasets were renamed). A view whose definition was not
+/// recorded is skipped with a warning, never created as something else.
 async fn restore_views(
     plan: &RestorePlan,
     ctx: &RestoreContext,
@@ -215,11 +215,14 @@ async fn restore_views(
         let Some(entry) = plan.manifest.table(&view.source) else {
             continue;
         };
-        let Some(query) = entry
-            .definition
-            .as_deref()
-            .map(|q| rewrite_view_query(q, &mappings))
-        else {
+        let legacy = uses_legacy_sql(&entry.resource);
+        let Some(query) = entry.definition.as_deref().map(|q| {
+            if legacy {
+                q.to_string()
+            } else {
+                rewrite_references(q, &view.source.project, &view.target.project, &mappings)
+            }
+        }) else {
             skipped.push(FieldError::new(
                 view.target.to_string(),
                 format!(
@@ -234,6 +237,15 @@ async fn restore_views(
                 continue;
             }
             ctx.bigquery.delete_table(&view.target).await?;
+        }
+        if legacy && mappings.iter().any(|(source, target)| source != target) {
+            skipped.push(FieldError::new(
+                view.target.to_string(),
+                format!(
+                    "view {} is legacy SQL, whose names are not rewritten: any name of a restored dataset in it still reads the source dataset",
+                    view.source
+                ),
+            ));
         }
         let resource = table_for_create(&entry.resource, &view.target, Some(query), Utc::now())?;
         ctx.bigquery.create_table(&view.target, resource).await?;
@@ -256,7 +268,13 @@ async fn restore_routines(
             continue;
         };
         let name = format!("{target}.{}", entry.routine);
-        let routine = routine_for_create(&entry.resource, target, &entry.routine, &mappings);
+        let routine = routine_for_create(
+            &entry.resource,
+            &entry.project,
+            target,
+            &entry.routine,
+            &mappings,
+        );
         if !ctx.bigquery.create_routine(target, &routine).await? {
             if plan.disposition != WriteDisposition::WriteTruncate {
                 kept.push(FieldError::new(name.clone(), format!("routine {name} exists and was kept (writeDisposition WRITE_TRUNCATE replaces it)")));

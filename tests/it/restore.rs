@@ -403,7 +403,11 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;
     let f = BigQueryFixtures::new();
-    let sql = format!("SELECT id, country FROM `{PROJECT}.{dataset}.events` WHERE country = 'PL'");
+    // The common form, `dataset.table` without project, next to a literal and a comment that
+    // spell the same name and must stay as written.
+    let sql = format!(
+        "SELECT id, country, '{dataset}.events' AS note -- not {dataset}.events_old\nFROM {dataset}.events WHERE country = 'PL'"
+    );
     f.create_table(
         &dataset,
         json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "polish_events" },
@@ -469,7 +473,7 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     assert!(gone.status().is_success());
     let answer: Value = http
         .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-        .json(&json!({ "query": format!("SELECT id, country FROM `{target}`"), "useLegacySql": false }))
+        .json(&json!({ "query": format!("SELECT id, country, note FROM `{target}`"), "useLegacySql": false }))
         .send()
         .await
         .unwrap()
@@ -478,7 +482,7 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
         .unwrap();
     assert_eq!(
         answer["rows"],
-        json!([{ "f": [{ "v": "1" }, { "v": "PL" }] }]),
+        json!([{ "f": [{ "v": "1" }, { "v": "PL" }, { "v": format!("{dataset}.events") }] }]),
         "{answer}"
     );
 }
@@ -505,19 +509,38 @@ async fn routines_are_recorded_and_recreated_in_the_restored_dataset() {
         "{}",
         created.text().await.unwrap()
     );
+    // A SQL routine naming a table of its dataset without project, as most do.
+    let body = format!("SELECT id FROM {dataset}.events WHERE country = c");
+    let created = http
+        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/routines"))
+        .json(&json!({
+            "routineReference": { "projectId": PROJECT, "datasetId": dataset, "routineId": "events_in" },
+            "routineType": "TABLE_VALUED_FUNCTION", "language": "SQL", "definitionBody": body,
+            "arguments": [{ "name": "c", "dataType": { "typeKind": "STRING" } }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "{}",
+        created.text().await.unwrap()
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "PARQUET", None).await;
     let manifest: Value = crate::helpers::manifest_json(dir.path(), &backup_id);
-    assert_eq!(
-        manifest["routines"][0]["routine"], "add_one",
-        "{}",
+    let recorded = |name: &str| {
         manifest["routines"]
-    );
-    assert_eq!(
-        manifest["routines"][0]["resource"]["definitionBody"],
-        "x + 1"
-    );
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["routine"] == name)
+            .unwrap_or_else(|| panic!("{name} is recorded: {}", manifest["routines"]))
+            .clone()
+    };
+    assert_eq!(recorded("add_one")["resource"]["definitionBody"], "x + 1");
+    assert_eq!(recorded("events_in")["resource"]["definitionBody"], body);
 
     let (status, report) = post(
         &app,
@@ -526,21 +549,44 @@ async fn routines_are_recorded_and_recreated_in_the_restored_dataset() {
     )
     .await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(
-        report["routines"],
-        json!([format!("{PROJECT}.restored_{dataset}.add_one")])
-    );
-    let restored: Value = http
-        .get(format!(
-            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/restored_{dataset}/routines/add_one"
-        ))
-        .send()
-        .await
+    let mut routines: Vec<&str> = report["routines"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(restored["definitionBody"], "x + 1", "{restored}");
-    assert_eq!(restored["description"], "adds one");
-    assert_eq!(restored["returnType"]["typeKind"], "INT64");
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    routines.sort();
+    assert_eq!(
+        routines,
+        [
+            format!("{PROJECT}.restored_{dataset}.add_one"),
+            format!("{PROJECT}.restored_{dataset}.events_in")
+        ]
+    );
+    let restored = |name: &str| {
+        let url = format!(
+            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/restored_{dataset}/routines/{name}"
+        );
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let add_one = restored("add_one").await;
+    assert_eq!(add_one["definitionBody"], "x + 1", "{add_one}");
+    assert_eq!(add_one["description"], "adds one");
+    assert_eq!(add_one["returnType"]["typeKind"], "INT64");
+    // The body reads the restored table, not the source one.
+    let events_in = restored("events_in").await;
+    assert_eq!(
+        events_in["definitionBody"],
+        format!("SELECT id FROM restored_{dataset}.events WHERE country = c"),
+        "{events_in}"
+    );
 }
