@@ -51,31 +51,35 @@ say "creating $project.$dataset: all_types (every type), events (partitioned + c
 
 say "starting bq-backup serve on 127.0.0.1:$port"
 PORT=$port BQB_HOST=127.0.0.1 BQB_PROJECT_ID=$project BQB_LOG_FORMAT=json BQB_LOG_LEVEL=warn \
-  "$bin" serve > "$BQB_TEST_SERVICES_DIR/bq-backup.log" 2>&1 &
+  BQB_STATE_URI="file://$BQB_TEST_SERVICES_DIR/state" "$bin" serve > "$BQB_TEST_SERVICES_DIR/bq-backup.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.1; done
 curl -fsS "http://127.0.0.1:$port/readyz"; echo
 
-say "backup: POST /api/v1/backup → file://./demo-backups (PARQUET)"
-backup=$(curl -fsS -X POST "http://127.0.0.1:$port/api/v1/backup" -H 'Content-Type: application/json' -d @- <<JSON
+say "backup: POST /api/v1/backup → file://./demo-backups (PARQUET), a job followed by scripts/action.sh"
+cat > "$BQB_TEST_SERVICES_DIR/backup-request.json" <<JSON
 {"bigQuery": {"projectId": "$project", "tablesToBackup": [{"datasetName": "$dataset"}]},
  "backupStorage": {"uri": "file://./demo-backups", "exportOptions": {"format": "PARQUET"}},
  "reason": "demo"}
 JSON
-)
-echo "$backup" | "$py" -m json.tool
-backup_id=$(echo "$backup" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["backupId"])')
+ACTION_POLL_SECS=0.5 scripts/action.sh backup "$BQB_TEST_SERVICES_DIR/backup-request.json" "http://127.0.0.1:$port" \
+  > "$BQB_TEST_SERVICES_DIR/backup-job.json"
+"$py" -m json.tool "$BQB_TEST_SERVICES_DIR/backup-job.json"
+backup_id=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["backupId"])' "$BQB_TEST_SERVICES_DIR/backup-job.json")
 
 say "the catalog: bq-backup list / show (read from the manifests)"
 "$bin" list --uri file://./demo-backups --output table
 echo
 "$bin" show "$backup_id" --uri file://./demo-backups --output table
 
-say "restore: POST /api/v1/restore → $project.restored_$dataset"
-curl -fsS -X POST "http://127.0.0.1:$port/api/v1/restore" -H 'Content-Type: application/json' -d @- <<JSON | tee "$BQB_TEST_SERVICES_DIR/restore.json" | "$py" -m json.tool
+say "restore: POST /api/v1/restore → $project.restored_$dataset (a job too)"
+cat > "$BQB_TEST_SERVICES_DIR/restore-request.json" <<JSON
 {"bigQuery": {"projectId": "$project", "datasetsToRestore": ["$dataset"]},
  "restoreStorage": {"uri": "file://./demo-backups"}, "backupId": "$backup_id"}
 JSON
+ACTION_POLL_SECS=0.5 scripts/action.sh restore "$BQB_TEST_SERVICES_DIR/restore-request.json" "http://127.0.0.1:$port" \
+  > "$BQB_TEST_SERVICES_DIR/restore.json"
+"$py" -m json.tool "$BQB_TEST_SERVICES_DIR/restore.json"
 
 say "source vs restored"
 printf '%-14s %10s %10s  %-16s %-16s %s\n' table source restored "source sum" "restored sum" ""
@@ -90,7 +94,7 @@ done
 # recorded without a definition and the restore reports it as skipped instead of guessing.
 "$py" - "$BQB_TEST_SERVICES_DIR/restore.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[1]))["result"]
 for v in r["views"]:
     print(f"view restored: {v}")
 for w in r["warnings"]:
