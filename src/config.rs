@@ -27,6 +27,10 @@ pub const DEFAULT_STATE_URI: &str = "file:///tmp/bq-backup-state";
 pub const DEFAULT_MAX_RUNNING_JOBS: usize = 2;
 pub const DEFAULT_MAX_QUEUED_JOBS: usize = 16;
 pub const DEFAULT_JOB_HEARTBEAT: Duration = Duration::from_secs(10);
+pub const DEFAULT_JOB_RETENTION_DAYS: u64 = 30;
+/// Pub/Sub keeps redelivering an unacknowledged message for up to 7 days: its idempotency record
+/// must outlive that.
+pub const MIN_JOB_RETENTION_DAYS: u64 = 7;
 /// Google's signing keys for OIDC tokens (Cloud Scheduler, Pub/Sub push).
 pub const DEFAULT_AUTH_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 pub const DEFAULT_AUTH_ISSUERS: &str = "https://accounts.google.com,accounts.google.com";
@@ -170,6 +174,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         description: "How often a running job saves its progress and looks for a cancel request. A RUNNING job not saved for 6 heartbeats belongs to an instance that died and is reported FAILED.",
     },
     SettingDoc {
+        env: "BQB_JOB_RETENTION_DAYS",
+        default: "30",
+        description: "Job records and Pub/Sub `messageId` records not written for this many days are deleted from the state store (at most hourly, after a job ends). At least 7: Pub/Sub redelivers for up to 7 days.",
+    },
+    SettingDoc {
         env: "BQB_DEFAULT_TTL_DAYS",
         default: "(none)",
         description: "`expiresAt` of a backup whose request has no `ttlDays`; unset = backups do not expire.",
@@ -268,6 +277,8 @@ pub struct JobSettings {
     pub max_queued: usize,
     pub heartbeat: Duration,
     pub default_ttl_days: Option<u32>,
+    /// Job and idempotency records older than this are swept from the state store.
+    pub retention: Duration,
     pub prune_after_backup: Option<PruneAfterBackup>,
 }
 
@@ -551,6 +562,19 @@ impl RawSettings {
                     .unwrap_or(DEFAULT_JOB_HEARTBEAT.as_secs() as u32),
             )),
             default_ttl_days: self.optional_positive("BQB_DEFAULT_TTL_DAYS", problems),
+            retention: {
+                let days: u64 = self.parsed(
+                    "BQB_JOB_RETENTION_DAYS",
+                    DEFAULT_JOB_RETENTION_DAYS,
+                    problems,
+                );
+                if days < MIN_JOB_RETENTION_DAYS {
+                    problems.push(format!(
+                        "BQB_JOB_RETENTION_DAYS: must be at least {MIN_JOB_RETENTION_DAYS} (Pub/Sub redelivers for up to 7 days)"
+                    ));
+                }
+                Duration::from_secs(days.max(MIN_JOB_RETENTION_DAYS) * 86_400)
+            },
             prune_after_backup: (keep != PruneAfterBackup::default()).then_some(keep),
         }
     }
@@ -875,8 +899,14 @@ mod tests {
         let err = Settings::from_vars(vars(&[
             ("BQB_PRUNE_KEEP_DAILY", "0"),
             ("BQB_STATE_URI", "ftp://x"),
+            ("BQB_JOB_RETENTION_DAYS", "3"),
         ]))
         .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("BQB_JOB_RETENTION_DAYS: must be at least 7"),
+            "{err}"
+        );
         let text = err.to_string();
         assert!(
             text.contains("BQB_PRUNE_KEEP_DAILY: must be at least 1"),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
@@ -24,6 +24,8 @@ use crate::metrics::{JobEnded, Metrics};
 
 /// How long `DELETE /api/v1/jobs/{id}` waits for a job running here to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
+/// How often one instance sweeps old job records (after a job ends).
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Attempts at saving a job's final record.
 const FINAL_SAVE_ATTEMPTS: u32 = 3;
 
@@ -62,6 +64,8 @@ struct Inner {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     instance: String,
+    /// When this instance last swept old records from the state store.
+    last_sweep: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
 
@@ -147,6 +151,7 @@ impl Jobs {
                 shutdown,
                 tracker: TaskTracker::new(),
                 instance: format!("{host}/{}", std::process::id()),
+                last_sweep: Mutex::new(None),
                 metrics,
             }),
         }
@@ -396,6 +401,32 @@ impl Jobs {
         Ok(Cancelled::Requested(record))
     }
 
+    /// Deletes records older than `BQB_JOB_RETENTION_DAYS` in the background, at most once per
+    /// [`SWEEP_EVERY`] per instance.
+    fn sweep_now_and_then(&self) {
+        {
+            let mut last = self
+                .inner
+                .last_sweep
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let store = self.inner.store.clone();
+        let retention = chrono::Duration::from_std(self.inner.settings.retention)
+            .unwrap_or(chrono::Duration::MAX);
+        tokio::spawn(async move {
+            match store.sweep(Utc::now() - retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "old job records swept from the state store"),
+                Err(e) => tracing::warn!(error = %e, "sweeping old job records failed"),
+            }
+        });
+    }
+
     /// After shutdown fired: waits (at most `deadline`) for every job to save its final record.
     pub async fn drain(&self, deadline: Duration) {
         self.inner.tracker.close();
@@ -473,6 +504,7 @@ impl Runner {
         // After the removal: a scrape that sees the job ended no longer sees it active.
         inner.metrics.job_ended(&job_ended(&record));
         let _ = self.done.send(Some(record));
+        self.jobs.sweep_now_and_then();
     }
 
     fn stop_reason(&self) -> Outcome {
@@ -679,6 +711,7 @@ mod tests {
             heartbeat: Duration::from_secs(60),
             default_ttl_days: None,
             prune_after_backup: None,
+            retention: Duration::from_secs(30 * 86_400),
         };
         let store = JobStore::open(&StorageConfig::default(), &settings.state_uri).unwrap();
         let metrics = Metrics::new(|_| "SOME_CODE");

@@ -4,7 +4,10 @@
 //! jobs/{jobId}.json              the record; written only by the instance running the job
 //! jobs/{jobId}.cancel            a cancel request from any instance (the runner polls for it)
 //! jobs/_selections/{key}.json    the job backing up a selection right now (409 for a second one)
+//! idempotency/{key}.json         what an at-least-once delivery (Pub/Sub messageId) started
 //! ```
+//!
+//! Records not written for `BQB_JOB_RETENTION_DAYS` are swept ([`JobStore::sweep`]).
 
 use chrono::Utc;
 use futures::StreamExt;
@@ -18,6 +21,7 @@ use crate::storage::{StorageConfig, Store};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
+const IDEMPOTENCY: &str = "idempotency";
 /// Records read at once when listing.
 const READ_CONCURRENCY: usize = 16;
 
@@ -220,7 +224,7 @@ impl JobStore {
         key: &str,
         body: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, Error> {
-        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
         match self
             .os()
             .put_opts(
@@ -251,7 +255,7 @@ impl JobStore {
 
     /// Replaces what is stored at idempotency `key`.
     pub async fn put_key(&self, key: &str, body: &serde_json::Value) -> Result<(), Error> {
-        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
         self.os()
             .put(&path, PutPayload::from(body.to_string()))
             .await
@@ -261,10 +265,43 @@ impl JobStore {
 
     /// Removes idempotency `key` (the job it named could not start).
     pub async fn remove_key(&self, key: &str) {
-        let path = Path::from("idempotency").join(format!("{key}.json").as_str());
+        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
         if let Err(e) = self.os().delete(&path).await {
             tracing::warn!(object_key = %path, error = %e, "removing an idempotency record failed");
         }
+    }
+
+    /// Deletes job records, cancel requests and idempotency records last written before
+    /// `cutoff`. A live job saves its record every heartbeat, so an old record belongs to a job
+    /// that ended (or died) long ago. Returns how many objects went.
+    pub async fn sweep(&self, cutoff: chrono::DateTime<Utc>) -> Result<usize, Error> {
+        let mut old = Vec::new();
+        for dir in [JOBS, IDEMPOTENCY] {
+            let prefix = Path::from(dir);
+            let listing = self
+                .os()
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| read_error(&prefix, e))?;
+            old.extend(
+                listing
+                    .objects
+                    .into_iter()
+                    .filter(|o| o.last_modified < cutoff)
+                    .map(|o| o.location),
+            );
+        }
+        let mut deleted = 0;
+        for path in old {
+            match self.os().delete(&path).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(object_key = %path, error = %e, "sweeping an old record failed")
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// The state store itself, for other small records (schedule leases).

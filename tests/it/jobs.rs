@@ -562,3 +562,52 @@ fn assert_close(actual: chrono::DateTime<chrono::Utc>, expected: chrono::DateTim
     let off = (actual - expected).num_seconds().abs();
     assert!(off < 120, "{actual} is not close to {expected}");
 }
+
+#[tokio::test]
+async fn records_older_than_the_retention_are_swept_after_a_job() {
+    let (state, state_uri) = shared_state();
+    let app = spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_STATE_URI", &state_uri),
+        ("BQB_JOB_RETENTION_DAYS", "7"),
+    ]))
+    .await;
+    // What a job and a Pub/Sub delivery of 40 days ago left, and a record of yesterday.
+    let old = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let recent = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    let files = [
+        ("jobs/job-00000000000000b1.json", old),
+        ("jobs/job-00000000000000b1.cancel", old),
+        ("idempotency/pubsub-backup-123.json", old),
+        ("jobs/job-00000000000000b2.json", recent),
+    ];
+    for (name, at) in files {
+        let path = state.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    }
+    let dataset = dataset_of(1).await;
+    let mut body = backup_request(&dataset, &unique_root("file"));
+    body["wait"] = json!(true);
+    let (status, report) = app.post_json("/api/v1/backup", &body).await;
+    assert_eq!(status, 200, "{report}");
+
+    let gone = |name: &str| !state.path().join(name).exists();
+    for _ in 0..50 {
+        if gone(files[0].0) && gone(files[1].0) && gone(files[2].0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (name, _) in &files[..3] {
+        assert!(gone(name), "{name} outlived the retention");
+    }
+    assert!(!gone(files[3].0), "a recent record stays");
+    let job = format!("jobs/{}.json", report["jobId"].as_str().unwrap());
+    assert!(!gone(&job), "the job just run stays");
+}
