@@ -182,7 +182,7 @@ async fn restore_one<'a>(
     if let Some(progress) = &ctx.progress {
         progress.table_started(&name);
     }
-    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table)
+    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table, &ctx.cancel)
         .await
         .map(|(rows, method)| TableRestoreReport {
             source: table.source.to_string(),

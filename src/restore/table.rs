@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
@@ -42,6 +43,7 @@ pub(crate) async fn restore_table(
     store: &Store,
     plan: &RestorePlan,
     table: &RestoreTable,
+    cancel: &CancellationToken,
 ) -> Result<(u64, LoadMethod), Error> {
     let entry = plan
         .manifest
@@ -55,13 +57,13 @@ pub(crate) async fn restore_table(
         true
     };
     let result = match server_side_format(store, plan) {
-        _ if entry.files.is_empty() => load_files(bigquery, store, plan, table, entry)
+        _ if entry.files.is_empty() => load_files(bigquery, store, plan, table, entry, cancel)
             .await
             .map(|r| (r, LoadMethod::None)),
-        Some(format) => load_from_gcs(bigquery, store, plan, table, entry, format)
+        Some(format) => load_from_gcs(bigquery, store, plan, table, entry, format, cancel)
             .await
             .map(|r| (r, LoadMethod::GcsLoadJob)),
-        None => load_files(bigquery, store, plan, table, entry)
+        None => load_files(bigquery, store, plan, table, entry, cancel)
             .await
             .map(|r| (r, LoadMethod::Upload)),
     };
@@ -98,9 +100,11 @@ async fn load_from_gcs(
     table: &RestoreTable,
     entry: &TableEntry,
     format: Format,
+    cancel: &CancellationToken,
 ) -> Result<u64, Error> {
     let os = store.object_store().clone();
     for file in &entry.files {
+        stop_if_cancelled(cancel, table)?;
         let mut stream = get_file(&os, &file.path).await?.into_stream();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -168,6 +172,7 @@ async fn load_files(
     plan: &RestorePlan,
     table: &RestoreTable,
     entry: &TableEntry,
+    cancel: &CancellationToken,
 ) -> Result<u64, Error> {
     if entry.files.is_empty() {
         if entry.rows != 0 {
@@ -202,6 +207,9 @@ async fn load_files(
     let os = store.object_store().clone();
     let mut rows = 0u64;
     for file in &entry.files {
+        // Before each file: the load job starts only with the last chunk, so stopping here
+        // loads nothing (and the table we created is removed).
+        stop_if_cancelled(cancel, table)?;
         let bytes: Bytes = read_file(&os, &file.path)
             .await
             .map_err(|problem| file_error(&file.path, problem, ErrorKind::Upstream))?;
@@ -245,6 +253,16 @@ async fn load_files(
     upload.write(&tail).await?;
     let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
     finish(upload, table, rows, exact).await
+}
+
+fn stop_if_cancelled(cancel: &CancellationToken, table: &RestoreTable) -> Result<(), Error> {
+    if cancel.is_cancelled() {
+        return Err(Error::conflict(format!(
+            "the restore of {} was cancelled before its data was loaded",
+            table.target
+        )));
+    }
+    Ok(())
 }
 
 /// Sends the last chunk and waits for the job. With `exact`, the job must report exactly the

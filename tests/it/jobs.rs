@@ -611,3 +611,48 @@ async fn records_older_than_the_retention_are_swept_after_a_job() {
     let job = format!("jobs/{}.json", report["jobId"].as_str().unwrap());
     assert!(!gone(&job), "the job just run stays");
 }
+
+#[tokio::test]
+async fn cancel_stops_a_restore_without_loading_the_table_in_progress() {
+    let app = spawn_app_with(slow_settings(&[])).await;
+    let dataset = slow_dataset().await;
+    let root = unique_root("file");
+    let mut backup = backup_request(&dataset, &root);
+    backup["wait"] = json!(true);
+    let (status, report) = app.post_json("/api/v1/backup", &backup).await;
+    assert_eq!(status, 200, "{report}");
+
+    let target = format!("{dataset}_c");
+    let restore = json!({
+        "bigQuery": { "projectId": PROJECT },
+        "restoreStorage": { "uri": root, "importOptions": { "threadPoolSize": 1 } },
+        "backupId": report["backupId"],
+        "targetDatasets": { dataset.clone(): target.clone() }
+    });
+    let (status, accepted) = app.post_json("/api/v1/restore", &restore).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["jobId"].as_str().unwrap();
+    wait_until_running(&app, id).await;
+    let (status, job) = app.delete_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(
+        (status, job["state"].as_str()),
+        (200, Some("CANCELLED")),
+        "{job}"
+    );
+
+    // The small table restored before the cancel stays; the big ones are not there at all.
+    let url = |table: &str| {
+        format!(
+            "{}/bigquery/v2/projects/{PROJECT}/datasets/{target}/tables/{table}",
+            TestServices::get().bigquery_rest
+        )
+    };
+    let client = reqwest::Client::new();
+    let status = |table: &'static str| {
+        let req = client.get(url(table));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("t00").await, 200);
+    assert_eq!(status("u_big1").await, 404, "{job}");
+    assert_eq!(status("u_big2").await, 404, "{job}");
+}
