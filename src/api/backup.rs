@@ -31,7 +31,9 @@ use crate::storage::Store;
     operation_id = "startBackup",
     summary = "Start a backup",
     description = "Validates and plans the backup while the caller waits, then runs it as a job. \
-        The body is the Java service's request (unchanged) plus extensions; see the README.",
+        The body is the Java service's request (unchanged) plus extensions; see the README. \
+        It may also be a Pub/Sub push envelope carrying that request in `message.data`: one job \
+        per `messageId`, a redelivery answers 200 `{\"duplicate\": true, \"jobId\": …}`.",
     params(
         ("wait" = Option<bool>, Query, description = "Answer with the final result instead of 202 (also `\"wait\": true` in the body)"),
     ),

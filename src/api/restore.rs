@@ -25,7 +25,8 @@ use crate::restore::{RestoreContext, plan_restore, run_restore};
     operation_id = "startRestore",
     summary = "Start a restore",
     description = "Validates and plans the restore while the caller waits (nothing is written \
-        before the plan holds), then runs it as a job. See the README for the body.",
+        before the plan holds), then runs it as a job. See the README for the body. It may also be a \
+        Pub/Sub push envelope carrying that request in `message.data`: one job per `messageId`.",
     params(
         ("wait" = Option<bool>, Query, description = "Answer with the final result instead of 202 (also `\"wait\": true` in the body)"),
     ),
