@@ -8,7 +8,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode};
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ use crate::catalog::{
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::exec::Progress;
-use crate::storage::{Store, layout};
+use crate::storage::{Store, layout, put_if_absent};
 
 /// Marks a backup id as taken while its backup runs (a [`Lease`]); removed once the manifest
 /// is written. A live claim is never taken over: two writers would mix their files.
@@ -139,19 +139,11 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
         )));
     }
     let path = claim_path(&plan.backup_id);
-    match os
-        .put_opts(
-            &path,
-            lease::body(&plan.backup_id, "backup"),
-            PutMode::Create.into(),
-        )
+    if put_if_absent(os.as_ref(), &path, lease::body(&plan.backup_id, "backup"))
         .await
+        .map_err(|e| storage_error(&path, e))?
     {
-        Ok(_) => return Ok(()),
-        Err(
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
-        ) => {}
-        Err(e) => return Err(storage_error(&path, e)),
+        return Ok(());
     }
     let heartbeat = lease::last_heartbeat(os, &path).await;
     if lease::is_live(heartbeat, Utc::now()) {

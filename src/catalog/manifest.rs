@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use object_store::{ObjectStoreExt, PutMode, PutPayload};
+use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
 use crate::bigquery::TableKind;
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, layout};
+use crate::storage::{Store, get_if_exists, layout, put_if_absent};
 
 /// Bumped on any change a version-1 reader would misread. Readers refuse newer versions.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -152,15 +152,9 @@ pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Er
     let path = layout::manifest(&manifest.backup_id);
     let body = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::internal(format!("manifest serialization failed: {e}")))?;
-    match store
-        .object_store()
-        .put_opts(&path, PutPayload::from(body), PutMode::Create.into())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
-        ) => Err(Error::conflict(format!(
+    match put_if_absent(store.object_store().as_ref(), &path, PutPayload::from(body)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::conflict(format!(
             "backup {} already exists in {}",
             manifest.backup_id,
             store.uri()
@@ -172,13 +166,11 @@ pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Er
 /// Reads and checks a manifest. `None` when the backup has none (absent or incomplete).
 pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manifest>, Error> {
     let path = layout::manifest(id);
-    let bytes = match store.object_store().get(&path).await {
-        Ok(r) => r
-            .bytes()
-            .await
-            .map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(Error::upstream(format!("reading {path} failed")).with_source(e)),
+    let Some(bytes) = get_if_exists(store.object_store().as_ref(), &path)
+        .await
+        .map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?
+    else {
+        return Ok(None);
     };
     let version: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::new(

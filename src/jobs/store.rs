@@ -12,12 +12,12 @@
 use chrono::Utc;
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store};
+use crate::storage::{StorageConfig, Store, get_if_exists, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -76,6 +76,17 @@ impl JobStore {
             .join(format!("{key}.json").as_str())
     }
 
+    fn idempotency_path(key: &str) -> Path {
+        Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str())
+    }
+
+    /// The object at `path`, `None` when absent.
+    async fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>, Error> {
+        get_if_exists(self.os().as_ref(), path)
+            .await
+            .map_err(|e| read_error(path, e))
+    }
+
     pub async fn save(&self, record: &JobRecord) -> Result<(), Error> {
         let path = Self::record_path(&record.job_id);
         let body = serde_json::to_vec_pretty(record)
@@ -90,10 +101,8 @@ impl JobStore {
     /// The stored record, as written (not yet judged for staleness).
     pub async fn load(&self, id: &JobId) -> Result<Option<JobRecord>, Error> {
         let path = Self::record_path(id);
-        let bytes = match self.os().get(&path).await {
-            Ok(got) => got.bytes().await.map_err(|e| read_error(&path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(read_error(&path, e)),
+        let Some(bytes) = self.read(&path).await? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -168,17 +177,11 @@ impl JobStore {
     pub async fn lock_selection(&self, key: &str, job: &JobId) -> Result<SelectionLock, Error> {
         let path = Self::selection_path(key);
         let body = || PutPayload::from(serde_json::json!({ "jobId": job }).to_string());
-        match self
-            .os()
-            .put_opts(&path, body(), PutMode::Create.into())
+        if put_if_absent(self.os().as_ref(), &path, body())
             .await
+            .map_err(|e| write_error(&path, e))?
         {
-            Ok(_) => return Ok(SelectionLock::Taken),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {}
-            Err(e) => return Err(write_error(&path, e)),
+            return Ok(SelectionLock::Taken);
         }
         if let Some(holder) = self.selection_holder(&path).await?
             && let Some(record) = self.load(&holder).await?
@@ -208,10 +211,8 @@ impl JobStore {
     }
 
     async fn selection_holder(&self, path: &Path) -> Result<Option<JobId>, Error> {
-        let bytes = match self.os().get(path).await {
-            Ok(got) => got.bytes().await.map_err(|e| read_error(path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(read_error(path, e)),
+        let Some(bytes) = self.read(path).await? else {
+            return Ok(None);
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         Ok(value["jobId"].as_str().and_then(|s| JobId::parse(s).ok()))
@@ -224,38 +225,28 @@ impl JobStore {
         key: &str,
         body: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, Error> {
-        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
-        match self
-            .os()
-            .put_opts(
-                &path,
-                PutPayload::from(body.to_string()),
-                PutMode::Create.into(),
-            )
-            .await
+        let path = Self::idempotency_path(key);
+        if put_if_absent(
+            self.os().as_ref(),
+            &path,
+            PutPayload::from(body.to_string()),
+        )
+        .await
+        .map_err(|e| write_error(&path, e))?
         {
-            Ok(_) => Ok(None),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {
-                let bytes = self
-                    .os()
-                    .get(&path)
-                    .await
-                    .map_err(|e| read_error(&path, e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| read_error(&path, e))?;
-                Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default()))
-            }
-            Err(e) => Err(write_error(&path, e)),
+            return Ok(None);
         }
+        let bytes = self.read(&path).await?.ok_or_else(|| {
+            Error::upstream(format!(
+                "reading the state store object {path} failed: it was removed meanwhile"
+            ))
+        })?;
+        Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default()))
     }
 
     /// Replaces what is stored at idempotency `key`.
     pub async fn put_key(&self, key: &str, body: &serde_json::Value) -> Result<(), Error> {
-        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
+        let path = Self::idempotency_path(key);
         self.os()
             .put(&path, PutPayload::from(body.to_string()))
             .await
@@ -265,7 +256,7 @@ impl JobStore {
 
     /// Removes idempotency `key` (the job it named could not start).
     pub async fn remove_key(&self, key: &str) {
-        let path = Path::from(IDEMPOTENCY).join(format!("{key}.json").as_str());
+        let path = Self::idempotency_path(key);
         if let Err(e) = self.os().delete(&path).await {
             tracing::warn!(object_key = %path, error = %e, "removing an idempotency record failed");
         }

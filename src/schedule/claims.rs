@@ -14,11 +14,11 @@
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::storage::Store;
+use crate::storage::{Store, get_if_exists, put_if_absent};
 
 const PREFIX: &str = "schedules";
 /// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
@@ -82,18 +82,9 @@ impl Claims {
     /// (this instance runs the tick), `false` when another instance was first.
     pub async fn claim(&self, claim: &Claim) -> Result<bool, Error> {
         let path = Self::path(&claim.schedule, claim.tick);
-        match self
-            .os()
-            .put_opts(&path, payload(claim)?, PutMode::Create.into())
+        put_if_absent(self.os().as_ref(), &path, payload(claim)?)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Ok(false),
-            Err(e) => Err(write_error(&path, e)),
-        }
+            .map_err(|e| write_error(&path, e))
     }
 
     /// Replaces a claim this instance holds with its outcome.
@@ -126,12 +117,13 @@ impl Claims {
         let Some(key) = self.keys(schedule).await?.pop() else {
             return Ok(None);
         };
-        let bytes = match self.os().get(&key).await {
-            Ok(got) => got.bytes().await.map_err(|e| read_error(&key, e))?,
-            // Pruned between the listing and the read: a newer one exists, but this is rare
-            // enough to report as none rather than list again.
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(read_error(&key, e)),
+        // None when pruned between the listing and the read: a newer one exists, but this is
+        // rare enough to report as none rather than list again.
+        let Some(bytes) = get_if_exists(self.os().as_ref(), &key)
+            .await
+            .map_err(|e| read_error(&key, e))?
+        else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)

@@ -10,7 +10,40 @@ mod open;
 
 pub use open::{StorageConfig, Store};
 
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+
 use crate::error::{Error, ErrorKind};
+
+/// Writes `payload` at `path` only if nothing is there: `true` when this call created it,
+/// `false` when it already existed (stores report that as AlreadyExists or a failed
+/// precondition). The one create-if-absent of the crate: manifests, claims, locks, records.
+pub async fn put_if_absent(
+    os: &dyn ObjectStore,
+    path: &Path,
+    payload: PutPayload,
+) -> Result<bool, object_store::Error> {
+    match os.put_opts(path, payload, PutMode::Create.into()).await {
+        Ok(_) => Ok(true),
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The object at `path`, or `None` when there is none.
+pub async fn get_if_exists(
+    os: &dyn ObjectStore,
+    path: &Path,
+) -> Result<Option<Bytes>, object_store::Error> {
+    match os.get(path).await {
+        Ok(got) => got.bytes().await.map(Some),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
 
 /// Storage failures, each naming the location involved.
 #[derive(Debug, thiserror::Error)]
