@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::paging::{page_size, page_token};
 use crate::catalog::{
     self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
@@ -85,28 +86,13 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let mut problems = Vec::new();
     let store = open(&state, q.uri.as_deref(), &mut problems);
-    let page_size = match q.page_size.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-        Some(_) => {
-            problems.push(FieldError::new(
-                "pageSize",
-                format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
-            ));
-            DEFAULT_PAGE_SIZE
-        }
-    };
-    let page_token = match q.page_token.as_deref().map(BackupId::parse) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            problems.push(FieldError::new(
-                "pageToken",
-                "is not a token from a previous page",
-            ));
-            None
-        }
-    };
+    let page_size = page_size(
+        q.page_size.as_deref(),
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+        &mut problems,
+    );
+    let page_token = page_token(q.page_token.as_deref(), BackupId::parse, &mut problems);
     if let Some(status) = &q.status
         && !["COMPLETE", "EXPIRED"].contains(&status.to_ascii_uppercase().as_str())
     {

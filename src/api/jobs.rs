@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, code_and_status};
+use super::paging::{page_size, page_token};
 use crate::domain::JobId;
 use crate::error::{Error, FieldError};
 use crate::jobs::{Cancelled, JobKind, JobRecord, JobState, Jobs};
@@ -221,28 +222,13 @@ pub(crate) async fn list(
         }
         parsed
     });
-    let page_size = match q.page_size.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(Ok(n)) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-        Some(_) => {
-            problems.push(FieldError::new(
-                "pageSize",
-                format!("must be a number from 1 to {MAX_PAGE_SIZE}"),
-            ));
-            DEFAULT_PAGE_SIZE
-        }
-    };
-    let after = match q.page_token.as_deref().map(JobId::parse) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            problems.push(FieldError::new(
-                "pageToken",
-                "is not a token from a previous page",
-            ));
-            None
-        }
-    };
+    let page_size = page_size(
+        q.page_size.as_deref(),
+        DEFAULT_PAGE_SIZE,
+        MAX_PAGE_SIZE,
+        &mut problems,
+    );
+    let after = page_token(q.page_token.as_deref(), JobId::parse, &mut problems);
     if !problems.is_empty() {
         return Err(Error::invalid("the listing request is invalid", problems).into());
     }

@@ -11,6 +11,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod openapi;
+mod paging;
 mod pubsub;
 mod restore;
 mod schedules;
