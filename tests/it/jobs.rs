@@ -620,8 +620,15 @@ async fn cancel_stops_a_restore_without_loading_the_table_in_progress() {
     let root = unique_root("file");
     let mut backup = backup_request(&dataset, &root);
     backup["wait"] = json!(true);
+    // Small files: a restore checks for a cancel before each file, so the big tables must have
+    // several (one read stream would otherwise write each of them as one file).
+    backup["fileSizeBytes"] = json!(1024 * 1024);
     let (status, report) = app.post_json("/api/v1/backup", &backup).await;
     assert_eq!(status, 200, "{report}");
+    assert!(
+        report["totals"]["files"].as_u64().unwrap() >= 5,
+        "several files per big table: {report}"
+    );
 
     let target = format!("{dataset}_c");
     let restore = json!({
