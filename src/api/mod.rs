@@ -16,6 +16,7 @@ mod pubsub;
 mod restore;
 mod schedules;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,13 +31,28 @@ use tower_http::trace::TraceLayer;
 
 use crate::bigquery::BigQuery;
 use crate::config::Settings;
-use crate::jobs::Jobs;
+use crate::jobs::{JobKind, Jobs};
 use crate::schedule::Schedules;
 use crate::storage::StorageConfig;
 use crate::telemetry::trace_id_from_headers;
 
 pub(crate) use error::error_code;
 pub(crate) use schedules::ApiSubmitter;
+
+/// Starts a job of `kind` from a request body, whatever delivered it (Pub/Sub push, a schedule):
+/// the same validation, planning and answer as `POST /api/v1/backup` and `/restore`.
+pub(crate) async fn submit_job(
+    state: &AppState,
+    kind: JobKind,
+    body: &[u8],
+    wait: bool,
+    trigger: BTreeMap<String, String>,
+) -> Result<axum::response::Response, error::ApiError> {
+    match kind {
+        JobKind::Backup => backup::submit_backup(state, body, wait, trigger).await,
+        JobKind::Restore => restore::submit_restore(state, body, wait, trigger).await,
+    }
+}
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]

@@ -13,11 +13,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::backup::submit_backup;
 use super::error::ApiError;
 use super::jobs::SubmittedJob;
-use super::restore::submit_restore;
+use super::{AppState, submit_job};
 use crate::domain::{PushMessage, is_push_envelope, parse_push_envelope_value};
 use crate::error::Error;
 use crate::jobs::JobKind;
@@ -72,11 +70,7 @@ pub(crate) async fn deliver(
     if let Some(subscription) = &message.subscription {
         trigger.insert("subscription".into(), subscription.clone());
     }
-    let started = match kind {
-        JobKind::Backup => submit_backup(state, &message.data, wait, trigger).await,
-        JobKind::Restore => submit_restore(state, &message.data, wait, trigger).await,
-    };
-    match started {
+    match submit_job(state, kind, &message.data, wait, trigger).await {
         Ok(response) => {
             let job = job_of(&response);
             let record = json!({

@@ -13,19 +13,17 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::AppState;
-use super::backup::submit_backup;
 use super::error::{ApiError, code_and_status};
-use super::restore::submit_restore;
+use super::jobs::SubmittedJob;
+use super::{AppState, submit_job};
 use crate::error::Error;
+use crate::jobs::JobKind;
 use crate::schedule::{Claim, Claims, Schedule, ScheduleKind, Submit, Submitted};
 
 /// Next runs shown per schedule.
 const NEXT_RUNS: usize = 3;
 /// State-store reads at once (one listing and one read per schedule).
 const READ_CONCURRENCY: usize = 8;
-/// The 202 answer of a submitted job is small; anything larger is a bug.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 #[utoipa::path(
     get,
@@ -149,23 +147,22 @@ impl Submit for ApiSubmitter {
         let body = schedule.request.clone();
         let kind = schedule.kind;
         Box::pin(async move {
-            let answer = match kind {
-                ScheduleKind::Backup => submit_backup(&state, &body, false, trigger).await,
-                ScheduleKind::Restore => submit_restore(&state, &body, false, trigger).await,
-            }
-            .map_err(|ApiError(e)| e)?;
-            let bytes = axum::body::to_bytes(answer.into_body(), MAX_ANSWER_BYTES)
+            let kind = match kind {
+                ScheduleKind::Backup => JobKind::Backup,
+                ScheduleKind::Restore => JobKind::Restore,
+            };
+            let answer = submit_job(&state, kind, &body, false, trigger)
                 .await
-                .map_err(|e| Error::internal(format!("reading the job's answer: {e}")))?;
-            let answer: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::internal(format!("the job's answer is not JSON: {e}")))?;
-            // The schedule file rejects `dryRun` and `wait`, so the answer is always the 202.
-            let job_id = answer["jobId"].as_str().ok_or_else(|| {
-                Error::internal(format!("the job's answer names no job: {answer}"))
-            })?;
+                .map_err(|ApiError(e)| e)?;
+            // The schedule file rejects `dryRun` and `wait`, so the answer is always the 202 of
+            // an accepted job.
+            let job = answer
+                .extensions()
+                .get::<SubmittedJob>()
+                .ok_or_else(|| Error::internal("the job's answer names no job"))?;
             Ok(Submitted {
-                job_id: job_id.to_string(),
-                backup_id: answer["backupId"].as_str().map(str::to_string),
+                job_id: job.job_id.clone(),
+                backup_id: job.backup_id.clone(),
             })
         })
     }
