@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,7 +70,6 @@ struct Inner {
 
 struct LocalJob {
     cancel: CancellationToken,
-    cancel_requested: Arc<AtomicBool>,
     live: Arc<LiveRecord>,
     done: watch::Receiver<Option<JobRecord>>,
 }
@@ -257,7 +255,6 @@ impl Jobs {
             record: Mutex::new(record.clone()),
         });
         let cancel = self.inner.shutdown.child_token();
-        let cancel_requested = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = watch::channel(None);
         {
             // Counted and reserved in one step, so that concurrent submits cannot overfill.
@@ -267,7 +264,6 @@ impl Jobs {
                 id.clone(),
                 LocalJob {
                     cancel: cancel.clone(),
-                    cancel_requested: cancel_requested.clone(),
                     live: live.clone(),
                     done: done_rx,
                 },
@@ -287,7 +283,6 @@ impl Jobs {
             id,
             live,
             cancel,
-            cancel_requested,
             exclusive_key: job.exclusive_key,
             done: done_tx,
         };
@@ -369,7 +364,6 @@ impl Jobs {
     /// 409 for one that has already ended.
     pub async fn cancel(&self, id: &JobId) -> Result<Cancelled, Error> {
         let local = self.local().get(id).map(|j| {
-            j.cancel_requested.store(true, Ordering::SeqCst);
             j.live.lock().cancel_requested = true;
             j.cancel.cancel();
         });
@@ -448,7 +442,6 @@ struct Runner {
     id: JobId,
     live: Arc<LiveRecord>,
     cancel: CancellationToken,
-    cancel_requested: Arc<AtomicBool>,
     exclusive_key: Option<String>,
     done: watch::Sender<Option<JobRecord>>,
 }
@@ -473,7 +466,6 @@ impl Runner {
             self.live.clone(),
             inner.settings.heartbeat,
             self.cancel.clone(),
-            self.cancel_requested.clone(),
             heartbeat_stop.clone(),
         ));
 
@@ -563,7 +555,6 @@ impl Runner {
         let now = Utc::now();
         record.finished_at = Some(now);
         record.updated_at = now;
-        record.cancel_requested |= self.cancel_requested.load(Ordering::SeqCst);
         let (state, error, message) = match outcome {
             Outcome::Finished(Ok(result)) => {
                 record.result = Some(result);
@@ -620,7 +611,6 @@ async fn heartbeat(
     live: Arc<LiveRecord>,
     interval: Duration,
     cancel: CancellationToken,
-    cancel_requested: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
     loop {
@@ -631,7 +621,6 @@ async fn heartbeat(
         match store.cancel_requested(&id).await {
             Ok(true) if !cancel.is_cancelled() => {
                 tracing::info!(job_id = %id, "cancel request found in the state store");
-                cancel_requested.store(true, Ordering::SeqCst);
                 live.lock().cancel_requested = true;
                 cancel.cancel();
             }
