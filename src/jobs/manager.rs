@@ -348,7 +348,7 @@ impl Jobs {
         records.sort_by(|a, b| {
             b.created_at
                 .cmp(&a.created_at)
-                .then_with(|| b.job_id.to_string().cmp(&a.job_id.to_string()))
+                .then_with(|| b.job_id.cmp(&a.job_id))
         });
         Ok(records)
     }
