@@ -11,10 +11,9 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
-use super::pubsub;
+use super::{AppState, start_job};
 use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
@@ -54,11 +53,7 @@ pub(crate) async fn start_backup(
     Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let wait = query.wait(false)?;
-    if let Some(message) = pubsub::envelope(&body)? {
-        return pubsub::deliver(&state, message, JobKind::Backup, wait).await;
-    }
-    submit_backup(&state, &body, wait, BTreeMap::new()).await
+    start_job(&state, JobKind::Backup, &body, query.wait(false)?).await
 }
 
 /// Validates, plans and starts the backup in `body` (an HTTP request, a Pub/Sub message, a

@@ -39,6 +39,20 @@ use crate::telemetry::trace_id_from_headers;
 pub(crate) use error::error_code;
 pub(crate) use schedules::ApiSubmitter;
 
+/// What `POST /api/v1/backup` and `/restore` do with their body: a Pub/Sub push envelope starts
+/// the job of its message (once per `messageId`), anything else is the request itself.
+pub(crate) async fn start_job(
+    state: &AppState,
+    kind: JobKind,
+    body: &[u8],
+    wait: bool,
+) -> Result<axum::response::Response, error::ApiError> {
+    if let Some(message) = pubsub::envelope(body)? {
+        return pubsub::deliver(state, message, kind, wait).await;
+    }
+    submit_job(state, kind, body, wait, BTreeMap::new()).await
+}
+
 /// Starts a job of `kind` from a request body, whatever delivered it (Pub/Sub push, a schedule):
 /// the same validation, planning and answer as `POST /api/v1/backup` and `/restore`.
 pub(crate) async fn submit_job(

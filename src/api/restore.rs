@@ -9,10 +9,9 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
-use super::pubsub;
+use super::{AppState, start_job};
 use crate::domain::parse_restore_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
@@ -47,11 +46,7 @@ pub(crate) async fn start_restore(
     Query(query): Query<WaitQuery>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let wait = query.wait(false)?;
-    if let Some(message) = pubsub::envelope(&body)? {
-        return pubsub::deliver(&state, message, JobKind::Restore, wait).await;
-    }
-    submit_restore(&state, &body, wait, BTreeMap::new()).await
+    start_job(&state, JobKind::Restore, &body, query.wait(false)?).await
 }
 
 /// Validates, plans and starts the restore in `body`.
