@@ -33,6 +33,17 @@ pub struct Application {
 impl Application {
     /// Builds the clients and binds `settings.host:settings.port` (port 0 = any free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
+        let storage = StorageConfig::from_settings(&settings);
+        Self::build_with_storage(settings, storage, shutdown).await
+    }
+
+    /// [`Self::build`] with the storage clients made by `storage` (tests wrap them to inject
+    /// faults).
+    pub async fn build_with_storage(
+        settings: Settings,
+        storage: StorageConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
         // First: a bad schedule file should stop the start before any client is built.
         let schedules = match &settings.schedule_file {
             Some(path) => {
@@ -47,7 +58,6 @@ impl Application {
             None => Schedules::default(),
         };
         let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-        let storage = StorageConfig::from_settings(&settings);
         let jobs = Jobs::new(
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
 use bq_backup::bigquery::BigQueryConfig;
+use bq_backup::catalog::lease::LeaseTiming;
 use bq_backup::catalog::{self, BackupSummary, ListFilter};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
@@ -278,6 +279,7 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         store,
         cancel,
         progress: Some(Arc::new(BarProgress(bar.clone()))),
+        lease: LeaseTiming::new(settings.jobs.heartbeat),
     };
     let report = run_backup(&plan, &ctx).await;
     bar.finish_and_clear();
@@ -324,6 +326,7 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
             store,
             cancel,
             progress: None,
+            lease: LeaseTiming::new(settings.jobs.heartbeat),
         },
     )
     .await;

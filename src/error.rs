@@ -25,6 +25,8 @@ pub enum ErrorKind {
     TooManyRequests,
     /// A dependency (BigQuery, object storage) failed or is unreachable.
     Upstream,
+    /// The operation was stopped on request (job cancel, shutdown) or because a sibling failed.
+    Cancelled,
     /// A bug in this service.
     Internal,
 }
@@ -100,6 +102,14 @@ impl Error {
 
     pub fn upstream(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Upstream, message)
+    }
+
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cancelled, message)
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == ErrorKind::Cancelled
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

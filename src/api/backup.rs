@@ -15,6 +15,7 @@ use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
 use super::{AppState, start_job};
 use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
+use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
 use crate::config::PruneAfterBackup;
@@ -101,6 +102,7 @@ pub(crate) async fn submit_backup(
     };
     let bigquery = state.bigquery.clone();
     let prune_after = state.settings.jobs.prune_after_backup;
+    let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
     let record = state
         .jobs
         .submit(job, move |run| async move {
@@ -109,6 +111,7 @@ pub(crate) async fn submit_backup(
                 store: store.clone(),
                 cancel: run.cancel,
                 progress: Some(run.progress),
+                lease,
             };
             let report = run_backup(&plan, &ctx).await?;
             let mut result = serde_json::to_value(report)

@@ -27,6 +27,7 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
         ErrorKind::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
         ErrorKind::TooManyRequests => ("TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS),
         ErrorKind::Upstream => ("UPSTREAM_ERROR", StatusCode::BAD_GATEWAY),
+        ErrorKind::Cancelled => ("CANCELLED", StatusCode::CONFLICT),
         ErrorKind::Internal => ("SERVICE_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

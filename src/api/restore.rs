@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
 use super::{AppState, start_job};
+use crate::catalog::lease::LeaseTiming;
 use crate::domain::parse_restore_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
@@ -85,6 +86,7 @@ pub(crate) async fn submit_restore(
         exclusive_key: None,
     };
     let bigquery = state.bigquery.clone();
+    let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
     let record = state
         .jobs
         .submit(job, move |run| async move {
@@ -93,6 +95,7 @@ pub(crate) async fn submit_restore(
                 store,
                 cancel: run.cancel,
                 progress: Some(run.progress),
+                lease,
             };
             let report = run_restore(&plan, &ctx).await?;
             serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))

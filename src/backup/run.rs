@@ -7,26 +7,22 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
-use crate::catalog::lease::{self, Lease};
+use crate::catalog::attempt::Keep;
+use crate::catalog::lease::{Claim, Claimed, LeaseTiming};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::exec::Progress;
-use crate::storage::{Store, layout, put_if_absent};
-
-/// Marks a backup id as taken while its backup runs (a [`Lease`]); removed once the manifest
-/// is written. A live claim is never taken over: two writers would mix their files.
-const CLAIM: &str = "_claim.json";
+use crate::storage::{Store, layout};
 
 /// One table's outcome.
 type TableOutcome = (TableRef, Result<(TableEntry, TableReport), Error>);
@@ -40,6 +36,8 @@ pub struct BackupContext {
     pub cancel: CancellationToken,
     /// Told as each table starts and ends (job records, progress bars).
     pub progress: Option<Arc<dyn Progress>>,
+    /// How often the backup claim is refreshed (and so when a dead backup's claim goes stale).
+    pub lease: LeaseTiming,
 }
 
 /// The answer to a finished backup.
@@ -76,59 +74,113 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     let started = Instant::now();
     let started_at = Utc::now();
     let os = ctx.store.object_store().clone();
-    claim(&os, plan, &ctx.store).await?;
+    let claim = claim(&os, plan, ctx).await?;
     tracing::info!(backup_id = %plan.backup_id, tables = plan.tables.len(), "backup started");
 
-    let claim = Lease::refresh(
-        os.clone(),
-        claim_path(&plan.backup_id),
-        plan.backup_id,
-        "backup",
-    );
-    let result = export_all(plan, ctx, &os).await;
-    let result = match result {
-        Ok((entries, reports)) => commit(plan, ctx, started_at, entries)
+    // Losing the claim (this process was judged dead and another took the id over) stops the
+    // backup like a cancel: two writers must never mix their files under one id.
+    let cancel = ctx.cancel.child_token();
+    let watcher = tokio::spawn({
+        let (lost, cancel) = (claim.lost().clone(), cancel.clone());
+        async move {
+            tokio::select! {
+                () = lost.cancelled() => cancel.cancel(),
+                () = cancel.cancelled() => {}
+            }
+        }
+    });
+    let run = BackupContext {
+        cancel: cancel.clone(),
+        ..ctx.clone()
+    };
+    let result = match export_all(plan, &run, &os).await {
+        Ok((entries, reports)) => commit(plan, &run, &claim, started_at, entries)
             .await
             .map(|manifest| (manifest, reports)),
         Err(e) => Err(e),
     };
-    claim.release().await;
-    match result {
-        Ok((manifest, tables)) => {
-            let finished_at = manifest.finished_at;
-            tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
-            Ok(BackupReport {
-                backup_id: plan.backup_id.to_string(),
-                status: "SUCCEEDED",
-                snapshot_time: plan.snapshot_time,
-                storage_uri: plan.storage_uri.clone(),
-                format: plan.format.as_str().to_string(),
-                compression: plan.compression.as_str().to_string(),
-                manifest: format!("{}/{}", plan.storage_uri, layout::manifest(&plan.backup_id)),
-                tables,
-                views: plan
-                    .definitions
-                    .iter()
-                    .map(|d| d.table.to_string())
-                    .collect(),
-                totals: manifest.totals,
-                started_at,
-                finished_at,
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                warnings: plan.warnings.clone(),
-            })
-        }
+    cancel.cancel();
+    let _ = watcher.await;
+    let result = match result {
+        Ok(done) => done,
         Err(e) => {
             tracing::warn!(backup_id = %plan.backup_id, error = %e, "backup failed; removing its files");
-            remove_backup_files(&os, plan).await;
-            Err(e)
+            // The claim is released only after the cleanup: until then no other backup may
+            // start writing the same id.
+            if !claim.lost().is_cancelled() {
+                remove_attempt(&ctx.store, &plan.backup_id).await;
+            }
+            claim.release().await;
+            return Err(e);
         }
-    }
+    };
+    claim.release().await;
+    let (manifest, tables) = result;
+    let finished_at = manifest.finished_at;
+    tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
+    Ok(BackupReport {
+        backup_id: plan.backup_id.to_string(),
+        status: "SUCCEEDED",
+        snapshot_time: plan.snapshot_time,
+        storage_uri: plan.storage_uri.clone(),
+        format: plan.format.as_str().to_string(),
+        compression: plan.compression.as_str().to_string(),
+        manifest: format!("{}/{}", plan.storage_uri, layout::manifest(&plan.backup_id)),
+        tables,
+        views: plan
+            .definitions
+            .iter()
+            .map(|d| d.table.to_string())
+            .collect(),
+        totals: manifest.totals,
+        started_at,
+        finished_at,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        warnings: plan.warnings.clone(),
+    })
 }
 
-/// Takes the backup id, refusing one that is committed (always), or being written by a live
-/// backup (always), or left by a backup that died (unless `overwrite`, which replaces it).
-async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> Result<(), Error> {
+/// Takes the backup id, refusing one that is committed (always) or being written by a live
+/// backup (always). The files of an attempt that died (its claim went stale) are removed first:
+/// an incomplete backup holds nothing a user can restore, so replacing it loses nothing.
+async fn claim(
+    os: &Arc<dyn ObjectStore>,
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+) -> Result<Claim, Error> {
+    ensure_not_committed(&ctx.store, plan).await?;
+    // A live claim is never taken over: two writers would mix their files.
+    let claim = match Claim::acquire(
+        os.clone(),
+        layout::claim_dir(&plan.backup_id),
+        plan.backup_id,
+        ctx.lease,
+    )
+    .await?
+    {
+        Claimed::Held(claim) => claim,
+        Claimed::Busy(holder) => {
+            return Err(Error::conflict(format!(
+                "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
+                plan.backup_id,
+                plan.storage_uri,
+                holder.heartbeat_at.to_rfc3339()
+            )));
+        }
+    };
+    // Committed between the first look and the claim (a holder that finished meanwhile).
+    if let Err(e) = ensure_not_committed(&ctx.store, plan).await {
+        claim.release().await;
+        return Err(e);
+    }
+    if claim.took_over {
+        tracing::warn!(backup_id = %plan.backup_id, "an earlier attempt at this backup id died; removing its files");
+        remove_attempt(&ctx.store, &plan.backup_id).await;
+    }
+    Ok(claim)
+}
+
+async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Error> {
     if catalog::read_manifest(store, &plan.backup_id)
         .await?
         .is_some()
@@ -138,38 +190,7 @@ async fn claim(os: &Arc<dyn ObjectStore>, plan: &BackupPlan, store: &Store) -> R
             plan.backup_id, plan.storage_uri
         )));
     }
-    let path = claim_path(&plan.backup_id);
-    if put_if_absent(os.as_ref(), &path, lease::body(&plan.backup_id, "backup"))
-        .await
-        .map_err(|e| storage_error(&path, e))?
-    {
-        return Ok(());
-    }
-    let heartbeat = lease::last_heartbeat(os, &path).await;
-    if lease::is_live(heartbeat, Utc::now()) {
-        return Err(Error::conflict(format!(
-            "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
-            plan.backup_id,
-            plan.storage_uri,
-            heartbeat.map(|h| h.to_rfc3339()).unwrap_or_default()
-        )));
-    }
-    if !plan.overwrite {
-        return Err(Error::conflict(format!(
-            "backup {} in {} was left incomplete by a backup that stopped; set overwrite: true to replace it",
-            plan.backup_id, plan.storage_uri
-        )));
-    }
-    tracing::warn!(backup_id = %plan.backup_id, "replacing an incomplete backup with the same id (overwrite: true)");
-    remove_backup_files(os, plan).await;
-    os.put(&path, lease::body(&plan.backup_id, "backup"))
-        .await
-        .map_err(|e| storage_error(&path, e))?;
     Ok(())
-}
-
-fn claim_path(id: &BackupId) -> Path {
-    layout::backup_dir(id).join(CLAIM)
 }
 
 /// Exports every table, at most `max_parallel_tables` at once. The first failure cancels the
@@ -191,7 +212,7 @@ async fn export_all(
         .await;
 
     if ctx.cancel.is_cancelled() {
-        return Err(Error::conflict(format!(
+        return Err(Error::cancelled(format!(
             "backup {} was cancelled",
             plan.backup_id
         )));
@@ -206,7 +227,7 @@ async fn export_all(
                 reports.push(report);
             }
             // Tables stopped because another failed are not failures of their own.
-            Err(e) if stop.is_cancelled() && e.message() == "cancelled" => {}
+            Err(e) if e.is_cancelled() => {}
             Err(e) => failures.push((table, e)),
         }
     }
@@ -250,7 +271,7 @@ async fn export_one(
     let started = Instant::now();
     let name = planned.table.to_string();
     let result = if stop.is_cancelled() {
-        Err(Error::new(ErrorKind::Internal, "cancelled"))
+        Err(Error::cancelled("cancelled"))
     } else {
         if let Some(progress) = &ctx.progress {
             progress.table_started(&name);
@@ -272,7 +293,7 @@ async fn export_one(
     });
     if let Err(e) = &result {
         if let Some(progress) = &ctx.progress
-            && e.message() != "cancelled"
+            && !e.is_cancelled()
         {
             progress.table_failed(&name, e);
         }
@@ -284,6 +305,7 @@ async fn export_one(
 async fn commit(
     plan: &BackupPlan,
     ctx: &BackupContext,
+    claim: &Claim,
     started_at: DateTime<Utc>,
     mut tables: Vec<TableEntry>,
 ) -> Result<Manifest, Error> {
@@ -361,8 +383,14 @@ async fn commit(
         legacy: false,
     };
     if ctx.cancel.is_cancelled() {
-        return Err(Error::conflict(format!(
+        return Err(Error::cancelled(format!(
             "backup {} was cancelled",
+            plan.backup_id
+        )));
+    }
+    if !claim.confirm().await? {
+        return Err(Error::conflict(format!(
+            "backup {} lost its claim to another backup of the same id: no manifest was written",
             plan.backup_id
         )));
     }
@@ -370,34 +398,10 @@ async fn commit(
     Ok(manifest)
 }
 
-/// Best effort: deletes everything under `backups/{id}/` (data files, claim), logging failures.
-/// Never called once a manifest is written.
-async fn remove_backup_files(os: &Arc<dyn ObjectStore>, plan: &BackupPlan) {
-    let prefix = layout::backup_dir(&plan.backup_id);
-    let paths: Vec<Path> = match os
-        .list(Some(&prefix))
-        .map(|m| m.map(|m| m.location))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
-    {
-        Ok(paths) => paths,
-        Err(e) => {
-            tracing::warn!(backup_id = %plan.backup_id, error = %e, "listing files to clean up failed");
-            return;
-        }
-    };
-    for path in paths {
-        if path.filename() == Some(layout::MANIFEST) {
-            continue;
-        }
-        if let Err(e) = os.delete(&path).await {
-            tracing::warn!(object_key = %path, error = %e, "removing a partial file failed");
-        }
+/// Best effort: removes what a failed or dead attempt at backup `id` wrote, never the claim
+/// (held by this backup) or a manifest; a failure is logged (DELETE of the id removes the rest).
+async fn remove_attempt(store: &Store, id: &BackupId) {
+    if let Err(e) = catalog::attempt::remove_attempt(store, id, Keep::Claim).await {
+        tracing::warn!(backup_id = %id, error = %e, "removing a failed attempt's files failed; delete the backup id to remove them");
     }
-}
-
-fn storage_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("writing {path} failed")).with_source(e)
 }

@@ -36,16 +36,38 @@ pub(crate) async fn export_table(
         file_size_bytes: plan.file_size_bytes,
         next_index: AtomicUsize::new(0),
     });
+    // One stream failing stops its siblings through `streams_stop`, and every stream is awaited
+    // to its end: a stream that stops aborts its unfinished upload, where a dropped future
+    // would leave the upload's parts behind in the store.
+    let streams_stop = cancel.child_token();
     let streams = (0..reader.stream_count()).map(|i| {
         let files = files.clone();
         let stream = reader.stream(i);
-        async move { files.export_stream(stream, cancel).await }
+        let stop = streams_stop.clone();
+        async move {
+            let result = files.export_stream(stream, &stop).await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        }
     });
-    let mut entries: Vec<_> = futures::future::try_join_all(streams)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let results = futures::future::join_all(streams).await;
+    let mut entries = Vec::new();
+    let mut first_error: Option<Error> = None;
+    for result in results {
+        match result {
+            Ok(files) => entries.extend(files),
+            // A sibling's stop is not the cause; keep the error that caused it.
+            Err(e) => match &first_error {
+                Some(kept) if !kept.is_cancelled() || e.is_cancelled() => {}
+                _ => first_error = Some(e),
+            },
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
 
     let rows = entries.iter().map(|f| f.rows).sum();

@@ -72,7 +72,7 @@ impl TableFiles {
             let next = tokio::select! {
                 () = cancel.cancelled() => {
                     if let Some(f) = current.take() { f.abort().await; }
-                    return Err(Error::new(ErrorKind::Internal, "cancelled"));
+                    return Err(Error::cancelled("cancelled"));
                 }
                 next = stream.next() => next,
             };

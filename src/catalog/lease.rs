@@ -1,45 +1,255 @@
-//! Leases: small objects an operation writes under a backup's directory and refreshes while it
+//! Leases: small records an operation writes under a backup's directory and refreshes while it
 //! runs, so that other instances (sharing nothing but the store) can tell a live operation from
-//! one that died. The backup claim (`_claim.json`: the id is being written) and restore leases
-//! (`_restore-*.json`: the backup is being read, so it must not be deleted) are leases.
+//! one that died.
+//!
+//! - The backup claim (`backups/{id}/_claim/`: the id is being written) is exclusive: a slot of
+//!   [`crate::storage::exclusive`], taken over from a dead holder by exactly one instance.
+//! - Restore leases (`backups/{id}/_restore-{token}.json`: the backup is being read, so it must
+//!   not be deleted) are shared: one record per restore, each removed only by its own restore.
+//!
+//! Every record says how long it stays live without a refresh (`staleAfterSecs`), so that
+//! instances configured with different heartbeats still judge each other's records alike.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::BackupId;
 use crate::error::Error;
+use crate::storage::{self, exclusive, get_if_exists};
 
-/// A holder refreshes its lease this often...
-pub const HEARTBEAT: Duration = Duration::from_secs(60);
-/// ...so a lease not refreshed for this long belongs to an operation that died.
-pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+/// A record not refreshed for this many heartbeats belongs to an operation that died: the same
+/// rule as for job records, so a claim goes stale when its job is reported FAILED.
+pub const STALE_AFTER_HEARTBEATS: u32 = 6;
 
-/// The lease object's content.
-pub fn body(id: &BackupId, purpose: &str) -> PutPayload {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into());
-    PutPayload::from(
-        serde_json::json!({ "backupId": id, "purpose": purpose, "heartbeatAt": Utc::now(), "host": host }).to_string(),
-    )
+/// How often a holder refreshes its lease, and so when it is judged dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTiming {
+    pub heartbeat: Duration,
 }
 
-/// When the lease at `path` was last refreshed; `None` when absent or unreadable.
-pub async fn last_heartbeat(os: &Arc<dyn ObjectStore>, path: &Path) -> Option<DateTime<Utc>> {
-    let bytes = os.get(path).await.ok()?.bytes().await.ok()?;
-    let lease: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    lease["heartbeatAt"].as_str()?.parse().ok()
+impl LeaseTiming {
+    pub fn new(heartbeat: Duration) -> Self {
+        Self {
+            heartbeat: heartbeat.max(Duration::from_millis(100)),
+        }
+    }
+
+    pub fn stale_after(&self) -> Duration {
+        self.heartbeat * STALE_AFTER_HEARTBEATS
+    }
 }
 
-/// Whether a lease last refreshed at `heartbeat` is still held.
-pub fn is_live(heartbeat: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    heartbeat.is_some_and(|at| now - at < STALE_AFTER)
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10))
+    }
 }
 
-/// A lease this process holds: refreshed in the background until released.
+/// A lease record as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseRecord {
+    pub backup_id: BackupId,
+    /// `backup`, `restore` or `delete`.
+    #[serde(default)]
+    pub purpose: String,
+    /// Unique to the holder: how a holder recognises its own record.
+    #[serde(default)]
+    pub holder: String,
+    pub heartbeat_at: DateTime<Utc>,
+    /// Records written by versions before this field went stale after 5 minutes.
+    #[serde(default = "legacy_stale_after_secs")]
+    pub stale_after_secs: u64,
+    #[serde(default)]
+    pub host: String,
+}
+
+fn legacy_stale_after_secs() -> u64 {
+    300
+}
+
+impl LeaseRecord {
+    fn new(backup_id: BackupId, purpose: &str, holder: &str, timing: LeaseTiming) -> Self {
+        Self {
+            backup_id,
+            purpose: purpose.to_string(),
+            holder: holder.to_string(),
+            heartbeat_at: Utc::now(),
+            stale_after_secs: timing.stale_after().as_secs().max(1),
+            host: std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+
+    fn bytes(&self) -> Bytes {
+        // A struct of strings and numbers always serializes.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// Whether the holder refreshed the record recently enough to be alive.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        let stale =
+            chrono::Duration::seconds(i64::try_from(self.stale_after_secs).unwrap_or(i64::MAX));
+        now - self.heartbeat_at < stale
+    }
+}
+
+/// Whether the lease record at `path` is held by a live operation.
+pub async fn is_live_at(os: &dyn ObjectStore, path: &Path) -> Result<bool, Error> {
+    let bytes = get_if_exists(os, path)
+        .await
+        .map_err(|e| storage::object_error("reading", path, e))?;
+    Ok(bytes
+        .and_then(|b| LeaseRecord::parse(&b))
+        .is_some_and(|r| r.is_live(Utc::now())))
+}
+
+/// The outcome of asking for the exclusive claim on a backup id.
+pub enum Claimed {
+    /// This process holds it.
+    Held(Claim),
+    /// A live operation holds it.
+    Busy(LeaseRecord),
+}
+
+/// The exclusive claim on writing one backup id, refreshed in the background until released.
+pub struct Claim {
+    os: Arc<dyn ObjectStore>,
+    dir: Path,
+    epoch: u64,
+    holder: String,
+    /// Fires when the claim was lost (taken over after this process was judged dead): whoever
+    /// holds this claim must stop writing and write no manifest.
+    lost: CancellationToken,
+    stop: CancellationToken,
+    refresher: tokio::task::JoinHandle<()>,
+    /// Whether a dead holder's claim was taken over (its files may be left).
+    pub took_over: bool,
+}
+
+impl Claim {
+    /// Claims `dir` for backup `id`: free, or held by an operation that died, it becomes ours;
+    /// held by a live one, the answer is [`Claimed::Busy`]. When several processes race for the
+    /// same claim exactly one gets it.
+    pub async fn acquire(
+        os: Arc<dyn ObjectStore>,
+        dir: Path,
+        id: BackupId,
+        timing: LeaseTiming,
+    ) -> Result<Claimed, Error> {
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let err = |e| storage::object_error("claiming", &dir, e);
+        let seen = exclusive::current(os.as_ref(), &dir).await.map_err(err)?;
+        if let Some(seen) = &seen
+            && let Some(record) = LeaseRecord::parse(&seen.body)
+            && record.is_live(Utc::now())
+        {
+            return Ok(Claimed::Busy(record));
+        }
+        let record = LeaseRecord::new(id, "backup", &holder, timing);
+        let Some(epoch) = exclusive::take(os.as_ref(), &dir, seen.as_ref(), record.bytes())
+            .await
+            .map_err(err)?
+        else {
+            // Another process took it between our read and our write: it is alive.
+            let winner = exclusive::current(os.as_ref(), &dir)
+                .await
+                .map_err(err)?
+                .and_then(|r| LeaseRecord::parse(&r.body))
+                .unwrap_or(record);
+            return Ok(Claimed::Busy(winner));
+        };
+        let lost = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let refresher = tokio::spawn(keep_claim(
+            os.clone(),
+            dir.clone(),
+            epoch,
+            id,
+            holder.clone(),
+            timing,
+            lost.clone(),
+            stop.clone(),
+        ));
+        Ok(Claimed::Held(Claim {
+            os,
+            dir,
+            epoch,
+            holder,
+            lost,
+            stop,
+            refresher,
+            took_over: seen.is_some(),
+        }))
+    }
+
+    /// Cancelled when this claim was lost to another process.
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+
+    /// Checks with the store that the claim is still ours (before the commit point).
+    pub async fn confirm(&self) -> Result<bool, Error> {
+        exclusive::holds(self.os.as_ref(), &self.dir, self.epoch, &self.holder)
+            .await
+            .map_err(|e| storage::object_error("reading", &self.dir, e))
+    }
+
+    /// Stops refreshing and removes the claim, if it is still ours.
+    pub async fn release(self) {
+        self.stop.cancel();
+        let _ = self.refresher.await;
+        if let Err(e) =
+            exclusive::release(self.os.as_ref(), &self.dir, self.epoch, &self.holder).await
+        {
+            tracing::warn!(object_key = %self.dir, error = %e, "releasing a backup claim failed; it goes stale by itself");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn keep_claim(
+    os: Arc<dyn ObjectStore>,
+    dir: Path,
+    epoch: u64,
+    id: BackupId,
+    holder: String,
+    timing: LeaseTiming,
+    lost: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(timing.heartbeat) => {}
+        }
+        let record = LeaseRecord::new(id, "backup", &holder, timing);
+        match exclusive::refresh(os.as_ref(), &dir, epoch, &holder, record.bytes()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(backup_id = %id, object_key = %dir, "the backup claim was taken over by another process; stopping");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(backup_id = %id, object_key = %dir, error = %e, "refreshing the backup claim failed");
+            }
+        }
+    }
+}
+
+/// A shared lease (a restore reading a backup): one record per holder, refreshed in the
+/// background until released.
 pub struct Lease {
     os: Arc<dyn ObjectStore>,
     path: Path,
@@ -48,69 +258,118 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Writes the lease at `path` and keeps it refreshed.
+    /// Writes a new record named `{prefix}{token}.json` in `dir` and keeps it refreshed.
     pub async fn hold(
         os: Arc<dyn ObjectStore>,
-        path: Path,
+        dir: &Path,
+        prefix: &str,
         id: BackupId,
         purpose: &'static str,
+        timing: LeaseTiming,
     ) -> Result<Self, Error> {
-        os.put(&path, body(&id, purpose))
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        let path = dir.clone().join(format!("{prefix}{holder}.json"));
+        let record = LeaseRecord::new(id, purpose, &holder, timing);
+        os.put(&path, PutPayload::from(record.bytes()))
             .await
-            .map_err(|e| Error::upstream(format!("writing {path} failed")).with_source(e))?;
-        Ok(Self::refresh(os, path, id, purpose))
-    }
-
-    /// Keeps an already written lease refreshed.
-    pub fn refresh(
-        os: Arc<dyn ObjectStore>,
-        path: Path,
-        id: BackupId,
-        purpose: &'static str,
-    ) -> Self {
+            .map_err(|e| storage::object_error("writing", &path, e))?;
         let stop = CancellationToken::new();
         let (task_os, task_path, task_stop) = (os.clone(), path.clone(), stop.clone());
         let refresher = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = task_stop.cancelled() => return,
-                    () = tokio::time::sleep(HEARTBEAT) => {}
+                    () = tokio::time::sleep(timing.heartbeat) => {}
                 }
-                if let Err(e) = task_os.put(&task_path, body(&id, purpose)).await {
+                let record = LeaseRecord::new(id, purpose, &holder, timing);
+                if let Err(e) = task_os
+                    .put(&task_path, PutPayload::from(record.bytes()))
+                    .await
+                {
                     tracing::warn!(backup_id = %id, object_key = %task_path, error = %e, "refreshing a lease failed");
                 }
             }
         });
-        Self {
+        Ok(Self {
             os,
             path,
             stop,
             refresher,
-        }
+        })
     }
 
-    /// Stops refreshing and removes the lease.
+    /// Stops refreshing and removes the record (its name is this holder's alone).
     pub async fn release(self) {
         self.stop.cancel();
         let _ = self.refresher.await;
-        if let Err(e) = self.os.delete(&self.path).await {
-            tracing::warn!(object_key = %self.path, error = %e, "removing a lease failed");
+        match self.os.delete(&self.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(object_key = %self.path, error = %e, "removing a lease failed")
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use object_store::memory::InMemory;
+
     use super::*;
 
     #[test]
-    fn a_lease_is_live_until_it_goes_stale() {
-        let now = Utc::now();
-        assert!(is_live(Some(now - chrono::Duration::seconds(30)), now));
-        assert!(!is_live(
-            Some(now - STALE_AFTER - chrono::Duration::seconds(1)),
-            now
+    fn a_record_is_live_until_its_own_staleness_passes() {
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let record = LeaseRecord::new(id, "backup", "h", LeaseTiming::new(Duration::from_secs(10)));
+        let now = record.heartbeat_at;
+        assert!(record.is_live(now + chrono::Duration::seconds(59)));
+        assert!(!record.is_live(now + chrono::Duration::seconds(61)));
+    }
+
+    #[tokio::test]
+    async fn a_live_claim_is_busy_and_a_dead_one_is_taken_over_once() {
+        let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let dir = Path::from("backups/x/_claim");
+        let fast = LeaseTiming::new(Duration::from_millis(100));
+        let Claimed::Held(first) = Claim::acquire(os.clone(), dir.clone(), id, fast)
+            .await
+            .unwrap()
+        else {
+            panic!("a free claim is taken");
+        };
+        assert!(matches!(
+            Claim::acquire(os.clone(), dir.clone(), id, fast)
+                .await
+                .unwrap(),
+            Claimed::Busy(_)
         ));
-        assert!(!is_live(None, now));
+        // The first holder stops refreshing (as if paused or dead) and goes stale.
+        first.stop.cancel();
+        // Records state their staleness in whole seconds: at least one.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let Claimed::Held(second) = Claim::acquire(os.clone(), dir.clone(), id, fast)
+            .await
+            .unwrap()
+        else {
+            panic!("a dead claim is taken over");
+        };
+        assert!(second.took_over);
+        assert!(
+            !first.confirm().await.unwrap(),
+            "the first holder sees it lost"
+        );
+        first.release().await;
+        assert!(
+            second.confirm().await.unwrap(),
+            "the old holder's release left the new claim"
+        );
+        second.release().await;
+        assert!(
+            exclusive::current(os.as_ref(), &dir)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
 use crate::bigquery::TableKind;
@@ -152,14 +151,20 @@ pub async fn write_manifest(store: &Store, manifest: &Manifest) -> Result<(), Er
     let path = layout::manifest(&manifest.backup_id);
     let body = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::internal(format!("manifest serialization failed: {e}")))?;
-    match put_if_absent(store.object_store().as_ref(), &path, PutPayload::from(body)).await {
+    match put_if_absent(
+        store.object_store().as_ref(),
+        &path,
+        bytes::Bytes::from(body),
+    )
+    .await
+    {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::conflict(format!(
             "backup {} already exists in {}",
             manifest.backup_id,
             store.uri()
         ))),
-        Err(e) => Err(Error::upstream(format!("writing {path} failed")).with_source(e)),
+        Err(e) => Err(crate::storage::object_error("writing", &path, e)),
     }
 }
 

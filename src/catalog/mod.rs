@@ -3,6 +3,7 @@
 //!
 //! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
 
+pub mod attempt;
 pub mod lease;
 pub mod list;
 pub mod manifest;

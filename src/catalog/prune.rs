@@ -7,26 +7,30 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use super::lease;
+use super::attempt;
+use super::lease::{self, Lease, LeaseTiming};
 use super::list::backup_ids;
 use super::manifest::read_manifest;
 use super::retention::{Candidate, Decision, KeepPolicy, decide};
 use crate::domain::BackupId;
 use crate::error::Error;
-use crate::storage::{Store, layout};
+use crate::storage::{Store, layout, object_error};
 
 /// Restore leases are `backups/{id}/_restore-*.json`.
 pub const RESTORE_LEASE_PREFIX: &str = "_restore-";
+/// A delete's intent is `backups/{id}/_deleting-*.json`.
+pub const DELETE_INTENT_PREFIX: &str = "_deleting-";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteReport {
     pub backup_id: String,
     pub files_deleted: u64,
+    /// The backup had no manifest: what an attempt that failed or died left was removed.
+    pub incomplete: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,19 +46,26 @@ pub struct PruneReport {
 
 /// Whether a restore is reading backup `id` right now.
 pub async fn restore_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Result<bool, Error> {
+    live_lease_with_prefix(os, id, RESTORE_LEASE_PREFIX).await
+}
+
+async fn live_lease_with_prefix(
+    os: &Arc<dyn ObjectStore>,
+    id: &BackupId,
+    prefix: &str,
+) -> Result<bool, Error> {
     let dir = layout::backup_dir(id);
     let entries: Vec<_> = os
         .list(Some(&dir))
         .try_collect()
         .await
-        .map_err(|e| Error::upstream(format!("listing {dir} failed")).with_source(e))?;
-    let now = Utc::now();
+        .map_err(|e| object_error("listing", &dir, e))?;
     for entry in entries {
         if entry
             .location
             .filename()
-            .is_some_and(|f| f.starts_with(RESTORE_LEASE_PREFIX))
-            && lease::is_live(lease::last_heartbeat(os, &entry.location).await, now)
+            .is_some_and(|f| f.starts_with(prefix))
+            && lease::is_live_at(os.as_ref(), &entry.location).await?
         {
             return Ok(true);
         }
@@ -62,15 +73,34 @@ pub async fn restore_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Re
     Ok(false)
 }
 
-/// Deletes one complete backup: 404 when there is none, 409 while a restore reads it.
+/// Deletes backup `id`: a complete one (409 while a restore reads it), or what an incomplete
+/// attempt left (409 while it is being written); 404 when there is neither.
+///
+/// A delete and a restore starting at once must not both proceed: the delete first writes its
+/// intent (`_deleting.json`, a short lease) and then looks for restore leases, while a restore
+/// first writes its lease and then looks for an intent (`restore::run`). Whichever writes
+/// second sees the other's record.
 pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
     let os = store.object_store();
     if read_manifest(store, id).await?.is_none() {
-        return Err(Error::not_found(format!(
-            "no complete backup {id} in {}",
-            store.uri()
-        )));
+        return delete_attempt(store, id).await;
     }
+    let intent = Lease::hold(
+        os.clone(),
+        &layout::backup_dir(id),
+        DELETE_INTENT_PREFIX,
+        *id,
+        "delete",
+        LeaseTiming::default(),
+    )
+    .await?;
+    let result = delete_complete(store, id).await;
+    intent.release().await;
+    result
+}
+
+async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
+    let os = store.object_store();
     if restore_in_progress(os, id).await? {
         return Err(Error::conflict(format!(
             "backup {id} is being restored; delete it once the restore has finished"
@@ -79,26 +109,52 @@ pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport,
     let manifest = layout::manifest(id);
     os.delete(&manifest)
         .await
-        .map_err(|e| Error::upstream(format!("deleting {manifest} failed")).with_source(e))?;
-    let dir = layout::backup_dir(id);
-    let files: Vec<Path> = os
-        .list(Some(&dir))
-        .map_ok(|m| m.location)
-        .try_collect()
+        .map_err(|e| object_error("deleting", &manifest, e))?;
+    let deleted = 1 + store
+        .remove_all(&layout::backup_dir(id), |path| {
+            path.filename()
+                .is_some_and(|f| f.starts_with(DELETE_INTENT_PREFIX))
+        })
         .await
-        .map_err(|e| Error::upstream(format!("listing {dir} failed")).with_source(e))?;
-    let mut deleted = 1;
-    for file in files {
-        os.delete(&file)
-            .await
-            .map_err(|e| Error::upstream(format!("backup {id} is no longer listed, but deleting {file} failed; delete again to finish")).with_source(e))?;
-        deleted += 1;
-    }
+        .map_err(|e| {
+            Error::upstream(format!(
+                "backup {id} is no longer listed, but removing its files failed; delete again to finish: {e}"
+            ))
+        })?;
     tracing::info!(backup_id = %id, files = deleted, "backup deleted");
     Ok(DeleteReport {
         backup_id: id.to_string(),
         files_deleted: deleted,
+        incomplete: false,
     })
+}
+
+/// Removes what an incomplete attempt at `id` left, unless it is still being written.
+async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
+    if let Some(holder) = attempt::live_claim(store, id).await? {
+        return Err(Error::conflict(format!(
+            "backup {id} is being written right now (its claim was refreshed at {}); it cannot be deleted",
+            holder.heartbeat_at.to_rfc3339()
+        )));
+    }
+    let removed = attempt::remove_attempt(store, id, attempt::Keep::Nothing).await?;
+    if removed == 0 {
+        return Err(Error::not_found(format!(
+            "no backup {id} in {}",
+            store.uri()
+        )));
+    }
+    tracing::info!(backup_id = %id, files = removed, "an incomplete backup's files deleted");
+    Ok(DeleteReport {
+        backup_id: id.to_string(),
+        files_deleted: removed,
+        incomplete: true,
+    })
+}
+
+/// Whether a delete of backup `id` is under way (a live `_deleting-*.json` intent).
+pub async fn delete_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Result<bool, Error> {
+    live_lease_with_prefix(os, id, DELETE_INTENT_PREFIX).await
 }
 
 /// Applies `policy` (and every `expiresAt`) to the complete backups of `store`.

@@ -3,7 +3,7 @@
 //! ```text
 //! jobs/{jobId}.json              the record; written only by the instance running the job
 //! jobs/{jobId}.cancel            a cancel request from any instance (the runner polls for it)
-//! jobs/_selections/{key}.json    the job backing up a selection right now (409 for a second one)
+//! jobs/_selections/{key}/{epoch}.json   the job backing up a selection right now (409 for a second one)
 //! idempotency/{key}.json         what an at-least-once delivery (Pub/Sub messageId) started
 //! ```
 //!
@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, get_if_exists, put_if_absent};
+use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -70,10 +70,8 @@ impl JobStore {
         Path::from(JOBS).join(format!("{id}.cancel").as_str())
     }
 
-    fn selection_path(key: &str) -> Path {
-        Path::from(JOBS)
-            .join(SELECTIONS)
-            .join(format!("{key}.json").as_str())
+    fn selection_dir(key: &str) -> Path {
+        Path::from(JOBS).join(SELECTIONS).join(key)
     }
 
     fn idempotency_path(key: &str) -> Path {
@@ -173,49 +171,66 @@ impl JobStore {
     }
 
     /// Records `job` as the one backing up selection `key`, unless a live job already is.
-    /// A holder whose record ended or went stale is replaced.
+    /// A holder whose record ended or went stale is replaced, by exactly one contender when
+    /// several try at once (a slot of [`exclusive`]).
     pub async fn lock_selection(&self, key: &str, job: &JobId) -> Result<SelectionLock, Error> {
-        let path = Self::selection_path(key);
-        let body = || PutPayload::from(serde_json::json!({ "jobId": job }).to_string());
-        if put_if_absent(self.os().as_ref(), &path, body())
+        let dir = Self::selection_dir(key);
+        let os = self.os().as_ref();
+        let seen = exclusive::current(os, &dir)
             .await
-            .map_err(|e| write_error(&path, e))?
-        {
-            return Ok(SelectionLock::Taken);
-        }
-        if let Some(holder) = self.selection_holder(&path).await?
-            && let Some(record) = self.load(&holder).await?
-            && !record.effective(Utc::now()).state.is_terminal()
+            .map_err(|e| read_error(&dir, e))?;
+        if let Some(holder) = seen.as_ref().and_then(|r| Self::selection_holder(&r.body))
+            && self.is_running(&holder).await?
         {
             return Ok(SelectionLock::HeldBy(holder));
         }
-        self.os()
-            .put(&path, body())
+        let body = bytes::Bytes::from(serde_json::json!({ "jobId": job }).to_string());
+        if exclusive::take(os, &dir, seen.as_ref(), body)
             .await
-            .map_err(|e| write_error(&path, e))?;
-        Ok(SelectionLock::Taken)
+            .map_err(|e| write_error(&dir, e))?
+            .is_some()
+        {
+            return Ok(SelectionLock::Taken);
+        }
+        // Another contender won between our read and our write.
+        let winner = exclusive::current(os, &dir)
+            .await
+            .map_err(|e| read_error(&dir, e))?
+            .and_then(|r| Self::selection_holder(&r.body));
+        match winner {
+            Some(holder) => Ok(SelectionLock::HeldBy(holder)),
+            None => Err(Error::conflict(format!(
+                "selection {key} was taken and released by another job meanwhile; retry"
+            ))),
+        }
+    }
+
+    async fn is_running(&self, job: &JobId) -> Result<bool, Error> {
+        Ok(self
+            .load(job)
+            .await?
+            .is_some_and(|record| !record.effective(Utc::now()).state.is_terminal()))
     }
 
     /// Releases selection `key` if `job` still holds it.
     pub async fn unlock_selection(&self, key: &str, job: &JobId) {
-        let path = Self::selection_path(key);
-        match self.selection_holder(&path).await {
-            Ok(Some(holder)) if &holder == job => {
-                if let Err(e) = self.os().delete(&path).await {
-                    tracing::warn!(object_key = %path, error = %e, "releasing a selection failed");
-                }
+        let dir = Self::selection_dir(key);
+        let os = self.os().as_ref();
+        let result = match exclusive::current(os, &dir).await {
+            Ok(Some(record)) if Self::selection_holder(&record.body).as_ref() == Some(job) => {
+                exclusive::release(os, &dir, record.epoch, &job.to_string()).await
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(object_key = %path, error = %e, "reading a selection failed"),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(object_key = %dir, error = %e, "releasing a selection failed");
         }
     }
 
-    async fn selection_holder(&self, path: &Path) -> Result<Option<JobId>, Error> {
-        let Some(bytes) = self.read(path).await? else {
-            return Ok(None);
-        };
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        Ok(value["jobId"].as_str().and_then(|s| JobId::parse(s).ok()))
+    fn selection_holder(body: &[u8]) -> Option<JobId> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        value["jobId"].as_str().and_then(|s| JobId::parse(s).ok())
     }
 
     /// Writes `body` at `key` (under `idempotency/`) unless something is there; returns what is
@@ -229,7 +244,7 @@ impl JobStore {
         if put_if_absent(
             self.os().as_ref(),
             &path,
-            PutPayload::from(body.to_string()),
+            bytes::Bytes::from(body.to_string()),
         )
         .await
         .map_err(|e| write_error(&path, e))?

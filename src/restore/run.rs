@@ -14,7 +14,7 @@ use super::resources::{dataset_for_create, routine_for_create, table_for_create,
 use super::sql_rewrite::rewrite_references;
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
-use crate::catalog::lease::Lease;
+use crate::catalog::lease::{Lease, LeaseTiming};
 use crate::catalog::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::{DatasetRef, WriteDisposition};
 use crate::error::{Error, ErrorKind, FieldError};
@@ -29,6 +29,8 @@ pub struct RestoreContext {
     pub cancel: CancellationToken,
     /// Told as each table starts and ends (job records, progress bars); tables by target name.
     pub progress: Option<Arc<dyn Progress>>,
+    /// How often the restore's lease on the backup is refreshed.
+    pub lease: LeaseTiming,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,22 +68,56 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
     // While the restore reads the backup it holds a lease on it, so that no instance deletes or
     // prunes it underneath. Best effort: a restore may only have read access to the repository.
     let os = ctx.store.object_store().clone();
-    let path = layout::backup_dir(&plan.backup_id).join(format!(
-        "{RESTORE_LEASE_PREFIX}{}.json",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let held = match Lease::hold(os, path, plan.backup_id, "restore").await {
+    let dir = layout::backup_dir(&plan.backup_id);
+    let held = match Lease::hold(
+        os,
+        &dir,
+        RESTORE_LEASE_PREFIX,
+        plan.backup_id,
+        "restore",
+        ctx.lease,
+    )
+    .await
+    {
         Ok(lease) => Some(lease),
         Err(e) => {
             tracing::warn!(backup_id = %plan.backup_id, error = %e, "cannot write a restore lease; the backup is not protected from deletion while it is read");
             None
         }
     };
-    let result = restore_all(plan, ctx).await;
+    // The plan was made from the manifest read before the lease existed: a delete or prune may
+    // have slipped in between. Under the lease the backup can no longer go, so read it again.
+    let result = match still_the_planned_backup(plan, ctx).await {
+        Ok(()) => restore_all(plan, ctx).await,
+        Err(e) => Err(e),
+    };
     if let Some(lease) = held {
         lease.release().await;
     }
     result
+}
+
+async fn still_the_planned_backup(plan: &RestorePlan, ctx: &RestoreContext) -> Result<(), Error> {
+    if plan.legacy {
+        return Ok(());
+    }
+    if crate::catalog::prune::delete_in_progress(ctx.store.object_store(), &plan.backup_id).await? {
+        return Err(Error::conflict(format!(
+            "backup {} is being deleted; it cannot be restored",
+            plan.backup_id
+        )));
+    }
+    match crate::catalog::read_manifest(&ctx.store, &plan.backup_id).await? {
+        Some(now) if now == *plan.manifest => Ok(()),
+        Some(_) => Err(Error::conflict(format!(
+            "backup {} changed after the restore was planned; start the restore again",
+            plan.backup_id
+        ))),
+        None => Err(Error::not_found(format!(
+            "backup {} was deleted after the restore was planned",
+            plan.backup_id
+        ))),
+    }
 }
 
 async fn restore_all(plan: &RestorePlan, ctx: &RestoreContext) -> Result<RestoreReport, Error> {
@@ -176,7 +212,7 @@ async fn restore_one<'a>(
 ) -> (&'a RestoreTable, Result<TableRestoreReport, Error>) {
     let started = Instant::now();
     if ctx.cancel.is_cancelled() {
-        return (table, Err(Error::conflict("the restore was cancelled")));
+        return (table, Err(Error::cancelled("the restore was cancelled")));
     }
     let name = table.target.to_string();
     if let Some(progress) = &ctx.progress {

@@ -257,7 +257,7 @@ async fn load_files(
 
 fn stop_if_cancelled(cancel: &CancellationToken, table: &RestoreTable) -> Result<(), Error> {
     if cancel.is_cancelled() {
-        return Err(Error::conflict(format!(
+        return Err(Error::cancelled(format!(
             "the restore of {} was cancelled before its data was loaded",
             table.target
         )));

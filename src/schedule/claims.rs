@@ -91,7 +91,7 @@ impl Claims {
     pub async fn record(&self, claim: &Claim) -> Result<(), Error> {
         let path = Self::path(&claim.schedule, claim.tick);
         self.os()
-            .put(&path, payload(claim)?)
+            .put(&path, PutPayload::from(payload(claim)?))
             .await
             .map_err(|e| write_error(&path, e))?;
         Ok(())
@@ -153,9 +153,11 @@ impl Claims {
     }
 }
 
-fn payload(claim: &Claim) -> Result<PutPayload, Error> {
+/// A claim as stored. Unique to its instance (`instance` holds a random part), as
+/// [`put_if_absent`] requires.
+fn payload(claim: &Claim) -> Result<bytes::Bytes, Error> {
     serde_json::to_vec_pretty(claim)
-        .map(PutPayload::from)
+        .map(bytes::Bytes::from)
         .map_err(|e| Error::internal(format!("schedule claim: {e}")))
 }
 

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! backups/{backupId}/manifest.json                                written last; presence = committed
+//! backups/{backupId}/_claim/{epoch}.json                          the backup being written (a lease)
+//! backups/{backupId}/_restore-{token}.json                        a restore reading it (a lease)
 //! backups/{backupId}/{project}/{dataset}/{table}/part-00000.{ext}
 //! jobs/{jobId}.json                                               job state, readable by any instance
 //! ```
@@ -20,6 +22,13 @@ pub const MANIFEST: &str = "manifest.json";
 /// `backups/{id}`: everything of one backup lives below it.
 pub fn backup_dir(id: &BackupId) -> Path {
     Path::from_iter([BACKUPS, &id.to_string()])
+}
+
+/// `backups/{id}/_claim`: the records of the claim of a backup being written.
+pub const CLAIM: &str = "_claim";
+
+pub fn claim_dir(id: &BackupId) -> Path {
+    backup_dir(id).join(CLAIM)
 }
 
 pub fn manifest(id: &BackupId) -> Path {

@@ -4,6 +4,7 @@
 //!
 //! Depends on `config`, `domain` and `error`; never on `bigquery`, `formats` or `api`.
 
+pub mod exclusive;
 mod gcs_credentials;
 pub mod layout;
 mod open;
@@ -16,21 +17,68 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::error::{Error, ErrorKind};
 
-/// Writes `payload` at `path` only if nothing is there: `true` when this call created it,
-/// `false` when it already existed (stores report that as AlreadyExists or a failed
-/// precondition). The one create-if-absent of the crate: manifests, claims, locks, records.
+/// Attempts of a create-if-absent whose outcome was unknown (the write may or may not have landed).
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Writes `body` at `path` only if nothing is there: `true` when this call created it, `false`
+/// when something else was there first (stores report that as AlreadyExists or a failed
+/// precondition). The one create-if-absent of the crate: manifests, claims, leases, records.
+///
+/// `body` must be unique to the caller (a holder token, a job id, a timestamp): when the store's
+/// answer is lost (a connection reset or timeout after the write landed, or a retry of a write
+/// that had landed answered "already exists"), the object is read back and it is this caller's
+/// exactly when it holds the same bytes. Nothing there means the write did not land, and it is
+/// tried again.
 pub async fn put_if_absent(
     os: &dyn ObjectStore,
     path: &Path,
-    payload: PutPayload,
+    body: Bytes,
 ) -> Result<bool, object_store::Error> {
-    match os.put_opts(path, payload, PutMode::Create.into()).await {
-        Ok(_) => Ok(true),
-        Err(
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
-        ) => Ok(false),
-        Err(e) => Err(e),
+    let mut attempt = 1;
+    loop {
+        let error = match os
+            .put_opts(path, PutPayload::from(body.clone()), PutMode::Create.into())
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        let already_there = matches!(
+            error,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+        );
+        match get_if_exists(os, path).await {
+            Ok(Some(found)) => return Ok(found == body),
+            // Gone again (deleted in between): there was an object, so this caller lost.
+            Ok(None) if already_there => return Ok(false),
+            Ok(None) if attempt < CREATE_ATTEMPTS && is_transient(&error) => {
+                tracing::warn!(object_key = %path, attempt, error = %error, "a create-if-absent write did not land; trying again");
+            }
+            Ok(None) | Err(_) => return Err(error),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+        attempt += 1;
     }
+}
+
+/// Whether a storage error may pass when the call is made again: anything but the answers that
+/// describe the request or the object (not found, exists, precondition, permission, bad path).
+/// object_store has already retried the HTTP request; this decides whether our own read-back
+/// and second attempt at a create-if-absent are worth it.
+pub fn is_transient(error: &object_store::Error) -> bool {
+    !matches!(
+        error,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. }
+            | object_store::Error::UnknownConfigurationKey { .. }
+    )
 }
 
 /// The object at `path`, or `None` when there is none.
@@ -80,6 +128,21 @@ impl StorageError {
             },
         }
     }
+}
+
+/// The one conversion of a failed storage call into the crate's error: `operation` is what was
+/// being done ("reading", "writing", "listing", "deleting"), `location` the key or prefix.
+pub fn object_error(
+    operation: &'static str,
+    location: &Path,
+    source: object_store::Error,
+) -> Error {
+    StorageError::Object {
+        operation,
+        location: location.to_string(),
+        source,
+    }
+    .into()
 }
 
 impl From<StorageError> for Error {

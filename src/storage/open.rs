@@ -11,12 +11,16 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use super::StorageError;
+use futures::TryStreamExt;
+use object_store::path::Path;
+
 use super::gcs_credentials::AdcTokenProvider;
+use super::{StorageError, object_error};
 use crate::config::{Settings, StorageSettings};
 use crate::domain::{StorageScheme, StorageUri};
+use crate::error::Error;
 
 /// Retries of one storage request: object_store retries 5xx, 429, timeouts and connection errors
 /// with exponential backoff; these bound it. Kept here as the one place storage retries are set.
@@ -25,21 +29,51 @@ pub const STORAGE_RETRY_TIMEOUT: Duration = Duration::from_secs(180);
 /// A single storage request (one part of a multipart upload included) may take this long.
 pub const STORAGE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Wraps every store opened (fault injection in tests; nothing in the service sets one).
+pub type StoreWrapper =
+    Arc<dyn Fn(&StorageUri, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
+
 /// Endpoint and emulator settings for every store.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct StorageConfig {
     pub settings: StorageSettings,
+    wrapper: Option<StoreWrapper>,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("settings", &self.settings)
+            .field("wrapped", &self.wrapper.is_some())
+            .finish()
+    }
 }
 
 impl StorageConfig {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             settings: settings.storage.clone(),
+            wrapper: None,
         }
+    }
+
+    /// Every store this config opens is passed through `wrapper` (test support: the fault
+    /// injection suite wraps the real clients to fail chosen calls).
+    pub fn with_wrapper(mut self, wrapper: StoreWrapper) -> Self {
+        self.wrapper = Some(wrapper);
+        self
     }
 
     /// Opens the store for `uri`. No network call is made; errors are configuration errors.
     pub fn open(&self, uri: &StorageUri) -> Result<Store, StorageError> {
+        let store = self.open_client(uri)?;
+        Ok(match &self.wrapper {
+            Some(wrap) => Store::new(store.uri.clone(), wrap(uri, store.inner)),
+            None => store,
+        })
+    }
+
+    fn open_client(&self, uri: &StorageUri) -> Result<Store, StorageError> {
         let text = uri.to_string();
         let open_err = |source| StorageError::Open {
             uri: text.clone(),
@@ -199,4 +233,63 @@ impl Store {
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
     }
+
+    /// Removes every object under `prefix` but those `keep` names; on `file://` also the files
+    /// object_store never lists: the staging files (`…#n`) of uploads whose process died. Returns
+    /// how many objects were removed.
+    pub async fn remove_all(
+        &self,
+        prefix: &Path,
+        keep: impl Fn(&Path) -> bool,
+    ) -> Result<u64, Error> {
+        let paths: Vec<Path> = self
+            .inner
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| object_error("listing", prefix, e))?;
+        let mut removed = 0;
+        for path in paths.into_iter().filter(|p| !keep(p)) {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => return Err(object_error("deleting", &path, e)),
+            }
+        }
+        if self.uri.scheme() == StorageScheme::File
+            && let Some(root) = self.uri.file_path()
+        {
+            let dir = PathBuf::from(root).join(prefix.as_ref());
+            removed += remove_staging_files(&dir).map_err(|e| {
+                Error::upstream(format!(
+                    "removing staging files under {} failed: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Deletes the staging files (`name#n`) below `dir`, then the directories left empty.
+fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            removed += remove_staging_files(&path)?;
+            // Fails while something is left in it, which is what we want.
+            let _ = std::fs::remove_dir(&path);
+        } else if entry.file_name().to_string_lossy().contains('#') {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }

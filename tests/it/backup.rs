@@ -627,6 +627,7 @@ async fn a_failed_backup_leaves_no_manifest_and_no_files() {
         store: store.clone(),
         cancel: tokio_util::sync::CancellationToken::new(),
         progress: None,
+        lease: Default::default(),
     };
     let err = bq_backup::backup::run_backup(&plan, &ctx)
         .await
@@ -687,7 +688,7 @@ async fn the_java_request_shape_backs_up_with_backup_time_in_its_timezone() {
 }
 
 #[tokio::test]
-async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
+async fn a_dead_attempt_is_replaced_by_the_same_request_but_a_live_one_never_is() {
     let app = spawn_app().await;
     let dataset = selection_dataset().await;
     let root = unique_root("file");
@@ -697,14 +698,23 @@ async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
     let mut body = request(&dataset, &root, "AVRO", None);
     body["bigQuery"]["tablesToBackup"][0]["tables"] = json!(["orders"]);
     body["asOf"] = json!(at.to_rfc3339());
-    let claim = Path::from(format!("backups/{backup_id}/_claim.json"));
+    let claim_dir = Path::from(format!("backups/{backup_id}/_claim"));
+    let claim = claim_dir.clone().join("00000000000000000001.json");
     let leftover = Path::from(format!(
         "backups/{backup_id}/{PROJECT}/{dataset}/orders/part-00000.avro"
     ));
+    let record = |heartbeat: chrono::DateTime<chrono::Utc>| {
+        json!({ "backupId": backup_id, "purpose": "backup", "holder": "another-process",
+                "heartbeatAt": heartbeat, "staleAfterSecs": 60, "host": "elsewhere" })
+        .to_string()
+    };
 
     // A live writer (fresh heartbeat): refused even with overwrite.
-    let live = json!({ "backupId": backup_id, "heartbeatAt": chrono::Utc::now() }).to_string();
-    store.object_store().put(&claim, live.into()).await.unwrap();
+    store
+        .object_store()
+        .put(&claim, record(chrono::Utc::now()).into())
+        .await
+        .unwrap();
     body["backupStorage"]["exportOptions"]["overwrite"] = json!(true);
     let (status, answer) = post(&app, &body).await;
     assert_eq!(status, 409, "{answer}");
@@ -713,11 +723,14 @@ async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
         "{answer}"
     );
 
-    // An abandoned attempt (stale heartbeat) with a leftover file: refused without overwrite...
-    let stale = json!({ "backupId": backup_id, "heartbeatAt": chrono::Utc::now() - chrono::Duration::hours(1) }).to_string();
+    // An attempt that died (stale heartbeat) with a leftover file: the same request, without
+    // overwrite, takes the id over, removes the leftover and commits.
     store
         .object_store()
-        .put(&claim, stale.into())
+        .put(
+            &claim,
+            record(chrono::Utc::now() - chrono::Duration::hours(1)).into(),
+        )
         .await
         .unwrap();
     store
@@ -726,15 +739,6 @@ async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
         .await
         .unwrap();
     body["backupStorage"]["exportOptions"]["overwrite"] = json!(false);
-    let (status, answer) = post(&app, &body).await;
-    assert_eq!(status, 409, "{answer}");
-    assert!(
-        answer["message"].as_str().unwrap().contains("overwrite"),
-        "{answer}"
-    );
-
-    // ...and replaced with it.
-    body["backupStorage"]["exportOptions"]["overwrite"] = json!(true);
     let (status, report) = post(&app, &body).await;
     assert_eq!(status, 200, "{report}");
     let manifest = read_manifest(&store, &backup_id).await;
@@ -744,9 +748,15 @@ async fn overwrite_replaces_an_abandoned_attempt_but_never_a_live_one() {
         &TableRef::new(PROJECT, &dataset, "orders"),
     )
     .await;
+    let claims: Vec<_> = store
+        .object_store()
+        .list(Some(&claim_dir))
+        .try_collect()
+        .await
+        .unwrap();
     assert!(
-        store.object_store().head(&claim).await.is_err(),
-        "the claim is released after commit"
+        claims.is_empty(),
+        "the claim records are removed after commit: {claims:?}"
     );
 }
 

@@ -1,0 +1,51 @@
+//! Incomplete backups: what an attempt that failed or died leaves under `backups/{id}/` (data
+//! files, on `file://` the staging files of unfinished uploads, a stale claim), and removing it.
+//! An attempt has no manifest, so it is never listed or restored; removing it loses nothing.
+
+use chrono::Utc;
+use object_store::path::Path;
+
+use super::lease::LeaseRecord;
+use super::manifest::read_manifest;
+use super::prune::RESTORE_LEASE_PREFIX;
+use crate::domain::BackupId;
+use crate::error::Error;
+use crate::storage::{Store, exclusive, layout, object_error};
+
+/// The live claim on backup `id` (a backup writing it right now), if any.
+pub async fn live_claim(store: &Store, id: &BackupId) -> Result<Option<LeaseRecord>, Error> {
+    let dir = layout::claim_dir(id);
+    let current = exclusive::current(store.object_store().as_ref(), &dir)
+        .await
+        .map_err(|e| object_error("reading", &dir, e))?;
+    Ok(current
+        .and_then(|r| LeaseRecord::parse(&r.body))
+        .filter(|r| r.is_live(Utc::now())))
+}
+
+/// What to keep while removing an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The caller holds the claim (a backup cleaning up after itself or its dead predecessor).
+    Claim,
+    /// Nothing of the attempt: its claim is dead (a delete of the backup id).
+    Nothing,
+}
+
+/// Removes what an attempt at backup `id` left; the number of objects removed. Refuses (does
+/// nothing, returns 0) unless the manifest is known to be absent: when a commit's answer was
+/// lost the manifest may have landed, and the files under a manifest are a complete backup.
+/// Restore leases are never removed (they are their restores' own).
+pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<u64, Error> {
+    if read_manifest(store, id).await?.is_some() {
+        tracing::warn!(backup_id = %id, "the backup has a manifest: it is complete, nothing removed");
+        return Ok(0);
+    }
+    let kept = |path: &Path| {
+        (keep == Keep::Claim && path.parts().any(|p| p.as_ref() == layout::CLAIM))
+            || path
+                .filename()
+                .is_some_and(|f| f == layout::MANIFEST || f.starts_with(RESTORE_LEASE_PREFIX))
+    };
+    store.remove_all(&layout::backup_dir(id), kept).await
+}
