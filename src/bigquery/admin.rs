@@ -4,51 +4,98 @@ use google_cloud_bigquery_v2::model::{Dataset, Table};
 
 use super::client::BigQuery;
 use super::error::BigQueryError;
+use super::retry;
 use crate::domain::{DatasetRef, TableRef};
 
 impl BigQuery {
     /// Creates a dataset. `Ok(false)` when it already exists (left as it is).
+    ///
+    /// Inserts are not idempotent, so the client does not retry them once sent; here a
+    /// transient failure is retried, and when the retry finds the dataset already there it is
+    /// this call's own when it was created after the first attempt began (the first attempt
+    /// landed and only its answer was lost).
     pub async fn create_dataset(
         &self,
         dataset: &DatasetRef,
         resource: Dataset,
     ) -> Result<bool, BigQueryError> {
-        match self
-            .inner
-            .datasets
-            .insert_dataset()
-            .set_project_id(&dataset.project)
-            .set_dataset(resource)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = BigQueryError::api(format!("datasets.insert({dataset})"), e);
-                if err.kind() == crate::ErrorKind::Conflict {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
+        let began = chrono::Utc::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .inner
+                .datasets
+                .insert_dataset()
+                .set_project_id(&dataset.project)
+                .set_dataset(resource.clone())
+                .send()
+                .await;
+            let e = match result {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
+                tracing::warn!(dataset = %dataset, attempt, error = %e, "creating a dataset failed; retrying");
+                tokio::time::sleep(retry::delay(attempt)).await;
+                continue;
             }
+            let err = BigQueryError::api(format!("datasets.insert({dataset})"), e);
+            if err.kind() != crate::ErrorKind::Conflict {
+                return Err(err);
+            }
+            if attempt == 1 {
+                return Ok(false);
+            }
+            let found = self.get_dataset(dataset).await?;
+            return Ok(created_since(found.creation_time, began));
         }
     }
 
     /// Creates a table from a full resource (schema, partitioning, clustering, labels, ...).
+    /// Transient failures are retried as for [`Self::create_dataset`]; a table found by a retry
+    /// is this call's own only when it was created after the first attempt began and is empty.
     pub async fn create_table(
         &self,
         table: &TableRef,
         resource: Table,
     ) -> Result<Table, BigQueryError> {
-        self.inner
-            .tables
-            .insert_table()
-            .set_project_id(&table.project)
-            .set_dataset_id(&table.dataset)
-            .set_table(resource)
-            .send()
-            .await
-            .map_err(|e| BigQueryError::api(format!("tables.insert({table})"), e))
+        let began = chrono::Utc::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .inner
+                .tables
+                .insert_table()
+                .set_project_id(&table.project)
+                .set_dataset_id(&table.dataset)
+                .set_table(resource.clone())
+                .send()
+                .await;
+            let e = match result {
+                Ok(created) => return Ok(created),
+                Err(e) => e,
+            };
+            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
+                tracing::warn!(table = %table, attempt, error = %e, "creating a table failed; retrying");
+                tokio::time::sleep(retry::delay(attempt)).await;
+                continue;
+            }
+            let err = BigQueryError::api(format!("tables.insert({table})"), e);
+            if attempt == 1 || err.kind() != crate::ErrorKind::Conflict {
+                return Err(err);
+            }
+            return match self.find_table(table).await? {
+                Some(found)
+                    if created_since(found.creation_time, began)
+                        && found.num_rows.is_none_or(|n| n == 0) =>
+                {
+                    Ok(found)
+                }
+                _ => Err(err),
+            };
+        }
     }
 
     /// Deletes a table; a table that is already gone is not an error.
@@ -83,4 +130,10 @@ impl BigQuery {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether a resource created at `creation_ms` (epoch milliseconds, BigQuery's clock) was
+/// created by a call that began at `began` (ours): a few seconds of clock skew are allowed.
+fn created_since(creation_ms: i64, began: chrono::DateTime<chrono::Utc>) -> bool {
+    creation_ms >= began.timestamp_millis() - 5_000
 }

@@ -58,21 +58,35 @@ impl BigQuery {
         if let Some(location) = location {
             job["jobReference"] = json!({ "projectId": project, "location": location });
         }
-        let headers = self.auth_headers().await?;
-        let resp = http
-            .post(&url)
-            .headers(headers)
-            .header(CONTENT_TYPE, "application/json; charset=UTF-8")
-            .header("X-Upload-Content-Type", "application/octet-stream")
-            .body(job.to_string())
-            .send()
-            .await
-            .map_err(|e| {
-                Error::upstream(format!("starting a load upload to {project} failed: {e}"))
-            })?;
-        if !resp.status().is_success() {
-            return Err(http_error("starting a load upload", resp).await);
-        }
+        // Opening a session creates nothing (the job comes with the last chunk), so a transient
+        // failure is simply tried again.
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let headers = self.auth_headers().await?;
+            let sent = http
+                .post(&url)
+                .headers(headers)
+                .header(CONTENT_TYPE, "application/json; charset=UTF-8")
+                .header("X-Upload-Content-Type", "application/octet-stream")
+                .body(job.to_string())
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => break resp,
+                Ok(resp)
+                    if attempt < retry::MAX_ATTEMPTS
+                        && retry::is_transient_status(resp.status().as_u16()) => {}
+                Ok(resp) => return Err(http_error("starting a load upload", resp).await),
+                Err(e) if attempt < retry::MAX_ATTEMPTS && !e.is_builder() => {}
+                Err(e) => {
+                    return Err(Error::upstream(format!(
+                        "starting a load upload to {project} failed: {e}"
+                    )));
+                }
+            }
+            tokio::time::sleep(retry::delay(attempt)).await;
+        };
         let session = resp
             .headers()
             .get(LOCATION)
@@ -162,16 +176,25 @@ impl BigQuery {
                 if let Some(err) = job["status"].get("errorResult").filter(|e| !e.is_null()) {
                     let reason = err["reason"].as_str().unwrap_or("error");
                     let message = err["message"].as_str().unwrap_or("load job failed");
+                    // The request was valid; BigQuery refused the data or the table. That is
+                    // BigQuery's answer, not the caller's mistake: an upstream error naming the
+                    // table and BigQuery's reason (permission problems stay 403).
                     let kind = match reason {
-                        "invalid" | "invalidQuery" => ErrorKind::InvalidInput,
-                        "notFound" => ErrorKind::NotFound,
-                        "duplicate" => ErrorKind::Conflict,
                         "accessDenied" => ErrorKind::PermissionDenied,
                         _ => ErrorKind::Upstream,
                     };
+                    let destination = &job["configuration"]["load"]["destinationTable"];
+                    let table = format!(
+                        "{}.{}.{}",
+                        destination["projectId"].as_str().unwrap_or("?"),
+                        destination["datasetId"].as_str().unwrap_or("?"),
+                        destination["tableId"].as_str().unwrap_or("?")
+                    );
                     return Err(Error::new(
                         kind,
-                        format!("load job {job_id} failed ({reason}): {message}"),
+                        format!(
+                            "BigQuery rejected load job {job_id} into {table} ({reason}): {message}"
+                        ),
                     ));
                 }
                 let output_rows = job["statistics"]["load"]["outputRows"]
@@ -252,41 +275,83 @@ impl LoadUpload {
     }
 
     /// Sends one chunk, retrying transient failures. Returns the job resource for the final one.
+    ///
+    /// A chunk sent again after a lost answer is the same bytes at the same offsets, which the
+    /// protocol accepts. A `308` says how much the server has persisted (`Range: bytes=0-N`):
+    /// when that is less than the chunk, the rest is sent again from there.
     async fn put(
         &mut self,
         chunk: Bytes,
         range: String,
         last: bool,
     ) -> Result<Option<Value>, Error> {
+        let end = self.sent + chunk.len() as u64;
+        let total = if last {
+            end.to_string()
+        } else {
+            "*".to_string()
+        };
+        let mut from = self.sent;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let (body, range) = if from == self.sent {
+                (chunk.clone(), range.clone())
+            } else {
+                let skip = usize::try_from(from - self.sent).unwrap_or(chunk.len());
+                (
+                    chunk.slice(skip.min(chunk.len())..),
+                    format!("bytes {from}-{}/{total}", end - 1),
+                )
+            };
             let headers = self.client.auth_headers().await?;
             let result = self
                 .http
                 .put(&self.session)
                 .headers(headers)
                 .header(CONTENT_RANGE, &range)
-                .body(chunk.clone())
+                .body(body)
                 .send()
                 .await;
             match result {
-                Ok(resp) if resp.status().as_u16() == 308 && !last => {
-                    self.sent += chunk.len() as u64;
-                    return Ok(None);
+                Ok(resp) if resp.status().as_u16() == 308 => {
+                    // Without a Range header the server keeps nothing back to report: the chunk
+                    // was taken whole (what servers that do not report progress answer).
+                    let persisted = persisted_bytes(resp.headers()).unwrap_or(end);
+                    if persisted >= end && !last {
+                        self.sent = end;
+                        return Ok(None);
+                    }
+                    if persisted > from && persisted < end {
+                        // Progress: send the rest at once.
+                        from = persisted;
+                        continue;
+                    }
+                    if attempt >= retry::MAX_ATTEMPTS {
+                        return Err(Error::upstream(format!(
+                            "uploading load data failed: BigQuery kept {persisted} of {end} bytes"
+                        )));
+                    }
                 }
                 Ok(resp) if resp.status().is_success() && last => {
-                    let job: Value = resp.json().await.map_err(|e| {
-                        Error::upstream(format!("the load job answer is not JSON: {e}"))
-                    })?;
-                    self.sent += chunk.len() as u64;
-                    return Ok(Some(job));
+                    match resp.json::<Value>().await {
+                        Ok(job) => {
+                            self.sent = end;
+                            return Ok(Some(job));
+                        }
+                        Err(e) if attempt < retry::MAX_ATTEMPTS && !e.is_decode() => {}
+                        Err(e) => {
+                            return Err(Error::upstream(format!(
+                                "the load job answer is not JSON: {e}"
+                            )));
+                        }
+                    }
                 }
                 Ok(resp)
                     if attempt < retry::MAX_ATTEMPTS
                         && retry::is_transient_status(resp.status().as_u16()) => {}
                 Ok(resp) => return Err(http_error("uploading load data", resp).await),
-                Err(e) if attempt < retry::MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {}
+                Err(e) if attempt < retry::MAX_ATTEMPTS && !e.is_builder() => {}
                 Err(e) => return Err(Error::upstream(format!("uploading load data failed: {e}"))),
             }
             tokio::time::sleep(retry::delay(attempt)).await;
@@ -294,8 +359,29 @@ impl LoadUpload {
     }
 }
 
+/// The bytes a resumable upload session has persisted, from a `308`'s `Range: bytes=0-N`;
+/// `None` without a Range header.
+fn persisted_bytes(headers: &http::HeaderMap) -> Option<u64> {
+    let range = headers.get(http::header::RANGE)?.to_str().ok()?;
+    range
+        .strip_prefix("bytes=0-")
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|n| n + 1)
+}
+
 async fn http_error(what: &str, resp: reqwest::Response) -> Error {
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     super::rest::status_error(what, status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_308_range_says_how_many_bytes_the_session_kept() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(super::persisted_bytes(&headers), None);
+        headers.insert(http::header::RANGE, "bytes=0-262143".parse().unwrap());
+        assert_eq!(super::persisted_bytes(&headers), Some(262_144));
+    }
 }

@@ -31,16 +31,19 @@ impl BigQuery {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (status, text) = match request.send().await {
+            // A connection reset mid-answer surfaces from `text()`, not from `send()`: both are
+            // retried for idempotent calls (an empty body is never taken for an answer).
+            let answer = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    (status, resp.text().await.unwrap_or_default())
+                    resp.text().await.map(|text| (status, text))
                 }
-                Err(e)
-                    if idempotent
-                        && attempt < retry::MAX_ATTEMPTS
-                        && (e.is_connect() || e.is_timeout()) =>
-                {
+                Err(e) => Err(e),
+            };
+            let (status, text) = match answer {
+                Ok(answer) => answer,
+                Err(e) if idempotent && attempt < retry::MAX_ATTEMPTS && !e.is_builder() => {
+                    tracing::warn!(attempt, error = %e, "BigQuery {method} {path} failed; retrying");
                     tokio::time::sleep(retry::delay(attempt)).await;
                     continue;
                 }
