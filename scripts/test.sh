@@ -16,8 +16,16 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 [[ ${1:-} == "--" ]] && shift
 services=scripts/test-services.sh
 
-stop_services() { "$services" stop || true; }
-trap stop_services EXIT
+# Every temporary file or directory a test makes (file:// repositories, scratch dirs) goes under
+# one directory of this run, removed at the end whether the tests passed or not.
+test_tmp=$(mktemp -d "${TMPDIR:-/tmp}/bqb-test-run.XXXXXX")
+export TMPDIR=$test_tmp
+
+cleanup() {
+  "$services" stop || true
+  rm -rf "$test_tmp"
+}
+trap cleanup EXIT
 
 echo "== starting test services (bqemulator, fake-gcs-server + XML shim, moto, azurite)"
 "$services" start

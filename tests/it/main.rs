@@ -12,6 +12,7 @@ mod config;
 mod dependents;
 mod deploy;
 mod examples;
+mod faults;
 mod health;
 mod helpers;
 mod independent;
