@@ -7,7 +7,7 @@
 //! - Restore leases (`backups/{id}/_restore-{token}.json`: the backup is being read, so it must
 //!   not be deleted) are shared: one record per restore, each removed only by its own restore.
 //!
-//! Every record says how long it stays live without a refresh (`staleAfterSecs`), so that
+//! Every record says how long it stays live without a refresh (`staleAfterMs`), so that
 //! instances configured with different heartbeats still judge each other's records alike.
 
 use std::sync::Arc;
@@ -24,9 +24,10 @@ use crate::domain::BackupId;
 use crate::error::Error;
 use crate::storage::{self, exclusive, get_if_exists};
 
-/// A record not refreshed for this many heartbeats belongs to an operation that died: the same
-/// rule as for job records, so a claim goes stale when its job is reported FAILED.
-pub const STALE_AFTER_HEARTBEATS: u32 = 6;
+/// A record not refreshed for this many heartbeats belongs to an operation that died: one beat
+/// less than a job record's 6 (`jobs::record::STALE_HEARTBEATS`), so that the claim of a job
+/// that died is stale by the time the job reads FAILED, and the same request succeeds at once.
+pub const STALE_AFTER_HEARTBEATS: u32 = 5;
 
 /// How often a holder refreshes its lease, and so when it is judged dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +66,14 @@ pub struct LeaseRecord {
     pub holder: String,
     pub heartbeat_at: DateTime<Utc>,
     /// Records written by versions before this field went stale after 5 minutes.
-    #[serde(default = "legacy_stale_after_secs")]
-    pub stale_after_secs: u64,
+    #[serde(default = "legacy_stale_after_ms")]
+    pub stale_after_ms: u64,
     #[serde(default)]
     pub host: String,
 }
 
-fn legacy_stale_after_secs() -> u64 {
-    300
+fn legacy_stale_after_ms() -> u64 {
+    300_000
 }
 
 impl LeaseRecord {
@@ -82,7 +83,7 @@ impl LeaseRecord {
             purpose: purpose.to_string(),
             holder: holder.to_string(),
             heartbeat_at: Utc::now(),
-            stale_after_secs: timing.stale_after().as_secs().max(1),
+            stale_after_ms: u64::try_from(timing.stale_after().as_millis()).unwrap_or(u64::MAX),
             host: std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
         }
     }
@@ -99,7 +100,7 @@ impl LeaseRecord {
     /// Whether the holder refreshed the record recently enough to be alive.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         let stale =
-            chrono::Duration::seconds(i64::try_from(self.stale_after_secs).unwrap_or(i64::MAX));
+            chrono::Duration::milliseconds(i64::try_from(self.stale_after_ms).unwrap_or(i64::MAX));
         now - self.heartbeat_at < stale
     }
 }
@@ -322,8 +323,8 @@ mod tests {
         let id = BackupId::parse("20261121_075959").unwrap();
         let record = LeaseRecord::new(id, "backup", "h", LeaseTiming::new(Duration::from_secs(10)));
         let now = record.heartbeat_at;
-        assert!(record.is_live(now + chrono::Duration::seconds(59)));
-        assert!(!record.is_live(now + chrono::Duration::seconds(61)));
+        assert!(record.is_live(now + chrono::Duration::seconds(49)));
+        assert!(!record.is_live(now + chrono::Duration::seconds(51)));
     }
 
     #[tokio::test]
@@ -346,8 +347,7 @@ mod tests {
         ));
         // The first holder stops refreshing (as if paused or dead) and goes stale.
         first.stop.cancel();
-        // Records state their staleness in whole seconds: at least one.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(fast.stale_after() + Duration::from_millis(100)).await;
         let Claimed::Held(second) = Claim::acquire(os.clone(), dir.clone(), id, fast)
             .await
             .unwrap()

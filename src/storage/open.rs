@@ -266,6 +266,8 @@ impl Store {
                     dir.display()
                 ))
             })?;
+            // Fails while something is kept in it, which is what we want.
+            let _ = std::fs::remove_dir(&dir);
         }
         Ok(removed)
     }

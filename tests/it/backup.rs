@@ -705,7 +705,7 @@ async fn a_dead_attempt_is_replaced_by_the_same_request_but_a_live_one_never_is(
     ));
     let record = |heartbeat: chrono::DateTime<chrono::Utc>| {
         json!({ "backupId": backup_id, "purpose": "backup", "holder": "another-process",
-                "heartbeatAt": heartbeat, "staleAfterSecs": 60, "host": "elsewhere" })
+                "heartbeatAt": heartbeat, "staleAfterMs": 60000, "host": "elsewhere" })
         .to_string()
     };
 

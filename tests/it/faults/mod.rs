@@ -7,6 +7,7 @@
 //! fake-gcs behind its XML shim) above object_store's own retries: what the service sees when
 //! those have run out, and writes whose answer was lost after they landed.
 
+pub mod proxy;
 pub mod store;
 
 use std::sync::Arc;
@@ -68,7 +69,7 @@ async fn spawn_faulty_app(root: &str, control: Arc<FaultControl>) -> TestApp {
     }
 }
 
-async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
+pub(crate) async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
     let batches: Vec<_> = bigquery_client()
         .await
         .open_read(table, &Default::default())
@@ -81,7 +82,7 @@ async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
     canonical_rows(&batches)
 }
 
-async fn exists(root: &str, key: &str) -> bool {
+pub(crate) async fn exists(root: &str, key: &str) -> bool {
     use object_store::ObjectStoreExt;
     match open_store(root).object_store().head(&Path::from(key)).await {
         Ok(_) => true,
@@ -90,7 +91,7 @@ async fn exists(root: &str, key: &str) -> bool {
     }
 }
 
-async fn objects_under(root: &str, prefix: &str) -> Vec<Path> {
+pub(crate) async fn objects_under(root: &str, prefix: &str) -> Vec<Path> {
     open_store(root)
         .object_store()
         .list(Some(&Path::from(prefix)))
@@ -103,7 +104,7 @@ async fn objects_under(root: &str, prefix: &str) -> Vec<Path> {
 /// A dataset of three tables for the runs of one test: every type (but GEOGRAPHY, which the
 /// emulator cannot load back), a small flat one, and one of about 9 MB of text that does not
 /// compress away, so that its file is written with a multipart upload of several parts.
-async fn source_dataset(prefix: &str) -> String {
+pub(crate) async fn source_dataset(prefix: &str) -> String {
     let dataset = unique_dataset(prefix);
     let f = BigQueryFixtures::new();
     f.create_all_types_dataset_without(&dataset, &["geo"]).await;

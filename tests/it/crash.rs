@@ -1,0 +1,319 @@
+//! Crash safety: `bq-backup serve` killed with SIGKILL in the middle of a backup, then started
+//! again on the same state store. What a killed run leaves must read FAILED in bounded time,
+//! never look like a backup, and never block the same request once it reads FAILED.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde_json::{Value, json};
+
+use crate::faults::proxy::Proxies;
+use crate::faults::{exists, objects_under, source_dataset};
+use crate::helpers::{PROJECT, TestServices, open_store, spawn_app, unique_root};
+
+/// A `bq-backup serve` child process, killed (SIGKILL) when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(extra: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string();
+        let mut vars = TestServices::get().env_with(extra);
+        vars.retain(|(k, _)| k != "PORT");
+        vars.push(("PORT".into(), port.clone()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+        command
+            .arg("serve")
+            .env_clear()
+            .envs(vars)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // The S3 credentials and region the harness exports (without them object_store would
+        // look for credentials elsewhere).
+        for inherited in [
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ] {
+            if let Some(value) = std::env::var_os(inherited) {
+                command.env(inherited, value);
+            }
+        }
+        let child = command.spawn().expect("bq-backup serve starts");
+        let serve = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(resp) = serve
+                .client
+                .get(format!("{}/healthz", serve.url))
+                .send()
+                .await
+                && resp.status().is_success()
+            {
+                return serve;
+            }
+            assert!(Instant::now() < deadline, "serve did not answer /healthz");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        // Child::kill sends SIGKILL: no shutdown hook runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("serve answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("serve answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls job `id` until `done` holds for its record (panics after `limit`).
+    async fn job_until(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, job) = self.get(&format!("/api/v1/jobs/{id}")).await;
+            if status == 200 && done(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id}: {status} {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test]
+async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds_at_once() {
+    let proxies = Proxies::lock().await;
+    let dataset = source_dataset("crash").await;
+    let root = unique_root("s3");
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    // Every upload through the proxy waits a second, so the backup is still writing when killed.
+    let extra = [
+        ("BQB_S3_ENDPOINT", proxies.s3.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+        ("BQB_READ_STREAMS_PER_TABLE", "1"),
+        ("BQB_JOB_HEARTBEAT_SECS", "1"),
+    ];
+    proxies
+        .configure(
+            &proxies.s3,
+            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
+        )
+        .await;
+    let mut first = Serve::start(&extra).await;
+    let body = json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+        "asOf": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+    });
+    let (status, accepted) = first.post("/api/v1/backup", &body).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["jobId"].as_str().expect("jobId").to_string();
+    let backup_id = accepted["backupId"].as_str().expect("backupId").to_string();
+
+    // Killed once its claim is written and a table is being written.
+    first
+        .job_until(&job_id, Duration::from_secs(30), |job| {
+            job["state"] == "RUNNING"
+                && job["tables"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING"))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !objects_under(&root, &format!("backups/{backup_id}/_claim"))
+            .await
+            .is_empty(),
+        "the killed backup held its claim"
+    );
+    assert!(
+        proxies.stats(&proxies.s3).await["delayed"].as_u64() > Some(0),
+        "uploads were slowed down by the proxy"
+    );
+    first.kill9();
+    let killed = Instant::now();
+    proxies.quiet_all().await;
+
+    let second = Serve::start(&extra).await;
+    let failed = second
+        .job_until(&job_id, Duration::from_secs(30), |job| {
+            job["state"] == "FAILED"
+        })
+        .await;
+    let reads_failed_after = killed.elapsed();
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("start it again")),
+        "{failed}"
+    );
+    assert!(
+        !exists(&root, &format!("backups/{backup_id}/manifest.json")).await,
+        "a killed backup has no manifest"
+    );
+
+    // The same request, as soon as the job reads FAILED: accepted, and it completes.
+    let (status, again) = second.post("/api/v1/backup", &body).await;
+    assert_eq!(status, 202, "the same request is accepted at once: {again}");
+    assert_eq!(again["backupId"], backup_id.as_str());
+    let done = second
+        .job_until(
+            again["jobId"].as_str().expect("jobId"),
+            Duration::from_secs(120),
+            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
+        )
+        .await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let (status, verify) = second
+        .post(
+            &format!("/api/v1/backups/{backup_id}:verify?uri={root}"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verify}");
+    assert_eq!(verify["ok"], true, "{verify}");
+    eprintln!(
+        "crash: the killed backup's job read FAILED {:.1} s after the kill",
+        reads_failed_after.as_secs_f64()
+    );
+}
+
+/// What an upload to `file://` leaves when its process is killed: object_store's staging file
+/// beside the part (`part-00000.avro#1`), which object_store never lists, and a stale claim.
+fn leave_a_killed_attempt(dir: &std::path::Path, backup_id: &str) -> std::path::PathBuf {
+    let table_dir = dir.join(format!("backups/{backup_id}/{PROJECT}/d/t"));
+    std::fs::create_dir_all(&table_dir).expect("dirs");
+    let staging = table_dir.join("part-00000.avro#1");
+    std::fs::write(&staging, vec![7u8; 4096]).expect("staging file");
+    let claim_dir = dir.join(format!("backups/{backup_id}/_claim"));
+    std::fs::create_dir_all(&claim_dir).expect("claim dir");
+    std::fs::write(
+        claim_dir.join("00000000000000000001.json"),
+        json!({ "backupId": backup_id, "purpose": "backup", "holder": "killed",
+                "heartbeatAt": chrono::Utc::now() - chrono::Duration::minutes(10),
+                "staleAfterMs": 5000, "host": "gone" })
+        .to_string(),
+    )
+    .expect("claim");
+    staging
+}
+
+#[tokio::test]
+async fn staging_files_of_a_killed_upload_are_removed_by_the_rerun_and_by_delete() {
+    let app = spawn_app().await;
+    let dataset = source_dataset("crash_staging").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = format!("file://{}", dir.path().display());
+
+    // The rerun of the same request (same backup id) removes them before it writes.
+    let at = chrono::Utc::now() - chrono::Duration::minutes(2);
+    let backup_id = at.format("%Y%m%d_%H%M%S").to_string();
+    let staging = leave_a_killed_attempt(dir.path(), &backup_id);
+    let body = json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset, "tables": ["numbers"] }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+        "asOf": at.to_rfc3339(),
+    });
+    let (status, report) = app.post_json("/api/v1/backup?wait=true", &body).await;
+    assert_eq!(status, 200, "{report}");
+    assert!(!staging.exists(), "the rerun removed {}", staging.display());
+
+    // DELETE of an id that has no manifest removes what the attempt left.
+    let other = (at - chrono::Duration::minutes(1))
+        .format("%Y%m%d_%H%M%S")
+        .to_string();
+    let staging = leave_a_killed_attempt(dir.path(), &other);
+    let (status, deleted) = app
+        .delete_json(&format!("/api/v1/backups/{other}?uri={root}"))
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["incomplete"], true, "{deleted}");
+    assert!(!staging.exists(), "DELETE removed {}", staging.display());
+    assert!(
+        !dir.path().join(format!("backups/{other}")).exists(),
+        "nothing of the attempt is left"
+    );
+    let (status, _) = app
+        .delete_json(&format!("/api/v1/backups/{other}?uri={root}"))
+        .await;
+    assert_eq!(status, 404, "a second delete finds nothing");
+}
+
+#[tokio::test]
+async fn an_attempt_being_written_cannot_be_deleted() {
+    let app = spawn_app().await;
+    let root = unique_root("s3");
+    let store = open_store(&root);
+    let backup_id = "20260101_000000";
+    let claim = Path::from(format!(
+        "backups/{backup_id}/_claim/00000000000000000001.json"
+    ));
+    let live = json!({ "backupId": backup_id, "purpose": "backup", "holder": "alive",
+                       "heartbeatAt": chrono::Utc::now(), "staleAfterMs": 60000, "host": "here" });
+    store
+        .object_store()
+        .put(&claim, live.to_string().into())
+        .await
+        .expect("claim written");
+    let part = Path::from(format!("backups/{backup_id}/{PROJECT}/d/t/part-00000.avro"));
+    store
+        .object_store()
+        .put(&part, bytes::Bytes::from_static(b"data").into())
+        .await
+        .expect("part written");
+    let (status, answer) = app
+        .delete_json(&format!("/api/v1/backups/{backup_id}?uri={root}"))
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    let left: Vec<_> = store
+        .object_store()
+        .list(Some(&Path::from(format!("backups/{backup_id}"))))
+        .try_collect()
+        .await
+        .expect("list");
+    assert_eq!(left.len(), 2, "nothing was removed: {left:?}");
+}
