@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Installs (idempotently, pinned), starts, and stops the real third-party servers the tests talk to:
-#   bqemulator (BigQuery REST + Storage gRPC), fake-gcs-server (gs://), moto (s3://), azurite (az://).
+#   bqemulator (BigQuery REST + Storage gRPC), fake-gcs-server (gs://) behind the XML shim
+#   (scripts/gcs_xml_shim.py), moto (s3://), azurite (az://); and three fault-injection proxies
+#   (scripts/fault_proxy.py, stdlib only) in front of the BigQuery REST port, moto and the GCS shim,
+#   started with every fault rate at 0: tests turn faults on through POST /__faults/config.
 #
 #   scripts/test-services.sh install   install what is missing into the cache, start nothing
-#   scripts/test-services.sh start     install if needed, start all four on 127.0.0.1, wait until ready
+#   scripts/test-services.sh start     install if needed, start all of them on 127.0.0.1, wait until ready
 #   scripts/test-services.sh env       print the environment the tests and the binary need (sourceable)
 #   scripts/test-services.sh stop      stop every server this script started, by its PID
 #   scripts/test-services.sh status    show which servers are running
+#
+# Default ports (each overridable by its variable): bqemulator REST 19050 (BQB_TEST_BQ_REST_PORT),
+# gRPC 19060 (BQB_TEST_BQ_GRPC_PORT), fake-gcs 19070 (BQB_TEST_GCS_PORT), GCS shim 19075
+# (BQB_TEST_GCS_SHIM_PORT), moto 19080 (BQB_TEST_S3_PORT), azurite 19090 (BQB_TEST_AZ_PORT); fault
+# proxies fault-bq 19051 (BQB_TEST_FAULT_BQ_PORT), fault-s3 19081 (BQB_TEST_FAULT_S3_PORT), fault-gcs
+# 19076 (BQB_TEST_FAULT_GCS_PORT) - by default the port after their upstream's - exported as
+# BQB_TEST_FAULTY_BIGQUERY_ENDPOINT, BQB_TEST_FAULTY_S3_ENDPOINT, BQB_TEST_FAULTY_GCS_ENDPOINT.
 #
 # Everything binds 127.0.0.1. Installs go to $BQB_TEST_CACHE_DIR (default ~/.cache/bq-backup), outside the
 # clone so that fresh CI clones reuse them; state (PIDs, ports, data dirs) to $BQB_TEST_SERVICES_DIR
@@ -39,6 +49,15 @@ GCS_PORT=${BQB_TEST_GCS_PORT:-19070}
 GCS_SHIM_PORT=${BQB_TEST_GCS_SHIM_PORT:-19075}
 S3_PORT=${BQB_TEST_S3_PORT:-19080}
 AZ_PORT=${BQB_TEST_AZ_PORT:-19090}
+# Fault-injection proxies, each in front of one of the above (BigQuery REST, moto, the GCS shim), by
+# default on the port after it: scripts that move the services (demo, benchmarks) move these too.
+FAULT_BQ_PORT=${BQB_TEST_FAULT_BQ_PORT:-$((BQ_REST_PORT + 1))}
+FAULT_S3_PORT=${BQB_TEST_FAULT_S3_PORT:-$((S3_PORT + 1))}
+FAULT_GCS_PORT=${BQB_TEST_FAULT_GCS_PORT:-$((GCS_SHIM_PORT + 1))}
+ALL_PORTS=("$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"
+           "$FAULT_BQ_PORT" "$FAULT_S3_PORT" "$FAULT_GCS_PORT")
+# Stop order: the proxies before what they front, the shim before fake-gcs.
+SERVICES=(fault-bq fault-s3 fault-gcs bqemulator gcs-shim fake-gcs moto azurite)
 
 log() { printf '[test-services] %s\n' "$*" >&2; }
 die() { printf '[test-services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -130,13 +149,13 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_all() {
   install_all
   mkdir -p "$state"
-  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do
+  for p in "${ALL_PORTS[@]}"; do
     if ! port_free "$p" && ! grep -qx "$p" "$state"/*.port 2>/dev/null; then
       die "port $p on 127.0.0.1 is taken by another program: set BQB_TEST_*_PORT (see the top of this script)"
     fi
   done
   mkdir -p "$state/bq-gcs" "$state/gcs" "$state/azurite"
-  for p in "$BQ_REST_PORT" "$BQ_GRPC_PORT" "$GCS_PORT" "$GCS_SHIM_PORT" "$S3_PORT" "$AZ_PORT"; do echo "$p"; done > "$state/ports.port"
+  printf '%s\n' "${ALL_PORTS[@]}" > "$state/ports.port"
 
   # Through a launcher that gives its blocking handlers a bigger thread pool (see the script).
   BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/python" "$repo/scripts/bqemulator_launch.py" start \
@@ -152,21 +171,31 @@ start_all() {
   launch moto "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
   launch azurite "$node_dir/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZ_PORT" \
     --location "$state/azurite" --disableTelemetry --skipApiVersionCheck --loose
+  # Fault injection for retry tests (test harness only): all rates 0 until a test sets them.
+  launch fault-bq "$venv/bin/python" "$repo/scripts/fault_proxy.py" \
+    --listen-port "$FAULT_BQ_PORT" --upstream "http://127.0.0.1:$BQ_REST_PORT"
+  launch fault-s3 "$venv/bin/python" "$repo/scripts/fault_proxy.py" \
+    --listen-port "$FAULT_S3_PORT" --upstream "http://127.0.0.1:$S3_PORT"
+  launch fault-gcs "$venv/bin/python" "$repo/scripts/fault_proxy.py" \
+    --listen-port "$FAULT_GCS_PORT" --upstream "http://127.0.0.1:$GCS_SHIM_PORT"
 
   wait_ready bqemulator "http://127.0.0.1:$BQ_REST_PORT/readyz" 120
   wait_ready fake-gcs "http://127.0.0.1:$GCS_PORT/storage/v1/b" 60
   wait_ready moto "http://127.0.0.1:$S3_PORT/moto-api/" 60
   wait_port azurite "$AZ_PORT" 60
   wait_port gcs-shim "$GCS_SHIM_PORT" 30
+  wait_ready fault-bq "http://127.0.0.1:$FAULT_BQ_PORT/__faults/stats" 30
+  wait_ready fault-s3 "http://127.0.0.1:$FAULT_S3_PORT/__faults/stats" 30
+  wait_ready fault-gcs "http://127.0.0.1:$FAULT_GCS_PORT/__faults/stats" 30
   "$venv/bin/python" "$repo/scripts/create_test_buckets.py" --name bqb-test \
     --gcs "http://127.0.0.1:$GCS_PORT" --s3 "http://127.0.0.1:$S3_PORT" --azurite "http://127.0.0.1:$AZ_PORT" \
     >> "$state/buckets.log" 2>&1 || { cat "$state/buckets.log" >&2; die "creating the test buckets failed"; }
-  log "all four services are up (bucket bqb-test in gs://, s3://, az://)"
+  log "all services are up (bucket bqb-test in gs://, s3://, az://; fault proxies at rate 0)"
 }
 
 stop_all() {
   local name pid i
-  for name in bqemulator gcs-shim fake-gcs moto azurite; do
+  for name in "${SERVICES[@]}"; do
     [[ -f $state/$name.pid ]] || continue
     pid=$(cat "$state/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -197,12 +226,15 @@ export AWS_SECRET_ACCESS_KEY=test
 export AWS_REGION=us-east-1
 export BQB_AZURE_USE_EMULATOR=true
 export AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$AZ_PORT
+export BQB_TEST_FAULTY_BIGQUERY_ENDPOINT=http://127.0.0.1:$FAULT_BQ_PORT
+export BQB_TEST_FAULTY_S3_ENDPOINT=http://127.0.0.1:$FAULT_S3_PORT
+export BQB_TEST_FAULTY_GCS_ENDPOINT=http://127.0.0.1:$FAULT_GCS_PORT
 ENV
 }
 
 status_all() {
   local name
-  for name in bqemulator gcs-shim fake-gcs moto azurite; do
+  for name in "${SERVICES[@]}"; do
     if pid_alive "$state/$name.pid"; then echo "$name running (pid $(cat "$state/$name.pid"))"; else echo "$name stopped"; fi
   done
 }
