@@ -20,8 +20,10 @@ use crate::api::{ApiSubmitter, AppState, error_code, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
 use crate::error::{Error, ErrorKind};
+use crate::jobs::record::STALE_HEARTBEATS;
 use crate::jobs::{JobStore, Jobs};
 use crate::metrics::Metrics;
+use crate::recovery::run_recovery;
 use crate::schedule::{Claims, Schedules, load_schedule_file, run_schedules};
 use crate::storage::StorageConfig;
 
@@ -103,6 +105,13 @@ impl Application {
                 shutdown.clone(),
             ))
         });
+        // Restores that died (on any instance) are looked for as often as a job goes stale.
+        let recovery = tokio::spawn(run_recovery(
+            self.state.jobs.store().clone(),
+            self.state.bigquery.clone(),
+            (self.state.settings.jobs.heartbeat * STALE_HEARTBEATS).max(Duration::from_secs(1)),
+            shutdown.clone(),
+        ));
         let app = router(self.state);
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -119,10 +128,11 @@ impl Application {
         );
         // Jobs save their final record while requests drain; both within the grace period. The
         // scheduler only finishes recording the ticks it was submitting.
-        let (served, (), ()) = tokio::join!(
+        let (served, (), (), _) = tokio::join!(
             tokio::time::timeout(grace, &mut server),
             jobs.drain(grace),
-            stop_scheduler(scheduler, grace)
+            stop_scheduler(scheduler, grace),
+            tokio::time::timeout(grace, recovery)
         );
         match served {
             Ok(result) => flatten(result),

@@ -20,6 +20,8 @@
 //! - [`schedule`]: schedules the service runs itself (cron + time zone + request), one replica
 //!   per tick.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics` (jobs, rows, bytes, errors).
+//! - [`recovery`]: after a restore whose process died, the empty tables and datasets it had
+//!   created are removed by whichever instance notices first.
 //!
 //! Dependencies point one way: api → bigquery/storage/formats → domain → error.
 
@@ -34,6 +36,7 @@ pub mod exec;
 pub mod formats;
 pub mod jobs;
 pub mod metrics;
+pub mod recovery;
 pub mod restore;
 pub mod schedule;
 pub mod storage;

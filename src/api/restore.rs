@@ -16,6 +16,7 @@ use crate::catalog::lease::LeaseTiming;
 use crate::domain::parse_restore_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
+use crate::recovery::ActiveRestore;
 use crate::restore::{RestoreContext, plan_restore, run_restore};
 
 #[utoipa::path(
@@ -87,9 +88,13 @@ pub(crate) async fn submit_restore(
     };
     let bigquery = state.bigquery.clone();
     let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
+    let job_store = state.jobs.store().clone();
     let record = state
         .jobs
         .submit(job, move |run| async move {
+            // Written before anything is created: if this process dies, another instance
+            // removes what the restore created and never filled (`recovery`).
+            let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;
             let ctx = RestoreContext {
                 bigquery,
                 store,
@@ -97,8 +102,9 @@ pub(crate) async fn submit_restore(
                 progress: Some(run.progress),
                 lease,
             };
-            let report = run_restore(&plan, &ctx).await?;
-            serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
+            let report = run_restore(&plan, &ctx).await;
+            marker.end().await;
+            serde_json::to_value(report?).map_err(|e| Error::internal(format!("report: {e}")))
         })
         .await?;
     accepted(&state.jobs, record, wait || spec.wait).await

@@ -122,6 +122,47 @@ impl BigQuery {
         }
     }
 
+    /// The dataset resource, or `None` when it does not exist.
+    pub async fn find_dataset(
+        &self,
+        dataset: &DatasetRef,
+    ) -> Result<Option<Dataset>, BigQueryError> {
+        match self.get_dataset(dataset).await {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a dataset only if nothing is in it: `true` when it is gone (or was already),
+    /// `false` when it still holds something and was kept.
+    pub async fn delete_dataset_if_empty(
+        &self,
+        dataset: &DatasetRef,
+    ) -> Result<bool, BigQueryError> {
+        match self
+            .inner
+            .datasets
+            .delete_dataset()
+            .set_project_id(&dataset.project)
+            .set_dataset_id(&dataset.dataset)
+            .set_delete_contents(false)
+            .send()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let err = BigQueryError::api(format!("datasets.delete({dataset})"), e);
+                match err.kind() {
+                    crate::ErrorKind::NotFound => Ok(true),
+                    // "still in use": BigQuery answers 400 for a dataset that is not empty.
+                    crate::ErrorKind::InvalidInput | crate::ErrorKind::Conflict => Ok(false),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
     /// The table resource, or `None` when it does not exist.
     pub async fn find_table(&self, table: &TableRef) -> Result<Option<Table>, BigQueryError> {
         match self.get_table(table).await {

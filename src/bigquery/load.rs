@@ -34,6 +34,8 @@ pub struct LoadUpload {
     client: BigQuery,
     http: reqwest::Client,
     session: String,
+    /// Chosen here, so that a job whose creation answer was lost can be found by its id.
+    job_id: String,
     project: String,
     location: Option<String>,
     pending: BytesMut,
@@ -54,10 +56,8 @@ impl BigQuery {
             "{}/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable",
             self.inner.config.endpoint
         );
-        let mut job = json!({ "configuration": configuration });
-        if let Some(location) = location {
-            job["jobReference"] = json!({ "projectId": project, "location": location });
-        }
+        let job_id = new_job_id();
+        let job = json!({ "configuration": configuration, "jobReference": job_reference(project, location, &job_id) });
         // Opening a session creates nothing (the job comes with the last chunk), so a transient
         // failure is simply tried again.
         let mut attempt = 0;
@@ -99,6 +99,7 @@ impl BigQuery {
             client: self.clone(),
             http,
             session,
+            job_id,
             project: project.to_string(),
             location: location.map(str::to_string),
             pending: BytesMut::new(),
@@ -114,29 +115,70 @@ impl BigQuery {
         location: Option<&str>,
         configuration: Value,
     ) -> Result<LoadOutcome, Error> {
-        let mut job = json!({ "configuration": configuration });
-        if let Some(location) = location {
-            job["jobReference"] = json!({ "projectId": project, "location": location });
-        }
+        // The job id is chosen here, so that inserting the job again after a lost answer
+        // creates nothing twice: BigQuery answers "duplicate" and the job is read by its id.
+        let job_id = new_job_id();
+        let job = json!({ "configuration": configuration, "jobReference": job_reference(project, location, &job_id) });
         let job: google_cloud_bigquery_v2::model::Job = serde_json::from_value(job)
             .map_err(|e| Error::internal(format!("load job resource: {e}")))?;
-        let started = self
+        let mut attempt = 0;
+        let started = loop {
+            attempt += 1;
+            let sent = self
+                .inner
+                .jobs
+                .insert_job()
+                .set_project_id(project)
+                .set_job(job.clone())
+                .send()
+                .await;
+            let e = match sent {
+                Ok(started) => {
+                    break serde_json::to_value(&started)
+                        .map_err(|e| Error::internal(format!("job resource: {e}")))?;
+                }
+                Err(e) => e,
+            };
+            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
+                tracing::warn!(job_id, attempt, error = %e, "inserting a load job failed; retrying");
+                tokio::time::sleep(retry::delay(attempt)).await;
+                continue;
+            }
+            let err = BigQueryError::api(format!("jobs.insert(load into {project})"), e);
+            // After a lost answer an earlier attempt may have created the job (BigQuery then
+            // answers "duplicate" to the retry): the job under our id is the one to wait for.
+            if attempt > 1
+                && let Ok(created) = self.job_json(project, location, &job_id).await
+            {
+                tracing::warn!(job_id, error = %err, "the load job was created by an earlier attempt");
+                break created;
+            }
+            return Err(err.into());
+        };
+        self.wait_for_load(project, location, started).await
+    }
+
+    /// The job resource as JSON.
+    async fn job_json(
+        &self,
+        project: &str,
+        location: Option<&str>,
+        job_id: &str,
+    ) -> Result<Value, Error> {
+        let mut request = self
             .inner
             .jobs
-            .insert_job()
+            .get_job()
             .set_project_id(project)
-            .set_job(job)
+            .set_job_id(job_id);
+        if let Some(location) = location {
+            request = request.set_location(location);
+        }
+        let job = request
             .send()
             .await
-            .map_err(|e| {
-                Error::from(BigQueryError::api(
-                    format!("jobs.insert(load into {project})"),
-                    e,
-                ))
-            })?;
-        let started = serde_json::to_value(&started)
-            .map_err(|e| Error::internal(format!("job resource: {e}")))?;
-        self.wait_for_load(project, location, started).await
+            .map_err(|e| Error::from(BigQueryError::api(format!("jobs.get({job_id})"), e)))?;
+        serde_json::to_value(&job).map_err(|e| Error::internal(format!("job resource: {e}")))
     }
 
     /// Headers carrying the caller's credentials (none when anonymous).
@@ -268,7 +310,22 @@ impl LoadUpload {
         let chunk = std::mem::take(&mut self.pending).freeze();
         let total = self.sent + chunk.len() as u64;
         let range = format!("bytes {}-{}/{total}", self.sent, total - 1);
-        let job = self.put(chunk, range, true).await?.unwrap_or(Value::Null);
+        let job = match self.put(chunk, range, true).await {
+            Ok(job) => job.unwrap_or(Value::Null),
+            // The last chunk creates the job: when its answer was lost (and a retry then found
+            // the session closed), the job is there under the id chosen for it.
+            Err(e) => match self
+                .client
+                .job_json(&self.project, self.location.as_deref(), &self.job_id)
+                .await
+            {
+                Ok(job) => {
+                    tracing::warn!(job_id = %self.job_id, error = %e, "the answer to the last upload chunk was lost; the load job exists");
+                    job
+                }
+                Err(_) => return Err(e),
+            },
+        };
         self.client
             .wait_for_load(&self.project, self.location.as_deref(), job)
             .await
@@ -357,6 +414,19 @@ impl LoadUpload {
             tokio::time::sleep(retry::delay(attempt)).await;
         }
     }
+}
+
+/// A job id of this service's own (BigQuery accepts letters, digits, `_` and `-`).
+fn new_job_id() -> String {
+    format!("bqb_load_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn job_reference(project: &str, location: Option<&str>, job_id: &str) -> Value {
+    let mut reference = json!({ "projectId": project, "jobId": job_id });
+    if let Some(location) = location {
+        reference["location"] = json!(location);
+    }
+    reference
 }
 
 /// The bytes a resumable upload session has persisted, from a `308`'s `Range: bytes=0-N`;

@@ -29,6 +29,9 @@ use crate::storage::{self, exclusive, get_if_exists};
 /// that died is stale by the time the job reads FAILED, and the same request succeeds at once.
 pub const STALE_AFTER_HEARTBEATS: u32 = 5;
 
+/// Tries at releasing a claim.
+const RELEASE_ATTEMPTS: u32 = 3;
+
 /// How often a holder refreshes its lease, and so when it is judged dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
@@ -210,10 +213,19 @@ impl Claim {
     pub async fn release(self) {
         self.stop.cancel();
         let _ = self.refresher.await;
-        if let Err(e) =
-            exclusive::release(self.os.as_ref(), &self.dir, self.epoch, &self.holder).await
-        {
-            tracing::warn!(object_key = %self.dir, error = %e, "releasing a backup claim failed; it goes stale by itself");
+        // A bulk delete is not retried by the client after a reset: a few tries of our own,
+        // since a claim left behind blocks the id until it goes stale.
+        for attempt in 1..=RELEASE_ATTEMPTS {
+            match exclusive::release(self.os.as_ref(), &self.dir, self.epoch, &self.holder).await {
+                Ok(()) => return,
+                Err(e) if attempt < RELEASE_ATTEMPTS => {
+                    tracing::debug!(object_key = %self.dir, attempt, error = %e, "releasing a backup claim failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::warn!(object_key = %self.dir, error = %e, "releasing a backup claim failed; it goes stale by itself")
+                }
+            }
         }
     }
 }

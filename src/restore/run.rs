@@ -120,7 +120,32 @@ async fn still_the_planned_backup(plan: &RestorePlan, ctx: &RestoreContext) -> R
     }
 }
 
+/// Restores everything; when that fails, the datasets this restore created and left empty go
+/// again (one with a restored table in it stays: its tables are complete).
 async fn restore_all(plan: &RestorePlan, ctx: &RestoreContext) -> Result<RestoreReport, Error> {
+    let mut created = Vec::new();
+    let result = restore_into(plan, ctx, &mut created).await;
+    if result.is_err() {
+        for dataset in &created {
+            match ctx.bigquery.delete_dataset_if_empty(dataset).await {
+                Ok(true) => {
+                    tracing::info!(dataset = %dataset, "removed the dataset a failed restore created")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(dataset = %dataset, error = %e, "removing the dataset a failed restore created failed")
+                }
+            }
+        }
+    }
+    result
+}
+
+async fn restore_into(
+    plan: &RestorePlan,
+    ctx: &RestoreContext,
+    created: &mut Vec<DatasetRef>,
+) -> Result<RestoreReport, Error> {
     let started = Instant::now();
     let started_at = Utc::now();
     for ds in &plan.datasets {
@@ -134,6 +159,7 @@ async fn restore_all(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Restore
         let resource = dataset_for_create(&recorded, &ds.target, ds.location.as_deref())?;
         if ctx.bigquery.create_dataset(&ds.target, resource).await? {
             tracing::info!(dataset = %ds.target, "dataset created");
+            created.push(ds.target.clone());
         }
     }
 

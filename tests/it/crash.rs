@@ -11,8 +11,10 @@ use object_store::path::Path;
 use serde_json::{Value, json};
 
 use crate::faults::proxy::Proxies;
-use crate::faults::{exists, objects_under, source_dataset};
-use crate::helpers::{PROJECT, TestServices, open_store, spawn_app, unique_root};
+use bq_backup::domain::TableRef;
+
+use crate::faults::{exists, objects_under, rows_of, source_dataset};
+use crate::helpers::{PROJECT, TestServices, bigquery_client, open_store, spawn_app, unique_root};
 
 /// A `bq-backup serve` child process, killed (SIGKILL) when dropped.
 struct Serve {
@@ -316,4 +318,106 @@ async fn an_attempt_being_written_cannot_be_deleted() {
         .await
         .expect("list");
     assert_eq!(left.len(), 2, "nothing was removed: {left:?}");
+}
+
+#[tokio::test]
+async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() {
+    let proxies = Proxies::lock().await;
+    let dataset = source_dataset("crash_restore").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = format!("file://{}", dir.path().display());
+    let app = spawn_app().await;
+    let (status, backup) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    let backup_id = backup["backupId"].as_str().expect("backupId").to_string();
+
+    // Every upload chunk through the proxy in front of BigQuery waits 3 s: the restore is
+    // killed after it created its dataset and tables, before any data arrived.
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    let extra = [
+        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+        ("BQB_JOB_HEARTBEAT_SECS", "1"),
+    ];
+    proxies
+        .configure(
+            &proxies.bigquery,
+            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
+        )
+        .await;
+    let target = format!("{dataset}_k");
+    let request = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+        "restoreStorage": { "uri": root },
+        "backupId": backup_id,
+        "targetDatasets": { dataset.as_str(): target },
+    });
+    let mut first = Serve::start(&extra).await;
+    let (status, accepted) = first.post("/api/v1/restore", &request).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["jobId"].as_str().expect("jobId").to_string();
+    let bq = bigquery_client().await;
+    let wide = TableRef::new(PROJECT, &target, "wide");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bq.find_table(&wide).await.expect("tables.get").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never created {wide}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill9();
+    proxies.quiet_all().await;
+    assert!(
+        bq.find_table(&wide).await.expect("tables.get").is_some(),
+        "the killed restore left its empty table behind"
+    );
+
+    // Another instance notices the dead restore and removes what it created and never filled.
+    let second = Serve::start(&extra).await;
+    let target_ref = bq_backup::domain::DatasetRef::new(PROJECT, &target);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while bq
+        .find_dataset(&target_ref)
+        .await
+        .expect("datasets.get")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dataset the dead restore created is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, job) = second.get(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(job["state"], "FAILED", "{job}");
+
+    // The same request then restores everything.
+    let (status, again) = second.post("/api/v1/restore", &request).await;
+    assert_eq!(status, 202, "{again}");
+    let done = second
+        .job_until(
+            again["jobId"].as_str().expect("jobId"),
+            Duration::from_secs(120),
+            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
+        )
+        .await;
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    for table in ["all_types", "numbers", "wide"] {
+        assert_eq!(
+            rows_of(&TableRef::new(PROJECT, &target, table)).await,
+            rows_of(&TableRef::new(PROJECT, &dataset, table)).await,
+            "{table}"
+        );
+    }
 }

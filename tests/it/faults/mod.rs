@@ -9,6 +9,7 @@
 
 pub mod proxy;
 pub mod store;
+mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

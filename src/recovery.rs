@@ -1,0 +1,200 @@
+//! After a restore whose process died (SIGKILL, out of memory, a lost node): the tables and
+//! datasets it had created but not yet filled are removed, by whichever instance notices first.
+//!
+//! A running restore keeps a marker in the state store (`restores/{jobId}.json`) naming the
+//! tables and datasets it may create; it removes the marker when it ends by itself (a restore
+//! that fails cleans up after itself). A marker whose job record went stale is a restore that
+//! died: every instance looks for those every few heartbeats ([`run_recovery`]). A target is
+//! removed only when it was created while the dead job ran (creation time between its start and
+//! its last heartbeat: never a table that existed before, nor one a rerun created since) and is
+//! empty (a table gets its rows from one load job, all at once, so an empty one is one the
+//! restore created and never filled). A dataset goes only when nothing is left in it.
+//!
+//! Joins the job store (`jobs`), restore plans (`restore`) and BigQuery, which know nothing of
+//! each other: `api` keeps a restore job's marker, `app` runs the periodic pass.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::bigquery::BigQuery;
+use crate::domain::{DatasetRef, JobId, TableRef};
+use crate::error::Error;
+use crate::jobs::JobStore;
+use crate::restore::RestorePlan;
+use crate::storage::object_error;
+
+const PREFIX: &str = "restores";
+/// Clock skew between this service and BigQuery that the creation-time window allows.
+const SKEW: chrono::Duration = chrono::Duration::seconds(5);
+
+/// What a running restore may create, as kept in its marker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreMarker {
+    pub job_id: JobId,
+    pub started_at: DateTime<Utc>,
+    /// Target tables that did not exist when the restore was planned.
+    pub tables: Vec<TableRef>,
+    pub datasets: Vec<DatasetRef>,
+}
+
+fn marker_path(job: &JobId) -> Path {
+    Path::from(PREFIX).join(format!("{job}.json").as_str())
+}
+
+/// The marker of a running restore, removed by [`ActiveRestore::end`].
+pub struct ActiveRestore {
+    jobs: JobStore,
+    path: Path,
+}
+
+impl ActiveRestore {
+    /// Records that job `job` is about to restore `plan` (before it creates anything).
+    pub async fn begin(jobs: &JobStore, job: JobId, plan: &RestorePlan) -> Result<Self, Error> {
+        let path = marker_path(&job);
+        let marker = RestoreMarker {
+            job_id: job,
+            started_at: Utc::now(),
+            tables: plan
+                .tables
+                .iter()
+                .filter(|t| !t.target_exists)
+                .map(|t| t.target.clone())
+                .collect(),
+            datasets: plan.datasets.iter().map(|d| d.target.clone()).collect(),
+        };
+        let body = serde_json::to_vec(&marker)
+            .map_err(|e| Error::internal(format!("restore marker: {e}")))?;
+        jobs.store()
+            .object_store()
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| object_error("writing", &path, e))?;
+        Ok(Self {
+            jobs: jobs.clone(),
+            path,
+        })
+    }
+
+    /// The restore ended by itself (it cleaned up after itself if it failed).
+    pub async fn end(self) {
+        match self.jobs.store().object_store().delete(&self.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(object_key = %self.path, error = %e, "removing a restore marker failed")
+            }
+        }
+    }
+}
+
+/// What one pass of [`recover_dead_restores`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub restores: usize,
+    pub tables_removed: Vec<String>,
+    pub datasets_removed: Vec<String>,
+}
+
+/// One pass: every marker whose job died is cleaned up and removed.
+pub async fn recover_dead_restores(
+    jobs: &JobStore,
+    bigquery: &BigQuery,
+) -> Result<Recovered, Error> {
+    let os = jobs.store().object_store().clone();
+    let prefix = Path::from(PREFIX);
+    let markers: Vec<Path> = os
+        .list(Some(&prefix))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .map_err(|e| object_error("listing", &prefix, e))?;
+    let mut recovered = Recovered::default();
+    let now = Utc::now();
+    for path in markers {
+        let Some(bytes) = crate::storage::get_if_exists(os.as_ref(), &path)
+            .await
+            .map_err(|e| object_error("reading", &path, e))?
+        else {
+            continue;
+        };
+        let Ok(marker) = serde_json::from_slice::<RestoreMarker>(&bytes) else {
+            tracing::warn!(object_key = %path, "an unreadable restore marker is left alone");
+            continue;
+        };
+        let Some(record) = jobs.load(&marker.job_id).await? else {
+            continue;
+        };
+        if !record.is_stale(now) {
+            // Running, or ended by itself (a live instance removes its own marker).
+            if record.state.is_terminal() {
+                let _ = os.delete(&path).await;
+            }
+            continue;
+        }
+        // Created between the start and one heartbeat after the last sign of life.
+        let until = record.updated_at
+            + chrono::Duration::seconds(i64::try_from(record.heartbeat_secs).unwrap_or(0))
+            + SKEW;
+        let window = (marker.started_at - SKEW, until);
+        cleanup(bigquery, &marker, window, &mut recovered).await?;
+        recovered.restores += 1;
+        match os.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(object_error("deleting", &path, e)),
+        }
+        tracing::warn!(job_id = %marker.job_id, tables = ?recovered.tables_removed, datasets = ?recovered.datasets_removed, "cleaned up after a restore that died");
+    }
+    Ok(recovered)
+}
+
+async fn cleanup(
+    bigquery: &BigQuery,
+    marker: &RestoreMarker,
+    (from, until): (DateTime<Utc>, DateTime<Utc>),
+    recovered: &mut Recovered,
+) -> Result<(), Error> {
+    let created_then =
+        |ms: i64| DateTime::from_timestamp_millis(ms).is_some_and(|at| at >= from && at <= until);
+    for table in &marker.tables {
+        let Some(found) = bigquery.find_table(table).await? else {
+            continue;
+        };
+        if created_then(found.creation_time) && found.num_rows.is_none_or(|n| n == 0) {
+            bigquery.delete_table(table).await?;
+            recovered.tables_removed.push(table.to_string());
+        }
+    }
+    for dataset in &marker.datasets {
+        let Some(found) = bigquery.find_dataset(dataset).await? else {
+            continue;
+        };
+        if created_then(found.creation_time) && bigquery.delete_dataset_if_empty(dataset).await? {
+            recovered.datasets_removed.push(dataset.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Looks for restores that died every `every` until `shutdown`.
+pub async fn run_recovery(
+    jobs: JobStore,
+    bigquery: BigQuery,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Err(e) = recover_dead_restores(&jobs, &bigquery).await {
+            tracing::warn!(error = %e, "looking for restores that died failed");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
