@@ -421,3 +421,55 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
         );
     }
 }
+
+/// Many processes finding the same dead claim at once: exactly one takes it over, every time,
+/// on every kind of store (the takeover is a create-if-absent of the next epoch).
+#[tokio::test]
+async fn racers_for_one_dead_claim_leave_exactly_one_winner_on_every_store() {
+    use bq_backup::catalog::lease::{Claim, Claimed, LeaseTiming};
+    use bq_backup::domain::BackupId;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let roots = [
+        format!("file://{}", dir.path().display()),
+        unique_root("s3"),
+        unique_root("gs"),
+        unique_root("az"),
+    ];
+    let id = BackupId::parse("20260101_000000").expect("id");
+    for root in &roots {
+        let store = open_store(root);
+        for round in 0..10 {
+            let claim_dir = Path::from(format!("round-{round}/_claim"));
+            // A holder that died a minute ago.
+            let dead = json!({ "backupId": id, "purpose": "backup", "holder": "dead",
+                               "heartbeatAt": chrono::Utc::now() - chrono::Duration::minutes(1),
+                               "staleAfterMs": 5000, "host": "gone" });
+            store
+                .object_store()
+                .put(
+                    &claim_dir.clone().join("00000000000000000001.json"),
+                    dead.to_string().into(),
+                )
+                .await
+                .expect("dead claim written");
+            let racers = (0..6).map(|_| {
+                let (os, claim_dir) = (store.object_store().clone(), claim_dir.clone());
+                tokio::spawn(async move {
+                    Claim::acquire(os, claim_dir, id, LeaseTiming::new(Duration::from_secs(5)))
+                        .await
+                })
+            });
+            let mut winners = Vec::new();
+            for racer in futures::future::join_all(racers).await {
+                match racer.expect("racer ran").expect("the store answers") {
+                    Claimed::Held(claim) => winners.push(claim),
+                    Claimed::Busy(_) => {}
+                }
+            }
+            assert_eq!(winners.len(), 1, "{root}, round {round}");
+            for claim in winners {
+                claim.release().await;
+            }
+        }
+    }
+}
