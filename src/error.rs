@@ -23,8 +23,12 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// Too much work is queued; try again later.
     TooManyRequests,
-    /// A dependency (BigQuery, object storage) failed or is unreachable.
+    /// A dependency (BigQuery, object storage) answered with an error that is nobody's input
+    /// and not worth retrying as such.
     Upstream,
+    /// A dependency is unreachable or kept failing after its retries (timeouts, connection
+    /// errors, 5xx, throttling): the same request may pass later.
+    Unavailable,
     /// The operation was stopped on request (job cancel, shutdown) or because a sibling failed.
     Cancelled,
     /// A bug in this service.
@@ -126,6 +130,25 @@ impl Error {
         self
     }
 
+    /// Adds one more detail.
+    pub fn with_detail(mut self, detail: FieldError) -> Self {
+        self.details.push(detail);
+        self
+    }
+
+    /// The same error seen from another side (a dependency's "not found" that is, for the
+    /// caller, this service's misconfiguration).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The same error, said differently (its source and details kept).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -146,7 +169,17 @@ impl fmt::Display for Error {
             write!(f, "; {}: {}", d.field, d.message)?;
         }
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            // A module's error converted at its edge is both this error's message and its
+            // source: show what lies beneath it instead of the same words twice.
+            let text = source.to_string();
+            if text != self.message {
+                write!(f, ": {text}")?;
+            } else if let Some(inner) = source.source() {
+                let inner = inner.to_string();
+                if !self.message.contains(&inner) {
+                    write!(f, ": {inner}")?;
+                }
+            }
         }
         Ok(())
     }
@@ -178,5 +211,19 @@ mod tests {
             "the request is invalid; a.b: is required; c: must be positive"
         );
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading x failed: not found")]
+    struct ModuleError(#[source] std::io::Error);
+
+    #[test]
+    fn a_converted_module_error_is_not_printed_twice() {
+        let module = ModuleError(std::io::Error::other("the store said 404"));
+        let err = Error::not_found(module.to_string()).with_source(module);
+        assert_eq!(
+            err.to_string(),
+            "reading x failed: not found: the store said 404"
+        );
     }
 }

@@ -42,11 +42,13 @@ use crate::storage::Store;
         (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
         (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
         (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
-        (status = 404, description = "A dataset or table does not exist", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A dataset or table does not exist, or the repository's bucket or container (the field holding the URI is named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
         (status = 409, description = "A backup of the same selection is running", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
         (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The storage is unavailable (it kept failing after retries); retry later", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn start_backup(
@@ -90,7 +92,10 @@ pub(crate) async fn submit_backup(
     if dry_run {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
-    let store = state.storage.open(&plan.storage)?;
+    let store = super::open_store(state, &plan.storage, &plan.storage_field)?;
+    // A repository that cannot be reached fails now, while the caller waits, naming the field
+    // that holds its URI: not as a 202 followed by a failed job.
+    store.check_reachable().await?;
     let job = NewJob {
         kind: JobKind::Backup,
         backup_id: Some(plan.backup_id.to_string()),
@@ -113,7 +118,9 @@ pub(crate) async fn submit_backup(
                 progress: Some(run.progress),
                 lease,
             };
-            let report = run_backup(&plan, &ctx).await?;
+            let report = run_backup(&plan, &ctx)
+                .await
+                .map_err(|e| store.attribute(e))?;
             let mut result = serde_json::to_value(report)
                 .map_err(|e| Error::internal(format!("report: {e}")))?;
             if let Some(policy) = prune_after {

@@ -27,6 +27,7 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
         ErrorKind::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
         ErrorKind::TooManyRequests => ("TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS),
         ErrorKind::Upstream => ("UPSTREAM_ERROR", StatusCode::BAD_GATEWAY),
+        ErrorKind::Unavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
         ErrorKind::Cancelled => ("CANCELLED", StatusCode::CONFLICT),
         ErrorKind::Internal => ("SERVICE_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
@@ -208,6 +209,14 @@ mod tests {
         assert_eq!(
             code_and_status(ErrorKind::Internal).1,
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn an_unavailable_store_is_neither_the_callers_fault_nor_a_bug() {
+        assert_eq!(
+            code_and_status(ErrorKind::Unavailable),
+            ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE)
         );
     }
 }

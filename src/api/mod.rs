@@ -31,9 +31,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::bigquery::BigQuery;
 use crate::config::Settings;
+use crate::domain::StorageUri;
+use crate::error::FieldError;
 use crate::jobs::{JobKind, Jobs};
 use crate::schedule::Schedules;
-use crate::storage::StorageConfig;
+use crate::storage::{StorageConfig, Store};
 use crate::telemetry::trace_id_from_headers;
 
 pub(crate) use error::error_code;
@@ -65,6 +67,23 @@ pub(crate) async fn submit_job(
     match kind {
         JobKind::Backup => backup::submit_backup(state, body, wait, trigger).await,
         JobKind::Restore => restore::submit_restore(state, body, wait, trigger).await,
+    }
+}
+
+/// Opens the repository whose URI the request gave in `field`: its storage errors name the
+/// field (see [`Store::attribute`]), and so does the error of one that cannot be opened.
+pub(crate) fn open_store(
+    state: &AppState,
+    uri: &StorageUri,
+    field: &str,
+) -> Result<Store, crate::error::Error> {
+    match state.storage.open(uri) {
+        Ok(store) => Ok(store.from_request_field(field)),
+        Err(e) => {
+            let e = crate::error::Error::from(e);
+            let detail = FieldError::new(field, e.message());
+            Err(e.with_detail(detail))
+        }
     }
 }
 

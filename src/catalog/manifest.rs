@@ -173,7 +173,7 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
     let path = layout::manifest(id);
     let Some(bytes) = get_if_exists(store.object_store().as_ref(), &path)
         .await
-        .map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?
+        .map_err(|e| crate::storage::object_error("reading", &path, e))?
     else {
         return Ok(None);
     };

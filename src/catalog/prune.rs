@@ -117,9 +117,11 @@ async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, E
         })
         .await
         .map_err(|e| {
-            Error::upstream(format!(
-                "backup {id} is no longer listed, but removing its files failed; delete again to finish: {e}"
-            ))
+            let message = format!(
+                "backup {id} is no longer listed, but removing its files failed; delete again to finish: {}",
+                e.message()
+            );
+            e.with_message(message)
         })?;
     tracing::info!(backup_id = %id, files = deleted, "backup deleted");
     Ok(DeleteReport {

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
+use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, object_error, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -50,7 +50,7 @@ impl JobStore {
             )
         })?;
         Ok(Self {
-            store: config.open(&uri)?,
+            store: config.open(&uri)?.from_setting("BQB_STATE_URI"),
         })
     }
 
@@ -82,7 +82,7 @@ impl JobStore {
     async fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>, Error> {
         get_if_exists(self.os().as_ref(), path)
             .await
-            .map_err(|e| read_error(path, e))
+            .map_err(|e| self.read_error(path, e))
     }
 
     pub async fn save(&self, record: &JobRecord) -> Result<(), Error> {
@@ -92,7 +92,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -114,7 +114,7 @@ impl JobStore {
             .os()
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| read_error(&prefix, e))?;
+            .map_err(|e| self.read_error(&prefix, e))?;
         let ids: Vec<JobId> = listing
             .objects
             .iter()
@@ -147,7 +147,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl JobStore {
         match self.os().head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(read_error(&path, e)),
+            Err(e) => Err(self.read_error(&path, e)),
         }
     }
 
@@ -178,7 +178,7 @@ impl JobStore {
         let os = self.os().as_ref();
         let seen = exclusive::current(os, &dir)
             .await
-            .map_err(|e| read_error(&dir, e))?;
+            .map_err(|e| self.read_error(&dir, e))?;
         if let Some(holder) = seen.as_ref().and_then(|r| Self::selection_holder(&r.body))
             && self.is_running(&holder).await?
         {
@@ -187,7 +187,7 @@ impl JobStore {
         let body = bytes::Bytes::from(serde_json::json!({ "jobId": job }).to_string());
         if exclusive::take(os, &dir, seen.as_ref(), body)
             .await
-            .map_err(|e| write_error(&dir, e))?
+            .map_err(|e| self.write_error(&dir, e))?
             .is_some()
         {
             return Ok(SelectionLock::Taken);
@@ -195,7 +195,7 @@ impl JobStore {
         // Another contender won between our read and our write.
         let winner = exclusive::current(os, &dir)
             .await
-            .map_err(|e| read_error(&dir, e))?
+            .map_err(|e| self.read_error(&dir, e))?
             .and_then(|r| Self::selection_holder(&r.body));
         match winner {
             Some(holder) => Ok(SelectionLock::HeldBy(holder)),
@@ -247,7 +247,7 @@ impl JobStore {
             bytes::Bytes::from(body.to_string()),
         )
         .await
-        .map_err(|e| write_error(&path, e))?
+        .map_err(|e| self.write_error(&path, e))?
         {
             return Ok(None);
         }
@@ -265,7 +265,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body.to_string()))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -288,7 +288,7 @@ impl JobStore {
                 .os()
                 .list_with_delimiter(Some(&prefix))
                 .await
-                .map_err(|e| read_error(&prefix, e))?;
+                .map_err(|e| self.read_error(&prefix, e))?;
             old.extend(
                 listing
                     .objects
@@ -314,12 +314,16 @@ impl JobStore {
     pub fn store(&self) -> &Store {
         &self.store
     }
-}
 
-fn write_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("writing the state store object {path} failed")).with_source(e)
-}
+    /// A failed call on the state store: a missing bucket or refused access there is this
+    /// service's setup (`BQB_STATE_URI`), never the caller's (see [`Store::attribute`]).
+    fn write_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("writing the state store object", path, e))
+    }
 
-fn read_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("reading the state store object {path} failed")).with_source(e)
+    fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("reading the state store object", path, e))
+    }
 }

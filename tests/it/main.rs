@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod dependents;
 mod deploy;
+mod errors;
 mod examples;
 mod faults;
 mod health;
