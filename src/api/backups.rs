@@ -163,6 +163,7 @@ async fn manifest_of(
         (status = 200, description = "The backup", body = Value),
         (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
+        (status = 422, description = "The manifest is damaged (`BACKUP_DAMAGED`, `details` names its key)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn show(

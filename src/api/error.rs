@@ -28,6 +28,7 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
         ErrorKind::TooManyRequests => ("TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS),
         ErrorKind::Upstream => ("UPSTREAM_ERROR", StatusCode::BAD_GATEWAY),
         ErrorKind::Unavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+        ErrorKind::DamagedBackup => ("BACKUP_DAMAGED", StatusCode::UNPROCESSABLE_ENTITY),
         ErrorKind::Cancelled => ("CANCELLED", StatusCode::CONFLICT),
         ErrorKind::Internal => ("SERVICE_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
@@ -213,7 +214,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unavailable_store_is_neither_the_callers_fault_nor_a_bug() {
+    fn a_damaged_backup_and_an_unavailable_store_are_neither_the_callers_fault_nor_a_bug() {
+        assert_eq!(
+            code_and_status(ErrorKind::DamagedBackup),
+            ("BACKUP_DAMAGED", StatusCode::UNPROCESSABLE_ENTITY)
+        );
         assert_eq!(
             code_and_status(ErrorKind::Unavailable),
             ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE)

@@ -39,6 +39,7 @@ use crate::restore::{RestoreContext, plan_restore, run_restore};
         (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
         (status = 409, description = "A target table exists and is not empty", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
+        (status = 422, description = "The backup is damaged (`BACKUP_DAMAGED`): a file or the manifest does not match what was written; `details` names its key", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
         (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
         (status = 503, description = "The storage is unavailable (it kept failing after retries); retry later", body = super::openapi::ErrorResponse),

@@ -20,7 +20,7 @@ use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
 use crate::domain::{BackupId, TableRef};
-use crate::error::{Error, ErrorKind, FieldError};
+use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::{Store, layout};
 
@@ -236,11 +236,7 @@ async fn export_all(
         reports.sort_by(|a, b| a.table.cmp(&b.table));
         return Ok((entries, reports));
     }
-    let kind = failures
-        .iter()
-        .map(|(_, e)| e.kind())
-        .find(|k| *k != ErrorKind::Upstream)
-        .unwrap_or(ErrorKind::Upstream);
+    let lead = most_telling(failures.iter().map(|(_, e)| e)).unwrap_or_default();
     let details = failures
         .iter()
         .map(|(t, e)| FieldError::new(t.to_string(), e.to_string()))
@@ -250,14 +246,18 @@ async fn export_all(
         .map(|(t, _)| t.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    // The source is the leading failure, so that a storage failure can still be attributed to
+    // the request field that named the repository (`Store::attribute`).
+    let (_, lead) = failures.swap_remove(lead);
     Err(Error::new(
-        kind,
+        lead.kind(),
         format!(
             "backup {} failed for {}: no manifest was written",
             plan.backup_id, names
         ),
     )
-    .with_details(details))
+    .with_details(details)
+    .with_source(lead))
 }
 
 /// One table of [`export_all`]: skipped once `stop` fired, and firing it when it fails.

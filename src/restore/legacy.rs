@@ -42,7 +42,7 @@ use crate::catalog::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
 };
 use crate::domain::{BackupId, RestoreSpec, SourceTable, TableRef};
-use crate::error::{Error, ErrorKind, FieldError};
+use crate::error::{Error, FieldError};
 use crate::exec::on_rayon;
 use crate::formats::{
     Compression, EncodeOptions, Format, arrow_to_bigquery_fields, bigquery_fields_to_arrow,
@@ -385,12 +385,9 @@ async fn file_schema(store: &Store, file: &LegacyFile) -> Result<SchemaRef, Erro
     let size = file.size;
     let read_error = |e: object_store::Error| object_error("reading", &file.location, e);
     let corrupt = |e: crate::formats::FormatError| {
-        Error::new(
-            ErrorKind::Upstream,
-            format!(
-                "file {} has no readable {format} schema: {e}",
-                file.location
-            ),
+        Error::damaged(
+            file.location.to_string(),
+            format!("has no readable {format} schema: {e}"),
         )
     };
     let probe = SCHEMA_PROBE_BYTES.min(size);

@@ -266,11 +266,17 @@ pub fn object_error(
     .into()
 }
 
-/// The storage failure behind `error`, if it is one.
+/// The storage failure behind `error`, if it is one: anywhere in its chain of sources, since a
+/// job's error leads with the failure of one of its tables.
 pub fn storage_failure(error: &Error) -> Option<Failure> {
-    std::error::Error::source(error)?
-        .downcast_ref::<StorageError>()?
-        .failure()
+    let mut current = std::error::Error::source(error);
+    while let Some(e) = current {
+        if let Some(storage) = e.downcast_ref::<StorageError>() {
+            return storage.failure();
+        }
+        current = e.source();
+    }
+    None
 }
 
 impl From<StorageError> for Error {
