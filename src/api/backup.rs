@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
 use super::{AppState, start_job};
-use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
+use crate::backup::{
+    BackupContext, BackupPlan, ensure_can_start, plan_backup, run_backup, validate_backup_request,
+};
 use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
@@ -44,7 +46,7 @@ use crate::storage::Store;
         (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
         (status = 404, description = "A dataset or table does not exist, or the repository's bucket or container (the field holding the URI is named in `details`)", body = super::openapi::ErrorResponse),
         (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
-        (status = 409, description = "A backup of the same selection is running", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The backup id is committed or being written in this repository, or a backup of the same selection is running", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
         (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
@@ -93,9 +95,13 @@ pub(crate) async fn submit_backup(
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
     let store = super::open_store(state, &plan.storage, &plan.storage_field)?;
-    // A repository that cannot be reached fails now, while the caller waits, naming the field
-    // that holds its URI: not as a 202 followed by a failed job.
+    // What can be seen now fails now, while the caller waits, not as a 202 followed by a failed
+    // job: a repository that cannot be reached (naming the field that holds its URI), and a
+    // backup id that is committed or being written (409).
     store.check_reachable().await?;
+    ensure_can_start(&store, &plan)
+        .await
+        .map_err(|e| store.attribute(e))?;
     let job = NewJob {
         kind: JobKind::Backup,
         backup_id: Some(plan.backup_id.to_string()),

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
-use crate::catalog::attempt::Keep;
-use crate::catalog::lease::{Claim, Claimed, LeaseTiming};
+use crate::catalog::attempt::{Keep, live_claim};
+use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
@@ -159,14 +159,7 @@ async fn claim(
     .await?
     {
         Claimed::Held(claim) => claim,
-        Claimed::Busy(holder) => {
-            return Err(Error::conflict(format!(
-                "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
-                plan.backup_id,
-                plan.storage_uri,
-                holder.heartbeat_at.to_rfc3339()
-            )));
-        }
+        Claimed::Busy(holder) => return Err(being_written(plan, &holder)),
     };
     // Committed between the first look and the claim (a holder that finished meanwhile).
     if let Err(e) = ensure_not_committed(&ctx.store, plan).await {
@@ -178,6 +171,28 @@ async fn claim(
         remove_attempt(&ctx.store, &plan.backup_id).await;
     }
     Ok(claim)
+}
+
+/// Refuses, before any work starts, a backup id that cannot be written now: one that is
+/// committed, or claimed by a live backup. [`run_backup`] makes the same checks again under its
+/// claim, and those are the ones that count (another backup may commit or claim the id in
+/// between); this one lets the API answer such a conflict while the caller waits, instead of
+/// accepting a job that can only fail.
+pub async fn ensure_can_start(store: &Store, plan: &BackupPlan) -> Result<(), Error> {
+    ensure_not_committed(store, plan).await?;
+    match live_claim(store, &plan.backup_id).await? {
+        Some(holder) => Err(being_written(plan, &holder)),
+        None => Ok(()),
+    }
+}
+
+fn being_written(plan: &BackupPlan, holder: &LeaseRecord) -> Error {
+    Error::conflict(format!(
+        "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
+        plan.backup_id,
+        plan.storage_uri,
+        holder.heartbeat_at.to_rfc3339()
+    ))
 }
 
 async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Error> {
