@@ -124,9 +124,9 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(backups::delete),
         )
         .with_state(state)
-        // Outermost first: request id → span → metrics → JSON errors → auth → timeout → body
-        // limit → handler. Auth inside the JSON errors so its 401/403 come out in the standard
-        // shape.
+        // Outermost first: request id → span → metrics → JSON errors → header limit → auth →
+        // timeout → body limit → handler. Auth and the header limit inside the JSON errors so
+        // their 401/403/431 come out in the standard shape.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -137,6 +137,7 @@ pub(crate) fn router(state: AppState) -> Router {
                     metrics::track,
                 ))
                 .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn(error::limit_headers))
                 .layer(axum::middleware::from_fn_with_state(
                     auth,
                     auth::require_auth,

@@ -135,3 +135,37 @@ async fn the_catalog_of_a_bucket_or_container_that_does_not_exist_is_a_404_namin
         assert_names_the_missing_root(&answer, "uri", &name, uri);
     }
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_a_json_431() {
+    let app = spawn_app().await;
+    // 100 KB: below hyper's own buffer, so the service sees it and answers in its own shape.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/jobs"))
+        .header("x-padding", "a".repeat(100_000))
+        .send()
+        .await
+        .expect("server answers");
+    assert_eq!(resp.status().as_u16(), 431);
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json")),
+        "{:?}",
+        resp.headers()
+    );
+    let body: Value = resp.json().await.expect("a JSON body");
+    assert_eq!(body["errorCode"], "REQUEST_HEADERS_TOO_LARGE", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("65536")),
+        "{body}"
+    );
+
+    // A head of ordinary size passes.
+    let (status, _) = app.get_json("/api/v1/jobs").await;
+    assert_eq!(status, 200);
+}
