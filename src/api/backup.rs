@@ -22,7 +22,7 @@ use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
 use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobKind, NewJob};
 use crate::storage::Store;
 
@@ -95,13 +95,8 @@ pub(crate) async fn submit_backup(
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
     let store = super::open_store(state, &plan.storage, &plan.storage_field)?;
-    // What can be seen now fails now, while the caller waits, not as a 202 followed by a failed
-    // job: a repository that cannot be reached (naming the field that holds its URI), and a
-    // backup id that is committed or being written (409).
-    store.check_reachable().await?;
-    ensure_can_start(&store, &plan)
-        .await
-        .map_err(|e| store.attribute(e))?;
+    let exclusive_key = (!allow_concurrent).then(|| selection_key(&plan));
+    refuse_early(state, &store, &plan, exclusive_key.as_deref()).await?;
     let job = NewJob {
         kind: JobKind::Backup,
         backup_id: Some(plan.backup_id.to_string()),
@@ -109,7 +104,7 @@ pub(crate) async fn submit_backup(
         tables: plan.tables.iter().map(|t| t.table.to_string()).collect(),
         request: request_json,
         trigger,
-        exclusive_key: (!allow_concurrent).then(|| selection_key(&plan)),
+        exclusive_key,
     };
     let bigquery = state.bigquery.clone();
     let prune_after = state.settings.jobs.prune_after_backup;
@@ -136,6 +131,36 @@ pub(crate) async fn submit_backup(
         })
         .await?;
     accepted(&state.jobs, record, wait).await
+}
+
+/// Refuses, while the caller waits, what can be seen before the job starts, instead of a 202
+/// followed by a job that can only fail: a running backup of the same selection (409 naming it),
+/// a repository that cannot be reached (404/403 naming the field that holds its URI), a backup id
+/// that is committed or claimed by a live backup (409). An answer that may change — the store
+/// failing right now — refuses nothing: the job has its own retries and checks again under its
+/// claim.
+async fn refuse_early(
+    state: &AppState,
+    store: &Store,
+    plan: &BackupPlan,
+    selection: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(key) = selection {
+        state.jobs.ensure_selection_free(key).await?;
+    }
+    let seen = match store.check_reachable().await {
+        Ok(()) => ensure_can_start(store, plan)
+            .await
+            .map_err(|e| store.attribute(e)),
+        Err(e) => Err(e),
+    };
+    match seen {
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Upstream) => {
+            tracing::warn!(error = %e, backup_id = %plan.backup_id, "the repository could not be checked before the backup; the job will try");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Two backups of the same tables to the same repository: one key.

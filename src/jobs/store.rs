@@ -179,7 +179,9 @@ impl JobStore {
         let seen = exclusive::current(os, &dir)
             .await
             .map_err(|e| self.read_error(&dir, e))?;
-        if let Some(holder) = seen.as_ref().and_then(|r| Self::selection_holder(&r.body))
+        if let Some(holder) = seen
+            .as_ref()
+            .and_then(|r| Self::selection_holder_of(&r.body))
             && self.is_running(&holder).await?
         {
             return Ok(SelectionLock::HeldBy(holder));
@@ -196,12 +198,27 @@ impl JobStore {
         let winner = exclusive::current(os, &dir)
             .await
             .map_err(|e| self.read_error(&dir, e))?
-            .and_then(|r| Self::selection_holder(&r.body));
+            .and_then(|r| Self::selection_holder_of(&r.body));
         match winner {
             Some(holder) => Ok(SelectionLock::HeldBy(holder)),
             None => Err(Error::conflict(format!(
                 "selection {key} was taken and released by another job meanwhile; retry"
             ))),
+        }
+    }
+
+    /// The live job holding selection `key`, if any (a look, taking nothing).
+    pub async fn selection_holder(&self, key: &str) -> Result<Option<JobId>, Error> {
+        let dir = Self::selection_dir(key);
+        let seen = exclusive::current(self.os().as_ref(), &dir)
+            .await
+            .map_err(|e| self.read_error(&dir, e))?;
+        match seen
+            .as_ref()
+            .and_then(|r| Self::selection_holder_of(&r.body))
+        {
+            Some(holder) if self.is_running(&holder).await? => Ok(Some(holder)),
+            _ => Ok(None),
         }
     }
 
@@ -217,7 +234,7 @@ impl JobStore {
         let dir = Self::selection_dir(key);
         let os = self.os().as_ref();
         let result = match exclusive::current(os, &dir).await {
-            Ok(Some(record)) if Self::selection_holder(&record.body).as_ref() == Some(job) => {
+            Ok(Some(record)) if Self::selection_holder_of(&record.body).as_ref() == Some(job) => {
                 exclusive::release(os, &dir, record.epoch, &job.to_string()).await
             }
             Ok(_) => Ok(()),
@@ -228,7 +245,7 @@ impl JobStore {
         }
     }
 
-    fn selection_holder(body: &[u8]) -> Option<JobId> {
+    fn selection_holder_of(body: &[u8]) -> Option<JobId> {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         value["jobId"].as_str().and_then(|s| JobId::parse(s).ok())
     }
