@@ -2,6 +2,11 @@
 //! file://, memory://), rooted at the URI's prefix, honouring the emulator settings; and the
 //! backup repository's key layout.
 //!
+//! Every failed call becomes the crate's error in one place, [`object_error`], which says what
+//! the failure means ([`Failure`]: a missing bucket, a missing object, refused access, a store
+//! that is down…); [`Store::attribute`] then says whose it is, by where the store's URI came
+//! from (the request field that named it, or a setting of the service).
+//!
 //! Depends on `config`, `domain` and `error`; never on `bigquery`, `formats` or `api`.
 
 pub mod exclusive;
