@@ -25,6 +25,12 @@ Translated (everything else is forwarded unchanged, bodies streamed):
 Responses carry ETag (same form as fake-gcs GET: quoted etag) and
 x-goog-generation; upstream JSON errors become XML <Error> with the same status.
 
+A bucket that does not exist is answered as GCS answers it: 404 with the XML code
+NoSuchBucket, for every call on it (fake-gcs answers a list on it with 500, and
+an object call with a bare 404 that reads like a missing object). Checked only
+when a call failed, and before a multipart upload starts (which fake-gcs never
+sees until its completion).
+
 fake-gcs 1.54 quirks handled: uploadType=media, copyTo, rewriteTo and compose
 all ignore ifGenerationMatch (they overwrite), while uploadType=multipart
 honours it (412) - so all writes use multipart/related uploads, and copies are
@@ -124,6 +130,22 @@ class Shim(http.server.BaseHTTPRequestHandler):
                 "<Message>%s</Message></Error>" % (code, escape(message))).encode()
         self.reply(status, body)
 
+    def bucket_missing(self, bucket):
+        """Whether fake-gcs has no bucket `bucket` (asked through its JSON API)."""
+        if not bucket:
+            return False
+        c = self.conn()
+        try:
+            c.request("GET", "/storage/v1/b/%s" % q(bucket))
+            r = c.getresponse()
+            r.read()
+        finally:
+            c.close()
+        return r.status == 404
+
+    def no_such_bucket(self):
+        self.xml_error(404, "NoSuchBucket", "The specified bucket does not exist.")
+
     def upstream_json(self, method, path, body=None, headers=None, length=None):
         """JSON-API call; returns the decoded JSON or raises UpstreamError."""
         headers = dict(headers or {}, **({} if length is None else {"Content-Length": str(length)}))
@@ -193,6 +215,8 @@ class Shim(http.server.BaseHTTPRequestHandler):
         try:
             handler(bucket, name, query)
         except UpstreamError as e:
+            if self.bucket_missing(bucket):
+                return self.no_such_bucket()
             try:
                 msg = json.loads(e.body)["error"]["message"]
             except (ValueError, KeyError, TypeError):
@@ -213,7 +237,7 @@ class Shim(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = handle_any
 
     # ---------------------------------------------------------------- handlers
-    def forward(self, *_):
+    def forward(self, bucket, *_):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         length = self.headers.get("Content-Length")
         if length is not None:
@@ -223,6 +247,9 @@ class Shim(http.server.BaseHTTPRequestHandler):
             c.request(self.command, self.path, body=self.body_chunks() if length else None,
                       headers=headers)
             r = c.getresponse()
+            if r.status >= 400 and self.bucket_missing(bucket):
+                r.read()
+                return self.no_such_bucket()
             self.send_response(r.status, r.reason)
             for k, v in r.getheaders():  # send_response already wrote Date and Server
                 if k.lower() not in HOP_BY_HOP | {"date", "server"}:
@@ -272,6 +299,8 @@ class Shim(http.server.BaseHTTPRequestHandler):
 
     def do_initiate(self, bucket, name, _query):
         list(self.body_chunks())
+        if self.bucket_missing(bucket):
+            return self.no_such_bucket()
         upload_id = uuid.uuid4().hex
         os.mkdir(os.path.join(self.tmp_root, upload_id))
         self.uploads[upload_id] = {"bucket": bucket, "name": name, "parts": {},

@@ -162,7 +162,9 @@ impl Cli {
             Command::Delete { id, uri } => {
                 let store = open_repository(&uri)?;
                 let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-                let report = catalog::prune::delete_backup(&store, &id).await?;
+                let report = catalog::prune::delete_backup(&store, &id)
+                    .await
+                    .map_err(|e| store.attribute(e))?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
@@ -181,8 +183,9 @@ impl Cli {
                     keep_weekly,
                     keep_monthly,
                 };
-                let report =
-                    catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now()).await?;
+                let report = catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now())
+                    .await
+                    .map_err(|e| store.attribute(e))?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 Ok(())
             }
@@ -264,7 +267,9 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let store = StorageConfig::from_settings(&settings).open(&plan.storage)?;
+    let store = StorageConfig::from_settings(&settings)
+        .open(&plan.storage)?
+        .from_request_field(plan.storage_field.clone());
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     // Hidden automatically when stderr is not a terminal.
@@ -281,7 +286,9 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         progress: Some(Arc::new(BarProgress(bar.clone()))),
         lease: LeaseTiming::new(settings.jobs.heartbeat),
     };
-    let report = run_backup(&plan, &ctx).await;
+    let report = run_backup(&plan, &ctx)
+        .await
+        .map_err(|e| ctx.store.attribute(e));
     bar.finish_and_clear();
     let report = report?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -301,8 +308,12 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         ))
     })?;
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-    let store = StorageConfig::from_settings(&settings).open(&spec.storage)?;
-    let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables).await?;
+    let store = StorageConfig::from_settings(&settings)
+        .open(&spec.storage)?
+        .from_request_field(spec.storage_field.clone());
+    let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables)
+        .await
+        .map_err(|e| store.attribute(e))?;
     if dry_run || spec.dry_run {
         println!(
             "{}",
@@ -323,13 +334,14 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         &plan,
         &RestoreContext {
             bigquery,
-            store,
+            store: store.clone(),
             cancel,
             progress: None,
             lease: LeaseTiming::new(settings.jobs.heartbeat),
         },
     )
-    .await;
+    .await
+    .map_err(|e| store.attribute(e));
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report?)?);
     Ok(())
@@ -355,7 +367,9 @@ fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings);
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    Ok(StorageConfig::from_settings(&settings).open(&uri)?)
+    Ok(StorageConfig::from_settings(&settings)
+        .open(&uri)?
+        .from_request_field("--uri"))
 }
 
 async fn list(
@@ -372,7 +386,8 @@ async fn list(
         None,
         chrono::Utc::now(),
     )
-    .await?;
+    .await
+    .map_err(|e| store.attribute(e))?;
     match Output::resolve(output) {
         Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
         Output::Table => {
@@ -400,7 +415,8 @@ async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()>
     let store = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
     let manifest = catalog::read_manifest(&store, &id)
-        .await?
+        .await
+        .map_err(|e| store.attribute(e))?
         .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
     let summary = BackupSummary::of(&manifest, chrono::Utc::now());
     match Output::resolve(output) {
@@ -452,9 +468,12 @@ async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
     let store = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
     let manifest = catalog::read_manifest(&store, &id)
-        .await?
+        .await
+        .map_err(|e| store.attribute(e))?
         .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
-    let report = catalog::verify_backup(&store, &manifest).await?;
+    let report = catalog::verify_backup(&store, &manifest)
+        .await
+        .map_err(|e| store.attribute(e))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if report.ok {
         Ok(())

@@ -23,12 +23,46 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// Too much work is queued; try again later.
     TooManyRequests,
-    /// A dependency (BigQuery, object storage) failed or is unreachable.
+    /// A dependency (BigQuery, object storage) answered with an error that is nobody's input
+    /// and not worth retrying as such.
     Upstream,
+    /// A dependency is unreachable or kept failing after its retries (timeouts, connection
+    /// errors, 5xx, throttling): the same request may pass later.
+    Unavailable,
+    /// A backup's own files are damaged (a checksum, size or row count that does not match its
+    /// manifest, a file that does not decode, a manifest that does not parse). Neither the
+    /// caller's request nor a dependency's failure: retrying cannot help, restoring from another
+    /// backup can.
+    DamagedBackup,
     /// The operation was stopped on request (job cancel, shutdown) or because a sibling failed.
     Cancelled,
     /// A bug in this service.
     Internal,
+}
+
+impl ErrorKind {
+    /// How much a failure of this kind says about its cause (see [`most_telling`]).
+    fn telling(self) -> u8 {
+        match self {
+            Self::Upstream => 0,
+            Self::Unavailable => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Of several failures (one per table of a job), the position of the one whose kind says most
+/// about whose fault it is: a named cause (a missing table, a conflict, a damaged file) before
+/// "unavailable, retry later", and that before a dependency's plain failure. The first of equals.
+pub fn most_telling<'a>(errors: impl IntoIterator<Item = &'a Error>) -> Option<usize> {
+    let mut best: Option<(usize, u8)> = None;
+    for (position, error) in errors.into_iter().enumerate() {
+        let telling = error.kind().telling();
+        if best.is_none_or(|(_, b)| telling > b) {
+            best = Some((position, telling));
+        }
+    }
+    best.map(|(position, _)| position)
 }
 
 /// One problem with one input field, named by its JSON path (`backupStorage.gcsOptions.uri`).
@@ -126,6 +160,38 @@ impl Error {
         self
     }
 
+    /// A damaged backup: `object_key` (the file or manifest, relative to the repository root)
+    /// is named in `details`, `problem` says what is wrong with it.
+    pub fn damaged(object_key: impl Into<String>, problem: impl Into<String>) -> Self {
+        let (object_key, problem) = (object_key.into(), problem.into());
+        Self {
+            details: vec![FieldError::new(object_key.clone(), problem.clone())],
+            ..Self::new(
+                ErrorKind::DamagedBackup,
+                format!("the backup is damaged: {object_key} {problem}"),
+            )
+        }
+    }
+
+    /// Adds one more detail.
+    pub fn with_detail(mut self, detail: FieldError) -> Self {
+        self.details.push(detail);
+        self
+    }
+
+    /// The same error seen from another side (a dependency's "not found" that is, for the
+    /// caller, this service's misconfiguration).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The same error, said differently (its source and details kept).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -146,7 +212,17 @@ impl fmt::Display for Error {
             write!(f, "; {}: {}", d.field, d.message)?;
         }
         if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+            // A module's error converted at its edge is both this error's message and its
+            // source: show what lies beneath it instead of the same words twice.
+            let text = source.to_string();
+            if text != self.message {
+                write!(f, ": {text}")?;
+            } else if let Some(inner) = source.source() {
+                let inner = inner.to_string();
+                if !self.message.contains(&inner) {
+                    write!(f, ": {inner}")?;
+                }
+            }
         }
         Ok(())
     }
@@ -178,5 +254,40 @@ mod tests {
             "the request is invalid; a.b: is required; c: must be positive"
         );
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading x failed: not found")]
+    struct ModuleError(#[source] std::io::Error);
+
+    #[test]
+    fn a_converted_module_error_is_not_printed_twice() {
+        let module = ModuleError(std::io::Error::other("the store said 404"));
+        let err = Error::not_found(module.to_string()).with_source(module);
+        assert_eq!(
+            err.to_string(),
+            "reading x failed: not found: the store said 404"
+        );
+    }
+
+    #[test]
+    fn the_most_telling_failure_of_several_leads() {
+        let errors = [
+            Error::upstream("bigquery said 500"),
+            Error::new(ErrorKind::Unavailable, "storage timed out"),
+            Error::damaged("backups/1/t/part-00000.avro", "does not decode"),
+            Error::not_found("table gone"),
+        ];
+        assert_eq!(most_telling(&errors), Some(2));
+        assert_eq!(most_telling(&errors[..2]), Some(1));
+        assert_eq!(most_telling(&[]), None);
+    }
+
+    #[test]
+    fn a_damaged_backup_names_the_object_in_its_details() {
+        let err = Error::damaged("backups/1/manifest.json", "is not valid JSON");
+        assert_eq!(err.kind(), ErrorKind::DamagedBackup);
+        assert_eq!(err.details()[0].field, "backups/1/manifest.json");
+        assert!(err.message().contains("damaged"), "{err}");
     }
 }

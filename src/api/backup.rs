@@ -14,13 +14,15 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, RawBody};
 use super::jobs::{WaitQuery, accepted};
 use super::{AppState, start_job};
-use crate::backup::{BackupContext, BackupPlan, plan_backup, run_backup, validate_backup_request};
+use crate::backup::{
+    BackupContext, BackupPlan, ensure_can_start, plan_backup, run_backup, validate_backup_request,
+};
 use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
 use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobKind, NewJob};
 use crate::storage::Store;
 
@@ -42,11 +44,13 @@ use crate::storage::Store;
         (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
         (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
         (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
-        (status = 404, description = "A dataset or table does not exist", body = super::openapi::ErrorResponse),
-        (status = 409, description = "A backup of the same selection is running", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A dataset or table does not exist, or the repository's bucket or container (the field holding the URI is named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The backup id is committed or being written in this repository, or a backup of the same selection is running", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
         (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The storage is unavailable (it kept failing after retries); retry later", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn start_backup(
@@ -90,7 +94,9 @@ pub(crate) async fn submit_backup(
     if dry_run {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
-    let store = state.storage.open(&plan.storage)?;
+    let store = super::open_store(state, &plan.storage, &plan.storage_field)?;
+    let exclusive_key = (!allow_concurrent).then(|| selection_key(&plan));
+    refuse_early(state, &store, &plan, exclusive_key.as_deref()).await?;
     let job = NewJob {
         kind: JobKind::Backup,
         backup_id: Some(plan.backup_id.to_string()),
@@ -98,7 +104,7 @@ pub(crate) async fn submit_backup(
         tables: plan.tables.iter().map(|t| t.table.to_string()).collect(),
         request: request_json,
         trigger,
-        exclusive_key: (!allow_concurrent).then(|| selection_key(&plan)),
+        exclusive_key,
     };
     let bigquery = state.bigquery.clone();
     let prune_after = state.settings.jobs.prune_after_backup;
@@ -113,7 +119,9 @@ pub(crate) async fn submit_backup(
                 progress: Some(run.progress),
                 lease,
             };
-            let report = run_backup(&plan, &ctx).await?;
+            let report = run_backup(&plan, &ctx)
+                .await
+                .map_err(|e| store.attribute(e))?;
             let mut result = serde_json::to_value(report)
                 .map_err(|e| Error::internal(format!("report: {e}")))?;
             if let Some(policy) = prune_after {
@@ -123,6 +131,36 @@ pub(crate) async fn submit_backup(
         })
         .await?;
     accepted(&state.jobs, record, wait).await
+}
+
+/// Refuses, while the caller waits, what can be seen before the job starts, instead of a 202
+/// followed by a job that can only fail: a running backup of the same selection (409 naming it),
+/// a repository that cannot be reached (404/403 naming the field that holds its URI), a backup id
+/// that is committed or claimed by a live backup (409). An answer that may change — the store
+/// failing right now — refuses nothing: the job has its own retries and checks again under its
+/// claim.
+async fn refuse_early(
+    state: &AppState,
+    store: &Store,
+    plan: &BackupPlan,
+    selection: Option<&str>,
+) -> Result<(), Error> {
+    if let Some(key) = selection {
+        state.jobs.ensure_selection_free(key).await?;
+    }
+    let seen = match store.check_reachable().await {
+        Ok(()) => ensure_can_start(store, plan)
+            .await
+            .map_err(|e| store.attribute(e)),
+        Err(e) => Err(e),
+    };
+    match seen {
+        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Upstream) => {
+            tracing::warn!(error = %e, backup_id = %plan.backup_id, "the repository could not be checked before the backup; the job will try");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Two backups of the same tables to the same repository: one key.

@@ -36,7 +36,8 @@ pub(crate) struct UriQuery {
     uri: Option<String>,
 }
 
-/// Opens the repository named by `uri`, or says what is wrong with it.
+/// Opens the repository named by `uri`, or says what is wrong with it. Its storage errors name
+/// the `uri` parameter (see `Store::attribute`).
 fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> Option<Store> {
     let Some(uri) = uri.filter(|u| !u.trim().is_empty()) else {
         problems.push(FieldError::new(
@@ -47,7 +48,7 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
     };
     match StorageUri::parse(uri) {
         Ok(uri) => match state.storage.open(&uri) {
-            Ok(store) => Some(store),
+            Ok(store) => Some(store.from_request_field("uri")),
             Err(e) => {
                 problems.push(FieldError::new("uri", e.to_string()));
                 None
@@ -78,6 +79,7 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
     responses(
         (status = 200, description = "A page of backups", body = Value),
         (status = 400, description = "A query parameter is invalid", body = super::openapi::ErrorResponse),
+        (status = 404, description = "The repository's bucket or container does not exist (`details` names `uri`)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn list(
@@ -110,8 +112,9 @@ pub(crate) async fn list(
         }),
         status: q.status,
     };
-    let page =
-        catalog::list_backups(&store, &filter, page_size, page_token.as_ref(), Utc::now()).await?;
+    let page = catalog::list_backups(&store, &filter, page_size, page_token.as_ref(), Utc::now())
+        .await
+        .map_err(|e| store.attribute(e))?;
     Ok(Json(
         serde_json::to_value(page).map_err(|e| Error::internal(format!("listing: {e}")))?,
     ))
@@ -140,7 +143,8 @@ async fn manifest_of(
         return Err(Error::invalid("the request is invalid", problems).into());
     };
     let manifest = catalog::read_manifest(&store, &id)
-        .await?
+        .await
+        .map_err(|e| store.attribute(e))?
         .ok_or_else(|| Error::not_found(format!("no complete backup {id} in {}", store.uri())))?;
     Ok((store, manifest))
 }
@@ -158,7 +162,8 @@ async fn manifest_of(
     responses(
         (status = 200, description = "The backup", body = Value),
         (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
-        (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
+        (status = 422, description = "The manifest is damaged (`BACKUP_DAMAGED`, `details` names its key)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn show(
@@ -197,7 +202,7 @@ pub(crate) async fn show(
     responses(
         (status = 200, description = "The verify report (every finding)", body = Value),
         (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
-        (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn action(
@@ -212,7 +217,9 @@ pub(crate) async fn action(
         .into());
     };
     let (store, manifest) = manifest_of(&state, id, q.uri.as_deref()).await?;
-    let report = catalog::verify_backup(&store, &manifest).await?;
+    let report = catalog::verify_backup(&store, &manifest)
+        .await
+        .map_err(|e| store.attribute(e))?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))
@@ -231,7 +238,7 @@ pub(crate) async fn action(
     responses(
         (status = 200, description = "What was deleted", body = Value),
         (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
-        (status = 404, description = "No backup with this id", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
         (status = 409, description = "The backup is being restored", body = super::openapi::ErrorResponse),
     ),
 )]
@@ -246,7 +253,9 @@ pub(crate) async fn delete(
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
-    let report = catalog::prune::delete_backup(&store, &id).await?;
+    let report = catalog::prune::delete_backup(&store, &id)
+        .await
+        .map_err(|e| store.attribute(e))?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))
@@ -315,7 +324,9 @@ pub(crate) async fn prune(
         keep_weekly: body.keep_weekly,
         keep_monthly: body.keep_monthly,
     };
-    let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now()).await?;
+    let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now())
+        .await
+        .map_err(|e| store.attribute(e))?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))

@@ -3,8 +3,9 @@
 //! Handlers return [`ApiError`] (from any [`crate::Error`]); it becomes a status code plus an
 //! [`ErrorBody`] in the response extensions. The [`render_errors`] middleware then writes every
 //! error response, including the ones axum and tower-http produce themselves (unknown route,
-//! wrong method, timeout, body too large), in the one JSON shape the Java service used, extended
-//! with `details` and `requestId`:
+//! wrong method, timeout, body or headers too large), in the one JSON shape the Java service
+//! used, extended with `details` and `requestId` (only what hyper refuses before routing — a head
+//! over its buffer, a request that is not HTTP — keeps hyper's bodyless answer):
 //! `{"errorCode":"VALIDATION_ERROR","message":"…","timestamp":"…","path":"/api/v1/backup","details":[…]}`.
 
 use axum::body::Body;
@@ -27,6 +28,8 @@ pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
         ErrorKind::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
         ErrorKind::TooManyRequests => ("TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS),
         ErrorKind::Upstream => ("UPSTREAM_ERROR", StatusCode::BAD_GATEWAY),
+        ErrorKind::Unavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+        ErrorKind::DamagedBackup => ("BACKUP_DAMAGED", StatusCode::UNPROCESSABLE_ENTITY),
         ErrorKind::Cancelled => ("CANCELLED", StatusCode::CONFLICT),
         ErrorKind::Internal => ("SERVICE_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
@@ -112,6 +115,30 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
+/// The most request header bytes (names and values, all headers together) the service reads.
+///
+/// hyper answers a request head over its own buffer (about 400 KiB) with a bare 431 before any
+/// of our code runs, and a malformed request line with a bare 400: those two cannot be JSON.
+/// Below that, this limit makes an oversized head a JSON 431 like every other error, and keeps
+/// what reaches authentication and the handlers small. 64 KiB is far above what a real client
+/// sends (an OIDC token is a few KiB).
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses requests whose headers exceed [`MAX_HEADER_BYTES`] (431, written as JSON by
+/// [`render_errors`]).
+pub(crate) async fn limit_headers(req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        // "name: value\r\n", as on the wire.
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.into_response();
+    }
+    next.run(req).await
+}
+
 /// Writes every error response as JSON. Responses that already carry a JSON body pass unchanged.
 pub(crate) async fn render_errors(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -173,6 +200,10 @@ fn fallback_body(status: StatusCode) -> ErrorBody {
             "the request took longer than the configured limit (BQB_REQUEST_TIMEOUT_SECS)"
                 .to_string(),
         ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "REQUEST_HEADERS_TOO_LARGE",
+            format!("the request headers are larger than {MAX_HEADER_BYTES} bytes in total"),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("VALIDATION_ERROR", "unsupported content type".to_string())
         }
@@ -208,6 +239,18 @@ mod tests {
         assert_eq!(
             code_and_status(ErrorKind::Internal).1,
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_damaged_backup_and_an_unavailable_store_are_neither_the_callers_fault_nor_a_bug() {
+        assert_eq!(
+            code_and_status(ErrorKind::DamagedBackup),
+            ("BACKUP_DAMAGED", StatusCode::UNPROCESSABLE_ENTITY)
+        );
+        assert_eq!(
+            code_and_status(ErrorKind::Unavailable),
+            ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE)
         );
     }
 }

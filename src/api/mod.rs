@@ -31,9 +31,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::bigquery::BigQuery;
 use crate::config::Settings;
+use crate::domain::StorageUri;
+use crate::error::FieldError;
 use crate::jobs::{JobKind, Jobs};
 use crate::schedule::Schedules;
-use crate::storage::StorageConfig;
+use crate::storage::{StorageConfig, Store};
 use crate::telemetry::trace_id_from_headers;
 
 pub(crate) use error::error_code;
@@ -65,6 +67,23 @@ pub(crate) async fn submit_job(
     match kind {
         JobKind::Backup => backup::submit_backup(state, body, wait, trigger).await,
         JobKind::Restore => restore::submit_restore(state, body, wait, trigger).await,
+    }
+}
+
+/// Opens the repository whose URI the request gave in `field`: its storage errors name the
+/// field (see [`Store::attribute`]), and so does the error of one that cannot be opened.
+pub(crate) fn open_store(
+    state: &AppState,
+    uri: &StorageUri,
+    field: &str,
+) -> Result<Store, crate::error::Error> {
+    match state.storage.open(uri) {
+        Ok(store) => Ok(store.from_request_field(field)),
+        Err(e) => {
+            let e = crate::error::Error::from(e);
+            let detail = FieldError::new(field, e.message());
+            Err(e.with_detail(detail))
+        }
     }
 }
 
@@ -105,9 +124,9 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(backups::delete),
         )
         .with_state(state)
-        // Outermost first: request id → span → metrics → JSON errors → auth → timeout → body
-        // limit → handler. Auth inside the JSON errors so its 401/403 come out in the standard
-        // shape.
+        // Outermost first: request id → span → metrics → JSON errors → header limit → auth →
+        // timeout → body limit → handler. Auth and the header limit inside the JSON errors so
+        // their 401/403/431 come out in the standard shape.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -118,6 +137,7 @@ pub(crate) fn router(state: AppState) -> Router {
                     metrics::track,
                 ))
                 .layer(axum::middleware::from_fn(error::render_errors))
+                .layer(axum::middleware::from_fn(error::limit_headers))
                 .layer(axum::middleware::from_fn_with_state(
                     auth,
                     auth::require_auth,

@@ -50,7 +50,8 @@ pub(crate) struct ApiDoc;
 pub(crate) struct ErrorResponse {
     /// `VALIDATION_ERROR`, `UNAUTHENTICATED`, `PERMISSION_DENIED`, `RESOURCE_NOT_FOUND`,
     /// `RESOURCE_CONFLICT`, `PAYLOAD_TOO_LARGE`, `TOO_MANY_REQUESTS`, `UPSTREAM_ERROR`,
-    /// `SERVICE_ERROR`, `METHOD_NOT_ALLOWED` or `REQUEST_TIMEOUT`.
+    /// `UPSTREAM_UNAVAILABLE`, `BACKUP_DAMAGED`, `SERVICE_ERROR`, `METHOD_NOT_ALLOWED` or
+    /// `REQUEST_TIMEOUT`.
     #[schema(example = "VALIDATION_ERROR")]
     error_code: String,
     /// What went wrong, for humans.

@@ -36,11 +36,14 @@ use crate::restore::{RestoreContext, plan_restore, run_restore};
         (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
         (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
         (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
-        (status = 404, description = "The backup or a table in it does not exist", body = super::openapi::ErrorResponse),
+        (status = 404, description = "The backup or a table in it does not exist, or the repository's bucket or container (the field holding the URI is named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
         (status = 409, description = "A target table exists and is not empty", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
+        (status = 422, description = "The backup is damaged (`BACKUP_DAMAGED`): a file or the manifest does not match what was written; `details` names its key", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
         (status = 502, description = "BigQuery or the storage failed", body = super::openapi::ErrorResponse),
+        (status = 503, description = "The storage is unavailable (it kept failing after retries); retry later", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn start_restore(
@@ -66,14 +69,15 @@ pub(crate) async fn submit_restore(
     if !spec.dry_run {
         state.jobs.ensure_capacity()?;
     }
-    let store = state.storage.open(&spec.storage)?;
+    let store = super::open_store(state, &spec.storage, &spec.storage_field)?;
     let plan = plan_restore(
         &state.bigquery,
         &store,
         &spec,
         state.settings.max_parallel_tables,
     )
-    .await?;
+    .await
+    .map_err(|e| store.attribute(e))?;
     if spec.dry_run {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
@@ -97,14 +101,15 @@ pub(crate) async fn submit_restore(
             let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;
             let ctx = RestoreContext {
                 bigquery,
-                store,
+                store: store.clone(),
                 cancel: run.cancel,
                 progress: Some(run.progress),
                 lease,
             };
             let report = run_restore(&plan, &ctx).await;
             marker.end().await;
-            serde_json::to_value(report?).map_err(|e| Error::internal(format!("report: {e}")))
+            let report = report.map_err(|e| store.attribute(e))?;
+            serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
         })
         .await?;
     accepted(&state.jobs, record, wait || spec.wait).await

@@ -32,6 +32,9 @@ pub struct BackupPlan {
     pub storage_uri: String,
     #[serde(skip)]
     pub storage: StorageUri,
+    /// Where the request gave the storage URI (see `BackupSpec::storage_field`).
+    #[serde(skip)]
+    pub storage_field: String,
     #[serde(skip)]
     pub encode: EncodeOptions,
     pub format: Format,
@@ -331,6 +334,7 @@ pub async fn plan_backup(
         snapshot_time,
         storage_uri: spec.storage.to_string(),
         storage: spec.storage.clone(),
+        storage_field: spec.storage_field.clone(),
         format: encode.format,
         compression: encode.compression,
         encode,

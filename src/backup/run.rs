@@ -14,13 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
-use crate::catalog::attempt::Keep;
-use crate::catalog::lease::{Claim, Claimed, LeaseTiming};
+use crate::catalog::attempt::{Keep, live_claim};
+use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
 };
 use crate::domain::{BackupId, TableRef};
-use crate::error::{Error, ErrorKind, FieldError};
+use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::{Store, layout};
 
@@ -159,14 +159,7 @@ async fn claim(
     .await?
     {
         Claimed::Held(claim) => claim,
-        Claimed::Busy(holder) => {
-            return Err(Error::conflict(format!(
-                "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
-                plan.backup_id,
-                plan.storage_uri,
-                holder.heartbeat_at.to_rfc3339()
-            )));
-        }
+        Claimed::Busy(holder) => return Err(being_written(plan, &holder)),
     };
     // Committed between the first look and the claim (a holder that finished meanwhile).
     if let Err(e) = ensure_not_committed(&ctx.store, plan).await {
@@ -178,6 +171,28 @@ async fn claim(
         remove_attempt(&ctx.store, &plan.backup_id).await;
     }
     Ok(claim)
+}
+
+/// Refuses, before any work starts, a backup id that cannot be written now: one that is
+/// committed, or claimed by a live backup. [`run_backup`] makes the same checks again under its
+/// claim, and those are the ones that count (another backup may commit or claim the id in
+/// between); this one lets the API answer such a conflict while the caller waits, instead of
+/// accepting a job that can only fail.
+pub async fn ensure_can_start(store: &Store, plan: &BackupPlan) -> Result<(), Error> {
+    ensure_not_committed(store, plan).await?;
+    match live_claim(store, &plan.backup_id).await? {
+        Some(holder) => Err(being_written(plan, &holder)),
+        None => Ok(()),
+    }
+}
+
+fn being_written(plan: &BackupPlan, holder: &LeaseRecord) -> Error {
+    Error::conflict(format!(
+        "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
+        plan.backup_id,
+        plan.storage_uri,
+        holder.heartbeat_at.to_rfc3339()
+    ))
 }
 
 async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Error> {
@@ -236,11 +251,7 @@ async fn export_all(
         reports.sort_by(|a, b| a.table.cmp(&b.table));
         return Ok((entries, reports));
     }
-    let kind = failures
-        .iter()
-        .map(|(_, e)| e.kind())
-        .find(|k| *k != ErrorKind::Upstream)
-        .unwrap_or(ErrorKind::Upstream);
+    let lead = most_telling(failures.iter().map(|(_, e)| e)).unwrap_or_default();
     let details = failures
         .iter()
         .map(|(t, e)| FieldError::new(t.to_string(), e.to_string()))
@@ -250,14 +261,18 @@ async fn export_all(
         .map(|(t, _)| t.to_string())
         .collect::<Vec<_>>()
         .join(", ");
+    // The source is the leading failure, so that a storage failure can still be attributed to
+    // the request field that named the repository (`Store::attribute`).
+    let (_, lead) = failures.swap_remove(lead);
     Err(Error::new(
-        kind,
+        lead.kind(),
         format!(
             "backup {} failed for {}: no manifest was written",
             plan.backup_id, names
         ),
     )
-    .with_details(details))
+    .with_details(details)
+    .with_source(lead))
 }
 
 /// One table of [`export_all`]: skipped once `stop` fired, and firing it when it fails.

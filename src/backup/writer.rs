@@ -21,7 +21,7 @@ use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
 use crate::exec::on_rayon;
 use crate::formats::{EncodeOptions, FileEncoder, file_extension};
-use crate::storage::layout;
+use crate::storage::{layout, object_error};
 
 /// Upload part size: S3's minimum for every part but the last; also the single-put threshold.
 pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
@@ -193,7 +193,7 @@ impl OpenFile {
                 upload
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
-                    .map_err(|e| upload_error(&self.path, e))?;
+                    .map_err(|e| object_error("writing", &self.path, e))?;
                 upload.write(piece);
             }
             return Ok(());
@@ -205,7 +205,7 @@ impl OpenFile {
                 .store
                 .put_multipart(&self.path)
                 .await
-                .map_err(|e| upload_error(&self.path, e))?;
+                .map_err(|e| object_error("writing", &self.path, e))?;
             let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
             for chunk in self.buffered.drain(..) {
                 upload.write(&chunk);
@@ -241,12 +241,12 @@ impl OpenFile {
                 upload
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
-                    .map_err(|e| upload_error(&self.path, e))?;
+                    .map_err(|e| object_error("writing", &self.path, e))?;
                 upload.write(&tail);
                 upload
                     .finish()
                     .await
-                    .map_err(|e| upload_error(&self.path, e))?;
+                    .map_err(|e| object_error("writing", &self.path, e))?;
             }
             None => {
                 let mut parts: Vec<Bytes> = std::mem::take(&mut self.buffered);
@@ -254,7 +254,7 @@ impl OpenFile {
                 store
                     .put(&self.path, PutPayload::from_iter(parts))
                     .await
-                    .map_err(|e| upload_error(&self.path, e))?;
+                    .map_err(|e| object_error("writing", &self.path, e))?;
             }
         }
         Ok(FileEntry {
@@ -273,10 +273,6 @@ impl OpenFile {
             tracing::warn!(object_key = %self.path, error = %e, "aborting a multipart upload failed");
         }
     }
-}
-
-fn upload_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("writing {path} failed")).with_source(e)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::manifest::{Manifest, read_manifest};
 use crate::domain::BackupId;
 use crate::error::Error;
-use crate::storage::{Store, layout};
+use crate::storage::{Store, layout, object_error};
 
 /// Manifests read at once while listing.
 const LIST_CONCURRENCY: usize = 8;
@@ -121,9 +121,7 @@ pub async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId>, Erro
     let listing = os
         .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
         .await
-        .map_err(|e| {
-            Error::upstream(format!("listing {} failed", layout::BACKUPS)).with_source(e)
-        })?;
+        .map_err(|e| object_error("listing", &Path::from(layout::BACKUPS), e))?;
     let mut ids: Vec<BackupId> = listing
         .common_prefixes
         .iter()

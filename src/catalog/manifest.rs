@@ -173,16 +173,15 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
     let path = layout::manifest(id);
     let Some(bytes) = get_if_exists(store.object_store().as_ref(), &path)
         .await
-        .map_err(|e| Error::upstream(format!("reading {path} failed")).with_source(e))?
+        .map_err(|e| crate::storage::object_error("reading", &path, e))?
     else {
         return Ok(None);
     };
-    let version: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::Upstream,
-            format!("{path} is not valid JSON: {e}"),
-        )
-    })?;
+    // A manifest that does not parse was damaged after its commit (it is written whole, once):
+    // the backup's fault, named by its key, not the storage's or the caller's.
+    let damaged = |problem: String| Error::damaged(path.to_string(), problem);
+    let version: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| damaged(format!("is not valid JSON: {e}")))?;
     match version
         .get("manifestVersion")
         .and_then(serde_json::Value::as_u64)
@@ -196,11 +195,11 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
                 ),
             ));
         }
-        None => return Err(Error::upstream(format!("{path} has no manifestVersion"))),
+        None => return Err(damaged("has no manifestVersion".into())),
     }
     serde_json::from_value(version).map(Some).map_err(|e| {
-        Error::upstream(format!(
-            "{path} does not match manifest version {MANIFEST_VERSION}: {e}"
+        damaged(format!(
+            "does not match manifest version {MANIFEST_VERSION}: {e}"
         ))
     })
 }

@@ -16,7 +16,7 @@ use super::list::backup_ids;
 use super::manifest::read_manifest;
 use super::retention::{Candidate, Decision, KeepPolicy, decide};
 use crate::domain::BackupId;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::storage::{Store, layout, object_error};
 
 /// Restore leases are `backups/{id}/_restore-*.json`.
@@ -40,7 +40,8 @@ pub struct PruneReport {
     pub policy: KeepPolicy,
     pub decisions: Vec<Decision>,
     pub deleted: Vec<String>,
-    /// Backups that should go but could not (a restore reading them, a storage error).
+    /// Backups that should go but could not (a restore reading them, a storage error), and
+    /// backups whose manifest is damaged (no policy can judge them).
     pub skipped: Vec<Decision>,
 }
 
@@ -82,8 +83,13 @@ async fn live_lease_with_prefix(
 /// second sees the other's record.
 pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
     let os = store.object_store();
-    if read_manifest(store, id).await?.is_none() {
-        return delete_attempt(store, id).await;
+    match read_manifest(store, id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return delete_attempt(store, id).await,
+        // A damaged manifest still marks a committed backup: deleting it is how a user gets
+        // rid of it.
+        Err(e) if e.kind() == ErrorKind::DamagedBackup => {}
+        Err(e) => return Err(e),
     }
     let intent = Lease::hold(
         os.clone(),
@@ -117,9 +123,11 @@ async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, E
         })
         .await
         .map_err(|e| {
-            Error::upstream(format!(
-                "backup {id} is no longer listed, but removing its files failed; delete again to finish: {e}"
-            ))
+            let message = format!(
+                "backup {id} is no longer listed, but removing its files failed; delete again to finish: {}",
+                e.message()
+            );
+            e.with_message(message)
         })?;
     tracing::info!(backup_id = %id, files = deleted, "backup deleted");
     Ok(DeleteReport {
@@ -165,18 +173,27 @@ pub async fn prune(
     now: DateTime<Utc>,
 ) -> Result<PruneReport, Error> {
     let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
     for id in backup_ids(store.object_store()).await? {
-        if let Some(manifest) = read_manifest(store, &id).await? {
-            candidates.push(Candidate {
+        match read_manifest(store, &id).await {
+            Ok(Some(manifest)) => candidates.push(Candidate {
                 id,
                 snapshot: manifest.snapshot_time,
                 expires_at: manifest.expires_at,
-            });
+            }),
+            Ok(None) => {}
+            // Its age is unknown, so no policy can decide on it; one damaged backup must not stop
+            // the pruning of the others either. Reported, left for a person to delete.
+            Err(e) if e.kind() == ErrorKind::DamagedBackup => skipped.push(Decision {
+                backup_id: id.to_string(),
+                keep: true,
+                reasons: vec![format!("{}; delete it by its id", e.message())],
+            }),
+            Err(e) => return Err(e),
         }
     }
     let decisions = decide(&candidates, policy, now);
     let mut deleted = Vec::new();
-    let mut skipped = Vec::new();
     if !dry_run {
         for decision in decisions.iter().filter(|d| !d.keep) {
             let Ok(id) = BackupId::parse(&decision.backup_id) else {

@@ -13,10 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::exec::on_rayon;
 use crate::formats::{DecodeOptions, Format, decode};
-use crate::storage::Store;
+use crate::storage::{Failure, Store, layout, object_error};
 
 /// Files of one backup verified at once.
 const VERIFY_CONCURRENCY: usize = 4;
@@ -32,14 +32,43 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// The finding as an error that names the file.
+    /// The finding as a damaged-backup error naming the file (or the table, for a table-level
+    /// finding).
     pub fn into_error(self) -> Error {
-        let subject = if self.file.is_empty() {
-            format!("table {}", self.table)
+        if self.file.is_empty() {
+            Error::damaged(format!("table {}", self.table), self.problem)
         } else {
-            format!("file {}", self.file)
-        };
-        Error::new(ErrorKind::Upstream, format!("{subject} {}", self.problem))
+            Error::damaged(self.file, self.problem)
+        }
+    }
+}
+
+/// Why a recorded file could not be used.
+#[derive(Debug)]
+pub enum FileProblem {
+    /// The file is not what its manifest records: missing, or its key is unusable. The backup
+    /// is damaged.
+    Damaged(String),
+    /// The store failed to answer (a missing bucket, refused access, a store that is down):
+    /// nothing says the file itself is wrong.
+    Storage(Error),
+}
+
+impl FileProblem {
+    /// The problem in words, for a verify finding.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Damaged(problem) => problem.clone(),
+            Self::Storage(e) => format!("cannot be read: {}", e.message()),
+        }
+    }
+
+    /// The problem as an error about the file at `recorded`.
+    pub fn into_error(self, recorded: &str) -> Error {
+        match self {
+            Self::Damaged(problem) => Error::damaged(recorded, problem),
+            Self::Storage(e) => e,
+        }
     }
 }
 
@@ -57,47 +86,69 @@ pub struct VerifyReport {
     pub findings: Vec<Finding>,
 }
 
-/// How to decode the files of `entry`.
+/// How to decode the files of `entry`. A format the manifest names but this service does not
+/// know means the manifest is damaged.
 pub fn decode_options(manifest: &Manifest, entry: &TableEntry) -> Result<DecodeOptions, Error> {
     let recorded = manifest.format_of(entry);
+    let damaged = |what: &str, e: String| {
+        Error::damaged(
+            layout::manifest(&manifest.backup_id).to_string(),
+            format!("records an unknown {what} for {}: {e}", entry.table),
+        )
+    };
     let format: Format = recorded
         .format
         .parse()
-        .map_err(|e| Error::upstream(format!("manifest format: {e}")))?;
+        .map_err(|e| damaged("format", format!("{e}")))?;
     let mut options = DecodeOptions::new(format);
     options.compression = recorded
         .compression
         .parse()
-        .map_err(|e| Error::upstream(format!("manifest compression: {e}")))?;
+        .map_err(|e| damaged("compression", format!("{e}")))?;
     options.csv_header = recorded.csv_header;
     options.csv_delimiter = recorded.csv_delimiter.bytes().next().unwrap_or(b',');
     Ok(options)
 }
 
-/// The Arrow schema the files of `entry` were written with.
-pub fn table_schema(entry: &TableEntry) -> Result<SchemaRef, Error> {
+/// The Arrow schema the files of `entry` were written with (an unreadable one means the
+/// manifest is damaged).
+pub fn table_schema(manifest: &Manifest, entry: &TableEntry) -> Result<SchemaRef, Error> {
     decode_arrow_schema(entry.arrow_schema.as_deref().unwrap_or_default())
         .map(Arc::new)
         .map_err(|e| {
-            Error::upstream(format!(
-                "the manifest's Arrow schema of {} is unreadable: {e}",
-                entry.table
-            ))
+            Error::damaged(
+                layout::manifest(&manifest.backup_id).to_string(),
+                format!(
+                    "records an unreadable Arrow schema for {}: {e}",
+                    entry.table
+                ),
+            )
         })
 }
 
-/// Reads a recorded file. Recorded paths are keys as object_store wrote or listed them (already
+/// Opens a recorded file. Recorded paths are keys as object_store wrote or listed them (already
 /// percent-encoded where needed), so they are parsed, not encoded again as `Path::from` would.
-pub async fn read_file(os: &Arc<dyn ObjectStore>, recorded: &str) -> Result<Bytes, String> {
-    let path = Path::parse(recorded).map_err(|e| format!("is not a valid key: {e}"))?;
-    let result = os
-        .get(&path)
-        .await
-        .map_err(|e| format!("cannot be read: {e}"))?;
+/// A file the manifest records that is not there is damage; any other failure is the store's.
+pub async fn open_file(
+    os: &Arc<dyn ObjectStore>,
+    recorded: &str,
+) -> Result<object_store::GetResult, FileProblem> {
+    let path = Path::parse(recorded)
+        .map_err(|e| FileProblem::Damaged(format!("is not a valid key: {e}")))?;
+    os.get(&path).await.map_err(|e| match Failure::of(&e) {
+        Failure::NotFound => FileProblem::Damaged("is missing".into()),
+        _ => FileProblem::Storage(object_error("reading", &path, e)),
+    })
+}
+
+/// Reads a recorded file whole (see [`open_file`]).
+pub async fn read_file(os: &Arc<dyn ObjectStore>, recorded: &str) -> Result<Bytes, FileProblem> {
+    let result = open_file(os, recorded).await?;
+    let path = result.meta.location.clone();
     result
         .bytes()
         .await
-        .map_err(|e| format!("cannot be read: {e}"))
+        .map_err(|e| FileProblem::Storage(object_error("reading", &path, e)))
 }
 
 /// Checks one file's bytes against its manifest entry (size, SHA-256, row count — skipped when
@@ -142,7 +193,10 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
     for entry in manifest.tables.iter().filter(|t| t.kind.holds_data()) {
         tables_checked += 1;
         let table = entry.table.to_string();
-        let (schema, options) = match (table_schema(entry), decode_options(manifest, entry)) {
+        let (schema, options) = match (
+            table_schema(manifest, entry),
+            decode_options(manifest, entry),
+        ) {
             (Ok(s), Ok(o)) => (s, o),
             (Err(e), _) | (_, Err(e)) => {
                 findings.push(Finding {
@@ -183,7 +237,7 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
                         .await
                         .unwrap_or_else(|e| Err(e.to_string()))
                     }
-                    Err(problem) => Err(problem),
+                    Err(problem) => Err(problem.describe()),
                 };
                 (table, file, result)
             });

@@ -119,7 +119,8 @@ pub(crate) mod lenient {
 }
 
 /// Where the storage URI may be given: the Java field (`…gcsOptions.uri`, gs:// only) and our
-/// extension (`…Storage.uri`, any scheme). Exactly one must be present.
+/// extension (`…Storage.uri`, any scheme). Exactly one must be present; the URI comes back with
+/// the JSON path it was read from (storage errors found later name it).
 pub(crate) struct UriFields<'a> {
     pub section: &'a str,
     pub uri: Option<&'a str>,
@@ -130,7 +131,7 @@ pub(crate) struct UriFields<'a> {
 pub(crate) fn resolve_storage_uri(
     fields: UriFields<'_>,
     errors: &mut Vec<FieldError>,
-) -> Option<StorageUri> {
+) -> Option<(StorageUri, String)> {
     let section = fields.section;
     let uri_path = format!("{section}.uri");
     let gcs_path = format!("{section}.gcsOptions.uri");
@@ -143,14 +144,14 @@ pub(crate) fn resolve_storage_uri(
             None
         }
         (Some(text), None) => match StorageUri::parse(text) {
-            Ok(uri) => Some(uri),
+            Ok(uri) => Some((uri, uri_path)),
             Err(err) => {
                 errors.push(FieldError::new(uri_path, err.to_string()));
                 None
             }
         },
         (None, Some(text)) => match StorageUri::parse(text) {
-            Ok(uri) if uri.scheme() == StorageScheme::Gs => Some(uri),
+            Ok(uri) if uri.scheme() == StorageScheme::Gs => Some((uri, gcs_path)),
             Ok(_) | Err(StorageUriError::UnknownScheme) => {
                 errors.push(FieldError::new(
                     gcs_path,

@@ -222,6 +222,15 @@ impl Jobs {
         Ok(())
     }
 
+    /// 409 when selection `key` is held by a live job: a look before other checks, so that the
+    /// caller hears of the running job first. [`Self::submit`] takes the selection for real.
+    pub async fn ensure_selection_free(&self, key: &str) -> Result<(), Error> {
+        match self.inner.store.selection_holder(key).await? {
+            Some(holder) => Err(selection_conflict(&holder)),
+            None => Ok(()),
+        }
+    }
+
     /// Accepts a job: 429 when the queue is full, 409 when `exclusive_key` is held by a live
     /// job; otherwise saves it PENDING and runs `work` as soon as a slot is free.
     pub async fn submit<W, Fut>(&self, job: NewJob, work: W) -> Result<JobRecord, Error>
@@ -300,9 +309,7 @@ impl Jobs {
         if let Some(key) = key
             && let SelectionLock::HeldBy(holder) = store.lock_selection(key, id).await?
         {
-            return Err(Error::conflict(format!(
-                "a backup of the same tables to the same repository is already running as job {holder}; wait for it, cancel it, or set allowConcurrent: true"
-            )));
+            return Err(selection_conflict(&holder));
         }
         if let Err(e) = store.save(record).await {
             if let Some(key) = key {
@@ -434,6 +441,12 @@ impl Jobs {
             );
         }
     }
+}
+
+fn selection_conflict(holder: &JobId) -> Error {
+    Error::conflict(format!(
+        "a backup of the same tables to the same repository is already running as job {holder}; wait for it, cancel it, or set allowConcurrent: true"
+    ))
 }
 
 /// One job's life on this instance.

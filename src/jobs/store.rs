@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
+use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, object_error, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -50,7 +50,7 @@ impl JobStore {
             )
         })?;
         Ok(Self {
-            store: config.open(&uri)?,
+            store: config.open(&uri)?.from_setting("BQB_STATE_URI"),
         })
     }
 
@@ -82,7 +82,7 @@ impl JobStore {
     async fn read(&self, path: &Path) -> Result<Option<bytes::Bytes>, Error> {
         get_if_exists(self.os().as_ref(), path)
             .await
-            .map_err(|e| read_error(path, e))
+            .map_err(|e| self.read_error(path, e))
     }
 
     pub async fn save(&self, record: &JobRecord) -> Result<(), Error> {
@@ -92,7 +92,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -114,7 +114,7 @@ impl JobStore {
             .os()
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| read_error(&prefix, e))?;
+            .map_err(|e| self.read_error(&prefix, e))?;
         let ids: Vec<JobId> = listing
             .objects
             .iter()
@@ -147,7 +147,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -156,7 +156,7 @@ impl JobStore {
         match self.os().head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(read_error(&path, e)),
+            Err(e) => Err(self.read_error(&path, e)),
         }
     }
 
@@ -178,8 +178,10 @@ impl JobStore {
         let os = self.os().as_ref();
         let seen = exclusive::current(os, &dir)
             .await
-            .map_err(|e| read_error(&dir, e))?;
-        if let Some(holder) = seen.as_ref().and_then(|r| Self::selection_holder(&r.body))
+            .map_err(|e| self.read_error(&dir, e))?;
+        if let Some(holder) = seen
+            .as_ref()
+            .and_then(|r| Self::selection_holder_of(&r.body))
             && self.is_running(&holder).await?
         {
             return Ok(SelectionLock::HeldBy(holder));
@@ -187,7 +189,7 @@ impl JobStore {
         let body = bytes::Bytes::from(serde_json::json!({ "jobId": job }).to_string());
         if exclusive::take(os, &dir, seen.as_ref(), body)
             .await
-            .map_err(|e| write_error(&dir, e))?
+            .map_err(|e| self.write_error(&dir, e))?
             .is_some()
         {
             return Ok(SelectionLock::Taken);
@@ -195,13 +197,28 @@ impl JobStore {
         // Another contender won between our read and our write.
         let winner = exclusive::current(os, &dir)
             .await
-            .map_err(|e| read_error(&dir, e))?
-            .and_then(|r| Self::selection_holder(&r.body));
+            .map_err(|e| self.read_error(&dir, e))?
+            .and_then(|r| Self::selection_holder_of(&r.body));
         match winner {
             Some(holder) => Ok(SelectionLock::HeldBy(holder)),
             None => Err(Error::conflict(format!(
                 "selection {key} was taken and released by another job meanwhile; retry"
             ))),
+        }
+    }
+
+    /// The live job holding selection `key`, if any (a look, taking nothing).
+    pub async fn selection_holder(&self, key: &str) -> Result<Option<JobId>, Error> {
+        let dir = Self::selection_dir(key);
+        let seen = exclusive::current(self.os().as_ref(), &dir)
+            .await
+            .map_err(|e| self.read_error(&dir, e))?;
+        match seen
+            .as_ref()
+            .and_then(|r| Self::selection_holder_of(&r.body))
+        {
+            Some(holder) if self.is_running(&holder).await? => Ok(Some(holder)),
+            _ => Ok(None),
         }
     }
 
@@ -217,7 +234,7 @@ impl JobStore {
         let dir = Self::selection_dir(key);
         let os = self.os().as_ref();
         let result = match exclusive::current(os, &dir).await {
-            Ok(Some(record)) if Self::selection_holder(&record.body).as_ref() == Some(job) => {
+            Ok(Some(record)) if Self::selection_holder_of(&record.body).as_ref() == Some(job) => {
                 exclusive::release(os, &dir, record.epoch, &job.to_string()).await
             }
             Ok(_) => Ok(()),
@@ -228,7 +245,7 @@ impl JobStore {
         }
     }
 
-    fn selection_holder(body: &[u8]) -> Option<JobId> {
+    fn selection_holder_of(body: &[u8]) -> Option<JobId> {
         let value: serde_json::Value = serde_json::from_slice(body).ok()?;
         value["jobId"].as_str().and_then(|s| JobId::parse(s).ok())
     }
@@ -247,7 +264,7 @@ impl JobStore {
             bytes::Bytes::from(body.to_string()),
         )
         .await
-        .map_err(|e| write_error(&path, e))?
+        .map_err(|e| self.write_error(&path, e))?
         {
             return Ok(None);
         }
@@ -265,7 +282,7 @@ impl JobStore {
         self.os()
             .put(&path, PutPayload::from(body.to_string()))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -288,7 +305,7 @@ impl JobStore {
                 .os()
                 .list_with_delimiter(Some(&prefix))
                 .await
-                .map_err(|e| read_error(&prefix, e))?;
+                .map_err(|e| self.read_error(&prefix, e))?;
             old.extend(
                 listing
                     .objects
@@ -314,12 +331,16 @@ impl JobStore {
     pub fn store(&self) -> &Store {
         &self.store
     }
-}
 
-fn write_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("writing the state store object {path} failed")).with_source(e)
-}
+    /// A failed call on the state store: a missing bucket or refused access there is this
+    /// service's setup (`BQB_STATE_URI`), never the caller's (see [`Store::attribute`]).
+    fn write_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("writing the state store object", path, e))
+    }
 
-fn read_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("reading the state store object {path} failed")).with_source(e)
+    fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("reading the state store object", path, e))
+    }
 }

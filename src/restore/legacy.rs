@@ -42,13 +42,13 @@ use crate::catalog::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
 };
 use crate::domain::{BackupId, RestoreSpec, SourceTable, TableRef};
-use crate::error::{Error, ErrorKind, FieldError};
+use crate::error::{Error, FieldError};
 use crate::exec::on_rayon;
 use crate::formats::{
     Compression, EncodeOptions, Format, arrow_to_bigquery_fields, bigquery_fields_to_arrow,
     embedded_schema_at_end, read_embedded_schema, read_embedded_schema_part,
 };
-use crate::storage::{Store, layout};
+use crate::storage::{Store, layout, object_error};
 
 /// Bytes fetched from the start (AVRO header) or end (PARQUET footer) of a file to read its
 /// schema; the whole file is read only when the header or footer is larger.
@@ -163,7 +163,7 @@ async fn list_data_files(store: &Store, id: &BackupId) -> Result<Vec<LegacyFile>
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| Error::upstream(format!("listing {prefix} failed")).with_source(e))?;
+        .map_err(|e| object_error("listing", &prefix, e))?;
     let mut files = Vec::new();
     for meta in listed {
         let parts: Vec<String> = meta
@@ -383,16 +383,11 @@ async fn file_schema(store: &Store, file: &LegacyFile) -> Result<SchemaRef, Erro
     let os = store.object_store();
     let format = file.name.format;
     let size = file.size;
-    let read_error = |e: object_store::Error| {
-        Error::upstream(format!("file {} cannot be read: {e}", file.location))
-    };
+    let read_error = |e: object_store::Error| object_error("reading", &file.location, e);
     let corrupt = |e: crate::formats::FormatError| {
-        Error::new(
-            ErrorKind::Upstream,
-            format!(
-                "file {} has no readable {format} schema: {e}",
-                file.location
-            ),
+        Error::damaged(
+            file.location.to_string(),
+            format!("has no readable {format} schema: {e}"),
         )
     };
     let probe = SCHEMA_PROBE_BYTES.min(size);

@@ -17,7 +17,7 @@ use crate::bigquery::BigQuery;
 use crate::catalog::lease::{Lease, LeaseTiming};
 use crate::catalog::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::{DatasetRef, WriteDisposition};
-use crate::error::{Error, ErrorKind, FieldError};
+use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::Store;
 use crate::storage::layout;
@@ -181,30 +181,31 @@ async fn restore_into(
             Err(e) => failures.push((table, e)),
         }
     }
-    if !failures.is_empty() {
-        let kind = failures
-            .iter()
-            .map(|(_, e)| e.kind())
-            .find(|k| *k != ErrorKind::Upstream)
-            .unwrap_or(ErrorKind::Upstream);
+    if let Some(lead) = most_telling(failures.iter().map(|(_, e)| e)) {
         let names: Vec<String> = failures.iter().map(|(t, _)| t.target.to_string()).collect();
+        // A table's own details (the damaged file, the field) say more than its name.
         let details = failures
             .iter()
-            .map(|(t, e)| FieldError::new(t.target.to_string(), e.to_string()))
+            .flat_map(|(t, e)| match e.details() {
+                [] => vec![FieldError::new(t.target.to_string(), e.to_string())],
+                own => own.to_vec(),
+            })
             .collect();
         let restored = if tables.is_empty() {
             String::new()
         } else {
             format!("; {} other tables were restored", tables.len())
         };
+        let (_, lead) = failures.swap_remove(lead);
         return Err(Error::new(
-            kind,
+            lead.kind(),
             format!(
                 "restoring {} failed: nothing of these tables was written{restored}",
                 names.join(", ")
             ),
         )
-        .with_details(details));
+        .with_details(details)
+        .with_source(lead));
     }
     tables.sort_by(|a, b| a.target.cmp(&b.target));
 

@@ -7,8 +7,6 @@
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
-use object_store::path::Path;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -17,12 +15,12 @@ use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
-use crate::catalog::verify::{check_file, decode_options, read_file, table_schema};
+use crate::catalog::verify::{check_file, decode_options, open_file, read_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::exec::on_rayon;
 use crate::formats::{Compression, EncodeOptions, FileEncoder, Format};
-use crate::storage::Store;
+use crate::storage::{Store, layout, object_error};
 
 /// How a table's data reached BigQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -105,32 +103,28 @@ async fn load_from_gcs(
     let os = store.object_store().clone();
     for file in &entry.files {
         stop_if_cancelled(cancel, table)?;
-        let mut stream = get_file(&os, &file.path).await?.into_stream();
+        let opened = open_file(&os, &file.path)
+            .await
+            .map_err(|problem| problem.into_error(&file.path))?;
+        let location = opened.meta.location.clone();
+        let mut stream = opened.into_stream();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                file_error(
-                    &file.path,
-                    format!("cannot be read: {e}"),
-                    ErrorKind::Upstream,
-                )
-            })?;
+            let chunk = chunk.map_err(|e| object_error("reading", &location, e))?;
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
         if size != file.bytes {
-            return Err(file_error(
+            return Err(Error::damaged(
                 &file.path,
                 format!("has {size} bytes, the manifest says {}", file.bytes),
-                ErrorKind::Upstream,
             ));
         }
         if hex::encode(hasher.finalize()) != file.sha256 {
-            return Err(file_error(
+            return Err(Error::damaged(
                 &file.path,
-                "does not match its SHA-256 checksum in the manifest".into(),
-                ErrorKind::Upstream,
+                "does not match its SHA-256 checksum in the manifest",
             ));
         }
     }
@@ -176,14 +170,17 @@ async fn load_files(
 ) -> Result<u64, Error> {
     if entry.files.is_empty() {
         if entry.rows != 0 {
-            return Err(Error::new(
-                ErrorKind::Upstream,
-                format!("{} records {} rows but no files", table.source, entry.rows),
+            return Err(Error::damaged(
+                layout::manifest(&plan.backup_id).to_string(),
+                format!(
+                    "records {} rows but no files for {}",
+                    entry.rows, table.source
+                ),
             ));
         }
         return Ok(0);
     }
-    let schema: SchemaRef = table_schema(entry)?;
+    let schema: SchemaRef = table_schema(&plan.manifest, entry)?;
     let decode_options = decode_options(&plan.manifest, entry)?;
     // A legacy manifest records no sizes, checksums or row counts to check against.
     let verify = !plan.manifest.legacy;
@@ -212,7 +209,7 @@ async fn load_files(
         stop_if_cancelled(cancel, table)?;
         let bytes: Bytes = read_file(&os, &file.path)
             .await
-            .map_err(|problem| file_error(&file.path, problem, ErrorKind::Upstream))?;
+            .map_err(|problem| problem.into_error(&file.path))?;
         let (checked, encoder_back, output) = {
             let schema = schema.clone();
             let expected = file.clone();
@@ -221,7 +218,7 @@ async fn load_files(
                 .ok_or_else(|| Error::internal("encoder lost"))?;
             on_rayon(move || -> Result<(u64, FileEncoder, Bytes), Error> {
                 let batches = check_file(bytes, &expected, schema, &decode_options, verify)
-                    .map_err(|problem| file_error(&expected.path, problem, ErrorKind::Upstream))?;
+                    .map_err(|problem| Error::damaged(&expected.path, problem))?;
                 let file_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
                 for batch in &batches {
                     enc.write(batch).map_err(|e| {
@@ -238,11 +235,12 @@ async fn load_files(
         upload.write(&output).await?;
     }
     if verify && rows != entry.rows {
-        return Err(Error::new(
-            ErrorKind::Upstream,
+        // Each file held the rows recorded for it: the table's own count disagrees.
+        return Err(Error::damaged(
+            layout::manifest(&plan.backup_id).to_string(),
             format!(
-                "{} holds {rows} rows in its files, the manifest says {}",
-                table.source, entry.rows
+                "records {} rows for {}, its files hold {rows}",
+                entry.rows, table.source
             ),
         ));
     }
@@ -299,30 +297,4 @@ fn load_configuration(plan: &RestorePlan, table: &RestoreTable, entry: &TableEnt
             "writeDisposition": plan.disposition.as_str(),
         }
     })
-}
-
-/// Opens a recorded file. Recorded paths are keys as object_store wrote or listed them (already
-/// percent-encoded where needed), so they are parsed, not encoded again as `Path::from` would.
-async fn get_file(
-    os: &std::sync::Arc<dyn object_store::ObjectStore>,
-    recorded: &str,
-) -> Result<object_store::GetResult, Error> {
-    let path = Path::parse(recorded).map_err(|e| {
-        file_error(
-            recorded,
-            format!("is not a valid key: {e}"),
-            ErrorKind::Upstream,
-        )
-    })?;
-    os.get(&path).await.map_err(|e| {
-        file_error(
-            recorded,
-            format!("cannot be read: {e}"),
-            ErrorKind::Upstream,
-        )
-    })
-}
-
-fn file_error(path: &str, what: String, kind: ErrorKind) -> Error {
-    Error::new(kind, format!("file {path} {what}"))
 }

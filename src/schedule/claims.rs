@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, get_if_exists, put_if_absent};
+use crate::storage::{Store, get_if_exists, object_error, put_if_absent};
 
 const PREFIX: &str = "schedules";
 /// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
@@ -69,6 +69,18 @@ impl Claims {
         self.store.object_store()
     }
 
+    /// A failed call on the state store: a missing bucket or refused access there is this
+    /// service's setup (`BQB_STATE_URI`), never the caller's (see [`Store::attribute`]).
+    fn write_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("writing the state store object", path, e))
+    }
+
+    fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
+        self.store
+            .attribute(object_error("reading the state store object", path, e))
+    }
+
     fn dir(schedule: &str) -> Path {
         Path::from(PREFIX).join(schedule)
     }
@@ -84,7 +96,7 @@ impl Claims {
         let path = Self::path(&claim.schedule, claim.tick);
         put_if_absent(self.os().as_ref(), &path, payload(claim)?)
             .await
-            .map_err(|e| write_error(&path, e))
+            .map_err(|e| self.write_error(&path, e))
     }
 
     /// Replaces a claim this instance holds with its outcome.
@@ -93,7 +105,7 @@ impl Claims {
         self.os()
             .put(&path, PutPayload::from(payload(claim)?))
             .await
-            .map_err(|e| write_error(&path, e))?;
+            .map_err(|e| self.write_error(&path, e))?;
         Ok(())
     }
 
@@ -106,7 +118,7 @@ impl Claims {
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
-            .map_err(|e| read_error(&dir, e))?;
+            .map_err(|e| self.read_error(&dir, e))?;
         keys.retain(|k| k.filename().is_some_and(|f| f.ends_with("Z.json")));
         keys.sort();
         Ok(keys)
@@ -121,7 +133,7 @@ impl Claims {
         // rare enough to report as none rather than list again.
         let Some(bytes) = get_if_exists(self.os().as_ref(), &key)
             .await
-            .map_err(|e| read_error(&key, e))?
+            .map_err(|e| self.read_error(&key, e))?
         else {
             return Ok(None);
         };
@@ -159,14 +171,6 @@ fn payload(claim: &Claim) -> Result<bytes::Bytes, Error> {
     serde_json::to_vec_pretty(claim)
         .map(bytes::Bytes::from)
         .map_err(|e| Error::internal(format!("schedule claim: {e}")))
-}
-
-fn write_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("writing the state store object {path} failed")).with_source(e)
-}
-
-fn read_error(path: &Path, e: object_store::Error) -> Error {
-    Error::upstream(format!("reading the state store object {path} failed")).with_source(e)
 }
 
 #[cfg(test)]

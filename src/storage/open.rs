@@ -13,14 +13,14 @@ use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use super::gcs_credentials::AdcTokenProvider;
-use super::{StorageError, object_error};
+use super::{Failure, StorageError, object_error, storage_failure};
 use crate::config::{Settings, StorageSettings};
 use crate::domain::{StorageScheme, StorageUri};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, FieldError};
 
 /// Retries of one storage request: object_store retries 5xx, 429, timeouts and connection errors
 /// with exponential backoff; these bound it. Kept here as the one place storage retries are set.
@@ -212,16 +212,44 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
         .clone()
 }
 
+/// Where a store's URI came from: whose mistake a bucket that does not exist is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A field of the caller's request (`backupStorage.uri`, the `uri` query parameter, a CLI
+    /// flag), named as the caller wrote it: a missing bucket there is the caller's to fix.
+    Request(String),
+    /// A setting of this service (`BQB_STATE_URI`): a missing bucket there is a deployment
+    /// problem, never the caller's.
+    Setting(&'static str),
+}
+
 /// An opened backup repository root.
 #[derive(Debug, Clone)]
 pub struct Store {
     uri: StorageUri,
     inner: Arc<dyn ObjectStore>,
+    origin: Option<Origin>,
 }
 
 impl Store {
     fn new(uri: StorageUri, inner: Arc<dyn ObjectStore>) -> Self {
-        Self { uri, inner }
+        Self {
+            uri,
+            inner,
+            origin: None,
+        }
+    }
+
+    /// The store of the URI in request field `field` (its errors name the field).
+    pub fn from_request_field(mut self, field: impl Into<String>) -> Self {
+        self.origin = Some(Origin::Request(field.into()));
+        self
+    }
+
+    /// The store of the URI in setting `name` (its errors say it is the service's setup).
+    pub fn from_setting(mut self, name: &'static str) -> Self {
+        self.origin = Some(Origin::Setting(name));
+        self
     }
 
     /// The URI this store was opened from.
@@ -232,6 +260,69 @@ impl Store {
     /// The object store, rooted at the URI's prefix (keys are relative to it).
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
+    }
+
+    /// Says whose a storage failure of this store is, by where its URI came from: for a request
+    /// field, the field is named in `details` (and a missing bucket or refused access is said
+    /// in those words); for a setting, a missing bucket or refused access becomes the service's
+    /// own unavailability. Errors that are not this store's storage failures pass unchanged, so
+    /// it is safe to apply to whatever an operation on the store returned.
+    pub fn attribute(&self, error: Error) -> Error {
+        let (Some(origin), Some(failure)) = (&self.origin, storage_failure(&error)) else {
+            return error;
+        };
+        let about_root = match failure {
+            Failure::RootMissing => Some(self.missing_root()),
+            Failure::PermissionDenied => Some(format!(
+                "the service's credentials may not access {}",
+                self.uri
+            )),
+            Failure::Unauthenticated => {
+                Some(format!("{} refused the service's credentials", self.uri))
+            }
+            _ => None,
+        };
+        match origin {
+            Origin::Request(field) => {
+                if error.details().iter().any(|d| &d.field == field) {
+                    return error;
+                }
+                match about_root {
+                    Some(message) => error
+                        .with_message(message.clone())
+                        .with_detail(FieldError::new(field.clone(), message)),
+                    None => {
+                        let detail = FieldError::new(field.clone(), error.message());
+                        error.with_detail(detail)
+                    }
+                }
+            }
+            Origin::Setting(name) => match about_root {
+                Some(message) => error.with_kind(ErrorKind::Unavailable).with_message(format!(
+                    "{name} is misconfigured: {message}; the service cannot work until it is fixed"
+                )),
+                None => error,
+            },
+        }
+    }
+
+    /// Checks that the repository answers a listing: its bucket or container exists and the
+    /// service may read it. One list request (the first page of `backups/`), cheap whatever the
+    /// repository holds; errors are [attributed](Self::attribute).
+    pub async fn check_reachable(&self) -> Result<(), Error> {
+        let prefix = Path::from(super::layout::BACKUPS);
+        match self.inner.list(Some(&prefix)).next().await {
+            Some(Err(e)) => Err(self.attribute(object_error("listing", &prefix, e))),
+            Some(Ok(_)) | None => Ok(()),
+        }
+    }
+
+    fn missing_root(&self) -> String {
+        let name = self.uri.bucket().unwrap_or_default();
+        match self.uri.scheme() {
+            StorageScheme::Az => format!("the container `{name}` of {} does not exist", self.uri),
+            _ => format!("the bucket `{name}` of {} does not exist", self.uri),
+        }
     }
 
     /// Removes every object under `prefix` but those `keep` names; on `file://` also the files
@@ -261,10 +352,15 @@ impl Store {
         {
             let dir = PathBuf::from(root).join(prefix.as_ref());
             removed += remove_staging_files(&dir).map_err(|e| {
-                Error::upstream(format!(
-                    "removing staging files under {} failed: {e}",
-                    dir.display()
-                ))
+                let kind = match e.kind() {
+                    std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                    _ => ErrorKind::Unavailable,
+                };
+                Error::new(
+                    kind,
+                    format!("removing staging files under {} failed", dir.display()),
+                )
+                .with_source(e)
             })?;
             // Fails while something is kept in it, which is what we want.
             let _ = std::fs::remove_dir(&dir);

@@ -599,6 +599,61 @@ async fn the_same_backup_id_twice_in_one_root_is_a_409() {
 }
 
 #[tokio::test]
+async fn a_conflict_visible_when_the_request_arrives_is_a_synchronous_409_not_a_failed_job() {
+    let app = spawn_app().await;
+    let dataset = selection_dataset().await;
+    let root = unique_root("file");
+    let store = open_store(&root);
+    let request_at = |at: chrono::DateTime<chrono::Utc>| {
+        let mut body = request(&dataset, &root, "AVRO", None);
+        body["bigQuery"]["tablesToBackup"][0]["tables"] = json!(["orders"]);
+        body["asOf"] = json!(at.to_rfc3339());
+        body
+    };
+
+    // The same request twice, the second after the first committed.
+    let committed = request_at(chrono::Utc::now() - chrono::Duration::minutes(3));
+    let (status, first) = post(&app, &committed).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = app.post_json("/api/v1/backup", &committed).await;
+    assert_eq!(status, 409, "answered at once, not accepted: {second}");
+    assert_eq!(second["errorCode"], "RESOURCE_CONFLICT", "{second}");
+    assert!(
+        second["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already exists")),
+        "{second}"
+    );
+
+    // Another id, claimed by a live writer (a fresh heartbeat).
+    let at = chrono::Utc::now() - chrono::Duration::minutes(4);
+    let backup_id = at.format("%Y%m%d_%H%M%S").to_string();
+    let claim = Path::from(format!(
+        "backups/{backup_id}/_claim/00000000000000000001.json"
+    ));
+    let record = json!({ "backupId": backup_id, "purpose": "backup", "holder": "another-process",
+                         "heartbeatAt": chrono::Utc::now(), "staleAfterSecs": 60, "host": "elsewhere" });
+    store
+        .object_store()
+        .put(&claim, record.to_string().into())
+        .await
+        .unwrap();
+    let (status, answer) = app.post_json("/api/v1/backup", &request_at(at)).await;
+    assert_eq!(status, 409, "answered at once, not accepted: {answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("right now")),
+        "{answer}"
+    );
+
+    // Only the first request became a job.
+    let (status, jobs) = app.get_json("/api/v1/jobs").await;
+    assert_eq!(status, 200, "{jobs}");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
+}
+
+#[tokio::test]
 async fn a_failed_backup_leaves_no_manifest_and_no_files() {
     let dataset = selection_dataset().await;
     let root = unique_root("az");

@@ -182,7 +182,8 @@ async fn a_backup_answers_202_and_its_job_is_followed_to_the_end() {
 async fn wait_answers_with_the_result_and_failures_keep_their_status() {
     let app = spawn_app().await;
     let dataset = dataset_of(1).await;
-    let mut body = backup_request(&dataset, &unique_root("file"));
+    let root = unique_root("file");
+    let mut body = backup_request(&dataset, &root);
     body["wait"] = json!(true);
     let (status, report) = app.post_json("/api/v1/backup", &body).await;
     assert_eq!(status, 200, "{report}");
@@ -196,12 +197,34 @@ async fn wait_answers_with_the_result_and_failures_keep_their_status() {
         .await;
     assert_eq!((status, job["state"].as_str()), (200, Some("SUCCEEDED")));
 
-    // The same backup id again in the same repository: the job fails with a conflict, and a
-    // waiting caller gets the 409 itself.
+    // The same backup id again in the same repository: a conflict seen before any job starts.
     body["asOf"] = json!(report["snapshotTime"]);
     let (status, error) = app.post_json("/api/v1/backup?wait=true", &body).await;
     assert_eq!(status, 409, "{error}");
     assert_eq!(error["errorCode"], "RESOURCE_CONFLICT");
+    let (_, failed) = app.get_json("/api/v1/jobs?state=FAILED").await;
+    assert_eq!(failed["jobs"].as_array().map(Vec::len), Some(0), "{failed}");
+
+    // A failure only the job can find (a damaged file): the waiting caller gets its status, and
+    // the job's record keeps it.
+    let backup_id = report["backupId"].as_str().unwrap();
+    let dir = std::path::PathBuf::from(root.trim_start_matches("file://"));
+    let file = manifest_json(&dir, backup_id)["tables"][0]["files"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut bytes = std::fs::read(dir.join(&file)).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(dir.join(&file), bytes).unwrap();
+    let restore = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+        "restoreStorage": { "uri": root },
+        "backupId": backup_id,
+        "wait": true
+    });
+    let (status, error) = app.post_json("/api/v1/restore", &restore).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["errorCode"], "BACKUP_DAMAGED");
     let (status, failed) = app.get_json("/api/v1/jobs?state=FAILED").await;
     assert_eq!(status, 200);
     let failed = &failed["jobs"].as_array().unwrap()[0];
@@ -211,10 +234,8 @@ async fn wait_answers_with_the_result_and_failures_keep_their_status() {
             failed["jobId"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(
-        failed["error"]["errorCode"], "RESOURCE_CONFLICT",
-        "{failed}"
-    );
+    assert_eq!(failed["error"]["errorCode"], "BACKUP_DAMAGED", "{failed}");
+    assert_eq!(failed["error"]["details"][0]["field"], file, "{failed}");
 }
 
 #[tokio::test]

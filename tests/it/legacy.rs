@@ -320,10 +320,13 @@ async fn a_corrupt_java_layout_file_is_named_and_leaves_no_target_table() {
     .await;
 
     let (status, answer) = post(&app, &java_request(&root, &[&dataset])).await;
-    assert_eq!(status, 502, "{answer}");
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errorCode"], "BACKUP_DAMAGED", "{answer}");
     assert!(
-        answer.to_string().contains(&bad_key),
-        "the file is named: {answer}"
+        answer["details"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["field"] == bad_key.as_str())),
+        "the file is named in details: {answer}"
     );
     let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "my-orders");
     assert!(

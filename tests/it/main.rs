@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod dependents;
 mod deploy;
+mod errors;
 mod examples;
 mod faults;
 mod health;

@@ -266,8 +266,9 @@ async fn a_non_empty_target_is_refused_unless_the_request_says_truncate_or_appen
 }
 
 /// Backs up the metadata dataset in `format` to a directory, damages its first file with
-/// `damage`, restores, and checks the refusal names the file and leaves no target table. Returns
-/// the answer for further checks.
+/// `damage`, restores, and checks the refusal is a damaged backup (422, not a 5xx: neither the
+/// caller's nor a dependency's fault) naming the file, and leaves no target table. Returns the
+/// answer for further checks.
 async fn restore_of_a_damaged_file(format: &str, damage: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Value {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;
@@ -288,10 +289,13 @@ async fn restore_of_a_damaged_file(format: &str, damage: impl FnOnce(Vec<u8>) ->
         &restore_request(&root, &backup_id, &dataset),
     )
     .await;
-    assert_eq!(status, 502, "{answer}");
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errorCode"], "BACKUP_DAMAGED", "{answer}");
     assert!(
-        answer.to_string().contains(&file),
-        "the file is named: {answer}"
+        answer["details"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["field"] == file.as_str())),
+        "the file is named in details: {answer}"
     );
     let bq = bigquery_client().await;
     let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
@@ -319,6 +323,48 @@ async fn a_truncated_file_is_refused_before_anything_is_loaded() {
         answer.to_string().contains("bytes, the manifest says"),
         "{answer}"
     );
+}
+
+#[tokio::test]
+async fn a_truncated_manifest_is_a_damaged_backup_to_restore_and_show_and_can_still_be_deleted() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
+    let key = format!("backups/{backup_id}/manifest.json");
+    let on_disk = dir.path().join(&key);
+    let whole = std::fs::read(&on_disk).unwrap();
+    std::fs::write(&on_disk, &whole[..whole.len() / 2]).unwrap();
+    let names_the_manifest = |answer: &Value| {
+        answer["errorCode"] == "BACKUP_DAMAGED"
+            && answer["details"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["field"] == key.as_str()))
+    };
+
+    let (status, answer) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
+    assert_eq!(status, 422, "restore: {answer}");
+    assert!(names_the_manifest(&answer), "restore: {answer}");
+    let bq = bigquery_client().await;
+    let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
+    assert!(bq.find_table(&target).await.unwrap().is_none());
+
+    let uri = url::form_urlencoded::byte_serialize(root.as_bytes()).collect::<String>();
+    let show = format!("/api/v1/backups/{backup_id}?uri={uri}");
+    let (status, answer) = app.get_json(&show).await;
+    assert_eq!(status, 422, "show: {answer}");
+    assert!(names_the_manifest(&answer), "show: {answer}");
+
+    // A damaged backup is not stuck: deleting it by its id works.
+    let (status, answer) = app.delete_json(&show).await;
+    assert_eq!(status, 200, "delete: {answer}");
+    assert!(!on_disk.exists(), "the manifest is gone");
 }
 
 #[tokio::test]

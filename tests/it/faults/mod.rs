@@ -175,8 +175,12 @@ async fn one_run(scheme: &str, format: &str, dataset: &str, seed: u64, outcomes:
     if !succeeded {
         assert_eq!(job["state"], "FAILED", "{context}");
         assert!(
-            ["UPSTREAM_ERROR", "RESOURCE_CONFLICT"]
-                .contains(&job["error"]["errorCode"].as_str().unwrap_or_default()),
+            [
+                "UPSTREAM_ERROR",
+                "UPSTREAM_UNAVAILABLE",
+                "RESOURCE_CONFLICT"
+            ]
+            .contains(&job["error"]["errorCode"].as_str().unwrap_or_default()),
             "a backup under faults fails as an upstream error: {context}"
         );
     }
