@@ -406,6 +406,9 @@ async fn a_full_queue_is_a_429_and_a_second_backup_of_a_running_selection_a_409(
     assert!(job["startedAt"].is_null(), "{job}");
     let mut concurrent = backup_request(&slow, &root);
     concurrent["allowConcurrent"] = json!(true);
+    // Its own backup id: within the same second as the first it would be the first's id, which
+    // a live backup is writing (a synchronous 409 of its own).
+    concurrent["asOf"] = json!((chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339());
     let second = start(&app, &concurrent).await;
     for id in [&second["jobId"], &first["jobId"]] {
         let (status, job) = app

@@ -23,7 +23,7 @@ fn faults(seed: u64) -> Value {
 /// once its last chunk landed, so there a lost answer to the last chunk cannot be told from a
 /// chunk that never arrived; BigQuery keeps the id, and the service looks the job up by it.
 fn bigquery_faults(seed: u64) -> Value {
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         json!({ "seed": seed, "p503": 0.12, "pResetBefore": 0.06, "pResetAfter": 0.0, "pathRegex": "" })
     } else {
         json!({ "seed": seed, "p503": 0.12, "pResetBefore": 0.04, "pResetAfter": 0.04, "pathRegex": "^/bigquery/" })
