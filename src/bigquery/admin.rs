@@ -8,93 +8,76 @@ use super::retry;
 use crate::domain::{DatasetRef, TableRef};
 
 impl BigQuery {
-    /// Creates a dataset. `Ok(false)` when it already exists (left as it is).
-    ///
-    /// Inserts are not idempotent, so the client does not retry them once sent; here a
-    /// transient failure is retried, and when the retry finds the dataset already there it is
-    /// this call's own when it was created after the first attempt began (the first attempt
-    /// landed and only its answer was lost).
+    /// Creates a dataset. `Ok(false)` when it already exists (left as it is). A dataset found
+    /// by a retry ([`retry::insert`]) is this call's own when it was created after the first
+    /// attempt began (the first attempt landed and only its answer was lost).
     pub async fn create_dataset(
         &self,
         dataset: &DatasetRef,
         resource: Dataset,
     ) -> Result<bool, BigQueryError> {
         let began = chrono::Utc::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .inner
+        let operation = format!("datasets.insert({dataset})");
+        let sent = retry::insert(&operation, || {
+            self.inner
                 .datasets
                 .insert_dataset()
                 .set_project_id(&dataset.project)
                 .set_dataset(resource.clone())
                 .send()
-                .await;
-            let e = match result {
-                Ok(_) => return Ok(true),
-                Err(e) => e,
-            };
-            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
-                tracing::warn!(dataset = %dataset, attempt, error = %e, "creating a dataset failed; retrying");
-                tokio::time::sleep(retry::delay(attempt)).await;
-                continue;
+        })
+        .await;
+        let (e, retried) = match sent {
+            Ok(_) => return Ok(true),
+            Err(failed) => failed,
+        };
+        let err = BigQueryError::api(operation, e);
+        match err.kind() {
+            crate::ErrorKind::Conflict if retried => {
+                let found = self.get_dataset(dataset).await?;
+                Ok(created_since(found.creation_time, began))
             }
-            let err = BigQueryError::api(format!("datasets.insert({dataset})"), e);
-            if err.kind() != crate::ErrorKind::Conflict {
-                return Err(err);
-            }
-            if attempt == 1 {
-                return Ok(false);
-            }
-            let found = self.get_dataset(dataset).await?;
-            return Ok(created_since(found.creation_time, began));
+            crate::ErrorKind::Conflict => Ok(false),
+            _ => Err(err),
         }
     }
 
-    /// Creates a table from a full resource (schema, partitioning, clustering, labels, ...).
-    /// Transient failures are retried as for [`Self::create_dataset`]; a table found by a retry
-    /// is this call's own only when it was created after the first attempt began and is empty.
+    /// Creates a table from a full resource (schema, partitioning, clustering, labels, ...). A
+    /// table found by a retry ([`retry::insert`]) is this call's own only when it was created
+    /// after the first attempt began and is empty.
     pub async fn create_table(
         &self,
         table: &TableRef,
         resource: Table,
     ) -> Result<Table, BigQueryError> {
         let began = chrono::Utc::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .inner
+        let operation = format!("tables.insert({table})");
+        let sent = retry::insert(&operation, || {
+            self.inner
                 .tables
                 .insert_table()
                 .set_project_id(&table.project)
                 .set_dataset_id(&table.dataset)
                 .set_table(resource.clone())
                 .send()
-                .await;
-            let e = match result {
-                Ok(created) => return Ok(created),
-                Err(e) => e,
-            };
-            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
-                tracing::warn!(table = %table, attempt, error = %e, "creating a table failed; retrying");
-                tokio::time::sleep(retry::delay(attempt)).await;
-                continue;
+        })
+        .await;
+        let (e, retried) = match sent {
+            Ok(created) => return Ok(created),
+            Err(failed) => failed,
+        };
+        let err = BigQueryError::api(operation, e);
+        if !retried || err.kind() != crate::ErrorKind::Conflict {
+            return Err(err);
+        }
+        match self.find_table(table).await? {
+            Some(found)
+                if created_since(found.creation_time, began)
+                    && found.num_rows.is_none_or(|n| n == 0) =>
+            {
+                Ok(found)
             }
-            let err = BigQueryError::api(format!("tables.insert({table})"), e);
-            if attempt == 1 || err.kind() != crate::ErrorKind::Conflict {
-                return Err(err);
-            }
-            return match self.find_table(table).await? {
-                Some(found)
-                    if created_since(found.creation_time, began)
-                        && found.num_rows.is_none_or(|n| n == 0) =>
-                {
-                    Ok(found)
-                }
-                _ => Err(err),
-            };
+            _ => Err(err),
         }
     }
 

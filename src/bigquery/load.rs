@@ -121,39 +121,34 @@ impl BigQuery {
         let job = json!({ "configuration": configuration, "jobReference": job_reference(project, location, &job_id) });
         let job: google_cloud_bigquery_v2::model::Job = serde_json::from_value(job)
             .map_err(|e| Error::internal(format!("load job resource: {e}")))?;
-        let mut attempt = 0;
-        let started = loop {
-            attempt += 1;
-            let sent = self
-                .inner
+        let operation = format!("jobs.insert(load into {project})");
+        let sent = retry::insert(&operation, || {
+            self.inner
                 .jobs
                 .insert_job()
                 .set_project_id(project)
                 .set_job(job.clone())
                 .send()
-                .await;
-            let e = match sent {
-                Ok(started) => {
-                    break serde_json::to_value(&started)
-                        .map_err(|e| Error::internal(format!("job resource: {e}")))?;
+        })
+        .await;
+        let started = match sent {
+            Ok(started) => serde_json::to_value(&started)
+                .map_err(|e| Error::internal(format!("job resource: {e}")))?,
+            Err((e, retried)) => {
+                let err = BigQueryError::api(operation, e);
+                // After a lost answer an earlier attempt may have created the job (BigQuery
+                // then answers "duplicate" to the retry): the job under our id is the one.
+                match retried {
+                    true => match self.job_json(project, location, &job_id).await {
+                        Ok(created) => {
+                            tracing::warn!(job_id, error = %err, "the load job was created by an earlier attempt");
+                            created
+                        }
+                        Err(_) => return Err(err.into()),
+                    },
+                    false => return Err(err.into()),
                 }
-                Err(e) => e,
-            };
-            if attempt < retry::MAX_ATTEMPTS && retry::is_transient(&e) {
-                tracing::warn!(job_id, attempt, error = %e, "inserting a load job failed; retrying");
-                tokio::time::sleep(retry::delay(attempt)).await;
-                continue;
             }
-            let err = BigQueryError::api(format!("jobs.insert(load into {project})"), e);
-            // After a lost answer an earlier attempt may have created the job (BigQuery then
-            // answers "duplicate" to the retry): the job under our id is the one to wait for.
-            if attempt > 1
-                && let Ok(created) = self.job_json(project, location, &job_id).await
-            {
-                tracing::warn!(job_id, error = %err, "the load job was created by an earlier attempt");
-                break created;
-            }
-            return Err(err.into());
         };
         self.wait_for_load(project, location, started).await
     }

@@ -43,6 +43,28 @@ pub fn delay(attempt: u32) -> std::time::Duration {
     INITIAL_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
+/// Sends an insert again after transient failures. Inserts are not idempotent, so the client
+/// does not retry them once sent; the caller resolves what a retry finds. On failure: the last
+/// error, and whether an earlier attempt was sent (and may have landed with its answer lost).
+pub async fn insert<T, F, Fut>(operation: &str, mut send: F) -> Result<T, (GaxError, bool)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GaxError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match send().await {
+            Ok(done) => return Ok(done),
+            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
+                tracing::warn!(operation, attempt, error = %e, "a BigQuery insert failed; retrying");
+                tokio::time::sleep(delay(attempt)).await;
+            }
+            Err(e) => return Err((e, attempt > 1)),
+        }
+    }
+}
+
 /// Decides whether one failure is transient.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TransientErrors;

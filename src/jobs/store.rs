@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, object_error, put_if_absent};
+use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -335,12 +335,10 @@ impl JobStore {
     /// A failed call on the state store: a missing bucket or refused access there is this
     /// service's setup (`BQB_STATE_URI`), never the caller's (see [`Store::attribute`]).
     fn write_error(&self, path: &Path, e: object_store::Error) -> Error {
-        self.store
-            .attribute(object_error("writing the state store object", path, e))
+        (self.store).call_error("writing the state store object", path, e)
     }
 
     fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
-        self.store
-            .attribute(object_error("reading the state store object", path, e))
+        (self.store).call_error("reading the state store object", path, e)
     }
 }

@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, get_if_exists, object_error, put_if_absent};
+use crate::storage::{Store, get_if_exists, put_if_absent};
 
 const PREFIX: &str = "schedules";
 /// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
@@ -72,13 +72,11 @@ impl Claims {
     /// A failed call on the state store: a missing bucket or refused access there is this
     /// service's setup (`BQB_STATE_URI`), never the caller's (see [`Store::attribute`]).
     fn write_error(&self, path: &Path, e: object_store::Error) -> Error {
-        self.store
-            .attribute(object_error("writing the state store object", path, e))
+        (self.store).call_error("writing the state store object", path, e)
     }
 
     fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
-        self.store
-            .attribute(object_error("reading the state store object", path, e))
+        (self.store).call_error("reading the state store object", path, e)
     }
 
     fn dir(schedule: &str) -> Path {

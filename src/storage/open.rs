@@ -262,6 +262,16 @@ impl Store {
         &self.inner
     }
 
+    /// A failed call on this store, classified ([`object_error`]) and attributed.
+    pub fn call_error(
+        &self,
+        operation: &'static str,
+        location: &Path,
+        source: object_store::Error,
+    ) -> Error {
+        self.attribute(object_error(operation, location, source))
+    }
+
     /// Says whose a storage failure of this store is, by where its URI came from: for a request
     /// field, the field is named in `details` (and a missing bucket or refused access is said
     /// in those words); for a setting, a missing bucket or refused access becomes the service's

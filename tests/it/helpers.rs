@@ -110,10 +110,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let storage = bq_backup::storage::StorageConfig::from_settings(&settings);
+    spawn_app_with_storage(settings, storage).await
+}
+
+/// A server whose store clients `storage` makes (the faults suite wraps them).
+pub async fn spawn_app_with_storage(
+    settings: Settings,
+    storage: bq_backup::storage::StorageConfig,
+) -> TestApp {
     init_crypto();
     bq_backup::telemetry::init(&settings);
     let shutdown = CancellationToken::new();
-    let app = Application::build(settings, shutdown.clone())
+    let app = Application::build_with_storage(settings, storage, shutdown.clone())
         .await
         .expect("the app builds");
     let address = format!("http://{}", app.local_addr());

@@ -15,19 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bq_backup::app::Application;
 use bq_backup::domain::{StorageUri, TableRef};
 use bq_backup::storage::StorageConfig;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use self::store::{FaultControl, FaultRates, FaultyStore};
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows, init_crypto,
-    open_store, unique_dataset, unique_root,
+    BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows, open_store,
+    spawn_app_with_storage, unique_dataset, unique_root,
 };
 
 /// Seeds per store and format.
@@ -42,10 +40,8 @@ const RATES: FaultRates = FaultRates {
 
 /// A server whose stores under `root` fail as `control` says.
 async fn spawn_faulty_app(root: &str, control: Arc<FaultControl>) -> TestApp {
-    init_crypto();
     // One read stream per table: the wide table becomes one file of several upload parts.
     let settings = TestServices::get().settings_with(&[("BQB_READ_STREAMS_PER_TABLE", "1")]);
-    bq_backup::telemetry::init(&settings);
     let root = root.to_string();
     let storage = StorageConfig::from_settings(&settings).with_wrapper(Arc::new(
         move |uri: &StorageUri, inner: Arc<dyn ObjectStore>| {
@@ -56,18 +52,7 @@ async fn spawn_faulty_app(root: &str, control: Arc<FaultControl>) -> TestApp {
             }
         },
     ));
-    let shutdown = CancellationToken::new();
-    let app = Application::build_with_storage(settings, storage, shutdown.clone())
-        .await
-        .expect("the app builds");
-    let address = format!("http://{}", app.local_addr());
-    let handle = tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        shutdown,
-        handle: Some(handle),
-    }
+    spawn_app_with_storage(settings, storage).await
 }
 
 pub(crate) async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
