@@ -46,8 +46,11 @@ impl Application {
             }
             None => Schedules::default(),
         };
+        // Callers name storage in their requests: confined to BQB_ALLOWED_STORAGE (by default
+        // cloud buckets only), since they do not own this server's disk or memory.
+        let storage = StorageConfig::for_service(&settings);
         let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-        let storage = StorageConfig::from_settings(&settings);
+        tracing::info!(allowed = %storage.confinement_text(), "storage callers may use");
         let jobs = Jobs::new(
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),

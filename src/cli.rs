@@ -17,7 +17,7 @@ use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
 use bq_backup::exec::Progress;
 use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
-use bq_backup::storage::StorageConfig;
+use bq_backup::storage::{Access, StorageConfig};
 use bq_backup::telemetry;
 
 #[derive(Debug, Parser)]
@@ -243,6 +243,11 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
     let request_json: serde_json::Value = serde_json::from_slice(&body)?;
     let (mut spec, encode) = validate_backup_request(request, now)?;
+    let storage = StorageConfig::from_settings(&settings);
+    storage
+        .admit(&spec.storage, &spec.storage_field)
+        .map_err(bq_backup::Error::from)?;
+    let storage_field = spec.storage_field.clone();
     spec.dry_run |= dry_run;
     spec.ttl_days = spec.ttl_days.or(settings.jobs.default_ttl_days);
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
@@ -263,7 +268,9 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let store = StorageConfig::from_settings(&settings).open(&plan.storage)?;
+    let store = storage
+        .open(&plan.storage, &storage_field, Access::Write)
+        .map_err(bq_backup::Error::from)?;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     // Hidden automatically when stderr is not a terminal.
@@ -299,7 +306,9 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         ))
     })?;
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-    let store = StorageConfig::from_settings(&settings).open(&spec.storage)?;
+    let store = StorageConfig::from_settings(&settings)
+        .open(&spec.storage, &spec.storage_field, Access::Read)
+        .map_err(bq_backup::Error::from)?;
     let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables).await?;
     if dry_run || spec.dry_run {
         println!(
@@ -352,7 +361,10 @@ fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings);
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    Ok(StorageConfig::from_settings(&settings).open(&uri)?)
+    // Through the crate error, so that a refusal names the flag that held the URI.
+    StorageConfig::from_settings(&settings)
+        .open(&uri, "--uri", Access::Read)
+        .map_err(|e| bq_backup::Error::from(e).into())
 }
 
 async fn list(

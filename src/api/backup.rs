@@ -21,7 +21,7 @@ use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
-use crate::storage::Store;
+use crate::storage::{Access, Store};
 
 #[utoipa::path(
     post,
@@ -73,6 +73,9 @@ pub(crate) async fn submit_backup(
     spec.ttl_days = spec.ttl_days.or(state.settings.jobs.default_ttl_days);
     let (dry_run, wait, allow_concurrent) =
         (spec.dry_run, wait || spec.wait, spec.allow_concurrent);
+    // A dry run too: a plan names where it would write.
+    state.storage.admit(&spec.storage, &spec.storage_field)?;
+    let storage_field = spec.storage_field.clone();
     if !dry_run {
         // Shed load before the metadata calls of planning.
         state.jobs.ensure_capacity()?;
@@ -89,7 +92,9 @@ pub(crate) async fn submit_backup(
     if dry_run {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
     }
-    let store = state.storage.open(&plan.storage)?;
+    let store = state
+        .storage
+        .open(&plan.storage, &storage_field, Access::Write)?;
     let job = NewJob {
         kind: JobKind::Backup,
         backup_id: Some(plan.backup_id.to_string()),

@@ -14,8 +14,8 @@ use crate::catalog::{
     self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
 use crate::domain::{BackupId, StorageUri};
-use crate::error::{Error, FieldError};
-use crate::storage::Store;
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::storage::{Access, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,8 +36,15 @@ pub(crate) struct UriQuery {
     uri: Option<String>,
 }
 
-/// Opens the repository named by `uri`, or says what is wrong with it.
-fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> Option<Store> {
+/// Opens the repository named by the `uri` query parameter for reading. A URI that is absent,
+/// malformed or not allowed here is a problem of the request (`None`, listed in `problems` with
+/// the others, 400); a local repository that does not exist is the answer once the request is
+/// otherwise valid (`Some(Err(..))`, 404): nothing is created for a read.
+fn open(
+    state: &AppState,
+    uri: Option<&str>,
+    problems: &mut Vec<FieldError>,
+) -> Option<Result<Store, Error>> {
     let Some(uri) = uri.filter(|u| !u.trim().is_empty()) else {
         problems.push(FieldError::new(
             "uri",
@@ -45,17 +52,25 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
         ));
         return None;
     };
-    match StorageUri::parse(uri) {
-        Ok(uri) => match state.storage.open(&uri) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                problems.push(FieldError::new("uri", e.to_string()));
-                None
-            }
-        },
+    let uri = match StorageUri::parse(uri) {
+        Ok(uri) => uri,
         Err(e) => {
             problems.push(FieldError::new("uri", e.to_string()));
-            None
+            return None;
+        }
+    };
+    match state.storage.open(&uri, "uri", Access::Read) {
+        Ok(store) => Some(Ok(store)),
+        Err(e) => {
+            let e = Error::from(e);
+            if e.kind() == ErrorKind::InvalidInput {
+                problems.extend(e.details().iter().cloned());
+                if e.details().is_empty() {
+                    problems.push(FieldError::new("uri", e.to_string()));
+                }
+                return None;
+            }
+            Some(Err(e))
         }
     }
 }
@@ -77,7 +92,8 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
     ),
     responses(
         (status = 200, description = "A page of backups", body = Value),
-        (status = 400, description = "A query parameter is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "A query parameter is invalid, or the uri names storage this server may not use (`BQB_ALLOWED_STORAGE`)", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A file:// repository that does not exist (nothing is created)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn list(
@@ -101,6 +117,7 @@ pub(crate) async fn list(
     let (Some(store), true) = (store, problems.is_empty()) else {
         return Err(Error::invalid("the listing request is invalid", problems).into());
     };
+    let store = store?;
     let filter = ListFilter {
         project: q.project,
         dataset: q.dataset,
@@ -139,6 +156,7 @@ async fn manifest_of(
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
+    let store = store?;
     let manifest = catalog::read_manifest(&store, &id)
         .await?
         .ok_or_else(|| Error::not_found(format!("no complete backup {id} in {}", store.uri())))?;
@@ -157,7 +175,7 @@ async fn manifest_of(
     ),
     responses(
         (status = 200, description = "The backup", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
     ),
 )]
@@ -196,7 +214,7 @@ pub(crate) async fn show(
     ),
     responses(
         (status = 200, description = "The verify report (every finding)", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id", body = super::openapi::ErrorResponse),
     ),
 )]
@@ -230,7 +248,7 @@ pub(crate) async fn action(
     ),
     responses(
         (status = 200, description = "What was deleted", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No backup with this id", body = super::openapi::ErrorResponse),
         (status = 409, description = "The backup is being restored", body = super::openapi::ErrorResponse),
     ),
@@ -246,6 +264,7 @@ pub(crate) async fn delete(
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
+    let store = store?;
     let report = catalog::prune::delete_backup(&store, &id).await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
@@ -281,6 +300,7 @@ pub(crate) struct PruneBody {
     responses(
         (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept", body = Value),
         (status = 400, description = "The uri or the policy is invalid", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A file:// repository that does not exist", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn prune(
@@ -309,6 +329,7 @@ pub(crate) async fn prune(
     let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
         return Err(Error::invalid("the prune request is invalid", problems).into());
     };
+    let store = store?;
     let policy = catalog::retention::KeepPolicy {
         keep_last: body.keep_last,
         keep_daily: body.keep_daily,

@@ -16,6 +16,7 @@ use crate::domain::parse_restore_request;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
 use crate::restore::{RestoreContext, plan_restore, run_restore};
+use crate::storage::Access;
 
 #[utoipa::path(
     post,
@@ -61,10 +62,13 @@ pub(crate) async fn submit_restore(
     let spec = request
         .validate()
         .map_err(|problems| Error::invalid("the restore request is invalid", problems))?;
+    // Refused or missing storage before anything else; no network call yet.
+    let store = state
+        .storage
+        .open(&spec.storage, &spec.storage_field, Access::Read)?;
     if !spec.dry_run {
         state.jobs.ensure_capacity()?;
     }
-    let store = state.storage.open(&spec.storage)?;
     let plan = plan_restore(
         &state.bigquery,
         &store,

@@ -188,6 +188,9 @@ pub struct BackupTime {
 pub struct BackupSpec {
     pub project: String,
     pub storage: StorageUri,
+    /// JSON path of the field that held the storage URI (`backupStorage.gcsOptions.uri` or
+    /// `backupStorage.uri`), for errors about the place it names.
+    pub storage_field: String,
     pub datasets: DatasetSelection,
     /// Upper-case format name (`AVRO` by default). Not checked against the supported formats
     /// here: the formats module owns that list and reports on [`Self::format_field`].
@@ -374,7 +377,9 @@ impl BackupRequest {
             .ttl_days
             .and_then(|n| in_range(n, 1, MAX_TTL_DAYS, "ttlDays", &mut errors));
 
-        let (Some(project), Some(storage), Some(datasets)) = (project, storage, datasets) else {
+        let (Some(project), Some((storage, storage_field)), Some(datasets)) =
+            (project, storage, datasets)
+        else {
             debug_assert!(
                 !errors.is_empty(),
                 "a required value is missing without an error"
@@ -387,6 +392,7 @@ impl BackupRequest {
         Ok(BackupSpec {
             project,
             storage,
+            storage_field,
             datasets,
             format: normalize_name(options.format.as_deref())
                 .unwrap_or_else(|| DEFAULT_FORMAT.to_owned()),

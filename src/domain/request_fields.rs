@@ -127,10 +127,11 @@ pub(crate) struct UriFields<'a> {
     pub gcs_present: bool,
 }
 
+/// The storage URI and the JSON path of the field that held it.
 pub(crate) fn resolve_storage_uri(
     fields: UriFields<'_>,
     errors: &mut Vec<FieldError>,
-) -> Option<StorageUri> {
+) -> Option<(StorageUri, String)> {
     let section = fields.section;
     let uri_path = format!("{section}.uri");
     let gcs_path = format!("{section}.gcsOptions.uri");
@@ -143,14 +144,14 @@ pub(crate) fn resolve_storage_uri(
             None
         }
         (Some(text), None) => match StorageUri::parse(text) {
-            Ok(uri) => Some(uri),
+            Ok(uri) => Some((uri, uri_path)),
             Err(err) => {
                 errors.push(FieldError::new(uri_path, err.to_string()));
                 None
             }
         },
         (None, Some(text)) => match StorageUri::parse(text) {
-            Ok(uri) if uri.scheme() == StorageScheme::Gs => Some(uri),
+            Ok(uri) if uri.scheme() == StorageScheme::Gs => Some((uri, gcs_path)),
             Ok(_) | Err(StorageUriError::UnknownScheme) => {
                 errors.push(FieldError::new(
                     gcs_path,

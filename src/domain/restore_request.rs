@@ -215,6 +215,9 @@ pub struct TableChoice {
 pub struct RestoreSpec {
     pub target_project: String,
     pub storage: StorageUri,
+    /// JSON path of the field that held the storage URI (`restoreStorage.gcsOptions.uri` or
+    /// `restoreStorage.uri`), for errors about the place it names.
+    pub storage_field: String,
     pub backup: BackupSelector,
     /// JSON path of the backup choice (`backupId` or `…gcsOptions.backupTimestamp`), for a 404.
     pub backup_field: String,
@@ -414,7 +417,8 @@ impl RestoreRequest {
         );
         let schemas = check_schemas(self.schemas.unwrap_or_default(), &mut errors);
 
-        let (Some(target_project), Some(storage), Some(backup)) = (target_project, storage, backup)
+        let (Some(target_project), Some((storage, storage_field)), Some(backup)) =
+            (target_project, storage, backup)
         else {
             debug_assert!(
                 !errors.is_empty(),
@@ -428,6 +432,7 @@ impl RestoreRequest {
         Ok(RestoreSpec {
             target_project,
             storage,
+            storage_field,
             backup,
             backup_field,
             source_project,

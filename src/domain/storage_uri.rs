@@ -178,6 +178,12 @@ impl StorageUri {
         &self.prefix
     }
 
+    /// Whether this is a file:// URI with an absolute path (`file:///…`), as opposed to one
+    /// relative to the working directory.
+    pub fn is_absolute_file(&self) -> bool {
+        self.scheme == StorageScheme::File && self.file_root == FileRoot::Absolute
+    }
+
     /// For file:// only: the local directory, `/abs/path` or `./relative/path` (`.` for the
     /// working directory itself).
     pub fn file_path(&self) -> Option<String> {

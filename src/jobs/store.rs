@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, get_if_exists, put_if_absent};
+use crate::storage::{Access, StorageConfig, Store, get_if_exists, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -49,8 +49,9 @@ impl JobStore {
                 )],
             )
         })?;
+        // The operator's own setting, not a caller's: no allow-list applies.
         Ok(Self {
-            store: config.open(&uri)?,
+            store: config.open_configured(&uri, Access::Write)?,
         })
     }
 

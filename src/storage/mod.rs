@@ -8,13 +8,13 @@ mod gcs_credentials;
 pub mod layout;
 mod open;
 
-pub use open::{StorageConfig, Store};
+pub use open::{Access, StorageConfig, Store};
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, FieldError};
 
 /// Writes `payload` at `path` only if nothing is there: `true` when this call created it,
 /// `false` when it already existed (stores report that as AlreadyExists or a failed
@@ -56,6 +56,16 @@ pub enum StorageError {
     },
     #[error("cannot open {uri}: {message}")]
     Config { uri: String, message: String },
+    /// The caller named storage this server may not use (`BQB_ALLOWED_STORAGE`).
+    #[error("{reason}")]
+    NotAllowed {
+        field: String,
+        uri: String,
+        reason: String,
+    },
+    /// A read of a local root that does not exist (nothing is created for a read).
+    #[error("{uri} does not exist")]
+    Missing { field: String, uri: String },
     #[error("{operation} {location} failed: {source}")]
     Object {
         operation: &'static str,
@@ -68,7 +78,8 @@ pub enum StorageError {
 impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Config { .. } => ErrorKind::InvalidInput,
+            Self::Config { .. } | Self::NotAllowed { .. } => ErrorKind::InvalidInput,
+            Self::Missing { .. } => ErrorKind::NotFound,
             Self::Open { source, .. } | Self::Object { source, .. } => match source {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
                 object_store::Error::AlreadyExists { .. }
@@ -84,6 +95,19 @@ impl StorageError {
 
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
-        Error::new(e.kind(), e.to_string()).with_source(e)
+        // Errors about the caller's own URI name the field that held it.
+        match &e {
+            StorageError::NotAllowed { field, reason, .. } => Error::invalid(
+                "the storage URI is not allowed on this server",
+                vec![FieldError::new(field, reason)],
+            ),
+            StorageError::Missing { field, .. } => {
+                Error::not_found(e.to_string()).with_details(vec![FieldError::new(
+                    field,
+                    "no backup repository there (the directory does not exist)",
+                )])
+            }
+            _ => Error::new(e.kind(), e.to_string()).with_source(e),
+        }
     }
 }

@@ -340,3 +340,45 @@ async fn the_cli_lists_shows_and_verifies_backups() {
         1
     );
 }
+
+#[test]
+fn the_cli_is_confined_only_when_allowed_storage_is_set_and_never_creates_on_read() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let outside_uri = format!("file://{}", outside.path().display());
+    let confined = format!("file://{}", allowed.path().display());
+
+    let refused = bq_backup(
+        &["list", "--uri", &outside_uri],
+        &[("BQB_ALLOWED_STORAGE", confined.as_str())],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused.stdout));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("--uri") && stderr.contains("is refused"),
+        "{stderr}"
+    );
+
+    // On a laptop (the setting unset) any local path works.
+    let listed = bq_backup(
+        &["list", "--uri", &outside_uri, "--output", "json"],
+        &[("BQB_ALLOWED_STORAGE", "")],
+    );
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(stdout_json(&listed)["backups"], json!([]));
+
+    // A read of a directory that does not exist says so and creates nothing.
+    let missing = outside.path().join("typo/in/the/path");
+    let missing_uri = format!("file://{}", missing.display());
+    let read = bq_backup(
+        &["list", "--uri", &missing_uri],
+        &[("BQB_ALLOWED_STORAGE", "")],
+    );
+    assert!(!read.status.success());
+    assert!(
+        text(&read.stderr).contains("does not exist"),
+        "{}",
+        text(&read.stderr)
+    );
+    assert!(!outside.path().join("typo").exists());
+}

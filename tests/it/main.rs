@@ -9,6 +9,7 @@ mod bigquery;
 mod catalog;
 mod cli;
 mod config;
+mod confinement;
 mod dependents;
 mod deploy;
 mod examples;
