@@ -76,10 +76,8 @@ pub(crate) async fn submit_backup(
     // A dry run too: a plan names where it would write.
     state.storage.admit(&spec.storage, &spec.storage_field)?;
     let storage_field = spec.storage_field.clone();
-    if !dry_run {
-        // Shed load before the metadata calls of planning.
-        state.jobs.ensure_capacity()?;
-    }
+    // Shed load before the metadata calls of planning (a dry run starts no job).
+    let slot = (!dry_run).then(|| state.jobs.reserve_slot()).transpose()?;
     let plan = plan_backup(
         &state.bigquery,
         spec,
@@ -89,9 +87,9 @@ pub(crate) async fn submit_backup(
         state.settings.max_parallel_tables,
     )
     .await?;
-    if dry_run {
+    let Some(slot) = slot else {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    }
+    };
     let store = state
         .storage
         .open(&plan.storage, &storage_field, Access::Write)?;
@@ -108,7 +106,7 @@ pub(crate) async fn submit_backup(
     let prune_after = state.settings.jobs.prune_after_backup;
     let record = state
         .jobs
-        .submit(job, move |run| async move {
+        .submit(slot, job, move |run| async move {
             let ctx = BackupContext {
                 bigquery,
                 store: store.clone(),

@@ -66,9 +66,10 @@ pub(crate) async fn submit_restore(
     let store = state
         .storage
         .open(&spec.storage, &spec.storage_field, Access::Read)?;
-    if !spec.dry_run {
-        state.jobs.ensure_capacity()?;
-    }
+    // Shed load before planning reads BigQuery (a dry run starts no job).
+    let slot = (!spec.dry_run)
+        .then(|| state.jobs.reserve_slot())
+        .transpose()?;
     let plan = plan_restore(
         &state.bigquery,
         &store,
@@ -76,9 +77,9 @@ pub(crate) async fn submit_restore(
         state.settings.max_parallel_tables,
     )
     .await?;
-    if spec.dry_run {
+    let Some(slot) = slot else {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    }
+    };
     let job = NewJob {
         kind: JobKind::Restore,
         backup_id: Some(plan.backup_id.to_string()),
@@ -91,7 +92,7 @@ pub(crate) async fn submit_restore(
     let bigquery = state.bigquery.clone();
     let record = state
         .jobs
-        .submit(job, move |run| async move {
+        .submit(slot, job, move |run| async move {
             let ctx = RestoreContext {
                 bigquery,
                 store,
