@@ -113,6 +113,8 @@ enum Command {
         uri: String,
     },
     /// Delete the backups a keep policy lets go (and every expired one); `--dry-run` only lists.
+    /// The policy must keep something: at least one `--keep-*` of 1 or more, or
+    /// `--expired-only`. A backup a restore is reading is kept.
     Prune {
         #[arg(long)]
         uri: String,
@@ -124,6 +126,9 @@ enum Command {
         keep_weekly: Option<u32>,
         #[arg(long)]
         keep_monthly: Option<u32>,
+        /// Delete only expired backups (no keep rule).
+        #[arg(long)]
+        expired_only: bool,
         #[arg(long)]
         dry_run: bool,
     },
@@ -171,15 +176,25 @@ impl Cli {
                 keep_daily,
                 keep_weekly,
                 keep_monthly,
+                expired_only,
                 dry_run,
             } => {
-                let store = open_repository(&uri)?;
                 let policy = catalog::retention::KeepPolicy {
                     keep_last,
                     keep_daily,
                     keep_weekly,
                     keep_monthly,
+                    expired_only,
                 };
+                let problems = policy.problems();
+                if !problems.is_empty() {
+                    let lines: Vec<String> = problems
+                        .iter()
+                        .map(|p| format!("{}: {}", flag_of(&p.field), p.message))
+                        .collect();
+                    anyhow::bail!("the keep policy is invalid:\n  {}", lines.join("\n  "));
+                }
+                let store = open_repository(&uri)?;
                 let report =
                     catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now()).await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -470,6 +485,21 @@ async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("backup {id}: {} finding(s)", report.findings.len())
     }
+}
+
+/// The command-line flag of a keep-policy field (`keepLast` → `--keep-last`).
+fn flag_of(field: &str) -> String {
+    if field == "body" {
+        return "--keep-last/--keep-daily/--keep-weekly/--keep-monthly or --expired-only".into();
+    }
+    let mut flag = String::from("--");
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            flag.push('-');
+        }
+        flag.push(c.to_ascii_lowercase());
+    }
+    flag
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -151,6 +151,7 @@ async fn prune_after_backup(store: &Store, policy: PruneAfterBackup) -> Value {
         keep_daily: policy.keep_daily,
         keep_weekly: policy.keep_weekly,
         keep_monthly: policy.keep_monthly,
+        expired_only: false,
     };
     match prune(store, &policy, false, Utc::now()).await {
         Ok(report) => {

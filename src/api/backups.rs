@@ -271,7 +271,8 @@ pub(crate) async fn delete(
     ))
 }
 
-/// The body of `POST /api/v1/backups:prune`: a keep policy; `dryRun` only lists.
+/// The body of `POST /api/v1/backups:prune`: a keep policy (one that keeps nothing is refused,
+/// see [`catalog::retention::KeepPolicy::problems`]); `dryRun` only lists.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PruneBody {
@@ -279,6 +280,8 @@ pub(crate) struct PruneBody {
     keep_daily: Option<u32>,
     keep_weekly: Option<u32>,
     keep_monthly: Option<u32>,
+    #[serde(default)]
+    expired_only: bool,
     #[serde(default)]
     dry_run: bool,
 }
@@ -295,11 +298,11 @@ pub(crate) struct PruneBody {
     request_body(
         content = Option<Value>,
         content_type = "application/json",
-        description = "`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly` (counts) and `dryRun`; an empty body keeps everything",
+        description = "`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly` (counts, at least 1; at least one of them), or `expiredOnly: true` to delete only expired backups; and `dryRun`. A policy that keeps nothing (a count of 0, an empty body) is a 400",
     ),
     responses(
-        (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept", body = Value),
-        (status = 400, description = "The uri or the policy is invalid", body = super::openapi::ErrorResponse),
+        (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept; a backup a restore is reading is kept", body = Value),
+        (status = 400, description = "The uri or the policy is invalid (a policy that keeps nothing included)", body = super::openapi::ErrorResponse),
         (status = 404, description = "A file:// repository that does not exist", body = super::openapi::ErrorResponse),
     ),
 )]
@@ -326,16 +329,22 @@ pub(crate) async fn prune(
             }
         }
     };
-    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
-        return Err(Error::invalid("the prune request is invalid", problems).into());
-    };
-    let store = store?;
-    let policy = catalog::retention::KeepPolicy {
+    let policy = parsed.as_ref().map(|body| catalog::retention::KeepPolicy {
         keep_last: body.keep_last,
         keep_daily: body.keep_daily,
         keep_weekly: body.keep_weekly,
         keep_monthly: body.keep_monthly,
+        expired_only: body.expired_only,
+    });
+    if let Some(policy) = &policy {
+        problems.extend(policy.problems());
+    }
+    let (Some(store), Some(body), Some(policy), true) =
+        (store, parsed, policy, problems.is_empty())
+    else {
+        return Err(Error::invalid("the prune request is invalid", problems).into());
     };
+    let store = store?;
     let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now()).await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,

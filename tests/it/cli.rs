@@ -382,3 +382,27 @@ fn the_cli_is_confined_only_when_allowed_storage_is_set_and_never_creates_on_rea
     );
     assert!(!outside.path().join("typo").exists());
 }
+
+#[test]
+fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    for (args, expected) in [
+        (vec!["--keep-last", "0"], "--keep-last: must be at least 1"),
+        (
+            vec!["--keep-daily", "3", "--keep-weekly", "0"],
+            "--keep-weekly: must be at least 1",
+        ),
+        (vec![], "--expired-only"),
+    ] {
+        let mut all = vec!["prune", "--uri", uri.as_str()];
+        all.extend(args.iter().copied());
+        let output = bq_backup(&all, &[]);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let expired = bq_backup(&["prune", "--uri", uri.as_str(), "--expired-only"], &[]);
+    assert!(expired.status.success(), "{}", text(&expired.stderr));
+    assert_eq!(stdout_json(&expired)["deleted"], json!([]));
+}
