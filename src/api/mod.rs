@@ -13,6 +13,8 @@ mod metrics;
 mod openapi;
 mod paging;
 mod pubsub;
+#[cfg(test)]
+mod request_properties;
 mod restore;
 mod schedules;
 
