@@ -5,7 +5,7 @@
 #   1. installs (pinned, cached) and starts the test services on 127.0.0.1
 #   2. creates a sample dataset: several tables, every type, a partitioned + clustered table, a view
 #   3. builds and starts `bq-backup serve`
-#   4. backs the dataset up to file://./demo-backups as Parquet and lists the backup
+#   4. backs the dataset up to file://$repo/demo-backups as Parquet and lists the backup
 #   5. restores it into restored_<dataset>
 #   6. prints source vs restored row counts and a content checksum per table
 #   7. stops everything it started, by PID
@@ -49,17 +49,22 @@ bin=$CARGO_TARGET_DIR/debug/bq-backup
 say "creating $project.$dataset: all_types (every type), events (partitioned + clustered), customers, view big_spenders"
 "$py" scripts/demo/sample.py create "$rest" "$project" "$dataset"
 
-say "starting bq-backup serve on 127.0.0.1:$port"
+# The backup repository: an absolute directory, since `serve` opens file:// only under a directory
+# BQB_ALLOWED_STORAGE lists (and never a relative one: it would depend on the server's working dir).
+backups="file://$repo/demo-backups"
+
+say "starting bq-backup serve on 127.0.0.1:$port (storage allowed: $backups)"
 PORT=$port BQB_HOST=127.0.0.1 BQB_PROJECT_ID=$project BQB_LOG_FORMAT=json BQB_LOG_LEVEL=warn \
-  BQB_STATE_URI="file://$BQB_TEST_SERVICES_DIR/state" "$bin" serve > "$BQB_TEST_SERVICES_DIR/bq-backup.log" 2>&1 &
+  BQB_STATE_URI="file://$BQB_TEST_SERVICES_DIR/state" BQB_ALLOWED_STORAGE="$backups" \
+  "$bin" serve > "$BQB_TEST_SERVICES_DIR/bq-backup.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.1; done
 curl -fsS "http://127.0.0.1:$port/readyz"; echo
 
-say "backup: POST /api/v1/backup → file://./demo-backups (PARQUET), a job followed by scripts/action.sh"
+say "backup: POST /api/v1/backup → $backups (PARQUET), a job followed by scripts/action.sh"
 cat > "$BQB_TEST_SERVICES_DIR/backup-request.json" <<JSON
 {"bigQuery": {"projectId": "$project", "tablesToBackup": [{"datasetName": "$dataset"}]},
- "backupStorage": {"uri": "file://./demo-backups", "exportOptions": {"format": "PARQUET"}},
+ "backupStorage": {"uri": "$backups", "exportOptions": {"format": "PARQUET"}},
  "reason": "demo"}
 JSON
 ACTION_POLL_SECS=0.5 scripts/action.sh backup "$BQB_TEST_SERVICES_DIR/backup-request.json" "http://127.0.0.1:$port" \
@@ -68,14 +73,14 @@ ACTION_POLL_SECS=0.5 scripts/action.sh backup "$BQB_TEST_SERVICES_DIR/backup-req
 backup_id=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["backupId"])' "$BQB_TEST_SERVICES_DIR/backup-job.json")
 
 say "the catalog: bq-backup list / show (read from the manifests)"
-"$bin" list --uri file://./demo-backups --output table
+"$bin" list --uri "$backups" --output table
 echo
-"$bin" show "$backup_id" --uri file://./demo-backups --output table
+"$bin" show "$backup_id" --uri "$backups" --output table
 
 say "restore: POST /api/v1/restore → $project.restored_$dataset (a job too)"
 cat > "$BQB_TEST_SERVICES_DIR/restore-request.json" <<JSON
 {"bigQuery": {"projectId": "$project", "datasetsToRestore": ["$dataset"]},
- "restoreStorage": {"uri": "file://./demo-backups"}, "backupId": "$backup_id"}
+ "restoreStorage": {"uri": "$backups"}, "backupId": "$backup_id"}
 JSON
 ACTION_POLL_SECS=0.5 scripts/action.sh restore "$BQB_TEST_SERVICES_DIR/restore-request.json" "http://127.0.0.1:$port" \
   > "$BQB_TEST_SERVICES_DIR/restore.json"

@@ -13,19 +13,64 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiSubmitter, AppState, error_code, router};
 use crate::bigquery::BigQueryConfig;
 use crate::config::Settings;
-use crate::error::{Error, ErrorKind};
+use crate::domain::{parse_backup_request, parse_restore_request};
+use crate::error::{Error, ErrorKind, FieldError};
 use crate::jobs::record::STALE_HEARTBEATS;
 use crate::jobs::{JobStore, Jobs};
 use crate::metrics::Metrics;
 use crate::recovery::run_recovery;
-use crate::schedule::{Claims, Schedules, load_schedule_file, run_schedules};
+use crate::schedule::{
+    Claims, Schedule, ScheduleKind, Schedules, load_schedule_file, run_schedules,
+};
 use crate::storage::StorageConfig;
+
+/// A schedule naming storage this server may not open would be refused at every tick: stop the
+/// start instead, naming the schedule and the field, as for any other bad schedule.
+fn check_schedule_storage(
+    schedules: &[Schedule],
+    storage: &StorageConfig,
+    file: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    for schedule in schedules {
+        // The file's requests were validated when it was loaded; only the storage is left.
+        let target = match schedule.kind {
+            ScheduleKind::Backup => parse_backup_request(&schedule.request)
+                .ok()
+                .and_then(|r| r.validate(chrono::Utc::now()).ok())
+                .map(|spec| (spec.storage, spec.storage_field)),
+            ScheduleKind::Restore => parse_restore_request(&schedule.request)
+                .ok()
+                .and_then(|r| r.validate().ok())
+                .map(|spec| (spec.storage, spec.storage_field)),
+        };
+        let Some((uri, field)) = target else { continue };
+        if let Err(e) = storage.admit(&uri, &field) {
+            let label = format!("schedule[{}].request", Value::String(schedule.name.clone()));
+            problems.extend(
+                Error::from(e)
+                    .details()
+                    .iter()
+                    .map(|d| FieldError::new(format!("{label}.{}", d.field), d.message.clone())),
+            );
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let file = file.map(|f| f.display().to_string()).unwrap_or_default();
+    Err(Error::invalid(
+        format!("BQB_SCHEDULE_FILE {file} is invalid"),
+        problems,
+    ))
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -35,12 +80,14 @@ pub struct Application {
 impl Application {
     /// Builds the clients and binds `settings.host:settings.port` (port 0 = any free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
-        let storage = StorageConfig::from_settings(&settings);
+        // Callers name storage in their requests: confined to BQB_ALLOWED_STORAGE (by default
+        // cloud buckets only), since they do not own this server's disk or memory.
+        let storage = StorageConfig::for_service(&settings);
         Self::build_with_storage(settings, storage, shutdown).await
     }
 
     /// [`Self::build`] with the storage clients made by `storage` (tests wrap them to inject
-    /// faults).
+    /// faults; its confinement is the one in force).
     pub async fn build_with_storage(
         settings: Settings,
         storage: StorageConfig,
@@ -59,7 +106,13 @@ impl Application {
             }
             None => Schedules::default(),
         };
+        check_schedule_storage(
+            schedules.list(),
+            &storage,
+            settings.schedule_file.as_deref(),
+        )?;
         let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
+        tracing::info!(allowed = %storage.confinement_text(), "storage callers may use");
         let jobs = Jobs::new(
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),

@@ -18,7 +18,7 @@ use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
 use bq_backup::exec::Progress;
 use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
-use bq_backup::storage::StorageConfig;
+use bq_backup::storage::{Access, StorageConfig};
 use bq_backup::telemetry;
 
 #[derive(Debug, Parser)]
@@ -114,6 +114,8 @@ enum Command {
         uri: String,
     },
     /// Delete the backups a keep policy lets go (and every expired one); `--dry-run` only lists.
+    /// The policy must keep something: at least one `--keep-*` of 1 or more, or
+    /// `--expired-only`. A backup a restore is reading is kept.
     Prune {
         #[arg(long)]
         uri: String,
@@ -125,6 +127,9 @@ enum Command {
         keep_weekly: Option<u32>,
         #[arg(long)]
         keep_monthly: Option<u32>,
+        /// Delete only expired backups (no keep rule).
+        #[arg(long)]
+        expired_only: bool,
         #[arg(long)]
         dry_run: bool,
     },
@@ -174,15 +179,25 @@ impl Cli {
                 keep_daily,
                 keep_weekly,
                 keep_monthly,
+                expired_only,
                 dry_run,
             } => {
-                let store = open_repository(&uri)?;
                 let policy = catalog::retention::KeepPolicy {
                     keep_last,
                     keep_daily,
                     keep_weekly,
                     keep_monthly,
+                    expired_only,
                 };
+                let problems = policy.problems();
+                if !problems.is_empty() {
+                    let lines: Vec<String> = problems
+                        .iter()
+                        .map(|p| format!("{}: {}", flag_of(&p.field), p.message))
+                        .collect();
+                    anyhow::bail!("the keep policy is invalid:\n  {}", lines.join("\n  "));
+                }
+                let store = open_repository(&uri)?;
                 let report = catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now())
                     .await
                     .map_err(|e| store.attribute(e))?;
@@ -247,6 +262,11 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
     let request_json: serde_json::Value = serde_json::from_slice(&body)?;
     let (mut spec, encode) = validate_backup_request(request, now)?;
+    let storage = StorageConfig::from_settings(&settings);
+    storage
+        .admit(&spec.storage, &spec.storage_field)
+        .map_err(bq_backup::Error::from)?;
+    let storage_field = spec.storage_field.clone();
     spec.dry_run |= dry_run;
     spec.ttl_days = spec.ttl_days.or(settings.jobs.default_ttl_days);
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
@@ -267,9 +287,9 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let store = StorageConfig::from_settings(&settings)
-        .open(&plan.storage)?
-        .from_request_field(plan.storage_field.clone());
+    let store = storage
+        .open(&plan.storage, &storage_field, Access::Write)
+        .map_err(bq_backup::Error::from)?;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
     // Hidden automatically when stderr is not a terminal.
@@ -309,8 +329,8 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
     })?;
     let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
     let store = StorageConfig::from_settings(&settings)
-        .open(&spec.storage)?
-        .from_request_field(spec.storage_field.clone());
+        .open(&spec.storage, &spec.storage_field, Access::Read)
+        .map_err(bq_backup::Error::from)?;
     let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables)
         .await
         .map_err(|e| store.attribute(e))?;
@@ -367,9 +387,10 @@ fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings);
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    Ok(StorageConfig::from_settings(&settings)
-        .open(&uri)?
-        .from_request_field("--uri"))
+    // Through the crate error, so that a refusal names the flag that held the URI.
+    StorageConfig::from_settings(&settings)
+        .open(&uri, "--uri", Access::Read)
+        .map_err(|e| bq_backup::Error::from(e).into())
 }
 
 async fn list(
@@ -480,6 +501,21 @@ async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("backup {id}: {} finding(s)", report.findings.len())
     }
+}
+
+/// The command-line flag of a keep-policy field (`keepLast` → `--keep-last`).
+fn flag_of(field: &str) -> String {
+    if field == "body" {
+        return "--keep-last/--keep-daily/--keep-weekly/--keep-monthly or --expired-only".into();
+    }
+    let mut flag = String::from("--");
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            flag.push('-');
+        }
+        flag.push(c.to_ascii_lowercase());
+    }
+    flag
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::StorageAllowList;
+
 /// Default HTTP port when `PORT` is unset (Cloud Run always sets it).
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
@@ -157,6 +159,11 @@ pub const SETTINGS: &[SettingDoc] = &[
         env: "BQB_STATE_URI",
         default: DEFAULT_STATE_URI,
         description: "Where the service keeps job records (`jobs/{jobId}.json`), Pub/Sub idempotency records and schedule leases: any storage URI. Every instance of one service must share it (a `gs://` or `s3://` URI on Cloud Run and GKE) so that any instance answers for any job.",
+    },
+    SettingDoc {
+        env: "BQB_ALLOWED_STORAGE",
+        default: "(gs, s3, az: any bucket)",
+        description: "The storage `serve` may read and write for its callers, as comma-separated URI prefixes matched on whole path segments with the bucket exact: `gs://my-bucket/backups,s3://*,file:///var/lib/bq-backup`. `SCHEME://*` = every bucket of a scheme; `memory://` = in-memory stores (tests). Unset: every gs://, s3:// and az:// bucket (IAM decides), no `file://` and no `memory://`. A `file://` entry must be an absolute directory. `BQB_STATE_URI` needs no entry. The CLI is confined only when this is set. See \"Storage confinement\".",
     },
     SettingDoc {
         env: "BQB_MAX_RUNNING_JOBS",
@@ -338,6 +345,8 @@ pub struct BigQuerySettings {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageSettings {
+    /// `BQB_ALLOWED_STORAGE` as given; `None` when unset (each command applies its own default).
+    pub allowed: Option<StorageAllowList>,
     pub gcs_emulator_host: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_allow_http: bool,
@@ -717,6 +726,17 @@ impl RawSettings {
                 anonymous: self.flag("BQB_GOOGLE_ANONYMOUS", problems),
             },
             storage: StorageSettings {
+                allowed: self.get("BQB_ALLOWED_STORAGE").and_then(|text| {
+                    StorageAllowList::parse(text)
+                        .map_err(|errors| {
+                            problems.extend(
+                                errors
+                                    .into_iter()
+                                    .map(|e| format!("BQB_ALLOWED_STORAGE: {e}")),
+                            )
+                        })
+                        .ok()
+                }),
                 gcs_emulator_host,
                 s3_endpoint,
                 s3_allow_http: self.flag("BQB_S3_ALLOW_HTTP", problems),
@@ -913,6 +933,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("BQB_STATE_URI"), "{text}");
+    }
+
+    #[test]
+    fn allowed_storage_is_parsed_and_each_bad_entry_named() {
+        assert_eq!(Settings::defaults().storage.allowed, None);
+        let s = Settings::from_vars(vars(&[(
+            "BQB_ALLOWED_STORAGE",
+            "gs://bkt/backups, file:///var/lib/bq-backup",
+        )]))
+        .unwrap();
+        assert_eq!(
+            s.storage.allowed.map(|a| a.to_string()).as_deref(),
+            Some("gs://bkt/backups,file:///var/lib/bq-backup")
+        );
+        let err = Settings::from_vars(vars(&[(
+            "BQB_ALLOWED_STORAGE",
+            "file://relative,gs://bkt/../x",
+        )]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("BQB_ALLOWED_STORAGE: `file://relative`: a file:// entry must be an absolute directory"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BQB_ALLOWED_STORAGE: `gs://bkt/../x`"),
+            "{text}"
+        );
     }
 
     #[test]

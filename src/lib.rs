@@ -11,7 +11,8 @@
 //! - `api`: the HTTP routes; `api::error` is the only place errors become HTTP responses.
 //! - [`domain`]: request types, ids, formats — no I/O.
 //! - [`bigquery`]: the BigQuery client (metadata, Storage Read API as Arrow), retries in one place.
-//! - [`storage`]: `object_store` built from a URL (gs, s3, az, file, memory).
+//! - [`storage`]: `object_store` built from a URL (gs, s3, az, file, memory), confined for `serve`
+//!   to `BQB_ALLOWED_STORAGE`.
 //! - [`formats`]: Arrow ↔ AVRO/CSV/PARQUET/JSON bytes — no network.
 //! - [`backup`]: request → [`backup::BackupPlan`] → files + manifest.
 //! - [`catalog`]: the manifest (commit point of a backup).

@@ -24,7 +24,7 @@ use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobKind, NewJob};
-use crate::storage::Store;
+use crate::storage::{Access, Store};
 
 #[utoipa::path(
     post,
@@ -78,10 +78,11 @@ pub(crate) async fn submit_backup(
     spec.ttl_days = spec.ttl_days.or(state.settings.jobs.default_ttl_days);
     let (dry_run, wait, allow_concurrent) =
         (spec.dry_run, wait || spec.wait, spec.allow_concurrent);
-    if !dry_run {
-        // Shed load before the metadata calls of planning.
-        state.jobs.ensure_capacity()?;
-    }
+    // A dry run too: a plan names where it would write.
+    state.storage.admit(&spec.storage, &spec.storage_field)?;
+    let storage_field = spec.storage_field.clone();
+    // Shed load before the metadata calls of planning (a dry run starts no job).
+    let slot = (!dry_run).then(|| state.jobs.reserve_slot()).transpose()?;
     let plan = plan_backup(
         &state.bigquery,
         spec,
@@ -91,10 +92,10 @@ pub(crate) async fn submit_backup(
         state.settings.max_parallel_tables,
     )
     .await?;
-    if dry_run {
+    let Some(slot) = slot else {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    }
-    let store = super::open_store(state, &plan.storage, &plan.storage_field)?;
+    };
+    let store = super::open_store(state, &plan.storage, &storage_field, Access::Write)?;
     let exclusive_key = (!allow_concurrent).then(|| selection_key(&plan));
     refuse_early(state, &store, &plan, exclusive_key.as_deref()).await?;
     let job = NewJob {
@@ -111,7 +112,7 @@ pub(crate) async fn submit_backup(
     let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
     let record = state
         .jobs
-        .submit(job, move |run| async move {
+        .submit(slot, job, move |run| async move {
             let ctx = BackupContext {
                 bigquery,
                 store: store.clone(),
@@ -189,6 +190,7 @@ async fn prune_after_backup(store: &Store, policy: PruneAfterBackup) -> Value {
         keep_daily: policy.keep_daily,
         keep_weekly: policy.keep_weekly,
         keep_monthly: policy.keep_monthly,
+        expired_only: false,
     };
     match prune(store, &policy, false, Utc::now()).await {
         Ok(report) => {

@@ -14,8 +14,8 @@ use crate::catalog::{
     self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
 use crate::domain::{BackupId, StorageUri};
-use crate::error::{Error, FieldError};
-use crate::storage::Store;
+use crate::error::{Error, ErrorKind, FieldError};
+use crate::storage::{Access, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,9 +36,15 @@ pub(crate) struct UriQuery {
     uri: Option<String>,
 }
 
-/// Opens the repository named by `uri`, or says what is wrong with it. Its storage errors name
-/// the `uri` parameter (see `Store::attribute`).
-fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> Option<Store> {
+/// Opens the repository named by the `uri` query parameter for reading. A URI that is absent,
+/// malformed or not allowed here is a problem of the request (`None`, listed in `problems` with
+/// the others, 400); a local repository that does not exist is the answer once the request is
+/// otherwise valid (`Some(Err(..))`, 404): nothing is created for a read.
+fn open(
+    state: &AppState,
+    uri: Option<&str>,
+    problems: &mut Vec<FieldError>,
+) -> Option<Result<Store, Error>> {
     let Some(uri) = uri.filter(|u| !u.trim().is_empty()) else {
         problems.push(FieldError::new(
             "uri",
@@ -46,17 +52,25 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
         ));
         return None;
     };
-    match StorageUri::parse(uri) {
-        Ok(uri) => match state.storage.open(&uri) {
-            Ok(store) => Some(store.from_request_field("uri")),
-            Err(e) => {
-                problems.push(FieldError::new("uri", e.to_string()));
-                None
-            }
-        },
+    let uri = match StorageUri::parse(uri) {
+        Ok(uri) => uri,
         Err(e) => {
             problems.push(FieldError::new("uri", e.to_string()));
-            None
+            return None;
+        }
+    };
+    match state.storage.open(&uri, "uri", Access::Read) {
+        Ok(store) => Some(Ok(store)),
+        Err(e) => {
+            let e = Error::from(e);
+            if e.kind() == ErrorKind::InvalidInput {
+                problems.extend(e.details().iter().cloned());
+                if e.details().is_empty() {
+                    problems.push(FieldError::new("uri", e.to_string()));
+                }
+                return None;
+            }
+            Some(Err(e))
         }
     }
 }
@@ -78,8 +92,8 @@ fn open(state: &AppState, uri: Option<&str>, problems: &mut Vec<FieldError>) -> 
     ),
     responses(
         (status = 200, description = "A page of backups", body = Value),
-        (status = 400, description = "A query parameter is invalid", body = super::openapi::ErrorResponse),
-        (status = 404, description = "The repository's bucket or container does not exist (`details` names `uri`)", body = super::openapi::ErrorResponse),
+        (status = 400, description = "A query parameter is invalid, or the uri names storage this server may not use (`BQB_ALLOWED_STORAGE`)", body = super::openapi::ErrorResponse),
+        (status = 404, description = "The repository's bucket or container does not exist, or a file:// repository that does not exist (`details` names `uri`; nothing is created)", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn list(
@@ -103,6 +117,7 @@ pub(crate) async fn list(
     let (Some(store), true) = (store, problems.is_empty()) else {
         return Err(Error::invalid("the listing request is invalid", problems).into());
     };
+    let store = store?;
     let filter = ListFilter {
         project: q.project,
         dataset: q.dataset,
@@ -142,6 +157,7 @@ async fn manifest_of(
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
+    let store = store?;
     let manifest = catalog::read_manifest(&store, &id)
         .await
         .map_err(|e| store.attribute(e))?
@@ -161,7 +177,7 @@ async fn manifest_of(
     ),
     responses(
         (status = 200, description = "The backup", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
         (status = 422, description = "The manifest is damaged (`BACKUP_DAMAGED`, `details` names its key)", body = super::openapi::ErrorResponse),
     ),
@@ -201,7 +217,7 @@ pub(crate) async fn show(
     ),
     responses(
         (status = 200, description = "The verify report (every finding)", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
     ),
 )]
@@ -237,7 +253,7 @@ pub(crate) async fn action(
     ),
     responses(
         (status = 200, description = "What was deleted", body = Value),
-        (status = 400, description = "The id or uri is invalid", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
         (status = 409, description = "The backup is being restored", body = super::openapi::ErrorResponse),
     ),
@@ -253,6 +269,7 @@ pub(crate) async fn delete(
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
+    let store = store?;
     let report = catalog::prune::delete_backup(&store, &id)
         .await
         .map_err(|e| store.attribute(e))?;
@@ -261,7 +278,8 @@ pub(crate) async fn delete(
     ))
 }
 
-/// The body of `POST /api/v1/backups:prune`: a keep policy; `dryRun` only lists.
+/// The body of `POST /api/v1/backups:prune`: a keep policy (one that keeps nothing is refused,
+/// see [`catalog::retention::KeepPolicy::problems`]); `dryRun` only lists.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct PruneBody {
@@ -269,6 +287,8 @@ pub(crate) struct PruneBody {
     keep_daily: Option<u32>,
     keep_weekly: Option<u32>,
     keep_monthly: Option<u32>,
+    #[serde(default)]
+    expired_only: bool,
     #[serde(default)]
     dry_run: bool,
 }
@@ -285,11 +305,12 @@ pub(crate) struct PruneBody {
     request_body(
         content = Option<Value>,
         content_type = "application/json",
-        description = "`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly` (counts) and `dryRun`; an empty body keeps everything",
+        description = "`keepLast`, `keepDaily`, `keepWeekly`, `keepMonthly` (counts, at least 1; at least one of them), or `expiredOnly: true` to delete only expired backups; and `dryRun`. A policy that keeps nothing (a count of 0, an empty body) is a 400",
     ),
     responses(
-        (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept", body = Value),
-        (status = 400, description = "The uri or the policy is invalid", body = super::openapi::ErrorResponse),
+        (status = 200, description = "What was (or, with `dryRun`, would be) deleted and kept; a backup a restore is reading is kept", body = Value),
+        (status = 400, description = "The uri or the policy is invalid (a policy that keeps nothing included)", body = super::openapi::ErrorResponse),
+        (status = 404, description = "A file:// repository that does not exist", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn prune(
@@ -315,15 +336,22 @@ pub(crate) async fn prune(
             }
         }
     };
-    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
-        return Err(Error::invalid("the prune request is invalid", problems).into());
-    };
-    let policy = catalog::retention::KeepPolicy {
+    let policy = parsed.as_ref().map(|body| catalog::retention::KeepPolicy {
         keep_last: body.keep_last,
         keep_daily: body.keep_daily,
         keep_weekly: body.keep_weekly,
         keep_monthly: body.keep_monthly,
+        expired_only: body.expired_only,
+    });
+    if let Some(policy) = &policy {
+        problems.extend(policy.problems());
+    }
+    let (Some(store), Some(body), Some(policy), true) =
+        (store, parsed, policy, problems.is_empty())
+    else {
+        return Err(Error::invalid("the prune request is invalid", problems).into());
     };
+    let store = store?;
     let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now())
         .await
         .map_err(|e| store.attribute(e))?;

@@ -13,6 +13,8 @@ mod metrics;
 mod openapi;
 mod paging;
 mod pubsub;
+#[cfg(test)]
+mod request_properties;
 mod restore;
 mod schedules;
 
@@ -35,7 +37,7 @@ use crate::domain::StorageUri;
 use crate::error::FieldError;
 use crate::jobs::{JobKind, Jobs};
 use crate::schedule::Schedules;
-use crate::storage::{StorageConfig, Store};
+use crate::storage::{Access, StorageConfig, Store};
 use crate::telemetry::trace_id_from_headers;
 
 pub(crate) use error::error_code;
@@ -76,11 +78,15 @@ pub(crate) fn open_store(
     state: &AppState,
     uri: &StorageUri,
     field: &str,
+    access: Access,
 ) -> Result<Store, crate::error::Error> {
-    match state.storage.open(uri) {
-        Ok(store) => Ok(store.from_request_field(field)),
+    match state.storage.open(uri, field, access) {
+        Ok(store) => Ok(store),
         Err(e) => {
             let e = crate::error::Error::from(e);
+            if e.details().iter().any(|d| d.field == field) {
+                return Err(e);
+            }
             let detail = FieldError::new(field, e.message());
             Err(e.with_detail(detail))
         }

@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
 use crate::recovery::ActiveRestore;
 use crate::restore::{RestoreContext, plan_restore, run_restore};
+use crate::storage::Access;
 
 #[utoipa::path(
     post,
@@ -66,10 +67,12 @@ pub(crate) async fn submit_restore(
     let spec = request
         .validate()
         .map_err(|problems| Error::invalid("the restore request is invalid", problems))?;
-    if !spec.dry_run {
-        state.jobs.ensure_capacity()?;
-    }
-    let store = super::open_store(state, &spec.storage, &spec.storage_field)?;
+    // Refused or missing storage before anything else; no network call yet.
+    let store = super::open_store(state, &spec.storage, &spec.storage_field, Access::Read)?;
+    // Shed load before planning reads BigQuery (a dry run starts no job).
+    let slot = (!spec.dry_run)
+        .then(|| state.jobs.reserve_slot())
+        .transpose()?;
     let plan = plan_restore(
         &state.bigquery,
         &store,
@@ -78,9 +81,9 @@ pub(crate) async fn submit_restore(
     )
     .await
     .map_err(|e| store.attribute(e))?;
-    if spec.dry_run {
+    let Some(slot) = slot else {
         return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    }
+    };
     let job = NewJob {
         kind: JobKind::Restore,
         backup_id: Some(plan.backup_id.to_string()),
@@ -95,7 +98,7 @@ pub(crate) async fn submit_restore(
     let job_store = state.jobs.store().clone();
     let record = state
         .jobs
-        .submit(job, move |run| async move {
+        .submit(slot, job, move |run| async move {
             // Written before anything is created: if this process dies, another instance
             // removes what the restore created and never filled (`recovery`).
             let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;

@@ -40,8 +40,9 @@ pub struct PruneReport {
     pub policy: KeepPolicy,
     pub decisions: Vec<Decision>,
     pub deleted: Vec<String>,
-    /// Backups that should go but could not (a restore reading them, a storage error), and
-    /// backups whose manifest is damaged (no policy can judge them).
+    /// Backups that should go but could not (a storage error, a restore that started between
+    /// the decision and the deletion), and backups whose manifest is damaged (no policy can
+    /// judge them).
     pub skipped: Vec<Decision>,
 }
 
@@ -165,13 +166,20 @@ pub async fn delete_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Res
     live_lease_with_prefix(os, id, DELETE_INTENT_PREFIX).await
 }
 
-/// Applies `policy` (and every `expiresAt`) to the complete backups of `store`.
+/// Applies `policy` (and every `expiresAt`) to the complete backups of `store`. A policy that
+/// keeps nothing is refused (400 naming the field) before anything is read; a backup a restore
+/// is reading (a live restore lease) is kept whatever the policy says, with that reason — in a
+/// dry run too, so that it shows what a real run would do.
 pub async fn prune(
     store: &Store,
     policy: &KeepPolicy,
     dry_run: bool,
     now: DateTime<Utc>,
 ) -> Result<PruneReport, Error> {
+    let problems = policy.problems();
+    if !problems.is_empty() {
+        return Err(Error::invalid("the keep policy is invalid", problems));
+    }
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
     for id in backup_ids(store.object_store()).await? {
@@ -192,7 +200,19 @@ pub async fn prune(
             Err(e) => return Err(e),
         }
     }
-    let decisions = decide(&candidates, policy, now);
+    let mut decisions = decide(&candidates, policy, now);
+    for decision in decisions.iter_mut().filter(|d| !d.keep) {
+        let Ok(id) = BackupId::parse(&decision.backup_id) else {
+            continue;
+        };
+        if restore_in_progress(store.object_store(), &id).await? {
+            decision.keep = true;
+            decision.reasons = vec![format!(
+                "a restore is reading it (live restore lease): kept until the restore ends, although otherwise: {}",
+                decision.reasons.join(", ")
+            )];
+        }
+    }
     let mut deleted = Vec::new();
     if !dry_run {
         for decision in decisions.iter().filter(|d| !d.keep) {

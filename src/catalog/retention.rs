@@ -1,13 +1,17 @@
 //! Which backups a keep policy keeps: pure arithmetic over snapshot times, so it is tested on
 //! fixed dates. Newest first: `keepLast` keeps the N newest backups; `keepDaily` / `keepWeekly` /
 //! `keepMonthly` keep the newest backup of each of the N most recent days / ISO weeks / months
-//! that have one (UTC). A backup whose `expiresAt` has passed goes whatever the policy. Without a
-//! policy only expired backups go.
+//! that have one (UTC). A backup whose `expiresAt` has passed goes whatever the policy;
+//! `expiredOnly` deletes only those.
+//!
+//! A policy must keep something ([`KeepPolicy::problems`]): `keepLast: 0`, or no rule at all,
+//! would let a prune delete every backup of a repository, so they are refused rather than obeyed.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::BackupId;
+use crate::error::FieldError;
 
 /// How many backups to keep, by rule. `None` = the rule is not used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -17,14 +21,54 @@ pub struct KeepPolicy {
     pub keep_daily: Option<u32>,
     pub keep_weekly: Option<u32>,
     pub keep_monthly: Option<u32>,
+    /// No rule: delete expired backups only (and keep every other). Says so explicitly, so that
+    /// a policy left empty by mistake is refused instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired_only: bool,
 }
 
 impl KeepPolicy {
+    /// Whether no counting rule is given (only expiry decides).
     pub fn is_empty(&self) -> bool {
-        self.keep_last.is_none()
-            && self.keep_daily.is_none()
-            && self.keep_weekly.is_none()
-            && self.keep_monthly.is_none()
+        self.rules().iter().all(|(_, count)| count.is_none())
+    }
+
+    fn rules(&self) -> [(&'static str, Option<u32>); 4] {
+        [
+            ("keepLast", self.keep_last),
+            ("keepDaily", self.keep_daily),
+            ("keepWeekly", self.keep_weekly),
+            ("keepMonthly", self.keep_monthly),
+        ]
+    }
+
+    /// What is wrong with this policy, each problem naming its field (`keepLast`, …; `body` for
+    /// the policy as a whole): the one check of a keep policy, for the API, the CLI and
+    /// [`crate::catalog::prune::prune`] itself. Empty when it may be applied.
+    pub fn problems(&self) -> Vec<FieldError> {
+        let mut problems: Vec<FieldError> = self
+            .rules()
+            .iter()
+            .filter(|(_, count)| *count == Some(0))
+            .map(|(field, _)| {
+                FieldError::new(
+                    *field,
+                    "must be at least 1: a rule that keeps 0 backups keeps nothing (leave it out)",
+                )
+            })
+            .collect();
+        match (self.is_empty(), self.expired_only) {
+            (true, false) => problems.push(FieldError::new(
+                "body",
+                "a keep policy must keep something: give keepLast, keepDaily, keepWeekly or keepMonthly (at least 1), or expiredOnly: true to delete only expired backups",
+            )),
+            (false, true) => problems.push(FieldError::new(
+                "expiredOnly",
+                "cannot be combined with keep rules: expired backups go under any policy",
+            )),
+            _ => {}
+        }
+        problems
     }
 }
 
@@ -95,7 +139,7 @@ pub fn decide(candidates: &[Candidate], policy: &KeepPolicy, now: DateTime<Utc>)
                     )],
                 )
             } else if policy.is_empty() {
-                (true, vec!["no keep policy: only expired backups go".into()])
+                (true, vec!["not expired (expiredOnly)".into()])
             } else if kept_by.is_empty() {
                 (false, vec!["kept by no rule".into()])
             } else {
@@ -228,10 +272,63 @@ mod tests {
     }
 
     #[test]
-    fn without_a_policy_only_expired_backups_go() {
+    fn expired_only_deletes_only_expired_backups() {
         let mut all = candidates(&["2026-11-20T10:00:00", "2026-11-19T10:00:00"]);
         all[1].expires_at = Some(at("2026-11-19T11:00:00"));
-        let d = decide(&all, &KeepPolicy::default(), at("2026-11-21T00:00:00"));
+        let policy = KeepPolicy {
+            expired_only: true,
+            ..Default::default()
+        };
+        assert!(policy.problems().is_empty());
+        let d = decide(&all, &policy, at("2026-11-21T00:00:00"));
         assert_eq!(kept(&d), ["20261120_100000"]);
+        assert_eq!(d[0].reasons, ["not expired (expiredOnly)"]);
+    }
+
+    #[test]
+    fn a_policy_that_keeps_nothing_is_refused_naming_the_field() {
+        let fields = |policy: KeepPolicy| -> Vec<String> {
+            policy.problems().into_iter().map(|p| p.field).collect()
+        };
+        assert_eq!(
+            fields(KeepPolicy {
+                keep_last: Some(0),
+                ..Default::default()
+            }),
+            ["keepLast"]
+        );
+        assert_eq!(
+            fields(KeepPolicy {
+                keep_daily: Some(0),
+                keep_monthly: Some(0),
+                ..Default::default()
+            }),
+            ["keepDaily", "keepMonthly"]
+        );
+        assert_eq!(fields(KeepPolicy::default()), ["body"]);
+        assert_eq!(
+            fields(KeepPolicy {
+                keep_last: Some(3),
+                keep_weekly: Some(0),
+                ..Default::default()
+            }),
+            ["keepWeekly"]
+        );
+        assert_eq!(
+            fields(KeepPolicy {
+                keep_last: Some(3),
+                expired_only: true,
+                ..Default::default()
+            }),
+            ["expiredOnly"]
+        );
+        assert!(
+            KeepPolicy {
+                keep_last: Some(1),
+                ..Default::default()
+            }
+            .problems()
+            .is_empty()
+        );
     }
 }

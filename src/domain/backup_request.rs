@@ -188,8 +188,8 @@ pub struct BackupTime {
 pub struct BackupSpec {
     pub project: String,
     pub storage: StorageUri,
-    /// JSON path the storage URI was read from (`…Storage.uri` or `…Storage.gcsOptions.uri`):
-    /// what a missing bucket or refused access is reported against.
+    /// JSON path of the field that held the storage URI (`backupStorage.gcsOptions.uri` or
+    /// `backupStorage.uri`), for errors about the place it names.
     pub storage_field: String,
     pub datasets: DatasetSelection,
     /// Upper-case format name (`AVRO` by default). Not checked against the supported formats

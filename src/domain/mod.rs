@@ -3,12 +3,14 @@
 //!
 //! - `ids`: [`BackupId`], [`JobId`], [`TableRef`], [`DatasetRef`] and BigQuery's naming rules.
 //! - `storage_uri`: [`StorageUri`], the root of a backup repository.
+//! - `allowed_storage`: [`StorageAllowList`] (`BQB_ALLOWED_STORAGE`), which roots a server may open.
 //! - `selection`: [`TableSelector`], which tables of a dataset a request selects.
 //! - `sql_refs`: [`sql_paths`], the table, view and routine names a view's or routine's SQL uses.
 //! - `backup_request` / `restore_request`: the request bodies (Java-compatible + extensions) and
 //!   their validation into [`BackupSpec`] / [`RestoreSpec`], listing every problem by JSON path.
 //! - `pubsub`: Pub/Sub push envelopes ([`parse_push_envelope`]) around those request bodies.
 
+mod allowed_storage;
 mod backup_request;
 mod ids;
 mod pubsub;
@@ -18,6 +20,7 @@ mod selection;
 mod sql_refs;
 mod storage_uri;
 
+pub use allowed_storage::{StorageAllowList, StorageRefusal};
 pub use backup_request::{
     BackupRequest, BackupSpec, BackupStorage, BackupTime, BigQueryBackup, DEFAULT_FILE_SIZE_BYTES,
     DEFAULT_FORMAT, DatasetEntry, DatasetSelection, DatasetToBackup, ExportOptions,

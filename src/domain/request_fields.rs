@@ -128,6 +128,7 @@ pub(crate) struct UriFields<'a> {
     pub gcs_present: bool,
 }
 
+/// The storage URI and the JSON path of the field that held it.
 pub(crate) fn resolve_storage_uri(
     fields: UriFields<'_>,
     errors: &mut Vec<FieldError>,

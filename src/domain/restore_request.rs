@@ -215,8 +215,8 @@ pub struct TableChoice {
 pub struct RestoreSpec {
     pub target_project: String,
     pub storage: StorageUri,
-    /// JSON path the storage URI was read from (`…Storage.uri` or `…Storage.gcsOptions.uri`):
-    /// what a missing bucket or refused access is reported against.
+    /// JSON path of the field that held the storage URI (`restoreStorage.gcsOptions.uri` or
+    /// `restoreStorage.uri`), for errors about the place it names.
     pub storage_field: String,
     pub backup: BackupSelector,
     /// JSON path of the backup choice (`backupId` or `…gcsOptions.backupTimestamp`), for a 404.

@@ -66,7 +66,7 @@ pub enum StorageUriError {
     FilePathMissing,
     #[error("the path must not contain empty segments (`//`)")]
     EmptySegment,
-    #[error("the path must not contain `.` or `..` segments")]
+    #[error("the path must not contain `.` or `..` segments (nor percent-encoded ones)")]
     DotSegment,
     #[error("must not contain control characters, `?` or `#`")]
     ForbiddenCharacter,
@@ -108,7 +108,7 @@ impl StorageUri {
             StorageScheme::File => Self::parse_file(rest),
             StorageScheme::Memory => {
                 let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let prefix = clean_prefix(path, false)?;
+                let prefix = clean_prefix(path)?;
                 let bucket = (!name.is_empty()).then(|| name.to_owned());
                 if bucket.is_none() && !prefix.is_empty() {
                     return Err(StorageUriError::BucketMissing);
@@ -121,7 +121,7 @@ impl StorageUri {
                     return Err(StorageUriError::BucketMissing);
                 }
                 check_bucket(scheme, name)?;
-                let prefix = clean_prefix(path, false)?;
+                let prefix = clean_prefix(path)?;
                 Ok(Self::bucketed(scheme, Some(name.to_owned()), prefix))
             }
         }
@@ -151,8 +151,9 @@ impl StorageUri {
         } else {
             (FileRoot::Relative, rest)
         };
-        // `..` is fine on a local disk (`file://../backups`) even though object stores reject it.
-        let prefix = clean_prefix(path, true)?;
+        // No `..` here either: a storage URI names a place, and a path that can climb out of
+        // one directory is how a caller would escape the directories a server allows.
+        let prefix = clean_prefix(path)?;
         Ok(Self {
             scheme: StorageScheme::File,
             bucket: None,
@@ -175,6 +176,12 @@ impl StorageUri {
     /// trailing `/`; empty for a bucket root.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Whether this is a file:// URI with an absolute path (`file:///…`), as opposed to one
+    /// relative to the working directory.
+    pub fn is_absolute_file(&self) -> bool {
+        self.scheme == StorageScheme::File && self.file_root == FileRoot::Absolute
     }
 
     /// For file:// only: the local directory, `/abs/path` or `./relative/path` (`.` for the
@@ -249,9 +256,11 @@ fn check_bucket(scheme: StorageScheme, name: &str) -> Result<(), StorageUriError
     Ok(())
 }
 
-/// Strips leading and trailing slashes and rejects empty segments, and (for object stores)
-/// `.`/`..` segments, which object stores cannot hold as keys.
-fn clean_prefix(path: &str, allow_dots: bool) -> Result<String, StorageUriError> {
+/// Strips leading and trailing slashes and rejects empty, `.` and `..` segments: object stores
+/// cannot hold them as keys, and on a local disk they would let a URI climb out of the directory
+/// it seems to name. A segment is also read percent-decoded (`%2e%2e`, `..%2f`), so that no
+/// later decoding step can turn it into a dot segment.
+fn clean_prefix(path: &str) -> Result<String, StorageUriError> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
@@ -260,11 +269,21 @@ fn clean_prefix(path: &str, allow_dots: bool) -> Result<String, StorageUriError>
         if segment.is_empty() {
             return Err(StorageUriError::EmptySegment);
         }
-        if !allow_dots && (segment == "." || segment == "..") {
+        if is_dot_segment(segment) {
             return Err(StorageUriError::DotSegment);
         }
     }
     Ok(trimmed.to_owned())
+}
+
+/// Whether `segment`, as written or percent-decoded, is or holds a `.`/`..` path step (`..`,
+/// `%2E%2e`, `..%2F`, `%2e%2e%5c`: a decoded `/` or `\` splits it into steps).
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    [segment, decoded.as_ref()].iter().any(|text| {
+        text.split(['/', '\\'])
+            .any(|step| step == "." || step == "..")
+    })
 }
 
 impl fmt::Display for StorageUri {
@@ -379,13 +398,6 @@ mod tests {
                 .as_deref(),
             Some(".")
         );
-        assert_eq!(
-            StorageUri::parse("file://../shared/b")
-                .unwrap()
-                .file_path()
-                .as_deref(),
-            Some("./../shared/b")
-        );
         assert_eq!(StorageUri::parse("gs://bucket").unwrap().file_path(), None);
     }
 
@@ -478,6 +490,12 @@ mod tests {
             Err(StorageUriError::DotSegment)
         );
         assert_eq!(
+            StorageUri::parse("gs://bucket/a/../b")
+                .unwrap_err()
+                .to_string(),
+            "the path must not contain `.` or `..` segments (nor percent-encoded ones)"
+        );
+        assert_eq!(
             StorageUri::parse("file://"),
             Err(StorageUriError::FilePathMissing)
         );
@@ -489,5 +507,50 @@ mod tests {
             StorageUri::parse("gs://bucket/a\nb"),
             Err(StorageUriError::ForbiddenCharacter)
         );
+    }
+
+    #[test]
+    fn no_uri_can_climb_out_of_the_directory_it_names() {
+        for bad in [
+            "file:///var/lib/bq-backup/..",
+            "file:///var/lib/bq-backup/../../etc",
+            "file://../shared/b",
+            "file://./a/../../b",
+            "file:///tmp/./x",
+            "file:///tmp/%2e%2e/etc",
+            "file:///tmp/%2E%2e/etc",
+            "file:///tmp/.%2E",
+            "file:///tmp/%2e",
+            "file:///tmp/..%2Fetc",
+            "file:///tmp/x%2F..%2F..%2Fetc",
+            "file:///tmp/%2e%2e%5cetc",
+            "file:///tmp/..\\etc",
+            "gs://bucket/%2e%2e/x",
+            "s3://bucket/p/..",
+            "memory://m/../x",
+        ] {
+            assert_eq!(
+                StorageUri::parse(bad),
+                Err(StorageUriError::DotSegment),
+                "{bad}"
+            );
+        }
+        for bad in ["file:///tmp//x", "s3://bucket/a//b"] {
+            assert_eq!(
+                StorageUri::parse(bad),
+                Err(StorageUriError::EmptySegment),
+                "{bad}"
+            );
+        }
+        // Dots inside a name are fine, and so are `file://.` and `file://./x` (the working
+        // directory is the syntax's own, not a path step).
+        for ok in [
+            "file:///tmp/a..b/.hidden/...",
+            "gs://bucket/v1.2/x.",
+            "file://.",
+            "file://./x",
+        ] {
+            assert!(StorageUri::parse(ok).is_ok(), "{ok}");
+        }
     }
 }

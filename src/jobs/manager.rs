@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,9 @@ struct Inner {
     settings: JobSettings,
     slots: Arc<Semaphore>,
     local: Mutex<HashMap<JobId, LocalJob>>,
+    /// Places in the queue taken by requests still being planned ([`Slot`]s not yet turned
+    /// into jobs). Changed up only while `local` is locked, so that count and check agree.
+    reserved: AtomicUsize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     instance: String,
@@ -146,6 +150,7 @@ impl Jobs {
                 slots: Arc::new(Semaphore::new(settings.max_running.max(1))),
                 settings,
                 local: Mutex::new(HashMap::new()),
+                reserved: AtomicUsize::new(0),
                 shutdown,
                 tracker: TaskTracker::new(),
                 instance: format!("{host}/{}", std::process::id()),
@@ -198,9 +203,19 @@ impl Jobs {
             .saturating_sub(self.inner.settings.max_running - self.inner.slots.available_permits())
     }
 
-    /// 429 when this instance's queue is full; cheap, for use before planning.
-    pub fn ensure_capacity(&self) -> Result<(), Error> {
-        self.capacity_error(self.active())
+    /// Takes a place in this instance's queue for a job about to be planned: 429 (with
+    /// `Retry-After`) when running, queued and reserved jobs already fill it. Taken before
+    /// planning, so that a burst against a full instance is answered without one BigQuery call
+    /// (a check without a reservation would let every request of the burst through to plan);
+    /// dropping the slot, when planning fails, gives the place back.
+    pub fn reserve_slot(&self) -> Result<Slot, Error> {
+        let local = self.local();
+        self.capacity_error(local.len() + self.inner.reserved.load(Ordering::SeqCst))?;
+        self.inner.reserved.fetch_add(1, Ordering::SeqCst);
+        drop(local);
+        Ok(Slot {
+            inner: Some(self.inner.clone()),
+        })
     }
 
     fn capacity_error(&self, active: usize) -> Result<(), Error> {
@@ -208,7 +223,7 @@ impl Jobs {
         if active >= limit {
             return Err(Error::too_many_requests(
                 format!(
-                    "this instance already has {active} jobs running or queued (BQB_MAX_RUNNING_JOBS + BQB_MAX_QUEUED_JOBS = {limit}); retry later"
+                    "this instance already has {active} jobs running, queued or being planned (BQB_MAX_RUNNING_JOBS + BQB_MAX_QUEUED_JOBS = {limit}); retry later"
                 ),
                 self.inner.settings.heartbeat.max(Duration::from_secs(10)) * 3,
             ));
@@ -231,9 +246,9 @@ impl Jobs {
         }
     }
 
-    /// Accepts a job: 429 when the queue is full, 409 when `exclusive_key` is held by a live
-    /// job; otherwise saves it PENDING and runs `work` as soon as a slot is free.
-    pub async fn submit<W, Fut>(&self, job: NewJob, work: W) -> Result<JobRecord, Error>
+    /// Accepts a job in the place `slot` holds: 409 when `exclusive_key` is held by a live job;
+    /// otherwise saves it PENDING and runs `work` as soon as a runner is free.
+    pub async fn submit<W, Fut>(&self, slot: Slot, job: NewJob, work: W) -> Result<JobRecord, Error>
     where
         W: FnOnce(JobRun) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
@@ -266,9 +281,9 @@ impl Jobs {
         let cancel = self.inner.shutdown.child_token();
         let (done_tx, done_rx) = watch::channel(None);
         {
-            // Counted and reserved in one step, so that concurrent submits cannot overfill.
+            // The slot's place becomes the job's in one step, so the count never dips between.
             let mut local = self.local();
-            self.capacity_error(local.len())?;
+            slot.consume();
             local.insert(
                 id.clone(),
                 LocalJob {
@@ -447,6 +462,28 @@ fn selection_conflict(holder: &JobId) -> Error {
     Error::conflict(format!(
         "a backup of the same tables to the same repository is already running as job {holder}; wait for it, cancel it, or set allowConcurrent: true"
     ))
+}
+
+/// A place in this instance's queue (see [`Jobs::reserve_slot`]), given back when dropped
+/// unless [`Jobs::submit`] turned it into a job.
+pub struct Slot {
+    inner: Option<Arc<Inner>>,
+}
+
+impl Slot {
+    fn consume(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.reserved.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.reserved.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// One job's life on this instance.
@@ -721,15 +758,21 @@ mod tests {
         let release = CancellationToken::new();
         let gate = release.clone();
         let first = jobs
-            .submit(new_job(), move |run| async move {
-                run.progress.table_finished("p.d.t", 7, 70, 1);
-                gate.cancelled().await;
-                Ok(Value::Null)
-            })
+            .submit(
+                jobs.reserve_slot().unwrap(),
+                new_job(),
+                move |run| async move {
+                    run.progress.table_finished("p.d.t", 7, 70, 1);
+                    gate.cancelled().await;
+                    Ok(Value::Null)
+                },
+            )
             .await
             .unwrap();
         let second = jobs
-            .submit(new_job(), |_| async { Err(Error::not_found("gone")) })
+            .submit(jobs.reserve_slot().unwrap(), new_job(), |_| async {
+                Err(Error::not_found("gone"))
+            })
             .await
             .unwrap();
         // One runs, the other waits for the only slot.
@@ -760,5 +803,55 @@ mod tests {
                 "missing `{line}` in:\n{text}"
             );
         }
+    }
+
+    fn jobs_with(max_running: usize, max_queued: usize) -> Jobs {
+        let settings = JobSettings {
+            state_uri: format!("memory://jobs-{}", uuid::Uuid::new_v4().simple()),
+            max_running,
+            max_queued,
+            heartbeat: Duration::from_secs(60),
+            default_ttl_days: None,
+            prune_after_backup: None,
+            retention: Duration::from_secs(30 * 86_400),
+        };
+        let store = JobStore::open(&StorageConfig::default(), &settings.state_uri).unwrap();
+        Jobs::new(
+            store,
+            settings,
+            CancellationToken::new(),
+            Metrics::new(|_| "SOME_CODE"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_held_from_before_planning_and_given_back_when_planning_fails() {
+        let jobs = jobs_with(1, 1);
+        let planning = jobs.reserve_slot().expect("an empty queue has room");
+        let _other = jobs.reserve_slot().expect("one running and one queued");
+        // Both places are held by requests still planning: a third is refused at once.
+        let refused = jobs.reserve_slot().err().expect("the queue is full");
+        assert_eq!(refused.kind(), ErrorKind::TooManyRequests);
+        assert!(refused.retry_after().is_some());
+
+        // Planning failed: its place is free again.
+        drop(planning);
+        let slot = jobs.reserve_slot().expect("the place was given back");
+
+        // A slot turned into a job keeps its place while the job lives, and no longer after.
+        let release = CancellationToken::new();
+        let gate = release.clone();
+        let job = jobs
+            .submit(slot, new_job(), move |_| async move {
+                gate.cancelled().await;
+                Ok(Value::Null)
+            })
+            .await
+            .unwrap();
+        assert_eq!(jobs.active(), 1);
+        assert!(jobs.reserve_slot().is_err(), "one job and one slot fill it");
+        release.cancel();
+        jobs.wait(&job.job_id).await;
+        assert!(jobs.reserve_slot().is_ok());
     }
 }

@@ -12,6 +12,6 @@ pub mod manager;
 pub mod record;
 pub mod store;
 
-pub use manager::{Cancelled, JobRun, Jobs, NewJob};
+pub use manager::{Cancelled, JobRun, Jobs, NewJob, Slot};
 pub use record::{JobError, JobKind, JobRecord, JobState, TableProgress};
 pub use store::JobStore;

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
+use crate::storage::{Access, StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -49,8 +49,11 @@ impl JobStore {
                 )],
             )
         })?;
+        // The operator's own setting, not a caller's: no allow-list applies.
         Ok(Self {
-            store: config.open(&uri)?.from_setting("BQB_STATE_URI"),
+            store: config
+                .open_configured(&uri, Access::Write)?
+                .from_setting("BQB_STATE_URI"),
         })
     }
 

@@ -175,12 +175,15 @@ fn payload(claim: &Claim) -> Result<bytes::Bytes, Error> {
 mod tests {
     use super::*;
     use crate::domain::StorageUri;
-    use crate::storage::StorageConfig;
+    use crate::storage::{Access, StorageConfig};
 
     fn claims() -> Claims {
         let uri = format!("memory://claims-{}", uuid::Uuid::new_v4().simple());
         let store = StorageConfig::default()
-            .open(&StorageUri::parse(&uri).expect("a memory uri"))
+            .open_configured(
+                &StorageUri::parse(&uri).expect("a memory uri"),
+                Access::Write,
+            )
             .expect("memory stores open");
         Claims::new(store)
     }

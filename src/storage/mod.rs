@@ -14,13 +14,13 @@ mod gcs_credentials;
 pub mod layout;
 mod open;
 
-pub use open::{Origin, StorageConfig, Store};
+pub use open::{Access, Origin, StorageConfig, Store};
 
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, FieldError};
 
 /// Attempts of a create-if-absent whose outcome was unknown (the write may or may not have landed).
 const CREATE_ATTEMPTS: u32 = 3;
@@ -213,6 +213,16 @@ pub enum StorageError {
     },
     #[error("cannot open {uri}: {message}")]
     Config { uri: String, message: String },
+    /// The caller named storage this server may not use (`BQB_ALLOWED_STORAGE`).
+    #[error("{reason}")]
+    NotAllowed {
+        field: String,
+        uri: String,
+        reason: String,
+    },
+    /// A read of a local root that does not exist (nothing is created for a read).
+    #[error("{uri} does not exist")]
+    Missing { field: String, uri: String },
     #[error("{operation} {location} failed: {}", summary(*.failure, .source))]
     Object {
         operation: &'static str,
@@ -239,7 +249,8 @@ fn summary(failure: Failure, source: &object_store::Error) -> String {
 impl StorageError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Config { .. } => ErrorKind::InvalidInput,
+            Self::Config { .. } | Self::NotAllowed { .. } => ErrorKind::InvalidInput,
+            Self::Missing { .. } => ErrorKind::NotFound,
             Self::Open { source, .. } => Failure::of(source).kind(),
             Self::Object { failure, .. } => failure.kind(),
         }
@@ -249,7 +260,10 @@ impl StorageError {
     pub fn failure(&self) -> Option<Failure> {
         match self {
             Self::Object { failure, .. } => Some(*failure),
-            Self::Open { .. } | Self::Config { .. } => None,
+            Self::Open { .. }
+            | Self::Config { .. }
+            | Self::NotAllowed { .. }
+            | Self::Missing { .. } => None,
         }
     }
 }
@@ -286,7 +300,20 @@ pub fn storage_failure(error: &Error) -> Option<Failure> {
 
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
-        Error::new(e.kind(), e.to_string()).with_source(e)
+        // Errors about the caller's own URI name the field that held it.
+        match &e {
+            StorageError::NotAllowed { field, reason, .. } => Error::invalid(
+                "the storage URI is not allowed on this server",
+                vec![FieldError::new(field, reason)],
+            ),
+            StorageError::Missing { field, .. } => {
+                Error::not_found(e.to_string()).with_details(vec![FieldError::new(
+                    field,
+                    "no backup repository there (the directory does not exist)",
+                )])
+            }
+            _ => Error::new(e.kind(), e.to_string()).with_source(e),
+        }
     }
 }
 
@@ -372,7 +399,11 @@ mod tests {
 
     fn store(uri: &str) -> Store {
         crate::storage::StorageConfig::default()
-            .open(&StorageUri::parse(uri).expect("a valid uri"))
+            .open(
+                &StorageUri::parse(uri).expect("a valid uri"),
+                "uri",
+                crate::storage::Access::Write,
+            )
             .expect("a memory store opens")
     }
 

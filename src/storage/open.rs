@@ -19,7 +19,7 @@ use object_store::path::Path;
 use super::gcs_credentials::AdcTokenProvider;
 use super::{Failure, StorageError, object_error, storage_failure};
 use crate::config::{Settings, StorageSettings};
-use crate::domain::{StorageScheme, StorageUri};
+use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
 
 /// Retries of one storage request: object_store retries 5xx, 429, timeouts and connection errors
@@ -33,10 +33,20 @@ pub const STORAGE_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub type StoreWrapper =
     Arc<dyn Fn(&StorageUri, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
-/// Endpoint and emulator settings for every store.
+/// What the caller will do with a store. Reading never creates anything: a `file://` root that
+/// does not exist is a 404 on read, and only a write (a backup, the state store) creates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Endpoint and emulator settings for every store, and which roots callers may name.
 #[derive(Clone, Default)]
 pub struct StorageConfig {
     pub settings: StorageSettings,
+    /// `None`: every URI may be opened (the CLI without `BQB_ALLOWED_STORAGE`).
+    confinement: Option<StorageAllowList>,
     wrapper: Option<StoreWrapper>,
 }
 
@@ -44,15 +54,35 @@ impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageConfig")
             .field("settings", &self.settings)
+            .field("confinement", &self.confinement)
             .field("wrapped", &self.wrapper.is_some())
             .finish()
     }
 }
 
 impl StorageConfig {
+    /// For the CLI: confined only when `BQB_ALLOWED_STORAGE` is set, since whoever runs it
+    /// already owns the disk it would write to.
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             settings: settings.storage.clone(),
+            confinement: settings.storage.allowed.clone(),
+            wrapper: None,
+        }
+    }
+
+    /// For `serve`, whose callers do not own its disk: `BQB_ALLOWED_STORAGE`, or by default
+    /// every cloud bucket and no local directory or memory.
+    pub fn for_service(settings: &Settings) -> Self {
+        Self {
+            settings: settings.storage.clone(),
+            confinement: Some(
+                settings
+                    .storage
+                    .allowed
+                    .clone()
+                    .unwrap_or_else(StorageAllowList::service_default),
+            ),
             wrapper: None,
         }
     }
@@ -64,16 +94,82 @@ impl StorageConfig {
         self
     }
 
-    /// Opens the store for `uri`. No network call is made; errors are configuration errors.
-    pub fn open(&self, uri: &StorageUri) -> Result<Store, StorageError> {
-        let store = self.open_client(uri)?;
+    /// The allow-list in force, as `BQB_ALLOWED_STORAGE` would write it (`any` without one).
+    pub fn confinement_text(&self) -> String {
+        self.confinement
+            .as_ref()
+            .map_or_else(|| "any".to_owned(), ToString::to_string)
+    }
+
+    /// Refuses `uri` unless the allow-list admits it. `field` names where the caller wrote it
+    /// (`backupStorage.gcsOptions.uri`, the `uri` query parameter), for the error. A file://
+    /// root is also checked as the disk resolves it, so that a symlink under an allowed
+    /// directory cannot lead out of it.
+    pub fn admit(&self, uri: &StorageUri, field: &str) -> Result<(), StorageError> {
+        let Some(allowed) = &self.confinement else {
+            return Ok(());
+        };
+        let refuse = |reason: String| StorageError::NotAllowed {
+            field: field.to_owned(),
+            uri: uri.to_string(),
+            reason,
+        };
+        allowed.admits(uri).map_err(|r| refuse(r.to_string()))?;
+        if let Some(path) = uri.file_path() {
+            let resolved = resolve_existing(std::path::Path::new(&path));
+            let inside = allowed.file_dirs().any(|dir| {
+                let dir = PathBuf::from(dir);
+                resolved.starts_with(std::fs::canonicalize(&dir).unwrap_or(dir))
+            });
+            if !inside {
+                // Where it leads stays in the log: the caller learns nothing of this disk.
+                tracing::warn!(uri = %uri, resolved = %resolved.display(), "a file:// URI leads outside the allowed directories");
+                return Err(refuse(format!(
+                    "`{uri}` is refused: on disk it leads outside the directories BQB_ALLOWED_STORAGE allows (a symbolic link)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the store a caller named in `field` (a request body, a query parameter, a CLI
+    /// flag): refused unless admitted (see [`Self::admit`]). No network call is made.
+    pub fn open(
+        &self,
+        uri: &StorageUri,
+        field: &str,
+        access: Access,
+    ) -> Result<Store, StorageError> {
+        self.admit(uri, field)?;
+        Ok(self
+            .open_at(uri, Some(field), access)?
+            .from_request_field(field))
+    }
+
+    /// Opens a store the operator configured (`BQB_STATE_URI`), which no allow-list confines.
+    pub fn open_configured(&self, uri: &StorageUri, access: Access) -> Result<Store, StorageError> {
+        self.open_at(uri, None, access)
+    }
+
+    fn open_at(
+        &self,
+        uri: &StorageUri,
+        field: Option<&str>,
+        access: Access,
+    ) -> Result<Store, StorageError> {
+        let store = self.open_client(uri, field, access)?;
         Ok(match &self.wrapper {
             Some(wrap) => Store::new(store.uri.clone(), wrap(uri, store.inner)),
             None => store,
         })
     }
 
-    fn open_client(&self, uri: &StorageUri) -> Result<Store, StorageError> {
+    fn open_client(
+        &self,
+        uri: &StorageUri,
+        field: Option<&str>,
+        access: Access,
+    ) -> Result<Store, StorageError> {
         let text = uri.to_string();
         let open_err = |source| StorageError::Open {
             uri: text.clone(),
@@ -99,12 +195,26 @@ impl StorageConfig {
             StorageScheme::Az => Arc::new(self.azure(&bucket()?).map_err(open_err)?),
             StorageScheme::Memory => memory_store(uri.bucket().unwrap_or_default()),
             StorageScheme::File => {
-                // The root directory is created on first use, like a bucket that exists.
                 let dir = PathBuf::from(uri.file_path().unwrap_or_default());
-                std::fs::create_dir_all(&dir).map_err(|e| StorageError::Config {
-                    uri: text.clone(),
-                    message: format!("cannot create directory {}: {e}", dir.display()),
-                })?;
+                match access {
+                    // A write creates its root, like a bucket that exists.
+                    Access::Write => {
+                        std::fs::create_dir_all(&dir).map_err(|e| StorageError::Config {
+                            uri: text.clone(),
+                            message: format!("cannot create directory {}: {e}", dir.display()),
+                        })?
+                    }
+                    // A read of a root that is not there finds nothing, and says so.
+                    Access::Read if !dir.is_dir() => {
+                        return Err(StorageError::Missing {
+                            field: field.unwrap_or("uri").to_owned(),
+                            uri: text,
+                        });
+                    }
+                    Access::Read => {}
+                }
+                // Rooted at the directory itself (not `/` behind a prefix), so that removing
+                // the last file of a backup cleans up empty directories up to the root only.
                 let store = LocalFileSystem::new_with_prefix(&dir).map_err(open_err)?;
                 return Ok(Store::new(
                     uri.clone(),
@@ -400,4 +510,24 @@ fn remove_staging_files(dir: &std::path::Path) -> std::io::Result<u64> {
         }
     }
     Ok(removed)
+}
+
+/// `path` as the disk resolves it: its deepest existing ancestor canonicalized (symlinks
+/// followed), then the rest as written (which has no `.` or `..` steps: the URI parser refuses
+/// them).
+fn resolve_existing(path: &std::path::Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }

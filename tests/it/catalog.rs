@@ -293,6 +293,31 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
     let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
     let prune = format!("/api/v1/backups:prune?uri={enc}");
 
+    // A policy that keeps nothing is refused, naming the field, and deletes nothing.
+    for (policy, field) in [
+        (json!({ "keepLast": 0 }), "keepLast"),
+        (json!({ "keepLast": 0, "dryRun": true }), "keepLast"),
+        (json!({ "keepLast": 2, "keepDaily": 0 }), "keepDaily"),
+        (json!({}), "body"),
+        (json!({ "dryRun": false }), "body"),
+        (json!({ "keepLast": 2, "expiredOnly": true }), "expiredOnly"),
+    ] {
+        let (status, bad) = app.post_json(&prune, &policy).await;
+        assert_eq!(status, 400, "{policy}: {bad}");
+        assert_eq!(bad["details"][0]["field"], field, "{policy}: {bad}");
+    }
+    let resp = app.client.post(app.url(&prune)).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "an empty body keeps nothing either");
+    assert_eq!(
+        ids(&get(&app, &format!("/api/v1/backups?uri={enc}")).await.1).len(),
+        4,
+        "a refused policy deletes nothing"
+    );
+    // Expired backups only, said explicitly: none has expired here.
+    let (status, expired) = app.post_json(&prune, &json!({ "expiredOnly": true })).await;
+    assert_eq!(status, 200, "{expired}");
+    assert_eq!(expired["deleted"], json!([]), "{expired}");
+
     let (status, dry) = app
         .post_json(&prune, &json!({ "keepLast": 2, "dryRun": true }))
         .await;
@@ -323,6 +348,70 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
     let (status, bad) = app.post_json(&prune, &json!({ "keepLast": -1 })).await;
     assert_eq!(status, 400, "{bad}");
     assert_eq!(bad["details"][0]["field"], "keepLast");
+}
+
+#[tokio::test]
+async fn prune_keeps_a_backup_a_restore_is_reading_and_says_why() {
+    let app = spawn_app().await;
+    let ds = dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let older = backup(&app, &ds, &root, 2, "x").await;
+    let newer = backup(&app, &ds, &root, 1, "x").await;
+    let prune = format!("/api/v1/backups:prune?uri={root}");
+
+    // A live restore lease on the backup the policy lets go, as a running restore writes it.
+    let lease = dir.path().join(format!("backups/{older}/_restore-it.json"));
+    std::fs::write(
+        &lease,
+        json!({ "backupId": older, "heartbeatAt": chrono::Utc::now() }).to_string(),
+    )
+    .unwrap();
+    let decision_of = |report: &Value, id: &str| -> Value {
+        report["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["backupId"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no decision for {id}: {report}"))
+    };
+    for body in [
+        json!({ "keepLast": 1, "dryRun": true }),
+        json!({ "keepLast": 1 }),
+    ] {
+        let (status, report) = app.post_json(&prune, &body).await;
+        assert_eq!(status, 200, "{report}");
+        let kept = decision_of(&report, &older);
+        assert_eq!(kept["keep"], true, "{body}: {report}");
+        assert!(
+            kept["reasons"][0]
+                .as_str()
+                .unwrap()
+                .contains("a restore is reading it"),
+            "{report}"
+        );
+        assert_eq!(report["deleted"], json!([]), "{report}");
+    }
+    assert!(
+        dir.path()
+            .join(format!("backups/{older}/manifest.json"))
+            .exists()
+    );
+    assert_eq!(
+        ids(&get(&app, &format!("/api/v1/backups?uri={root}")).await.1),
+        [newer.as_str(), older.as_str()]
+    );
+
+    // Once the lease is stale (its restore died), the policy applies again.
+    std::fs::write(
+        &lease,
+        json!({ "backupId": older, "heartbeatAt": "2026-01-01T00:00:00Z" }).to_string(),
+    )
+    .unwrap();
+    let (status, report) = app.post_json(&prune, &json!({ "keepLast": 1 })).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["deleted"], json!([older]), "{report}");
 }
 
 #[tokio::test]

@@ -340,3 +340,69 @@ async fn the_cli_lists_shows_and_verifies_backups() {
         1
     );
 }
+
+#[test]
+fn the_cli_is_confined_only_when_allowed_storage_is_set_and_never_creates_on_read() {
+    let allowed = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let outside_uri = format!("file://{}", outside.path().display());
+    let confined = format!("file://{}", allowed.path().display());
+
+    let refused = bq_backup(
+        &["list", "--uri", &outside_uri],
+        &[("BQB_ALLOWED_STORAGE", confined.as_str())],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused.stdout));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("--uri") && stderr.contains("is refused"),
+        "{stderr}"
+    );
+
+    // On a laptop (the setting unset) any local path works.
+    let listed = bq_backup(
+        &["list", "--uri", &outside_uri, "--output", "json"],
+        &[("BQB_ALLOWED_STORAGE", "")],
+    );
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(stdout_json(&listed)["backups"], json!([]));
+
+    // A read of a directory that does not exist says so and creates nothing.
+    let missing = outside.path().join("typo/in/the/path");
+    let missing_uri = format!("file://{}", missing.display());
+    let read = bq_backup(
+        &["list", "--uri", &missing_uri],
+        &[("BQB_ALLOWED_STORAGE", "")],
+    );
+    assert!(!read.status.success());
+    assert!(
+        text(&read.stderr).contains("does not exist"),
+        "{}",
+        text(&read.stderr)
+    );
+    assert!(!outside.path().join("typo").exists());
+}
+
+#[test]
+fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("file://{}", dir.path().display());
+    for (args, expected) in [
+        (vec!["--keep-last", "0"], "--keep-last: must be at least 1"),
+        (
+            vec!["--keep-daily", "3", "--keep-weekly", "0"],
+            "--keep-weekly: must be at least 1",
+        ),
+        (vec![], "--expired-only"),
+    ] {
+        let mut all = vec!["prune", "--uri", uri.as_str()];
+        all.extend(args.iter().copied());
+        let output = bq_backup(&all, &[]);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let expired = bq_backup(&["prune", "--uri", uri.as_str(), "--expired-only"], &[]);
+    assert!(expired.status.success(), "{}", text(&expired.stderr));
+    assert_eq!(stdout_json(&expired)["deleted"], json!([]));
+}

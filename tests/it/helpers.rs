@@ -60,6 +60,13 @@ impl TestServices {
     pub fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         // Each server its own job records unless a test shares them on purpose.
         let state_uri = format!("memory://jobs-{}", uuid::Uuid::new_v4().simple());
+        // The tests' storage: the test buckets, memory stores and temporary directories (where
+        // `unique_root("file")` and `tempfile` put theirs). Tests of the confinement itself
+        // pass a narrower list.
+        let allowed = format!(
+            "gs://*,s3://*,az://*,memory://,file://{}",
+            std::env::temp_dir().display()
+        );
         let mut vars: Vec<(String, String)> = [
             ("PORT", "0"),
             ("BQB_HOST", "127.0.0.1"),
@@ -74,6 +81,7 @@ impl TestServices {
             ("BQB_AZURE_USE_EMULATOR", "true"),
             ("AZURITE_BLOB_STORAGE_URL", self.azurite.as_str()),
             ("BQB_STATE_URI", state_uri.as_str()),
+            ("BQB_ALLOWED_STORAGE", allowed.as_str()),
             ("BQB_JOB_HEARTBEAT_SECS", "1"),
         ]
         .iter()
@@ -110,7 +118,8 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
-    let storage = bq_backup::storage::StorageConfig::from_settings(&settings);
+    // As `serve` does: confined to BQB_ALLOWED_STORAGE (or the service's default).
+    let storage = bq_backup::storage::StorageConfig::for_service(&settings);
     spawn_app_with_storage(settings, storage).await
 }
 
@@ -392,7 +401,7 @@ pub async fn mirror_gcs_for_bigquery(root: &str) {
         .expect("BQB_TEST_BQ_GCS_ROOT (scripts/test-services.sh env)");
     let uri = bq_backup::domain::StorageUri::parse(root).expect("gs:// root");
     let store = bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
-        .open(&uri)
+        .open_configured(&uri, bq_backup::storage::Access::Read)
         .expect("store opens");
     let objects: Vec<_> = store
         .object_store()
@@ -422,7 +431,10 @@ pub async fn mirror_gcs_for_bigquery(root: &str) {
 pub fn open_store(uri: &str) -> bq_backup::storage::Store {
     init_crypto();
     bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
-        .open(&bq_backup::domain::StorageUri::parse(uri).expect("valid uri"))
+        .open_configured(
+            &bq_backup::domain::StorageUri::parse(uri).expect("valid uri"),
+            bq_backup::storage::Access::Write,
+        )
         .expect("store opens")
 }
 

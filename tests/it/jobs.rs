@@ -2,9 +2,11 @@
 //! instance), the bounded queue, one backup per selection, shutdown, default TTL and prune after
 //! backup — all against the real emulator and stores.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
 
 use crate::helpers::{
     BigQueryFixtures, PROJECT, TestApp, TestServices, manifest_json, spawn_app, spawn_app_with,
@@ -390,6 +392,15 @@ async fn a_full_queue_is_a_429_and_a_second_backup_of_a_running_selection_a_409(
     assert!(retry_after >= 1);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["errorCode"], "TOO_MANY_REQUESTS");
+    // Refused before planning: a dataset that does not exist is not even looked up (a 404
+    // would mean BigQuery was asked).
+    let (status, body) = app
+        .post_json(
+            "/api/v1/backup",
+            &backup_request("no_such_dataset_while_full", &unique_root("file")),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
 
     // A queued job is cancelled before it starts; allowConcurrent lets the same selection run.
     let (status, job) = app
@@ -420,6 +431,124 @@ async fn a_full_queue_is_a_429_and_a_second_backup_of_a_running_selection_a_409(
             "{job}"
         );
     }
+}
+
+/// What one connection to [`StalledBigQuery`] has sent.
+type Connection = Arc<Mutex<Vec<u8>>>;
+
+/// A BigQuery endpoint that accepts connections, keeps what each one sends and never answers:
+/// a request planning against it holds its place in the queue for as long as the test needs,
+/// and what it keeps shows which requests reached BigQuery at all.
+struct StalledBigQuery {
+    url: String,
+    received: Arc<Mutex<Vec<Connection>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl StalledBigQuery {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received: Arc<Mutex<Vec<Connection>>> = Arc::default();
+        let connections = received.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let bytes: Connection = Arc::default();
+                connections.lock().unwrap().push(bytes.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            received,
+            accept,
+        }
+    }
+
+    /// Everything received so far, connection by connection.
+    fn received(&self) -> String {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| String::from_utf8_lossy(&c.lock().unwrap()).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for StalledBigQuery {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_full_instance_answers_429_before_planning_calls_bigquery() {
+    let bigquery = StalledBigQuery::start().await;
+    let app = spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_BIGQUERY_ENDPOINT", bigquery.url.as_str()),
+        ("BQB_MAX_RUNNING_JOBS", "1"),
+        ("BQB_MAX_QUEUED_JOBS", "0"),
+    ]))
+    .await;
+    // The one place of the queue goes to a backup that is still planning (BigQuery never
+    // answers it).
+    let first = backup_request("planning_takes_forever", "memory://full-instance");
+    let request = app.client.post(app.url("/api/v1/backup")).json(&first);
+    let planning = tokio::spawn(request.send());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !bigquery.received().contains("planning_takes_forever") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first backup never asked BigQuery: {}",
+            bigquery.received()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A burst against the full instance: every request is answered 429 at once, and none of
+    // them reaches BigQuery (a dataset that does not exist would otherwise be looked up).
+    let backup = backup_request("no_such_dataset_burst", "memory://full-instance");
+    let restore = json!({
+        "bigQuery": { "projectId": PROJECT },
+        "restoreStorage": { "uri": "memory://full-instance-empty" },
+        "backupId": "20260101_000000"
+    });
+    for (path, body) in [
+        ("/api/v1/backup", &backup),
+        ("/api/v1/backup", &backup),
+        ("/api/v1/restore", &restore),
+    ] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .json(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path} must be answered at once, without planning: {e}"));
+        assert_eq!(resp.status(), 429, "{path}");
+        let retry_after: u64 = resp.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry_after >= 1);
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["errorCode"], "TOO_MANY_REQUESTS", "{answer}");
+    }
+    assert!(
+        !bigquery.received().contains("no_such_dataset_burst"),
+        "a refused request reached BigQuery: {}",
+        bigquery.received()
+    );
+    planning.abort();
 }
 
 #[tokio::test]

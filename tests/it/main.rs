@@ -9,6 +9,7 @@ mod bigquery;
 mod catalog;
 mod cli;
 mod config;
+mod confinement;
 mod crash;
 mod dependents;
 mod deploy;

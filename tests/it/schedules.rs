@@ -345,3 +345,62 @@ request = '{ "bigQuery": { "projectId": "p" }, "backupStorage": { "uri": "ftp://
         assert!(stderr.contains(&needle), "{needle} missing from {stderr}");
     }
 }
+
+#[test]
+fn serve_refuses_a_schedule_whose_storage_is_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schedules.toml");
+    // A valid schedule, but its repository is a local directory the (default) allow-list
+    // does not serve: every tick would be refused, so the start is.
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[schedule]]
+name = "local"
+cron = "0 3 * * *"
+kind = "backup"
+request = '{{ "bigQuery": {{ "projectId": "test-project" }}, "backupStorage": {{ "uri": "file://{}/repo" }} }}'
+"#,
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bq-backup"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BQB_SCHEDULE_FILE", &path)
+        .env(
+            "BQB_STATE_URI",
+            format!("file://{}/state", dir.path().display()),
+        )
+        .env("BQB_HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that accepted the file would run until stopped: give it 30 s, then stop it, so
+    // that the test fails instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let needle = format!(
+        "BQB_SCHEDULE_FILE {} is invalid: schedule[\"local\"].request.backupStorage.uri:",
+        path.display()
+    );
+    assert!(stderr.contains(&needle), "{needle} missing from {stderr}");
+    assert!(
+        stderr.contains("file:// storage is not allowed"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("repo").exists());
+}
