@@ -830,19 +830,7 @@ async fn files_roll_at_file_size_bytes_and_every_part_is_in_the_manifest() {
     // About 6 MB of text that does not compress away: several 1 MiB files whatever the streams.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for chunk in 0..6 {
-        let rows = (0..10_000)
-            .map(|i| {
-                let payload: String = (0..100)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        char::from(b'a' + (x % 26) as u8)
-                    })
-                    .collect();
-                json!({ "id": chunk * 10_000 + i, "payload": payload })
-            })
-            .collect();
+        let rows = crate::helpers::incompressible_rows(&mut x, chunk * 10_000, 10_000, "payload");
         f.insert_rows(&dataset, "wide", rows).await;
     }
     let root = unique_root("s3");

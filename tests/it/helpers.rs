@@ -515,3 +515,22 @@ pub fn manifest_json(dir: &std::path::Path, id: &str) -> Value {
     )
     .expect("the manifest is JSON")
 }
+
+/// `rows` rows `{"id", column}` numbered from `first`, each with 100 pseudo-random lowercase
+/// letters from `state` (xorshift): text that does not compress away, for tests that need big
+/// files.
+pub fn incompressible_rows(state: &mut u64, first: u64, rows: u64, column: &str) -> Vec<Value> {
+    (first..first + rows)
+        .map(|id| {
+            let text: String = (0..100)
+                .map(|_| {
+                    *state ^= *state << 13;
+                    *state ^= *state >> 7;
+                    *state ^= *state << 17;
+                    char::from(b'a' + (*state % 26) as u8)
+                })
+                .collect();
+            json!({ "id": id, column: text })
+        })
+        .collect()
+}

@@ -68,6 +68,37 @@ pub(crate) async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
     canonical_rows(&batches)
 }
 
+/// Restores `dataset` of backup `backup_id` in `root` into `target` and waits for it.
+pub(crate) async fn restore_into(
+    app: &TestApp,
+    root: &str,
+    backup_id: &str,
+    dataset: &str,
+    target: &str,
+) -> (u16, serde_json::Value) {
+    app.post_json(
+        "/api/v1/restore?wait=true",
+        &json!({
+            "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+            "restoreStorage": { "uri": root },
+            "backupId": backup_id,
+            "targetDatasets": { dataset: target },
+        }),
+    )
+    .await
+}
+
+/// Every table of a [`source_dataset`] restored into `target` holds exactly the source's rows.
+pub(crate) async fn assert_identical(dataset: &str, target: &str, context: &str) {
+    for table in ["all_types", "numbers", "wide"] {
+        assert_eq!(
+            rows_of(&TableRef::new(PROJECT, target, table)).await,
+            rows_of(&TableRef::new(PROJECT, dataset, table)).await,
+            "{table} restored identical: {context}"
+        );
+    }
+}
+
 pub(crate) async fn exists(root: &str, key: &str) -> bool {
     use object_store::ObjectStoreExt;
     match open_store(root).object_store().head(&Path::from(key)).await {
@@ -112,19 +143,7 @@ pub(crate) async fn source_dataset(prefix: &str) -> String {
     .await;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for chunk in 0..9 {
-        let rows = (0..10_000)
-            .map(|i| {
-                let label: String = (0..100)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        char::from(b'a' + (x % 26) as u8)
-                    })
-                    .collect();
-                json!({ "id": chunk * 10_000 + i, "label": label })
-            })
-            .collect();
+        let rows = crate::helpers::incompressible_rows(&mut x, chunk * 10_000, 10_000, "label");
         f.insert_rows(&dataset, "wide", rows).await;
     }
     dataset
@@ -234,25 +253,9 @@ async fn one_run(scheme: &str, format: &str, dataset: &str, seed: u64, outcomes:
         crate::helpers::mirror_gcs_for_bigquery(&root).await;
     }
     let target = format!("{dataset}_r{seed}");
-    let (status, restore) = app
-        .post_json(
-            "/api/v1/restore?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
-                "restoreStorage": { "uri": root },
-                "backupId": backup_id,
-                "targetDatasets": { dataset: target },
-            }),
-        )
-        .await;
+    let (status, restore) = restore_into(&app, &root, &backup_id, dataset, &target).await;
     assert_eq!(status, 200, "restore: {restore}; {context}");
-    for table in ["all_types", "numbers", "wide"] {
-        assert_eq!(
-            rows_of(&TableRef::new(PROJECT, &target, table)).await,
-            rows_of(&TableRef::new(PROJECT, dataset, table)).await,
-            "{table} restored identical: {context}"
-        );
-    }
+    assert_identical(dataset, &target, &context).await;
 }
 
 async fn backups_under_storage_faults(scheme: &str, format: &str) {

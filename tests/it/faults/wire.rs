@@ -7,9 +7,8 @@
 use serde_json::{Value, json};
 
 use super::proxy::Proxies;
-use super::{exists, rows_of, source_dataset};
+use super::{assert_identical, exists, restore_into, source_dataset};
 use crate::helpers::{PROJECT, TestServices, spawn_app_with, unique_root};
-use bq_backup::domain::TableRef;
 
 const SEEDS: u64 = 3;
 
@@ -95,17 +94,7 @@ async fn round_trips_under_wire_faults(scheme: &str, format: &str) {
                 .await;
         }
         let target = format!("{dataset}_w{seed}");
-        let (status, restore) = app
-            .post_json(
-                "/api/v1/restore?wait=true",
-                &json!({
-                    "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
-                    "restoreStorage": { "uri": root },
-                    "backupId": backup_id,
-                    "targetDatasets": { dataset.as_str(): target },
-                }),
-            )
-            .await;
+        let (status, restore) = restore_into(&app, &root, &backup_id, &dataset, &target).await;
         let bigquery_faults = proxies.stats(&proxies.bigquery).await;
         proxies.quiet_all().await;
         let context =
@@ -114,13 +103,7 @@ async fn round_trips_under_wire_faults(scheme: &str, format: &str) {
             status, 200,
             "the restore retried every transient fault: {context}"
         );
-        for table in ["all_types", "numbers", "wide"] {
-            assert_eq!(
-                rows_of(&TableRef::new(PROJECT, &target, table)).await,
-                rows_of(&TableRef::new(PROJECT, &dataset, table)).await,
-                "{table}: {context}"
-            );
-        }
+        assert_identical(&dataset, &target, &context).await;
         succeeded += 1;
     }
     assert!(
