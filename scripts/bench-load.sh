@@ -77,7 +77,10 @@ echo "== building bq-backup (profile $profile)" >&2
 cargo build --locked --profile "$profile" --bin bq-backup
 bin=$CARGO_TARGET_DIR/$bin_dir/bq-backup
 
-if scripts/test-services.sh status 2>/dev/null | grep -qx 'bqemulator running (pid [0-9]*)'; then
+# Captured first: `grep -q` leaving the pipe early would make `status` die of SIGPIPE, and with
+# pipefail the test would say "not running" about services that are.
+service_status=$(scripts/test-services.sh status 2>/dev/null || true)
+if grep -qx 'bqemulator running (pid [0-9]*)' <<<"$service_status"; then
   echo "== using the test services already running" >&2
 else
   echo "== starting the test services" >&2
