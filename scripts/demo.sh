@@ -95,8 +95,8 @@ for table in all_types events customers; do
   verdict=identical; [[ $src_rows == "$dst_rows" && $src_sum == "$dst_sum" ]] || { verdict=DIFFERENT; status=1; }
   printf '%-14s %10s %10s  %-16s %-16s %s\n' "$table" "$src_rows" "$dst_rows" "$src_sum" "$dst_sum" "$verdict"
 done
-# bqemulator's tables.get returns no SQL for views (real BigQuery does), so here the view is
-# recorded without a definition and the restore reports it as skipped instead of guessing.
+# bqemulator's tables.get returns no SQL for views (real BigQuery does): the backup read it from
+# the dataset's INFORMATION_SCHEMA.VIEWS, so the view is restored, reading the restored table.
 "$py" - "$BQB_TEST_SERVICES_DIR/restore.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["result"]

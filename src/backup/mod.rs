@@ -12,6 +12,7 @@ mod plan;
 mod run;
 mod table;
 mod validate;
+mod view_sql;
 mod writer;
 
 pub use dependents::Dependent;

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::dependents::{self, Dependent, ObjectKind};
 use super::estimate::OutputEstimate;
-use crate::bigquery::model::{Table, TableFieldSchema, ViewDefinition};
+use super::view_sql::{ViewSqlByTable, fill_missing_view_sql};
+use crate::bigquery::model::{Table, TableFieldSchema};
 use crate::bigquery::{BigQuery, TableKind};
 use crate::domain::{
     BackupId, BackupSpec, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector,
@@ -211,8 +212,9 @@ pub async fn plan_backup(
 
     let mut warnings = spec.warnings.clone();
     let mut dependents = Vec::new();
-    // The SQL the dependents were found from, by view: recorded when tables.get gave none.
-    let mut view_sql: HashMap<TableRef, (String, bool)> = HashMap::new();
+    // The SQL the dependents were found from, by view: recorded when tables.get gave none (other
+    // views without it are asked of INFORMATION_SCHEMA.VIEWS below).
+    let mut view_sql = ViewSqlByTable::new();
     // Every table of every dataset is selected already when no dataset is listed.
     if spec.include_dependents && matches!(spec.datasets, DatasetSelection::Listed(_)) {
         let catalog = dependents::scan_project(bigquery, &spec.project).await?;
@@ -242,25 +244,20 @@ pub async fn plan_backup(
             async move { bigquery.get_table(&t).await }
         })
         .collect();
-    let resources: Vec<Table> = futures::stream::iter(lookups)
+    let mut resources: Vec<Table> = futures::stream::iter(lookups)
         .buffered(PLAN_CONCURRENCY)
         .try_collect()
         .await?;
+    let locations: HashMap<DatasetRef, String> = datasets
+        .iter()
+        .map(|d| (d.dataset.clone(), d.location.clone()))
+        .collect();
+    fill_missing_view_sql(bigquery, &selected, &mut resources, &view_sql, &locations).await;
     let mut tables = Vec::new();
     let mut definitions = Vec::new();
     let mut format_problems = Vec::new();
-    for (table, mut resource) in selected.into_iter().zip(resources) {
+    for (table, resource) in selected.into_iter().zip(resources) {
         let kind = TableKind::from_api(&resource.r#type);
-        if kind == TableKind::View
-            && resource.view.as_ref().is_none_or(|v| v.query.is_empty())
-            && let Some((query, legacy)) = view_sql.get(&table)
-        {
-            resource.view = Some(
-                ViewDefinition::new()
-                    .set_query(query.clone())
-                    .set_use_legacy_sql(*legacy),
-            );
-        }
         let mut planned = PlannedTable {
             table,
             kind,

@@ -450,9 +450,10 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     let dataset = metadata_dataset().await;
     let f = BigQueryFixtures::new();
     // The common form, `dataset.table` without project, next to a literal and a comment that
-    // spell the same name and must stay as written.
+    // spell the same name and must stay as written. Double-quoted literals: bqemulator drops
+    // single quotes from the SQL its INFORMATION_SCHEMA.VIEWS answers.
     let sql = format!(
-        "SELECT id, country, '{dataset}.events' AS note -- not {dataset}.events_old\nFROM {dataset}.events WHERE country = 'PL'"
+        "SELECT id, country, \"{dataset}.events\" AS note -- not {dataset}.events_old\nFROM {dataset}.events WHERE country = \"PL\""
     );
     f.create_table(
         &dataset,
@@ -464,27 +465,27 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
 
-    // bqemulator's tables.get returns no SQL for views (real BigQuery does), so the backup recorded
-    // the view without a definition. Put it into the manifest as a backup from BigQuery has it.
+    // bqemulator's tables.get returns no SQL for views (real BigQuery does): the backup, without
+    // includeDependents, read it from the dataset's INFORMATION_SCHEMA.VIEWS instead.
     let path = dir
         .path()
         .join(format!("backups/{backup_id}/manifest.json"));
-    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(
         manifest["totals"]["tables"], 1,
         "totals count tables with data, not views"
     );
     let view = manifest["tables"]
-        .as_array_mut()
+        .as_array()
         .unwrap()
-        .iter_mut()
+        .iter()
         .find(|t| t["table"]["tableId"] == "polish_events")
         .expect("the view is recorded");
     assert_eq!(view["kind"], "VIEW");
     assert_eq!(view["files"], json!([]), "views are not exported");
-    view["definition"] = json!(sql);
-    view["resource"]["view"] = json!({ "query": sql, "useLegacySql": false });
-    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    assert_eq!(view["definition"], json!(sql), "{view}");
+    assert_eq!(view["resource"]["view"]["query"], json!(sql), "{view}");
+    assert_eq!(view["resource"]["view"]["useLegacySql"], false, "{view}");
 
     let (status, report) = post(
         &app,
