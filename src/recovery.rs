@@ -27,7 +27,7 @@ use crate::domain::{DatasetRef, JobId, TableRef};
 use crate::error::Error;
 use crate::jobs::JobStore;
 use crate::restore::RestorePlan;
-use crate::storage::object_error;
+use crate::storage::{delete_if_exists, object_error};
 
 const PREFIX: &str = "restores";
 /// Clock skew between this service and BigQuery that the creation-time window allows.
@@ -84,11 +84,9 @@ impl ActiveRestore {
 
     /// The restore ended by itself (it cleaned up after itself if it failed).
     pub async fn end(self) {
-        match self.jobs.store().object_store().delete(&self.path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!(object_key = %self.path, error = %e, "removing a restore marker failed")
-            }
+        let os = self.jobs.store().object_store();
+        if let Err(e) = delete_if_exists(os.as_ref(), &self.path).await {
+            tracing::warn!(object_key = %self.path, error = %e, "removing a restore marker failed")
         }
     }
 }
@@ -144,10 +142,9 @@ pub async fn recover_dead_restores(
         let window = (marker.started_at - SKEW, until);
         cleanup(bigquery, &marker, window, &mut recovered).await?;
         recovered.restores += 1;
-        match os.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(object_error("deleting", &path, e)),
-        }
+        delete_if_exists(os.as_ref(), &path)
+            .await
+            .map_err(|e| object_error("deleting", &path, e))?;
         tracing::warn!(job_id = %marker.job_id, tables = ?recovered.tables_removed, datasets = ?recovered.datasets_removed, "cleaned up after a restore that died");
     }
     Ok(recovered)

@@ -2,7 +2,6 @@
 //! files, on `file://` the staging files of unfinished uploads, a stale claim), and removing it.
 //! An attempt has no manifest, so it is never listed or restored; removing it loses nothing.
 
-use chrono::Utc;
 use object_store::path::Path;
 
 use super::lease::LeaseRecord;
@@ -18,9 +17,7 @@ pub async fn live_claim(store: &Store, id: &BackupId) -> Result<Option<LeaseReco
     let current = exclusive::current(store.object_store().as_ref(), &dir)
         .await
         .map_err(|e| object_error("reading", &dir, e))?;
-    Ok(current
-        .and_then(|r| LeaseRecord::parse(&r.body))
-        .filter(|r| r.is_live(Utc::now())))
+    Ok(current.as_ref().and_then(LeaseRecord::live_in))
 }
 
 /// What to keep while removing an attempt.

@@ -100,6 +100,11 @@ impl LeaseRecord {
         serde_json::from_slice(bytes).ok()
     }
 
+    /// The record of a slot's holder, when that holder is alive.
+    pub fn live_in(slot: &exclusive::SlotRecord) -> Option<Self> {
+        Self::parse(&slot.body).filter(|r| r.is_live(Utc::now()))
+    }
+
     /// Whether the holder refreshed the record recently enough to be alive.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         let stale =
@@ -154,10 +159,7 @@ impl Claim {
         let holder = uuid::Uuid::new_v4().simple().to_string();
         let err = |e| storage::object_error("claiming", &dir, e);
         let seen = exclusive::current(os.as_ref(), &dir).await.map_err(err)?;
-        if let Some(seen) = &seen
-            && let Some(record) = LeaseRecord::parse(&seen.body)
-            && record.is_live(Utc::now())
-        {
+        if let Some(record) = seen.as_ref().and_then(LeaseRecord::live_in) {
             return Ok(Claimed::Busy(record));
         }
         let record = LeaseRecord::new(id, "backup", &holder, timing);
@@ -315,11 +317,8 @@ impl Lease {
     pub async fn release(self) {
         self.stop.cancel();
         let _ = self.refresher.await;
-        match self.os.delete(&self.path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!(object_key = %self.path, error = %e, "removing a lease failed")
-            }
+        if let Err(e) = storage::delete_if_exists(self.os.as_ref(), &self.path).await {
+            tracing::warn!(object_key = %self.path, error = %e, "removing a lease failed")
         }
     }
 }

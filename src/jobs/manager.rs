@@ -214,7 +214,7 @@ impl Jobs {
         self.inner.reserved.fetch_add(1, Ordering::SeqCst);
         drop(local);
         Ok(Slot {
-            inner: Some(self.inner.clone()),
+            inner: self.inner.clone(),
         })
     }
 
@@ -283,7 +283,7 @@ impl Jobs {
         {
             // The slot's place becomes the job's in one step, so the count never dips between.
             let mut local = self.local();
-            slot.consume();
+            drop(slot);
             local.insert(
                 id.clone(),
                 LocalJob {
@@ -464,25 +464,15 @@ fn selection_conflict(holder: &JobId) -> Error {
     ))
 }
 
-/// A place in this instance's queue (see [`Jobs::reserve_slot`]), given back when dropped
-/// unless [`Jobs::submit`] turned it into a job.
+/// A place in this instance's queue (see [`Jobs::reserve_slot`]), given back when dropped:
+/// by [`Jobs::submit`] as the job takes the place, or when planning fails.
 pub struct Slot {
-    inner: Option<Arc<Inner>>,
-}
-
-impl Slot {
-    fn consume(mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.reserved.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
+    inner: Arc<Inner>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.reserved.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.inner.reserved.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

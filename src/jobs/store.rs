@@ -17,7 +17,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use super::record::JobRecord;
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
-use crate::storage::{Access, StorageConfig, Store, exclusive, get_if_exists, put_if_absent};
+use crate::storage::{
+    Access, StorageConfig, Store, delete_if_exists, exclusive, get_if_exists, put_if_absent,
+};
 
 const JOBS: &str = "jobs";
 const SELECTIONS: &str = "_selections";
@@ -165,11 +167,8 @@ impl JobStore {
 
     pub async fn clear_cancel(&self, id: &JobId) {
         let path = Self::cancel_path(id);
-        match self.os().delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                tracing::warn!(object_key = %path, error = %e, "removing a cancel request failed")
-            }
+        if let Err(e) = delete_if_exists(self.os().as_ref(), &path).await {
+            tracing::warn!(object_key = %path, error = %e, "removing a cancel request failed")
         }
     }
 
@@ -179,14 +178,8 @@ impl JobStore {
     pub async fn lock_selection(&self, key: &str, job: &JobId) -> Result<SelectionLock, Error> {
         let dir = Self::selection_dir(key);
         let os = self.os().as_ref();
-        let seen = exclusive::current(os, &dir)
-            .await
-            .map_err(|e| self.read_error(&dir, e))?;
-        if let Some(holder) = seen
-            .as_ref()
-            .and_then(|r| Self::selection_holder_of(&r.body))
-            && self.is_running(&holder).await?
-        {
+        let (seen, holder) = self.current_holder(&dir).await?;
+        if let Some(holder) = holder {
             return Ok(SelectionLock::HeldBy(holder));
         }
         let body = bytes::Bytes::from(serde_json::json!({ "jobId": job }).to_string());
@@ -212,17 +205,25 @@ impl JobStore {
 
     /// The live job holding selection `key`, if any (a look, taking nothing).
     pub async fn selection_holder(&self, key: &str) -> Result<Option<JobId>, Error> {
-        let dir = Self::selection_dir(key);
-        let seen = exclusive::current(self.os().as_ref(), &dir)
+        Ok(self.current_holder(&Self::selection_dir(key)).await?.1)
+    }
+
+    /// The selection's current record, and the job holding it when that job still runs.
+    async fn current_holder(
+        &self,
+        dir: &Path,
+    ) -> Result<(Option<exclusive::SlotRecord>, Option<JobId>), Error> {
+        let seen = exclusive::current(self.os().as_ref(), dir)
             .await
-            .map_err(|e| self.read_error(&dir, e))?;
-        match seen
+            .map_err(|e| self.read_error(dir, e))?;
+        let holder = match seen
             .as_ref()
             .and_then(|r| Self::selection_holder_of(&r.body))
         {
-            Some(holder) if self.is_running(&holder).await? => Ok(Some(holder)),
-            _ => Ok(None),
-        }
+            Some(holder) if self.is_running(&holder).await? => Some(holder),
+            _ => None,
+        };
+        Ok((seen, holder))
     }
 
     async fn is_running(&self, job: &JobId) -> Result<bool, Error> {

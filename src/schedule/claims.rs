@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, get_if_exists, put_if_absent};
+use crate::storage::{Store, delete_if_exists, get_if_exists, put_if_absent};
 
 const PREFIX: &str = "schedules";
 /// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
@@ -152,12 +152,9 @@ impl Claims {
         };
         let excess = keys.len().saturating_sub(keep);
         for key in &keys[..excess] {
-            match self.os().delete(key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(schedule, object_key = %key, error = %e, "deleting an old schedule claim failed");
-                    return;
-                }
+            if let Err(e) = delete_if_exists(self.os().as_ref(), key).await {
+                tracing::warn!(schedule, object_key = %key, error = %e, "deleting an old schedule claim failed");
+                return;
             }
         }
     }

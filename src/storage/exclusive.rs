@@ -20,7 +20,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{get_if_exists, put_if_absent};
+use super::{delete_if_exists, get_if_exists, put_if_absent};
 
 /// The record of the holder of a slot.
 #[derive(Debug, Clone)]
@@ -129,13 +129,6 @@ pub async fn release(
         delete_if_exists(os, &record_path(dir, older)).await?;
     }
     delete_if_exists(os, &own).await
-}
-
-async fn delete_if_exists(os: &dyn ObjectStore, path: &Path) -> Result<(), object_store::Error> {
-    match os.delete(path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Whether a record's bytes carry `token` (records are small JSON documents).

@@ -101,6 +101,17 @@ pub async fn get_if_exists(
     }
 }
 
+/// Deletes the object at `path`; one that is already gone is not an error.
+pub async fn delete_if_exists(
+    os: &dyn ObjectStore,
+    path: &Path,
+) -> Result<(), object_store::Error> {
+    match os.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a failed storage call means for whoever asked for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

@@ -11,13 +11,13 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use super::gcs_credentials::AdcTokenProvider;
-use super::{Failure, StorageError, object_error, storage_failure};
+use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
 use crate::config::{Settings, StorageSettings};
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
@@ -462,10 +462,10 @@ impl Store {
             .map_err(|e| object_error("listing", prefix, e))?;
         let mut removed = 0;
         for path in paths.into_iter().filter(|p| !keep(p)) {
-            match self.inner.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(e) => return Err(object_error("deleting", &path, e)),
-            }
+            delete_if_exists(self.inner.as_ref(), &path)
+                .await
+                .map_err(|e| object_error("deleting", &path, e))?;
+            removed += 1;
         }
         if self.uri.scheme() == StorageScheme::File
             && let Some(root) = self.uri.file_path()
