@@ -17,15 +17,14 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiSubmitter, AppState, error_code, router};
-use crate::bigquery::BigQueryConfig;
+use crate::api::{AppState, router};
+use crate::backup::BackupOrder;
 use crate::config::Settings;
-use crate::domain::{parse_backup_request, parse_restore_request};
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::jobs::record::STALE_HEARTBEATS;
-use crate::jobs::{JobStore, Jobs};
-use crate::metrics::Metrics;
 use crate::recovery::run_recovery;
+use crate::restore::RestoreOrder;
 use crate::schedule::{
     Claims, Schedule, ScheduleKind, Schedules, load_schedule_file, run_schedules,
 };
@@ -42,14 +41,12 @@ fn check_schedule_storage(
     for schedule in schedules {
         // The file's requests were validated when it was loaded; only the storage is left.
         let target = match schedule.kind {
-            ScheduleKind::Backup => parse_backup_request(&schedule.request)
+            ScheduleKind::Backup => BackupOrder::from_json(&schedule.request, chrono::Utc::now())
                 .ok()
-                .and_then(|r| r.validate(chrono::Utc::now()).ok())
-                .map(|spec| (spec.storage, spec.storage_field)),
-            ScheduleKind::Restore => parse_restore_request(&schedule.request)
+                .map(|order| (order.spec.storage, order.spec.storage_field)),
+            ScheduleKind::Restore => RestoreOrder::from_json(&schedule.request)
                 .ok()
-                .and_then(|r| r.validate().ok())
-                .map(|spec| (spec.storage, spec.storage_field)),
+                .map(|order| (order.spec.storage, order.spec.storage_field)),
         };
         let Some((uri, field)) = target else { continue };
         if let Err(e) = storage.admit(&uri, &field) {
@@ -111,14 +108,9 @@ impl Application {
             &storage,
             settings.schedule_file.as_deref(),
         )?;
-        let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
         tracing::info!(allowed = %storage.confinement_text(), "storage callers may use");
-        let jobs = Jobs::new(
-            JobStore::open(&storage, &settings.jobs.state_uri)?,
-            settings.jobs.clone(),
-            shutdown.clone(),
-            Metrics::new(error_code),
-        );
+        let settings = Arc::new(settings);
+        let engine = Engine::build(settings.clone(), storage, shutdown.clone()).await?;
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(
@@ -127,10 +119,8 @@ impl Application {
             )
         })?;
         let state = AppState {
-            settings: Arc::new(settings),
-            bigquery,
-            storage,
-            jobs,
+            settings,
+            engine,
             schedules,
             shutdown,
         };
@@ -148,20 +138,20 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let shutdown = self.state.shutdown.clone();
         let grace = self.state.settings.shutdown_grace;
-        let jobs = self.state.jobs.clone();
+        let jobs = self.state.engine.jobs().clone();
         let addr = self.local_addr();
         let scheduler = (!self.state.schedules.is_empty()).then(|| {
             tokio::spawn(run_schedules(
                 self.state.schedules.clone(),
-                Claims::new(self.state.jobs.store().store().clone()),
-                Arc::new(ApiSubmitter::new(self.state.clone())),
+                Claims::new(jobs.store().store().clone()),
+                Arc::new(self.state.engine.clone()),
                 shutdown.clone(),
             ))
         });
         // Restores that died (on any instance) are looked for as often as a job goes stale.
         let recovery = tokio::spawn(run_recovery(
-            self.state.jobs.store().clone(),
-            self.state.bigquery.clone(),
+            jobs.store().clone(),
+            self.state.engine.bigquery().clone(),
             (self.state.settings.jobs.heartbeat * STALE_HEARTBEATS).max(Duration::from_secs(1)),
             shutdown.clone(),
         ));

@@ -1,4 +1,5 @@
-//! Command line: `serve` runs the HTTP service; `backup` runs the same engine without a server.
+//! Command line: `serve` runs the HTTP service; every other command runs the same engine
+//! ([`bq_backup::engine`]) without a server and prints what it answers.
 //! `anyhow` is used here and in `main` only.
 
 use std::path::PathBuf;
@@ -10,15 +11,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
-use bq_backup::backup::{BackupContext, plan_backup, run_backup, validate_backup_request};
-use bq_backup::bigquery::BigQueryConfig;
-use bq_backup::catalog::lease::LeaseTiming;
+use bq_backup::backup::BackupOrder;
 use bq_backup::catalog::{self, BackupSummary, ListFilter};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
-use bq_backup::domain::{BackupId, StorageUri, parse_backup_request, parse_restore_request};
+use bq_backup::domain::{BackupId, StorageUri};
+use bq_backup::engine::{Accepted, Engine, Repositories, Started, Submission, Trigger};
 use bq_backup::exec::Progress;
-use bq_backup::restore::{RestoreContext, plan_restore, run_restore};
-use bq_backup::storage::{Access, StorageConfig};
+use bq_backup::jobs::Cancelled;
+use bq_backup::restore::RestoreOrder;
+use bq_backup::storage::{Access, StorageConfig, Store};
 use bq_backup::telemetry;
 
 #[derive(Debug, Parser)]
@@ -165,13 +166,9 @@ impl Cli {
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
             Command::Verify { id, uri } => verify(&id, &uri).await,
             Command::Delete { id, uri } => {
-                let store = open_repository(&uri)?;
+                let (repositories, store) = open_repository(&uri)?;
                 let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-                let report = catalog::prune::delete_backup(&store, &id)
-                    .await
-                    .map_err(|e| store.attribute(e))?;
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                Ok(())
+                print_json(&repositories.delete(&store, &id).await?)
             }
             Command::Prune {
                 uri,
@@ -197,12 +194,8 @@ impl Cli {
                         .collect();
                     anyhow::bail!("the keep policy is invalid:\n  {}", lines.join("\n  "));
                 }
-                let store = open_repository(&uri)?;
-                let report = catalog::prune::prune(&store, &policy, dry_run, chrono::Utc::now())
-                    .await
-                    .map_err(|e| store.attribute(e))?;
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                Ok(())
+                let (repositories, store) = open_repository(&uri)?;
+                print_json(&repositories.prune(&store, &policy, dry_run).await?)
             }
             Command::Config => {
                 print!("{}", settings_markdown());
@@ -253,117 +246,89 @@ fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
+/// The engine as the CLI uses it: repositories opened as `BQB_ALLOWED_STORAGE` says (any when
+/// unset), job records in `BQB_STATE_URI` like the service's, so that the selection lock,
+/// prune-after-backup and the job's record apply as they do to `POST /api/v1/backup`.
+async fn engine() -> anyhow::Result<Engine> {
+    let settings = Arc::new(Settings::from_env()?);
     telemetry::init(&settings);
-    let body = read_request(path)?;
-    let now = chrono::Utc::now();
-    let request =
-        parse_backup_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
-    let request_json: serde_json::Value = serde_json::from_slice(&body)?;
-    let (mut spec, encode) = validate_backup_request(request, now)?;
     let storage = StorageConfig::from_settings(&settings);
-    storage
-        .admit(&spec.storage, &spec.storage_field)
-        .map_err(bq_backup::Error::from)?;
-    let storage_field = spec.storage_field.clone();
-    spec.dry_run |= dry_run;
-    spec.ttl_days = spec.ttl_days.or(settings.jobs.default_ttl_days);
-    let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-    let dry_run = spec.dry_run;
-    let plan = plan_backup(
-        &bigquery,
-        spec,
-        encode,
-        request_json,
-        now,
-        settings.max_parallel_tables,
-    )
-    .await?;
-    if dry_run {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?
-        );
-        return Ok(());
+    // Nothing shuts the engine down: a signal cancels the job instead (see `follow`).
+    Ok(Engine::build(settings, storage, CancellationToken::new()).await?)
+}
+
+fn cli_submission(observer: Option<Arc<dyn Progress>>) -> Submission {
+    Submission {
+        trigger: Trigger::from([("source".to_string(), "cli".to_string())]),
+        observer,
     }
-    let store = storage
-        .open(&plan.storage, &storage_field, Access::Write)
-        .map_err(bq_backup::Error::from)?;
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
+}
+
+async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
+    let engine = engine().await?;
+    let mut order = BackupOrder::from_json(&read_request(path)?, chrono::Utc::now())?;
+    order.spec.dry_run |= dry_run;
     // Hidden automatically when stderr is not a terminal.
-    let bar = ProgressBar::new(plan.tables.len() as u64);
+    let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} tables [{elapsed_precise}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("backup {}", plan.backup_id));
-    let ctx = BackupContext {
-        bigquery,
-        store,
-        cancel,
-        progress: Some(Arc::new(BarProgress(bar.clone()))),
-        lease: LeaseTiming::new(settings.jobs.heartbeat),
-    };
-    let report = run_backup(&plan, &ctx)
-        .await
-        .map_err(|e| ctx.store.attribute(e));
-    bar.finish_and_clear();
-    let report = report?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    let observer: Arc<dyn Progress> = Arc::new(BarProgress(bar.clone()));
+    match engine.backup(order, cli_submission(Some(observer))).await? {
+        Started::DryRun(plan) => {
+            print_json(&serde_json::json!({ "dryRun": true, "plan": plan.preview() }))
+        }
+        Started::Job(job) => {
+            bar.set_length(job.record.tables.len() as u64);
+            bar.set_message(format!(
+                "backup {}",
+                job.record.backup_id.as_deref().unwrap_or_default()
+            ));
+            follow(&engine, job, bar).await
+        }
+    }
 }
 
 async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    telemetry::init(&settings);
-    let body = read_request(path)?;
-    let request =
-        parse_restore_request(&body).map_err(|f| anyhow::anyhow!("{}: {}", f.field, f.message))?;
-    let spec = request.validate().map_err(|problems| {
-        anyhow::anyhow!(bq_backup::Error::invalid(
-            "the restore request is invalid",
-            problems
-        ))
-    })?;
-    let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
-    let store = StorageConfig::from_settings(&settings)
-        .open(&spec.storage, &spec.storage_field, Access::Read)
-        .map_err(bq_backup::Error::from)?;
-    let plan = plan_restore(&bigquery, &store, &spec, settings.max_parallel_tables)
-        .await
-        .map_err(|e| store.attribute(e))?;
-    if dry_run || spec.dry_run {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "dryRun": true, "plan": plan }))?
-        );
-        return Ok(());
+    let engine = engine().await?;
+    let mut order = RestoreOrder::from_json(&read_request(path)?)?;
+    order.spec.dry_run |= dry_run;
+    match engine.restore(order, cli_submission(None)).await? {
+        Started::DryRun(plan) => {
+            print_json(&serde_json::json!({ "dryRun": true, "plan": plan.preview() }))
+        }
+        Started::Job(job) => {
+            let bar = ProgressBar::new_spinner();
+            bar.set_message(format!(
+                "restoring {} tables of backup {}",
+                job.record.tables.len(),
+                job.record.backup_id.as_deref().unwrap_or_default()
+            ));
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            follow(&engine, job, bar).await
+        }
     }
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
-    let bar = ProgressBar::new_spinner();
-    bar.set_message(format!(
-        "restoring {} tables of backup {}",
-        plan.tables.len(),
-        plan.backup_id
-    ));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let report = run_restore(
-        &plan,
-        &RestoreContext {
-            bigquery,
-            store: store.clone(),
-            cancel,
-            progress: None,
-            lease: LeaseTiming::new(settings.jobs.heartbeat),
+}
+
+/// Waits for the job to end and prints its result; Ctrl-C or SIGTERM cancels it (its record
+/// then says CANCELLED) and waits for it to stop.
+async fn follow(engine: &Engine, job: Box<Accepted>, bar: ProgressBar) -> anyhow::Result<()> {
+    let signals = CancellationToken::new();
+    cancel_on_signals(signals.clone());
+    let id = job.record.job_id.clone();
+    let ended = tokio::select! {
+        ended = engine.finished(job.record) => ended?,
+        () = signals.cancelled() => match engine.cancel(&id).await? {
+            Cancelled::Stopped(record) | Cancelled::Requested(record) => record,
         },
-    )
-    .await
-    .map_err(|e| store.attribute(e));
+    };
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string_pretty(&report?)?);
+    print_json(&ended.outcome()?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -383,14 +348,15 @@ impl Progress for BarProgress {
     }
 }
 
-fn open_repository(uri: &str) -> anyhow::Result<bq_backup::storage::Store> {
+/// The repository named by `--uri`, and the catalog that answers for it (no BigQuery client
+/// needed). A refusal names the flag.
+fn open_repository(uri: &str) -> anyhow::Result<(Repositories, Store)> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings);
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    // Through the crate error, so that a refusal names the flag that held the URI.
-    StorageConfig::from_settings(&settings)
-        .open(&uri, "--uri", Access::Read)
-        .map_err(|e| bq_backup::Error::from(e).into())
+    let repositories = Repositories::new(StorageConfig::from_settings(&settings));
+    let store = repositories.open(&uri, "--uri", Access::Read)?;
+    Ok((repositories, store))
 }
 
 async fn list(
@@ -399,16 +365,15 @@ async fn list(
     limit: usize,
     output: Option<Output>,
 ) -> anyhow::Result<()> {
-    let store = open_repository(uri)?;
-    let page = catalog::list_backups(
-        &store,
-        filter,
-        limit.clamp(1, catalog::list::MAX_PAGE_SIZE),
-        None,
-        chrono::Utc::now(),
-    )
-    .await
-    .map_err(|e| store.attribute(e))?;
+    let (repositories, store) = open_repository(uri)?;
+    let page = repositories
+        .list(
+            &store,
+            filter,
+            limit.clamp(1, catalog::list::MAX_PAGE_SIZE),
+            None,
+        )
+        .await?;
     match Output::resolve(output) {
         Output::Json => println!("{}", serde_json::to_string_pretty(&page)?),
         Output::Table => {
@@ -433,12 +398,9 @@ async fn list(
 }
 
 async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()> {
-    let store = open_repository(uri)?;
+    let (repositories, store) = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-    let manifest = catalog::read_manifest(&store, &id)
-        .await
-        .map_err(|e| store.attribute(e))?
-        .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
+    let manifest = repositories.show(&store, &id).await?;
     let summary = BackupSummary::of(&manifest, chrono::Utc::now());
     match Output::resolve(output) {
         Output::Json => println!(
@@ -486,16 +448,10 @@ async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()>
 }
 
 async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
-    let store = open_repository(uri)?;
+    let (repositories, store) = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-    let manifest = catalog::read_manifest(&store, &id)
-        .await
-        .map_err(|e| store.attribute(e))?
-        .ok_or_else(|| anyhow::anyhow!("no complete backup {id} in {}", store.uri()))?;
-    let report = catalog::verify_backup(&store, &manifest)
-        .await
-        .map_err(|e| store.attribute(e))?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let report = repositories.verify(&store, &id).await?;
+    print_json(&report)?;
     if report.ok {
         Ok(())
     } else {

@@ -41,6 +41,25 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The stable name of this kind that callers see (`errorCode` in HTTP answers and job
+    /// records, the `code` label of the error metrics).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "VALIDATION_ERROR",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::NotFound => "RESOURCE_NOT_FOUND",
+            Self::Conflict => "RESOURCE_CONFLICT",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::TooManyRequests => "TOO_MANY_REQUESTS",
+            Self::Upstream => "UPSTREAM_ERROR",
+            Self::Unavailable => "UPSTREAM_UNAVAILABLE",
+            Self::DamagedBackup => "BACKUP_DAMAGED",
+            Self::Cancelled => "CANCELLED",
+            Self::Internal => "SERVICE_ERROR",
+        }
+    }
+
     /// How much a failure of this kind says about its cause (see [`most_telling`]).
     fn telling(self) -> u8 {
         match self {

@@ -1,6 +1,8 @@
 //! Execution helpers shared by backup and restore: CPU work on rayon, and how many tables run at
 //! once. Depends on `error` only.
 
+use std::sync::Arc;
+
 /// Runs CPU-bound work (encoding, decoding, hashing) on the rayon pool, never on the async
 /// runtime's threads, and awaits its result. A panic in `f` becomes an internal error.
 pub async fn on_rayon<F, R>(f: F) -> Result<R, crate::Error>
@@ -35,6 +37,26 @@ pub trait Progress: Send + Sync {
     fn table_started(&self, table: &str);
     fn table_finished(&self, table: &str, rows: u64, bytes: u64, files: u64);
     fn table_failed(&self, table: &str, error: &crate::Error);
+}
+
+/// Two listeners told alike (a job's record and the CLI's progress bar).
+pub struct BothProgress(pub Arc<dyn Progress>, pub Arc<dyn Progress>);
+
+impl Progress for BothProgress {
+    fn table_started(&self, table: &str) {
+        self.0.table_started(table);
+        self.1.table_started(table);
+    }
+
+    fn table_finished(&self, table: &str, rows: u64, bytes: u64, files: u64) {
+        self.0.table_finished(table, rows, bytes, files);
+        self.1.table_finished(table, rows, bytes, files);
+    }
+
+    fn table_failed(&self, table: &str, error: &crate::Error) {
+        self.0.table_failed(table, error);
+        self.1.table_failed(table, error);
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: request → validated domain types → plan → job → per-table tasks → manifest.
+//! Data flows one way: request → validated order → plan → job → per-table tasks → manifest.
 //!
 //! - [`config`]: settings from the environment and an optional file, validated once at start.
 //! - [`telemetry`]: logging (Cloud Logging JSON or human-readable).
 //! - [`app`]: binds the socket ([`app::Application::build`]) and serves until shutdown.
 //! - `api`: the HTTP routes; `api::error` is the only place errors become HTTP responses.
+//! - [`engine`]: every operation (backup, restore, list, show, verify, delete, prune) with the
+//!   same checks, locks, job records and follow-ups whichever entry point asks — HTTP, Pub/Sub
+//!   push, a schedule, the CLI — which only translate to and from it.
 //! - [`domain`]: request types, ids, formats — no I/O.
 //! - [`bigquery`]: the BigQuery client (metadata, Storage Read API as Arrow), retries in one place.
 //! - [`storage`]: `object_store` built from a URL (gs, s3, az, file, memory), confined for `serve`
@@ -24,7 +27,8 @@
 //! - [`recovery`]: after a restore whose process died, the empty tables and datasets it had
 //!   created are removed by whichever instance notices first.
 //!
-//! Dependencies point one way: api → bigquery/storage/formats → domain → error.
+//! Dependencies point one way: api/cli → engine → backup/restore/catalog/jobs/schedule →
+//! bigquery/storage/formats → domain → error.
 
 pub mod app;
 pub mod backup;
@@ -32,6 +36,7 @@ pub mod bigquery;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod formats;

@@ -103,9 +103,6 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
-    /// The API's error code for a kind: a job's failure is counted under the code its
-    /// `GET /api/v1/jobs/{id}` shows. Handed in by the app, which owns that mapping.
-    error_code: fn(ErrorKind) -> &'static str,
     jobs_started: Family<KindLabels, Counter>,
     jobs_ended: Family<KindStateLabels, Counter>,
     jobs_active: Family<KindLabels, Gauge>,
@@ -134,9 +131,15 @@ fn request_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     /// A fresh registry with every family registered (and no samples yet).
-    pub fn new(error_code: fn(ErrorKind) -> &'static str) -> Self {
+    pub fn new() -> Self {
         let jobs_started = Family::<KindLabels, Counter>::default();
         let jobs_ended = Family::<KindStateLabels, Counter>::default();
         let jobs_active = Family::<KindLabels, Gauge>::default();
@@ -207,7 +210,6 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry,
-                error_code,
                 jobs_started,
                 jobs_ended,
                 jobs_active,
@@ -246,7 +248,8 @@ impl Metrics {
         inner.rows.get_or_create(&kind).inc_by(job.rows);
         inner.bytes.get_or_create(&kind).inc_by(job.bytes);
         if let Some(error) = job.error {
-            self.count_error("job", (inner.error_code)(error));
+            // Counted under the code its `GET /api/v1/jobs/{id}` shows.
+            self.count_error("job", error.code());
         }
     }
 
@@ -337,16 +340,9 @@ fn method_label(method: &http::Method) -> &'static str {
 mod tests {
     use super::*;
 
-    fn code(kind: ErrorKind) -> &'static str {
-        match kind {
-            ErrorKind::NotFound => "RESOURCE_NOT_FOUND",
-            _ => "OTHER_ERROR",
-        }
-    }
-
     #[test]
     fn an_ended_job_counts_its_state_rows_bytes_and_error() {
-        let metrics = Metrics::new(code);
+        let metrics = Metrics::new();
         metrics.job_started("BACKUP");
         metrics.job_ended(&JobEnded {
             kind: "BACKUP",
@@ -379,7 +375,7 @@ mod tests {
 
     #[test]
     fn an_unusual_method_is_one_label() {
-        let metrics = Metrics::new(code);
+        let metrics = Metrics::new();
         let method = http::Method::from_bytes(b"BREW").unwrap();
         metrics.request_served(&RequestServed {
             route: UNMATCHED_ROUTE,

@@ -2,29 +2,13 @@
 //! Validated and planned while the caller waits (400/404 name what is wrong), then run as a job:
 //! 202 with the job, or the report when the caller asked to wait.
 
-use std::collections::BTreeMap;
-
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use chrono::Utc;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use axum::response::Response;
 
 use super::error::{ApiError, RawBody};
-use super::jobs::{WaitQuery, accepted};
+use super::jobs::WaitQuery;
 use super::{AppState, start_job};
-use crate::backup::{
-    BackupContext, BackupPlan, ensure_can_start, plan_backup, run_backup, validate_backup_request,
-};
-use crate::catalog::lease::LeaseTiming;
-use crate::catalog::prune::prune;
-use crate::catalog::retention::KeepPolicy;
-use crate::config::PruneAfterBackup;
-use crate::domain::parse_backup_request;
-use crate::error::{Error, ErrorKind};
-use crate::jobs::{JobKind, NewJob};
-use crate::storage::{Access, Store};
+use crate::jobs::JobKind;
 
 #[utoipa::path(
     post,
@@ -59,146 +43,4 @@ pub(crate) async fn start_backup(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     start_job(&state, JobKind::Backup, &body, query.wait(false)?).await
-}
-
-/// Validates, plans and starts the backup in `body` (an HTTP request, a Pub/Sub message, a
-/// schedule); `wait` (or the body's own `wait`) answers with the report instead of 202.
-pub(crate) async fn submit_backup(
-    state: &AppState,
-    body: &[u8],
-    wait: bool,
-    trigger: BTreeMap<String, String>,
-) -> Result<Response, ApiError> {
-    let now = Utc::now();
-    let request = parse_backup_request(body)
-        .map_err(|f| Error::invalid("the request body is not a valid backup request", vec![f]))?;
-    // Parsed once more as plain JSON to record the request as received in the manifest.
-    let request_json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let (mut spec, encode) = validate_backup_request(request, now)?;
-    spec.ttl_days = spec.ttl_days.or(state.settings.jobs.default_ttl_days);
-    let (dry_run, wait, allow_concurrent) =
-        (spec.dry_run, wait || spec.wait, spec.allow_concurrent);
-    // A dry run too: a plan names where it would write.
-    state.storage.admit(&spec.storage, &spec.storage_field)?;
-    let storage_field = spec.storage_field.clone();
-    // Shed load before the metadata calls of planning (a dry run starts no job).
-    let slot = (!dry_run).then(|| state.jobs.reserve_slot()).transpose()?;
-    let plan = plan_backup(
-        &state.bigquery,
-        spec,
-        encode,
-        request_json.clone(),
-        now,
-        state.settings.max_parallel_tables,
-    )
-    .await?;
-    let Some(slot) = slot else {
-        return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    };
-    let store = super::open_store(state, &plan.storage, &storage_field, Access::Write)?;
-    let exclusive_key = (!allow_concurrent).then(|| selection_key(&plan));
-    refuse_early(state, &store, &plan, exclusive_key.as_deref()).await?;
-    let job = NewJob {
-        kind: JobKind::Backup,
-        backup_id: Some(plan.backup_id.to_string()),
-        storage_uri: plan.storage_uri.clone(),
-        tables: plan.tables.iter().map(|t| t.table.to_string()).collect(),
-        request: request_json,
-        trigger,
-        exclusive_key,
-    };
-    let bigquery = state.bigquery.clone();
-    let prune_after = state.settings.jobs.prune_after_backup;
-    let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
-    let record = state
-        .jobs
-        .submit(slot, job, move |run| async move {
-            let ctx = BackupContext {
-                bigquery,
-                store: store.clone(),
-                cancel: run.cancel,
-                progress: Some(run.progress),
-                lease,
-            };
-            let report = run_backup(&plan, &ctx)
-                .await
-                .map_err(|e| store.attribute(e))?;
-            let mut result = serde_json::to_value(report)
-                .map_err(|e| Error::internal(format!("report: {e}")))?;
-            if let Some(policy) = prune_after {
-                result["prune"] = prune_after_backup(&store, policy).await;
-            }
-            Ok(result)
-        })
-        .await?;
-    accepted(&state.jobs, record, wait).await
-}
-
-/// Refuses, while the caller waits, what can be seen before the job starts, instead of a 202
-/// followed by a job that can only fail: a running backup of the same selection (409 naming it),
-/// a repository that cannot be reached (404/403 naming the field that holds its URI), a backup id
-/// that is committed or claimed by a live backup (409). An answer that may change — the store
-/// failing right now — refuses nothing: the job has its own retries and checks again under its
-/// claim.
-async fn refuse_early(
-    state: &AppState,
-    store: &Store,
-    plan: &BackupPlan,
-    selection: Option<&str>,
-) -> Result<(), Error> {
-    if let Some(key) = selection {
-        state.jobs.ensure_selection_free(key).await?;
-    }
-    let seen = match store.check_reachable().await {
-        Ok(()) => ensure_can_start(store, plan)
-            .await
-            .map_err(|e| store.attribute(e)),
-        Err(e) => Err(e),
-    };
-    match seen {
-        Err(e) if matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Upstream) => {
-            tracing::warn!(error = %e, backup_id = %plan.backup_id, "the repository could not be checked before the backup; the job will try");
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-/// Two backups of the same tables to the same repository: one key.
-fn selection_key(plan: &BackupPlan) -> String {
-    let mut names: Vec<String> = plan
-        .tables
-        .iter()
-        .chain(&plan.definitions)
-        .map(|t| t.table.to_string())
-        .collect();
-    names.sort();
-    let mut hasher = Sha256::new();
-    hasher.update(plan.storage_uri.trim_end_matches('/').as_bytes());
-    for name in names {
-        hasher.update(b"\n");
-        hasher.update(name.as_bytes());
-    }
-    hex::encode(hasher.finalize())
-}
-
-/// The configured keep policy, applied to the repository just written. A failure is reported
-/// in the result, never turned into a failed backup: the backup itself is complete.
-async fn prune_after_backup(store: &Store, policy: PruneAfterBackup) -> Value {
-    let policy = KeepPolicy {
-        keep_last: policy.keep_last,
-        keep_daily: policy.keep_daily,
-        keep_weekly: policy.keep_weekly,
-        keep_monthly: policy.keep_monthly,
-        expired_only: false,
-    };
-    match prune(store, &policy, false, Utc::now()).await {
-        Ok(report) => {
-            json!({ "policy": policy, "deleted": report.deleted, "skipped": report.skipped })
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "pruning after the backup failed");
-            json!({ "policy": policy, "error": e.to_string() })
-        }
-    }
 }

@@ -59,10 +59,9 @@ fn open(
             return None;
         }
     };
-    match state.storage.open(&uri, "uri", Access::Read) {
+    match state.engine.repository(&uri, "uri", Access::Read) {
         Ok(store) => Some(Ok(store)),
         Err(e) => {
-            let e = Error::from(e);
             if e.kind() == ErrorKind::InvalidInput {
                 problems.extend(e.details().iter().cloned());
                 if e.details().is_empty() {
@@ -127,9 +126,11 @@ pub(crate) async fn list(
         }),
         status: q.status,
     };
-    let page = catalog::list_backups(&store, &filter, page_size, page_token.as_ref(), Utc::now())
-        .await
-        .map_err(|e| store.attribute(e))?;
+    let page = state
+        .engine
+        .repositories()
+        .list(&store, &filter, page_size, page_token.as_ref())
+        .await?;
     Ok(Json(
         serde_json::to_value(page).map_err(|e| Error::internal(format!("listing: {e}")))?,
     ))
@@ -146,23 +147,19 @@ fn backup_id(segment: &str, problems: &mut Vec<FieldError>) -> Option<BackupId> 
     }
 }
 
-async fn manifest_of(
+/// The backup id in `segment` and the repository named by `uri`, or every problem of both.
+fn backup_in(
     state: &AppState,
     segment: &str,
     uri: Option<&str>,
-) -> Result<(Store, catalog::Manifest), ApiError> {
+) -> Result<(Store, BackupId), ApiError> {
     let mut problems = Vec::new();
     let id = backup_id(segment, &mut problems);
     let store = open(state, uri, &mut problems);
     let (Some(id), Some(store)) = (id, store) else {
         return Err(Error::invalid("the request is invalid", problems).into());
     };
-    let store = store?;
-    let manifest = catalog::read_manifest(&store, &id)
-        .await
-        .map_err(|e| store.attribute(e))?
-        .ok_or_else(|| Error::not_found(format!("no complete backup {id} in {}", store.uri())))?;
-    Ok((store, manifest))
+    Ok((store?, id))
 }
 
 #[utoipa::path(
@@ -187,7 +184,8 @@ pub(crate) async fn show(
     Path(id): Path<String>,
     Query(q): Query<UriQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, manifest) = manifest_of(&state, &id, q.uri.as_deref()).await?;
+    let (store, id) = backup_in(&state, &id, q.uri.as_deref())?;
+    let manifest = state.engine.repositories().show(&store, &id).await?;
     let mut body = serde_json::to_value(BackupSummary::of(&manifest, Utc::now()))
         .map_err(|e| Error::internal(e.to_string()))?;
     body["tables"] = manifest
@@ -232,10 +230,8 @@ pub(crate) async fn action(
         ))
         .into());
     };
-    let (store, manifest) = manifest_of(&state, id, q.uri.as_deref()).await?;
-    let report = catalog::verify_backup(&store, &manifest)
-        .await
-        .map_err(|e| store.attribute(e))?;
+    let (store, id) = backup_in(&state, id, q.uri.as_deref())?;
+    let report = state.engine.repositories().verify(&store, &id).await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))
@@ -263,16 +259,8 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     Query(q): Query<UriQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut problems = Vec::new();
-    let id = backup_id(&id, &mut problems);
-    let store = open(&state, q.uri.as_deref(), &mut problems);
-    let (Some(id), Some(store)) = (id, store) else {
-        return Err(Error::invalid("the request is invalid", problems).into());
-    };
-    let store = store?;
-    let report = catalog::prune::delete_backup(&store, &id)
-        .await
-        .map_err(|e| store.attribute(e))?;
+    let (store, id) = backup_in(&state, &id, q.uri.as_deref())?;
+    let report = state.engine.repositories().delete(&store, &id).await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))
@@ -352,9 +340,11 @@ pub(crate) async fn prune(
         return Err(Error::invalid("the prune request is invalid", problems).into());
     };
     let store = store?;
-    let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now())
-        .await
-        .map_err(|e| store.attribute(e))?;
+    let report = state
+        .engine
+        .repositories()
+        .prune(&store, &policy, body.dry_run)
+        .await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
     ))

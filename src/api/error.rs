@@ -19,25 +19,20 @@ use crate::error::{Error, ErrorKind, FieldError};
 
 /// The error code and HTTP status for each kind (DESIGN.md "HTTP API").
 pub(crate) fn code_and_status(kind: ErrorKind) -> (&'static str, StatusCode) {
-    match kind {
-        ErrorKind::InvalidInput => ("VALIDATION_ERROR", StatusCode::BAD_REQUEST),
-        ErrorKind::Unauthenticated => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
-        ErrorKind::PermissionDenied => ("PERMISSION_DENIED", StatusCode::FORBIDDEN),
-        ErrorKind::NotFound => ("RESOURCE_NOT_FOUND", StatusCode::NOT_FOUND),
-        ErrorKind::Conflict => ("RESOURCE_CONFLICT", StatusCode::CONFLICT),
-        ErrorKind::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
-        ErrorKind::TooManyRequests => ("TOO_MANY_REQUESTS", StatusCode::TOO_MANY_REQUESTS),
-        ErrorKind::Upstream => ("UPSTREAM_ERROR", StatusCode::BAD_GATEWAY),
-        ErrorKind::Unavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
-        ErrorKind::DamagedBackup => ("BACKUP_DAMAGED", StatusCode::UNPROCESSABLE_ENTITY),
-        ErrorKind::Cancelled => ("CANCELLED", StatusCode::CONFLICT),
-        ErrorKind::Internal => ("SERVICE_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
-    }
-}
-
-/// The `errorCode` of an error kind (a failed job's metrics are counted under it).
-pub(crate) fn error_code(kind: ErrorKind) -> &'static str {
-    code_and_status(kind).0
+    let status = match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::Cancelled => StatusCode::CONFLICT,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::DamagedBackup => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (kind.code(), status)
 }
 
 /// The `errorCode` of an error response, left in its extensions by [`render_errors`] for the

@@ -67,7 +67,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
 async fn probe_bigquery(state: &AppState) -> Result<(), String> {
     match &state.settings.project_id {
         Some(project) => state
-            .bigquery
+            .engine
+            .bigquery()
             .ping(project)
             .await
             .map_err(|e| e.to_string()),

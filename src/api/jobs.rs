@@ -13,8 +13,9 @@ use super::AppState;
 use super::error::{ApiError, code_and_status};
 use super::paging::{page_size, page_token};
 use crate::domain::JobId;
+use crate::engine::{Engine, Started};
 use crate::error::{Error, FieldError};
-use crate::jobs::{Cancelled, JobKind, JobRecord, JobState, Jobs};
+use crate::jobs::{Cancelled, JobKind, JobRecord, JobState};
 
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 1000;
@@ -89,71 +90,37 @@ fn links(record: &JobRecord) -> Value {
     links
 }
 
-/// In the response extensions of an accepted job (for the Pub/Sub idempotency record).
-#[derive(Debug, Clone)]
-pub(crate) struct SubmittedJob {
-    pub(crate) job_id: String,
-    pub(crate) backup_id: Option<String>,
-}
-
-/// The answer to an accepted job: 202 with where to follow it, or — when the caller waits —
-/// the job's result (200) or its error (the status its failure maps to).
-pub(crate) async fn accepted(
-    jobs: &Jobs,
-    record: JobRecord,
+/// How `POST /api/v1/backup` and `/restore` answer what the engine started: a dry run with its
+/// plan (200); a job with 202 and where to follow it or — when the caller waits (`wait`, or the
+/// request's own `wait`) — with the job's result (200) or its error (the status its failure
+/// maps to).
+pub(crate) async fn answer(
+    engine: &Engine,
+    started: Started<Value>,
     wait: bool,
 ) -> Result<Response, ApiError> {
-    let submitted = SubmittedJob {
-        job_id: record.job_id.to_string(),
-        backup_id: record.backup_id.clone(),
+    let accepted = match started {
+        Started::DryRun(plan) => return Ok(Json(plan).into_response()),
+        Started::Job(accepted) => accepted,
     };
-    let mut response = answer(jobs, record, wait).await?;
-    response.extensions_mut().insert(submitted);
+    let record = accepted.record;
+    if wait || accepted.wait {
+        let ended = engine.finished(record).await?;
+        return Ok(Json(ended.outcome()?).into_response());
+    }
+    let location = format!("/api/v1/jobs/{}", record.job_id);
+    let body = json!({
+        "jobId": record.job_id,
+        "kind": record.kind,
+        "backupId": record.backup_id,
+        "status": record.state,
+        "links": links(&record),
+    });
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
     Ok(response)
-}
-
-async fn answer(jobs: &Jobs, record: JobRecord, wait: bool) -> Result<Response, ApiError> {
-    if !wait {
-        let location = format!("/api/v1/jobs/{}", record.job_id);
-        let body = json!({
-            "jobId": record.job_id,
-            "kind": record.kind,
-            "backupId": record.backup_id,
-            "status": record.state,
-            "links": links(&record),
-        });
-        let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
-        if let Ok(value) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        return Ok(response);
-    }
-    let Some(ended) = jobs.wait(&record.job_id).await else {
-        // Ended before we started waiting: its record is final.
-        let stored = jobs.get(&record.job_id).await?;
-        return outcome(stored.unwrap_or(record));
-    };
-    outcome(ended)
-}
-
-/// A finished job as an HTTP answer.
-fn outcome(record: JobRecord) -> Result<Response, ApiError> {
-    match (record.state, &record.result, &record.error) {
-        (JobState::Succeeded, Some(result), _) => {
-            let mut body = result.clone();
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("jobId".into(), json!(record.job_id));
-            }
-            Ok(Json(body).into_response())
-        }
-        (_, _, Some(error)) => Err(Error::from(error).into()),
-        (state, _, None) => Err(Error::internal(format!(
-            "job {} ended {} without a result",
-            record.job_id,
-            state.as_str()
-        ))
-        .into()),
-    }
 }
 
 #[utoipa::path(
@@ -176,10 +143,12 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = job_id(&id)?;
-    let record =
-        state.jobs.get(&id).await?.ok_or_else(|| {
-            Error::not_found(format!("no job {id} in {}", state.jobs.store().uri()))
-        })?;
+    let record = state.engine.jobs().get(&id).await?.ok_or_else(|| {
+        Error::not_found(format!(
+            "no job {id} in {}",
+            state.engine.jobs().store().uri()
+        ))
+    })?;
     Ok(Json(job_json(&record)))
 }
 
@@ -233,7 +202,8 @@ pub(crate) async fn list(
         return Err(Error::invalid("the listing request is invalid", problems).into());
     }
     let matching: Vec<JobRecord> = state
-        .jobs
+        .engine
+        .jobs()
         .list()
         .await?
         .into_iter()
@@ -309,7 +279,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    Ok(match state.jobs.cancel(&id).await? {
+    Ok(match state.engine.jobs().cancel(&id).await? {
         Cancelled::Stopped(record) => (StatusCode::OK, Json(job_json(&record))).into_response(),
         Cancelled::Requested(record) => {
             (StatusCode::ACCEPTED, Json(job_json(&record))).into_response()

@@ -31,7 +31,7 @@ use crate::metrics::{CONTENT_TYPE, Metrics, RequestServed, UNMATCHED_ROUTE};
     )
 )]
 pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
-    let jobs = &state.jobs;
+    let jobs = state.engine.jobs();
     let final_states: Vec<&'static str> = JobState::ALL
         .into_iter()
         .filter(|s| s.is_terminal())

@@ -31,17 +31,11 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::bigquery::BigQuery;
 use crate::config::Settings;
-use crate::domain::StorageUri;
-use crate::error::FieldError;
-use crate::jobs::{JobKind, Jobs};
+use crate::engine::{Engine, Submission};
+use crate::jobs::JobKind;
 use crate::schedule::Schedules;
-use crate::storage::{Access, StorageConfig, Store};
 use crate::telemetry::trace_id_from_headers;
-
-pub(crate) use error::error_code;
-pub(crate) use schedules::ApiSubmitter;
 
 /// What `POST /api/v1/backup` and `/restore` do with their body: a Pub/Sub push envelope starts
 /// the job of its message (once per `messageId`), anything else is the request itself.
@@ -54,52 +48,19 @@ pub(crate) async fn start_job(
     if let Some(message) = pubsub::envelope(body)? {
         return pubsub::deliver(state, message, kind, wait).await;
     }
-    submit_job(state, kind, body, wait, BTreeMap::new()).await
-}
-
-/// Starts a job of `kind` from a request body, whatever delivered it (Pub/Sub push, a schedule):
-/// the same validation, planning and answer as `POST /api/v1/backup` and `/restore`.
-pub(crate) async fn submit_job(
-    state: &AppState,
-    kind: JobKind,
-    body: &[u8],
-    wait: bool,
-    trigger: BTreeMap<String, String>,
-) -> Result<axum::response::Response, error::ApiError> {
-    match kind {
-        JobKind::Backup => backup::submit_backup(state, body, wait, trigger).await,
-        JobKind::Restore => restore::submit_restore(state, body, wait, trigger).await,
-    }
-}
-
-/// Opens the repository whose URI the request gave in `field`: its storage errors name the
-/// field (see [`Store::attribute`]), and so does the error of one that cannot be opened.
-pub(crate) fn open_store(
-    state: &AppState,
-    uri: &StorageUri,
-    field: &str,
-    access: Access,
-) -> Result<Store, crate::error::Error> {
-    match state.storage.open(uri, field, access) {
-        Ok(store) => Ok(store),
-        Err(e) => {
-            let e = crate::error::Error::from(e);
-            if e.details().iter().any(|d| d.field == field) {
-                return Err(e);
-            }
-            let detail = FieldError::new(field, e.message());
-            Err(e.with_detail(detail))
-        }
-    }
+    let started = state
+        .engine
+        .submit(kind, body, Submission::from(BTreeMap::new()))
+        .await?;
+    jobs::answer(&state.engine, started, wait).await
 }
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) settings: Arc<Settings>,
-    pub(crate) bigquery: BigQuery,
-    pub(crate) storage: StorageConfig,
-    pub(crate) jobs: Jobs,
+    /// Every operation the routes offer.
+    pub(crate) engine: Engine,
     /// `BQB_SCHEDULE_FILE`'s schedules (none without it) and this instance's view of them.
     pub(crate) schedules: Schedules,
     /// Cancelled when the process starts shutting down: readiness turns false, jobs checkpoint.
@@ -109,7 +70,7 @@ pub(crate) struct AppState {
 pub(crate) fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let auth = Arc::new(auth::Authenticator::from_settings(&settings.auth));
-    let request_metrics = state.jobs.metrics().clone();
+    let request_metrics = state.engine.jobs().metrics().clone();
     // Every route is documented in `openapi::ApiDoc` (the `openapi` integration test checks).
     Router::new()
         .route("/healthz", get(health::healthz))

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::ApiError;
-use super::jobs::SubmittedJob;
-use super::{AppState, submit_job};
 use crate::domain::{PushMessage, is_push_envelope, parse_push_envelope_value};
+use crate::engine::{Started, Submission};
 use crate::error::Error;
 use crate::jobs::JobKind;
 
@@ -41,7 +41,7 @@ pub(crate) async fn deliver(
     kind: JobKind,
     wait: bool,
 ) -> Result<Response, ApiError> {
-    let store = state.jobs.store();
+    let store = state.engine.jobs().store();
     let key = format!(
         "pubsub-{}-{}",
         kind.as_str().to_ascii_lowercase(),
@@ -70,35 +70,32 @@ pub(crate) async fn deliver(
     if let Some(subscription) = &message.subscription {
         trigger.insert("subscription".into(), subscription.clone());
     }
-    match submit_job(state, kind, &message.data, wait, trigger).await {
-        Ok(response) => {
-            let job = job_of(&response);
+    match state
+        .engine
+        .submit(kind, &message.data, Submission::from(trigger))
+        .await
+    {
+        Ok(started) => {
+            let (job_id, backup_id) = match &started {
+                Started::Job(job) => (json!(job.record.job_id), json!(job.record.backup_id)),
+                Started::DryRun(_) => (Value::Null, Value::Null),
+            };
             let record = json!({
                 "messageId": message.message_id,
                 "subscription": message.subscription,
                 "receivedAt": claim["receivedAt"],
-                "jobId": job.0,
-                "backupId": job.1,
+                "jobId": job_id,
+                "backupId": backup_id,
             });
             if let Err(e) = store.put_key(&key, &record).await {
                 tracing::warn!(message_id = %message.message_id, error = %e, "recording the job of a Pub/Sub message failed");
             }
-            Ok(response)
+            super::jobs::answer(&state.engine, started, wait).await
         }
         Err(e) => {
             // Nothing started: a redelivery may try again (a 429 or an outage passes).
             store.remove_key(&key).await;
-            Err(e)
+            Err(e.into())
         }
     }
-}
-
-/// The job id and backup id a submit answered with.
-fn job_of(response: &Response) -> (Value, Value) {
-    response
-        .extensions()
-        .get::<SubmittedJob>()
-        .map_or((Value::Null, Value::Null), |j| {
-            (json!(j.job_id), json!(j.backup_id))
-        })
 }

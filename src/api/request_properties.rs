@@ -49,7 +49,7 @@ fn accept_request(kind: Kind, body: &[u8]) -> Result<(), Error> {
         Kind::Backup => {
             let request = parse_backup_request(body)
                 .map_err(|f| Error::invalid("not a backup request", vec![f]))?;
-            let (spec, _) = validate_backup_request(request, Utc::now())?;
+            let spec = validate_backup_request(request, Utc::now())?.spec;
             (spec.storage, spec.storage_field)
         }
         Kind::Restore => {

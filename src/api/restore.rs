@@ -2,23 +2,13 @@
 //! Validated and planned while the caller waits (400/404/409 before any data moves), then run as
 //! a job: 202 with the job, or the report when the caller asked to wait.
 
-use std::collections::BTreeMap;
-
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use axum::response::Response;
 
 use super::error::{ApiError, RawBody};
-use super::jobs::{WaitQuery, accepted};
+use super::jobs::WaitQuery;
 use super::{AppState, start_job};
-use crate::catalog::lease::LeaseTiming;
-use crate::domain::parse_restore_request;
-use crate::error::Error;
-use crate::jobs::{JobKind, NewJob};
-use crate::recovery::ActiveRestore;
-use crate::restore::{RestoreContext, plan_restore, run_restore};
-use crate::storage::Access;
+use crate::jobs::JobKind;
 
 #[utoipa::path(
     post,
@@ -53,67 +43,4 @@ pub(crate) async fn start_restore(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     start_job(&state, JobKind::Restore, &body, query.wait(false)?).await
-}
-
-/// Validates, plans and starts the restore in `body`.
-pub(crate) async fn submit_restore(
-    state: &AppState,
-    body: &[u8],
-    wait: bool,
-    trigger: BTreeMap<String, String>,
-) -> Result<Response, ApiError> {
-    let request = parse_restore_request(body)
-        .map_err(|f| Error::invalid("the request body is not a valid restore request", vec![f]))?;
-    let spec = request
-        .validate()
-        .map_err(|problems| Error::invalid("the restore request is invalid", problems))?;
-    // Refused or missing storage before anything else; no network call yet.
-    let store = super::open_store(state, &spec.storage, &spec.storage_field, Access::Read)?;
-    // Shed load before planning reads BigQuery (a dry run starts no job).
-    let slot = (!spec.dry_run)
-        .then(|| state.jobs.reserve_slot())
-        .transpose()?;
-    let plan = plan_restore(
-        &state.bigquery,
-        &store,
-        &spec,
-        state.settings.max_parallel_tables,
-    )
-    .await
-    .map_err(|e| store.attribute(e))?;
-    let Some(slot) = slot else {
-        return Ok(Json(json!({ "dryRun": true, "plan": plan })).into_response());
-    };
-    let job = NewJob {
-        kind: JobKind::Restore,
-        backup_id: Some(plan.backup_id.to_string()),
-        storage_uri: store.uri().to_string(),
-        tables: plan.tables.iter().map(|t| t.target.to_string()).collect(),
-        request: serde_json::from_slice(body).unwrap_or(Value::Null),
-        trigger,
-        exclusive_key: None,
-    };
-    let bigquery = state.bigquery.clone();
-    let lease = LeaseTiming::new(state.settings.jobs.heartbeat);
-    let job_store = state.jobs.store().clone();
-    let record = state
-        .jobs
-        .submit(slot, job, move |run| async move {
-            // Written before anything is created: if this process dies, another instance
-            // removes what the restore created and never filled (`recovery`).
-            let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;
-            let ctx = RestoreContext {
-                bigquery,
-                store: store.clone(),
-                cancel: run.cancel,
-                progress: Some(run.progress),
-                lease,
-            };
-            let report = run_restore(&plan, &ctx).await;
-            marker.end().await;
-            let report = report.map_err(|e| store.attribute(e))?;
-            serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
-        })
-        .await?;
-    accepted(&state.jobs, record, wait || spec.wait).await
 }

@@ -1,24 +1,17 @@
 //! `GET /api/v1/schedules`: the schedules of `BQB_SCHEDULE_FILE`, their next runs, the newest
 //! tick claimed by any instance (from the state store) and the last failed tick on this one.
-//! Also how a schedule's tick starts its job: through the same code as `POST /api/v1/backup`
-//! and `/restore`.
-
-use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::error::{ApiError, code_and_status};
-use super::jobs::SubmittedJob;
-use super::{AppState, submit_job};
 use crate::error::Error;
-use crate::jobs::JobKind;
-use crate::schedule::{Claim, Claims, Schedule, ScheduleKind, Submit, Submitted};
+use crate::schedule::{Claim, Claims, Schedule};
 
 /// Next runs shown per schedule.
 const NEXT_RUNS: usize = 3;
@@ -37,7 +30,7 @@ const READ_CONCURRENCY: usize = 8;
 )]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = Utc::now();
-    let claims = Claims::new(state.jobs.store().store().clone());
+    let claims = Claims::new(state.engine.jobs().store().store().clone());
     let schedules = state.schedules.list();
     let names: Vec<String> = schedules.iter().map(|s| s.name.clone()).collect();
     let newest: Vec<Result<Option<Claim>, Error>> = futures::stream::iter(names)
@@ -124,46 +117,4 @@ fn instant(t: DateTime<Utc>, tz: Tz) -> Value {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// Starts a schedule's job as `POST /api/v1/backup` or `/restore` would, without waiting.
-pub(crate) struct ApiSubmitter {
-    state: AppState,
-}
-
-impl ApiSubmitter {
-    pub(crate) fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-impl Submit for ApiSubmitter {
-    fn submit(
-        &self,
-        schedule: &Schedule,
-        trigger: BTreeMap<String, String>,
-    ) -> BoxFuture<'static, Result<Submitted, Error>> {
-        let state = self.state.clone();
-        let body = schedule.request.clone();
-        let kind = schedule.kind;
-        Box::pin(async move {
-            let kind = match kind {
-                ScheduleKind::Backup => JobKind::Backup,
-                ScheduleKind::Restore => JobKind::Restore,
-            };
-            let answer = submit_job(&state, kind, &body, false, trigger)
-                .await
-                .map_err(|ApiError(e)| e)?;
-            // The schedule file rejects `dryRun` and `wait`, so the answer is always the 202 of
-            // an accepted job.
-            let job = answer
-                .extensions()
-                .get::<SubmittedJob>()
-                .ok_or_else(|| Error::internal("the job's answer names no job"))?;
-            Ok(Submitted {
-                job_id: job.job_id.clone(),
-                backup_id: job.backup_id.clone(),
-            })
-        })
-    }
 }

@@ -17,6 +17,9 @@ mod writer;
 
 pub use dependents::Dependent;
 pub use estimate::OutputEstimate;
-pub use plan::{BackupPlan, PlanTotals, PlannedDataset, PlannedRoutine, PlannedTable, plan_backup};
+pub use plan::{
+    BackupPlan, BackupPreview, PlanTotals, PlannedDataset, PlannedRoutine, PlannedTable,
+    plan_backup,
+};
 pub use run::{BackupContext, BackupReport, TableReport, ensure_can_start, run_backup};
-pub use validate::validate_backup_request;
+pub use validate::{BackupOrder, validate_backup_request};

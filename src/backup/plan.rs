@@ -9,12 +9,12 @@ use serde::Serialize;
 
 use super::dependents::{self, Dependent, ObjectKind};
 use super::estimate::OutputEstimate;
+use super::validate::BackupOrder;
 use super::view_sql::{ViewSqlByTable, fill_missing_view_sql};
 use crate::bigquery::model::{Table, TableFieldSchema};
 use crate::bigquery::{BigQuery, TableKind};
 use crate::domain::{
-    BackupId, BackupSpec, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector,
-    sql_paths,
+    BackupId, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector, sql_paths,
 };
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
@@ -22,24 +22,15 @@ use crate::formats::{Compression, EncodeOptions, Format};
 /// Metadata calls made at once while planning.
 const PLAN_CONCURRENCY: usize = 8;
 
-/// What a backup will do. Serialised as the dry-run answer: the tables with their rows, bytes
-/// and estimated output, the views and routines recorded as definitions, what
-/// `includeDependents` added and why, totals and warnings.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What a backup will do: the run's input. A dry run answers with its [`BackupPlan::preview`].
+#[derive(Debug, Clone)]
 pub struct BackupPlan {
     pub backup_id: BackupId,
     pub snapshot_time: DateTime<Utc>,
-    pub storage_uri: String,
-    #[serde(skip)]
     pub storage: StorageUri,
     /// Where the request gave the storage URI (see `BackupSpec::storage_field`).
-    #[serde(skip)]
     pub storage_field: String,
-    #[serde(skip)]
     pub encode: EncodeOptions,
-    pub format: Format,
-    pub compression: Compression,
     pub file_size_bytes: u64,
     pub max_parallel_tables: usize,
     pub overwrite: bool,
@@ -47,26 +38,83 @@ pub struct BackupPlan {
     pub labels: BTreeMap<String, String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub include_dependents: bool,
+    /// Backups of the same selection may run at once (`allowConcurrent`).
+    pub allow_concurrent: bool,
     pub datasets: Vec<PlannedDataset>,
     /// Tables whose data is exported.
     pub tables: Vec<PlannedTable>,
     /// Views, materialized views (and external tables): recorded as definitions, not exported.
     /// Ordered so that a view comes after the views it reads (restore creates them in order).
-    #[serde(rename = "views")]
     pub definitions: Vec<PlannedTable>,
     /// Routines of the selected datasets (and dependents): recorded as definitions.
     pub routines: Vec<PlannedRoutine>,
-    /// What `includeDependents` added (it is also in `tables`, `views` or `routines`), and why.
+    /// What `includeDependents` added (it is also in `tables`, `definitions` or `routines`),
+    /// and why.
     pub dependents: Vec<Dependent>,
     pub totals: PlanTotals,
-    /// BigQuery's row count of the tables (= `totals.rows`).
-    pub estimated_rows: u64,
-    /// BigQuery's logical bytes of the tables (= `totals.bytes`).
-    pub estimated_bytes: u64,
     pub warnings: Vec<FieldError>,
     /// The request as received (for the manifest).
-    #[serde(skip)]
     pub request: serde_json::Value,
+}
+
+/// The dry-run answer, derived from the plan: the tables with their rows, bytes and estimated
+/// output, the views and routines recorded as definitions, what `includeDependents` added and
+/// why, totals and warnings.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPreview<'a> {
+    backup_id: &'a BackupId,
+    snapshot_time: DateTime<Utc>,
+    storage_uri: &'a StorageUri,
+    format: Format,
+    compression: Compression,
+    file_size_bytes: u64,
+    max_parallel_tables: usize,
+    overwrite: bool,
+    reason: Option<&'a str>,
+    labels: &'a BTreeMap<String, String>,
+    expires_at: Option<DateTime<Utc>>,
+    include_dependents: bool,
+    datasets: &'a [PlannedDataset],
+    tables: &'a [PlannedTable],
+    views: &'a [PlannedTable],
+    routines: &'a [PlannedRoutine],
+    dependents: &'a [Dependent],
+    totals: &'a PlanTotals,
+    /// BigQuery's row count of the tables (= `totals.rows`; the Java service's name).
+    estimated_rows: u64,
+    /// BigQuery's logical bytes of the tables (= `totals.bytes`).
+    estimated_bytes: u64,
+    warnings: &'a [FieldError],
+}
+
+impl BackupPlan {
+    /// What a dry run answers.
+    pub fn preview(&self) -> BackupPreview<'_> {
+        BackupPreview {
+            backup_id: &self.backup_id,
+            snapshot_time: self.snapshot_time,
+            storage_uri: &self.storage,
+            format: self.encode.format,
+            compression: self.encode.compression,
+            file_size_bytes: self.file_size_bytes,
+            max_parallel_tables: self.max_parallel_tables,
+            overwrite: self.overwrite,
+            reason: self.reason.as_deref(),
+            labels: &self.labels,
+            expires_at: self.expires_at,
+            include_dependents: self.include_dependents,
+            datasets: &self.datasets,
+            tables: &self.tables,
+            views: &self.definitions,
+            routines: &self.routines,
+            dependents: &self.dependents,
+            totals: &self.totals,
+            estimated_rows: self.totals.rows,
+            estimated_bytes: self.totals.bytes,
+            warnings: &self.warnings,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,12 +171,15 @@ pub struct PlanTotals {
 /// dataset or table that does not exist at once (404).
 pub async fn plan_backup(
     bigquery: &BigQuery,
-    spec: BackupSpec,
-    encode: EncodeOptions,
-    request: serde_json::Value,
+    order: BackupOrder,
     now: DateTime<Utc>,
     default_parallel_tables: usize,
 ) -> Result<BackupPlan, Error> {
+    let BackupOrder {
+        spec,
+        encode,
+        request,
+    } = order;
     let snapshot_time = spec.snapshot_time().unwrap_or(now);
     if let Some(problem) = spec.snapshot_window_error(now) {
         return Err(Error::invalid(
@@ -329,11 +380,8 @@ pub async fn plan_backup(
     Ok(BackupPlan {
         backup_id: BackupId::from_snapshot(snapshot_time),
         snapshot_time,
-        storage_uri: spec.storage.to_string(),
         storage: spec.storage.clone(),
         storage_field: spec.storage_field.clone(),
-        format: encode.format,
-        compression: encode.compression,
         encode,
         file_size_bytes: spec.file_size_bytes,
         max_parallel_tables: crate::exec::parallel_tables(
@@ -347,8 +395,7 @@ pub async fn plan_backup(
             .ttl_days
             .map(|d| now + chrono::Duration::days(i64::from(d))),
         include_dependents: spec.include_dependents,
-        estimated_rows: totals.rows,
-        estimated_bytes: totals.bytes,
+        allow_concurrent: spec.allow_concurrent,
         totals,
         datasets,
         tables,

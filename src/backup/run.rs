@@ -122,10 +122,10 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         backup_id: plan.backup_id.to_string(),
         status: "SUCCEEDED",
         snapshot_time: plan.snapshot_time,
-        storage_uri: plan.storage_uri.clone(),
-        format: plan.format.as_str().to_string(),
-        compression: plan.compression.as_str().to_string(),
-        manifest: format!("{}/{}", plan.storage_uri, layout::manifest(&plan.backup_id)),
+        storage_uri: plan.storage.to_string(),
+        format: plan.encode.format.as_str().to_string(),
+        compression: plan.encode.compression.as_str().to_string(),
+        manifest: format!("{}/{}", plan.storage, layout::manifest(&plan.backup_id)),
         tables,
         views: plan
             .definitions
@@ -190,7 +190,7 @@ fn being_written(plan: &BackupPlan, holder: &LeaseRecord) -> Error {
     Error::conflict(format!(
         "backup {} in {} is being written by another backup right now (its claim was refreshed at {}); retry later",
         plan.backup_id,
-        plan.storage_uri,
+        plan.storage,
         holder.heartbeat_at.to_rfc3339()
     ))
 }
@@ -202,7 +202,7 @@ async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Er
     {
         return Err(Error::conflict(format!(
             "backup {} already exists in {}: a complete backup is never overwritten",
-            plan.backup_id, plan.storage_uri
+            plan.backup_id, plan.storage
         )));
     }
     Ok(())
@@ -368,8 +368,8 @@ async fn commit(
         tool: format!("bq-backup {}", env!("CARGO_PKG_VERSION")),
         request: plan.request.clone(),
         format: FormatEntry {
-            format: plan.format.as_str().into(),
-            compression: plan.compression.as_str().into(),
+            format: plan.encode.format.as_str().into(),
+            compression: plan.encode.compression.as_str().into(),
             csv_header: plan.encode.csv_header,
             csv_delimiter: char::from(plan.encode.csv_delimiter).to_string(),
         },

@@ -3,15 +3,41 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{BackupRequest, BackupSpec, ExportOptions};
+use crate::domain::{BackupRequest, BackupSpec, ExportOptions, parse_backup_request};
 use crate::error::{Error, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format, disallowed_compression};
+
+/// A backup request that passed validation: what to back up, how to encode it, and the request
+/// itself (recorded in the manifest).
+#[derive(Debug, Clone)]
+pub struct BackupOrder {
+    pub spec: BackupSpec,
+    pub encode: EncodeOptions,
+    /// The request as received: the body itself when it came as JSON
+    /// ([`BackupOrder::from_json`]), else the parsed request.
+    pub request: serde_json::Value,
+}
+
+impl BackupOrder {
+    /// Parses and validates a request body, whoever delivered it (HTTP, a Pub/Sub message, a
+    /// schedule, the CLI's request file). The error (400) lists every problem by JSON path.
+    pub fn from_json(body: &[u8], now: DateTime<Utc>) -> Result<Self, Error> {
+        let request = parse_backup_request(body).map_err(|f| {
+            Error::invalid("the request body is not a valid backup request", vec![f])
+        })?;
+        let mut order = validate_backup_request(request, now)?;
+        // It parsed as a request, so it is JSON.
+        order.request = serde_json::from_slice(body).unwrap_or(order.request);
+        Ok(order)
+    }
+}
 
 /// Validates a parsed backup request. The error (400) lists every problem by JSON path.
 pub fn validate_backup_request(
     request: BackupRequest,
     now: DateTime<Utc>,
-) -> Result<(BackupSpec, EncodeOptions), Error> {
+) -> Result<BackupOrder, Error> {
+    let received = serde_json::to_value(&request).unwrap_or(serde_json::Value::Null);
     let (export, base) = export_options(&request);
     let fallback = FormatChoice {
         format: export
@@ -37,7 +63,11 @@ pub fn validate_backup_request(
                 .map_err(|p| Error::invalid("the backup request is invalid", p))?;
             encode.csv_header = spec.csv_header;
             encode.csv_delimiter = spec.field_delimiter;
-            Ok((spec, encode))
+            Ok(BackupOrder {
+                spec,
+                encode,
+                request: received,
+            })
         }
         Err(mut problems) => {
             if let Err(more) = fallback.check() {
@@ -112,17 +142,13 @@ impl FormatChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::parse_backup_request;
 
     fn now() -> DateTime<Utc> {
         "2026-11-21T08:00:00Z".parse().unwrap()
     }
 
     fn check(body: serde_json::Value) -> Result<(BackupSpec, EncodeOptions), Error> {
-        validate_backup_request(
-            parse_backup_request(body.to_string().as_bytes()).unwrap(),
-            now(),
-        )
+        BackupOrder::from_json(body.to_string().as_bytes(), now()).map(|o| (o.spec, o.encode))
     }
 
     #[test]

@@ -743,7 +743,7 @@ mod tests {
             retention: Duration::from_secs(30 * 86_400),
         };
         let store = JobStore::open(&StorageConfig::default(), &settings.state_uri).unwrap();
-        let metrics = Metrics::new(|_| "SOME_CODE");
+        let metrics = Metrics::new();
         let jobs = Jobs::new(store, settings, CancellationToken::new(), metrics.clone());
         let release = CancellationToken::new();
         let gate = release.clone();
@@ -786,7 +786,7 @@ mod tests {
             r#"bqbackup_jobs_ended_total{kind="BACKUP",state="FAILED"} 1"#,
             r#"bqbackup_job_rows_total{kind="BACKUP"} 7"#,
             r#"bqbackup_job_bytes_total{kind="BACKUP"} 70"#,
-            r#"bqbackup_errors_total{source="job",code="SOME_CODE"} 1"#,
+            r#"bqbackup_errors_total{source="job",code="RESOURCE_NOT_FOUND"} 1"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -806,12 +806,7 @@ mod tests {
             retention: Duration::from_secs(30 * 86_400),
         };
         let store = JobStore::open(&StorageConfig::default(), &settings.state_uri).unwrap();
-        Jobs::new(
-            store,
-            settings,
-            CancellationToken::new(),
-            Metrics::new(|_| "SOME_CODE"),
-        )
+        Jobs::new(store, settings, CancellationToken::new(), Metrics::new())
     }
 
     #[tokio::test]

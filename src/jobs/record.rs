@@ -177,6 +177,25 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// What an ended job came to: its result (with `jobId` added) or its error.
+    pub fn outcome(&self) -> Result<Value, Error> {
+        match (self.state, &self.result, &self.error) {
+            (JobState::Succeeded, Some(result), _) => {
+                let mut body = result.clone();
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("jobId".into(), Value::String(self.job_id.to_string()));
+                }
+                Ok(body)
+            }
+            (_, _, Some(error)) => Err(Error::from(error)),
+            (state, _, None) => Err(Error::internal(format!(
+                "job {} ended {} without a result",
+                self.job_id,
+                state.as_str()
+            ))),
+        }
+    }
+
     /// Whether the instance running this job has stopped saving it: a PENDING or RUNNING record
     /// not refreshed for [`STALE_HEARTBEATS`] heartbeats.
     pub fn is_stale(&self, now: DateTime<Utc>) -> bool {

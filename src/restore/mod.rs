@@ -8,12 +8,14 @@
 //! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
 
 mod legacy;
+mod order;
 mod plan;
 mod resources;
 mod run;
 mod sql_rewrite;
 mod table;
 
-pub use plan::{RestorePlan, RestoreTable, plan_restore};
+pub use order::RestoreOrder;
+pub use plan::{RestorePlan, RestorePreview, RestoreTable, plan_restore};
 pub use run::{RestoreContext, RestoreReport, TableRestoreReport, run_restore};
 pub use table::LoadMethod;

@@ -16,30 +16,66 @@ use crate::domain::{
 use crate::error::{Error, FieldError};
 use crate::storage::Store;
 
-/// What a restore will do. Serialised as the dry-run answer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What a restore will do: the run's input. A dry run answers with its
+/// [`RestorePlan::preview`].
+#[derive(Debug, Clone)]
 pub struct RestorePlan {
     pub backup_id: BackupId,
     pub storage_uri: String,
     pub source_project: String,
     pub target_project: String,
-    pub write_disposition: &'static str,
+    pub disposition: WriteDisposition,
     pub location: Option<String>,
     pub datasets: Vec<RestoreDataset>,
     pub tables: Vec<RestoreTable>,
     pub views: Vec<RestoreTable>,
     pub max_parallel_tables: usize,
+    pub warnings: Vec<FieldError>,
+    /// The backup's manifest (for a backup in the Java service's layout, the one restore
+    /// synthesizes: see [`Manifest::legacy`]).
+    pub manifest: Arc<Manifest>,
+}
+
+/// The dry-run answer, derived from the plan.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePreview<'a> {
+    backup_id: &'a BackupId,
+    storage_uri: &'a str,
+    source_project: &'a str,
+    target_project: &'a str,
+    write_disposition: WriteDisposition,
+    location: Option<&'a str>,
+    datasets: &'a [RestoreDataset],
+    tables: &'a [RestoreTable],
+    views: &'a [RestoreTable],
+    max_parallel_tables: usize,
     /// The backup is in the Java service's layout (no manifest): schemas come from the files or
     /// the request, and files are decoded but cannot be checked against checksums or row counts
     /// (`rows` of its tables are unknown and shown as 0).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub legacy: bool,
-    pub warnings: Vec<FieldError>,
-    #[serde(skip)]
-    pub manifest: Arc<Manifest>,
-    #[serde(skip)]
-    pub disposition: WriteDisposition,
+    legacy: bool,
+    warnings: &'a [FieldError],
+}
+
+impl RestorePlan {
+    /// What a dry run answers.
+    pub fn preview(&self) -> RestorePreview<'_> {
+        RestorePreview {
+            backup_id: &self.backup_id,
+            storage_uri: &self.storage_uri,
+            source_project: &self.source_project,
+            target_project: &self.target_project,
+            write_disposition: self.disposition,
+            location: self.location.as_deref(),
+            datasets: &self.datasets,
+            tables: &self.tables,
+            views: &self.views,
+            max_parallel_tables: self.max_parallel_tables,
+            legacy: self.manifest.legacy,
+            warnings: &self.warnings,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,7 +223,7 @@ pub async fn plan_restore(
         storage_uri: store.uri().to_string(),
         source_project,
         target_project: spec.target_project.clone(),
-        write_disposition: spec.write_disposition.as_str(),
+        disposition: spec.write_disposition,
         location: spec.location.clone(),
         datasets,
         tables,
@@ -196,10 +232,8 @@ pub async fn plan_restore(
             spec.max_parallel_tables,
             default_parallel_tables,
         ),
-        legacy: manifest.legacy,
         warnings: spec.warnings.clone(),
         manifest: Arc::new(manifest),
-        disposition: spec.write_disposition,
     })
 }
 

@@ -98,7 +98,7 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
 }
 
 async fn still_the_planned_backup(plan: &RestorePlan, ctx: &RestoreContext) -> Result<(), Error> {
-    if plan.legacy {
+    if plan.manifest.legacy {
         return Ok(());
     }
     if crate::catalog::prune::delete_in_progress(ctx.store.object_store(), &plan.backup_id).await? {

@@ -32,8 +32,8 @@ use crate::error::{Error, ErrorKind};
 /// The longest the scheduler sleeps between looks at the clock.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Starts a schedule's job. Implemented by the API layer with the same code path as
-/// `POST /api/v1/backup` and `/restore`.
+/// Starts a schedule's job. Implemented by the engine, which starts it as `POST /api/v1/backup`
+/// and `/restore` do.
 pub trait Submit: Send + Sync + 'static {
     fn submit(
         &self,

@@ -663,9 +663,9 @@ async fn a_failed_backup_leaves_no_manifest_and_no_files() {
     body["bigQuery"]["tablesToBackup"][0]["tables"] =
         json!(["customers", "orders", "events_2024", "events_2025"]);
     body["maxParallelTables"] = json!(1);
-    let req = bq_backup::domain::parse_backup_request(body.to_string().as_bytes()).unwrap();
-    let (spec, encode) = bq_backup::backup::validate_backup_request(req, now).unwrap();
-    let plan = bq_backup::backup::plan_backup(&bq, spec, encode, body.clone(), now, 4)
+    let order =
+        bq_backup::backup::BackupOrder::from_json(body.to_string().as_bytes(), now).unwrap();
+    let plan = bq_backup::backup::plan_backup(&bq, order, now, 4)
         .await
         .unwrap();
     // A table that disappears after planning makes the backup fail after others were written.

@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BigQueryFixtures, PROJECT, TestServices, unique_dataset};
+use crate::faults::proxy::Proxies;
+use crate::faults::source_dataset;
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestServices, spawn_app_with, unique_dataset, unique_root,
+};
 
 /// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
 /// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
@@ -16,7 +20,16 @@ fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
         .args(args)
         .env_clear()
         .envs(TestServices::get().env_with(extra));
-    for inherited in ["PATH", "HOME", "TMPDIR"] {
+    // The S3 credentials and region the harness exports (without them object_store would look
+    // for credentials elsewhere).
+    for inherited in [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
         if let Some(value) = std::env::var_os(inherited) {
             command.env(inherited, value);
         }
@@ -405,4 +418,86 @@ fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
     let expired = bq_backup(&["prune", "--uri", uri.as_str(), "--expired-only"], &[]);
     assert!(expired.status.success(), "{}", text(&expired.stderr));
     assert_eq!(stdout_json(&expired)["deleted"], json!([]));
+}
+
+/// `bq-backup backup` runs through the service's engine: a backup of a selection that a server
+/// sharing its state store (`BQB_STATE_URI`) is backing up is refused, naming the running job,
+/// and the CLI's own job is recorded where that server reports it.
+#[tokio::test]
+async fn the_cli_honours_the_selection_lock_of_a_running_backup_and_records_its_job() {
+    let proxies = Proxies::lock().await;
+    let dataset = source_dataset("clilock").await;
+    let root = unique_root("s3");
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    let extra = [
+        ("BQB_S3_ENDPOINT", proxies.s3.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+        ("BQB_READ_STREAMS_PER_TABLE", "1"),
+    ];
+    // Every upload waits a second: the server's backup is still running when the CLI starts.
+    proxies
+        .configure(
+            &proxies.s3,
+            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
+        )
+        .await;
+    let app = spawn_app_with(TestServices::get().settings_with(&extra)).await;
+    let body = json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+    });
+    let (status, accepted) = app.post_json("/api/v1/backup", &body).await;
+    assert_eq!(status, 202, "{accepted}");
+    let running = accepted["jobId"].as_str().expect("jobId").to_string();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("request.json");
+    std::fs::write(&file, body.to_string()).expect("request file written");
+    let refused = backup_in_background(&file, &extra).await;
+    assert!(
+        !refused.status.success(),
+        "the CLI backed up a selection being backed up: {}",
+        text(&refused.stdout)
+    );
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("already running") && stderr.contains(&running),
+        "the refusal names the running job {running}: {stderr}"
+    );
+
+    proxies.configure(&proxies.s3, json!({})).await;
+    let first = app.wait_for_job(&running).await;
+    assert_eq!(first["state"], "SUCCEEDED", "{first}");
+
+    // Once it ended, the CLI backs up the same selection, and the server reports the CLI's job.
+    let ran = backup_in_background(&file, &extra).await;
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    let result = stdout_json(&ran);
+    let job_id = result["jobId"].as_str().expect("the result names its job");
+    assert_ne!(result["backupId"], first["backupId"], "{result}");
+    let (status, job) = app.get_json(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    assert_eq!(job["trigger"]["source"], "cli", "{job}");
+    assert_eq!(job["backupId"], result["backupId"], "{job}");
+}
+
+/// `bq-backup backup --request FILE` on a blocking thread, so that a server in this test's
+/// runtime keeps serving (and heartbeating) meanwhile.
+async fn backup_in_background(file: &Path, extra: &[(&str, &str)]) -> Output {
+    let file = file.display().to_string();
+    let extra: Vec<(String, String)> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let extra: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        bq_backup(&["backup", "--request", &file], &extra)
+    })
+    .await
+    .expect("the CLI ran")
 }

@@ -171,9 +171,9 @@ fn dockerfile_instruction(keyword: &str) -> Vec<String> {
 fn parse_and_validate_backup_request(body: &str, what: &str) -> bq_backup::domain::BackupSpec {
     let request = bq_backup::domain::parse_backup_request(body.as_bytes())
         .unwrap_or_else(|e| panic!("{what}: {}: {}", e.field, e.message));
-    let (spec, _) = bq_backup::backup::validate_backup_request(request, chrono::Utc::now())
-        .unwrap_or_else(|e| panic!("{what}: {e:?}"));
-    spec
+    bq_backup::backup::validate_backup_request(request, chrono::Utc::now())
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+        .spec
 }
 
 #[test]

@@ -132,7 +132,7 @@ fn check_backup(
     now: DateTime<Utc>,
 ) -> Result<(BackupSpec, Format, Compression), String> {
     let request = parse_backup_request(body).map_err(|e| format!("{}: {}", e.field, e.message))?;
-    let (spec, encode) = validate_backup_request(request, now).map_err(|e| {
+    let order = validate_backup_request(request, now).map_err(|e| {
         let details: Vec<String> = e
             .details()
             .iter()
@@ -140,7 +140,7 @@ fn check_backup(
             .collect();
         format!("{e} {details:?}")
     })?;
-    Ok((spec, encode.format, encode.compression))
+    Ok((order.spec, order.encode.format, order.encode.compression))
 }
 
 fn check_restore(body: &[u8]) -> Result<RestoreSpec, String> {

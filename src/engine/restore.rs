@@ -1,0 +1,75 @@
+//! A restore: planned while the caller waits (400/404/409 before any data moves), then run as a
+//! job whose marker lets any instance clean up after it if its process dies (`recovery`).
+
+use super::{Accepted, Engine, Started, Submission};
+use crate::catalog::lease::LeaseTiming;
+use crate::error::Error;
+use crate::jobs::{JobKind, NewJob};
+use crate::recovery::ActiveRestore;
+use crate::restore::{RestoreContext, RestoreOrder, RestorePlan, plan_restore, run_restore};
+use crate::storage::Access;
+
+impl Engine {
+    /// Plans the restore `order` asks for and, unless it is a dry run, accepts it as a job.
+    pub async fn restore(
+        &self,
+        order: RestoreOrder,
+        submission: Submission,
+    ) -> Result<Started<RestorePlan>, Error> {
+        let RestoreOrder { spec, request } = order;
+        // Refused or missing storage before anything else; no network call yet.
+        let store = self.repository(&spec.storage, &spec.storage_field, Access::Read)?;
+        // Shed load before planning reads BigQuery (a dry run starts no job).
+        let slot = (!spec.dry_run)
+            .then(|| self.inner.jobs.reserve_slot())
+            .transpose()?;
+        let plan = plan_restore(
+            &self.inner.bigquery,
+            &store,
+            &spec,
+            self.inner.settings.max_parallel_tables,
+        )
+        .await
+        .map_err(|e| store.attribute(e))?;
+        let Some(slot) = slot else {
+            return Ok(Started::DryRun(plan));
+        };
+        let job = NewJob {
+            kind: JobKind::Restore,
+            backup_id: Some(plan.backup_id.to_string()),
+            storage_uri: store.uri().to_string(),
+            tables: plan.tables.iter().map(|t| t.target.to_string()).collect(),
+            request,
+            trigger: submission.trigger,
+            exclusive_key: None,
+        };
+        let bigquery = self.inner.bigquery.clone();
+        let lease = LeaseTiming::new(self.inner.settings.jobs.heartbeat);
+        let job_store = self.inner.jobs.store().clone();
+        let observer = submission.observer;
+        let record = self
+            .inner
+            .jobs
+            .submit(slot, job, move |run| async move {
+                // Written before anything is created: if this process dies, another instance
+                // removes what the restore created and never filled (`recovery`).
+                let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;
+                let ctx = RestoreContext {
+                    bigquery,
+                    store: store.clone(),
+                    cancel: run.cancel,
+                    progress: Some(Engine::progress(run.progress, observer)),
+                    lease,
+                };
+                let report = run_restore(&plan, &ctx).await;
+                marker.end().await;
+                let report = report.map_err(|e| store.attribute(e))?;
+                serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
+            })
+            .await?;
+        Ok(Started::Job(Box::new(Accepted {
+            record,
+            wait: spec.wait,
+        })))
+    }
+}
