@@ -15,6 +15,7 @@ mod confinement;
 mod crash;
 mod dependents;
 mod deploy;
+mod docs;
 mod errors;
 mod examples;
 mod faults;
