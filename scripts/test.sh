@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README, CI): installs what is missing (pinned), starts the real test services on
-# 127.0.0.1, checks formatting and lints, runs every test (unit + integration), and stops the
-# services by PID whatever happens. Exits non-zero on any failure or if a service did not start.
+# The test command (README quick start, docs/testing.md, CI): installs what is missing (pinned),
+# starts the real test services on 127.0.0.1, checks formatting and lints, runs every test (unit +
+# integration), and stops the services by PID whatever happens. Exits non-zero on any failure or if a service did not start.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -- storage      extra arguments go to `cargo test` (here: a name filter)

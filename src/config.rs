@@ -2,7 +2,7 @@
 //! whole (every problem is reported, each naming its setting), then handed out as typed values.
 //!
 //! Every setting is declared once in [`SETTINGS`]; that table drives parsing, the "unknown setting"
-//! check, `bq-backup config` and the README's configuration table. Depends on nothing but `error`.
+//! check, `bq-backup config` and the table in docs/configuration.md. Depends on nothing but `error`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -769,7 +769,8 @@ impl RawSettings {
     }
 }
 
-/// The configuration table as Markdown (for `bq-backup config` and the README).
+/// The configuration table as Markdown (for `bq-backup config` and docs/configuration.md, which
+/// the integration test `config` keeps equal to it).
 pub fn settings_markdown() -> String {
     let mut out = String::from("| variable | file key | default | meaning |\n|---|---|---|---|\n");
     for s in SETTINGS {

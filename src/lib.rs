@@ -27,8 +27,11 @@
 //! - [`recovery`]: after a restore whose process died, the empty tables and datasets it had
 //!   created are removed by whichever instance notices first.
 //!
-//! Dependencies point one way: api/cli → engine → backup/restore/catalog/jobs/schedule →
-//! bigquery/storage/formats → domain → error.
+//! Dependencies point one way, layer by layer: entry points (`app`, `api`, the binary) → `engine`
+//! → operations (`backup`, `restore`, `catalog`, `jobs`, `schedule`, `recovery`) → clients
+//! (`bigquery`, `storage`) → support (`formats`, `exec`, `metrics`, `telemetry`, `config`) →
+//! `domain` → `error`; only `app` uses `api`. `tests/it/architecture.rs` enforces it (README,
+//! "Architecture").
 
 pub mod app;
 pub mod backup;

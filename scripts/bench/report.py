@@ -1,4 +1,4 @@
-"""Turns the encode benchmark's JSON result lines into the Markdown table for the README.
+"""Turns the encode benchmark's JSON result lines into the Markdown table in docs/benchmarks.md.
 
 usage: report.py INPUT.json RESULTS.jsonl "LOAD AT START" "LOAD AT END"
 

@@ -31,7 +31,7 @@ def create(rest, project, dataset):
             call("POST", f"{base}/datasets/{dataset}/tables/{name}/insertAll",
                  {"rows": [{"json": r} for r in rows]})
 
-    # Every type bqemulator can store and load back (see the README: GEOGRAPHY and BIGNUMERIC are
+    # Every type bqemulator can store and load back (see docs/testing.md: GEOGRAPHY and BIGNUMERIC are
     # covered by the format unit tests instead).
     table("all_types", [
         {"name": "id", "type": "INT64", "mode": "REQUIRED", "description": "row id"},

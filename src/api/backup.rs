@@ -17,7 +17,7 @@ use crate::jobs::JobKind;
     operation_id = "startBackup",
     summary = "Start a backup",
     description = "Validates and plans the backup while the caller waits, then runs it as a job. \
-        The body is the Java service's request (unchanged) plus extensions; see the README. \
+        The body is the Java service's request (unchanged) plus extensions; see docs/backup.md. \
         It may also be a Pub/Sub push envelope carrying that request in `message.data`: one job \
         per `messageId`, a redelivery answers 200 `{\"duplicate\": true, \"jobId\": …}`.",
     params(

@@ -3,7 +3,7 @@
 //! attribute listed here fails the integration test `openapi` (it compares the router's routes
 //! with this document, and probes each documented operation against a running app).
 //!
-//! Request and response bodies are described loosely (any JSON) where the README is the
+//! Request and response bodies are described loosely (any JSON) where docs/ is the
 //! reference; the error body, which every route shares, is described exactly.
 
 use axum::Json;
@@ -14,7 +14,7 @@ use utoipa::{OpenApi, ToSchema};
     info(
         title = "bq-backup",
         description = "Back up Google BigQuery datasets to object storage and restore them. \
-            Request bodies and reports are described in the README."
+            Request bodies and reports are described in docs/ (backup.md, restore.md, http-api.md)."
     ),
     paths(
         super::health::healthz,

@@ -17,7 +17,7 @@ use crate::jobs::JobKind;
     operation_id = "startRestore",
     summary = "Start a restore",
     description = "Validates and plans the restore while the caller waits (nothing is written \
-        before the plan holds), then runs it as a job. See the README for the body. It may also be a \
+        before the plan holds), then runs it as a job. See docs/restore.md for the body. It may also be a \
         Pub/Sub push envelope carrying that request in `message.data`: one job per `messageId`.",
     params(
         ("wait" = Option<bool>, Query, description = "Answer with the final result instead of 202 (also `\"wait\": true` in the body)"),

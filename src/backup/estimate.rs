@@ -5,7 +5,7 @@
 //! format: repetitive values compress ten-fold, random ones not at all. The factors below are
 //! measured, rounded, on two kinds of data — a 20,000-row mixed table with realistic repetition
 //! (categorical strings, short free text, numbers, dates; 1.83 MB logical) backed up with every
-//! format and compression, and the 10,000,000-row random table of the encode benchmark (README,
+//! format and compression, and the 10,000,000-row random table of the encode benchmark (docs/benchmarks.md,
 //! default compressions) — and sit between the two. Expect real output within about ×0.5–×2.
 //!
 //! Pure: no I/O.

@@ -1,8 +1,10 @@
 //! One integration test binary. Every test here talks to the real servers started by
 //! `scripts/test-services.sh` (bqemulator, fake-gcs-server behind the XML shim, moto, azurite);
 //! none is mocked. Without them every test fails loudly: a skipped integration test is a failure.
+//! (`architecture`, `docs` and parts of `config` read the sources and documentation instead.)
 
 mod action;
+mod architecture;
 mod auth;
 mod backup;
 mod bigquery;
@@ -13,6 +15,7 @@ mod confinement;
 mod crash;
 mod dependents;
 mod deploy;
+mod docs;
 mod errors;
 mod examples;
 mod faults;
