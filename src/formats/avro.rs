@@ -24,7 +24,9 @@
 //! because some readers (fastavro) decode every header value as UTF-8 and refuse the whole file
 //! otherwise; raw IPC bytes, as early files hold them, are still read.
 
+use std::io::{BufReader, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
@@ -231,79 +233,300 @@ fn schema_from_ipc(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
     Ok(reader.schema())
 }
 
-/// Decodes a whole OCF file into batches of `schema`.
-pub(super) fn decode(
-    bytes: &[u8],
+/// Decodes an OCF file from `input` as it is read, a batch of `schema` at a time: memory holds
+/// one block (compressed and not) and one batch, never the file.
+pub(super) fn decode<'a>(
+    input: impl Read + 'a,
     schema: &SchemaRef,
     batch_size: usize,
-) -> Result<Vec<RecordBatch>, FormatError> {
-    // arrow-avro's reader stops quietly at a cut-off block; walking the blocks first turns a
-    // truncated file into an error instead of fewer rows.
-    let expected_rows = count_rows(bytes)?;
+) -> Result<AvroDecoder<'a>, FormatError> {
+    let announced = Arc::new(AtomicU64::new(0));
+    let framed = FramedRead {
+        inner: Box::new(input),
+        framing: Framing::default(),
+        announced: announced.clone(),
+    };
     let reader = ReaderBuilder::new()
         .with_batch_size(batch_size)
-        .build(bytes)
+        .build(BufReader::new(framed))
         .map_err(|e| corrupt(e.to_string()))?;
-    let batches = reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            conform_batch(&batch, schema, Format::Avro)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    if rows != expected_rows {
-        return Err(corrupt(format!(
-            "the blocks announce {expected_rows} rows but {rows} were read"
-        )));
-    }
-    Ok(batches)
+    Ok(AvroDecoder {
+        reader,
+        schema: schema.clone(),
+        announced,
+        rows: 0,
+        done: false,
+    })
 }
 
-/// The rows announced by the file's blocks, checking that every block is whole and ends with
-/// the file's sync marker.
-fn count_rows(bytes: &[u8]) -> Result<u64, FormatError> {
-    let header = arrow_avro::reader::read_header_info(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let sync = header.sync();
-    let mut pos = usize::try_from(header.header_len()).map_err(|e| corrupt(e.to_string()))?;
-    let mut rows: u64 = 0;
-    while pos < bytes.len() {
-        let count = read_long(bytes, &mut pos)?;
-        let size = read_long(bytes, &mut pos)?;
-        let (Ok(count), Ok(size)) = (u64::try_from(count), usize::try_from(size)) else {
-            return Err(corrupt(format!(
-                "a block at byte {pos} has a negative size"
-            )));
+/// The streaming OCF reader: an iterator of batches.
+pub(super) struct AvroDecoder<'a> {
+    reader: arrow_avro::reader::Reader<BufReader<FramedRead<'a>>>,
+    schema: SchemaRef,
+    /// Rows announced by the blocks read whole so far.
+    announced: Arc<AtomicU64>,
+    rows: u64,
+    done: bool,
+}
+
+impl Iterator for AvroDecoder<'_> {
+    type Item = Result<RecordBatch, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.next() {
+            Some(Ok(batch)) => {
+                self.rows += batch.num_rows() as u64;
+                let conformed = conform_batch(&batch, &self.schema, Format::Avro);
+                self.done = conformed.is_err();
+                Some(conformed)
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(corrupt(e.to_string())))
+            }
+            None => {
+                self.done = true;
+                let announced = self.announced.load(Ordering::Relaxed);
+                (announced != self.rows).then(|| {
+                    Err(corrupt(format!(
+                        "the blocks announce {announced} rows but {} were read",
+                        self.rows
+                    )))
+                })
+            }
+        }
+    }
+}
+
+/// The input, its bytes followed through [`Framing`] as they pass: arrow-avro's reader stops
+/// quietly at a file cut off inside a block, which this turns into an error.
+struct FramedRead<'a> {
+    inner: Box<dyn Read + 'a>,
+    framing: Framing,
+    announced: Arc<AtomicU64>,
+}
+
+impl Read for FramedRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let invalid =
+            |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+        let read = self.inner.read(buf)?;
+        if read == 0 {
+            self.framing.finish().map_err(invalid)?;
+        } else {
+            self.framing.feed(&buf[..read]).map_err(invalid)?;
+            self.announced.store(self.framing.rows, Ordering::Relaxed);
+        }
+        Ok(read)
+    }
+}
+
+/// The steps of an object container file: the magic, the metadata map (blocks of key/value
+/// entries, each string a length then its bytes), the sync marker; then data blocks (row count,
+/// byte size, data, sync marker) until the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Step {
+    #[default]
+    Magic,
+    MapCount,
+    /// The byte size that follows a negative entry count (skipped).
+    MapSize,
+    KeyLength,
+    Key,
+    ValueLength,
+    Value,
+    HeaderSync,
+    BlockCount,
+    BlockSize,
+    BlockData,
+    BlockSync,
+}
+
+/// Follows the framing of an OCF file byte by byte (bulk for strings and block data), checking
+/// every block's sync marker and adding up the rows the blocks announce.
+#[derive(Debug, Default)]
+struct Framing {
+    step: Step,
+    /// The zig-zag varint being read: value so far and its bit shift.
+    long: u64,
+    shift: u32,
+    /// Bytes of the magic or sync marker matched so far.
+    matched: usize,
+    /// Bytes of the current string or block data still to pass.
+    left: u64,
+    /// Entries left in the current metadata map block.
+    entries: u64,
+    sync: [u8; 16],
+    block_rows: u64,
+    /// Rows of the blocks that passed whole.
+    rows: u64,
+    /// Bytes seen so far, for messages.
+    offset: u64,
+}
+
+const OCF_MAGIC: &[u8; 4] = b"Obj\x01";
+
+impl Framing {
+    fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while let Some(&byte) = bytes.first() {
+            match self.step {
+                Step::Key | Step::Value | Step::BlockData => {
+                    let n = bytes
+                        .len()
+                        .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                    self.left -= n as u64;
+                    self.offset += n as u64;
+                    bytes = &bytes[n..];
+                    if self.left == 0 {
+                        self.after_bytes();
+                    }
+                    continue;
+                }
+                Step::Magic => {
+                    if byte != OCF_MAGIC[self.matched] {
+                        return Err(
+                            "the file does not start as an Avro object container file".into()
+                        );
+                    }
+                    self.matched += 1;
+                    if self.matched == OCF_MAGIC.len() {
+                        self.matched = 0;
+                        self.step = Step::MapCount;
+                    }
+                }
+                Step::HeaderSync => {
+                    self.sync[self.matched] = byte;
+                    self.matched += 1;
+                    if self.matched == self.sync.len() {
+                        self.matched = 0;
+                        self.step = Step::BlockCount;
+                    }
+                }
+                Step::BlockSync => {
+                    if byte != self.sync[self.matched] {
+                        return Err(format!(
+                            "the block ending at byte {} does not end with the file's sync marker",
+                            self.offset
+                        ));
+                    }
+                    self.matched += 1;
+                    if self.matched == self.sync.len() {
+                        self.matched = 0;
+                        self.rows = self.rows.saturating_add(self.block_rows);
+                        self.step = Step::BlockCount;
+                    }
+                }
+                Step::MapCount
+                | Step::MapSize
+                | Step::KeyLength
+                | Step::ValueLength
+                | Step::BlockCount
+                | Step::BlockSize => {
+                    if let Some(value) = self.long_byte(byte)? {
+                        self.after_long(value)?;
+                    }
+                }
+            }
+            self.offset += 1;
+            bytes = &bytes[1..];
+        }
+        Ok(())
+    }
+
+    /// Adds one byte to the varint being read; its value once complete.
+    fn long_byte(&mut self, byte: u8) -> Result<Option<i64>, String> {
+        if self.shift >= 64 {
+            return Err(format!("an overlong number at byte {}", self.offset));
+        }
+        self.long |= u64::from(byte & 0x7f) << self.shift;
+        if byte & 0x80 != 0 {
+            self.shift += 7;
+            return Ok(None);
+        }
+        let zigzag = std::mem::take(&mut self.long);
+        self.shift = 0;
+        Ok(Some((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)))
+    }
+
+    fn after_long(&mut self, value: i64) -> Result<(), String> {
+        let size = |value: i64| {
+            u64::try_from(value).map_err(|_| format!("a negative size before byte {}", self.offset))
         };
-        let end = pos
-            .checked_add(size)
-            .and_then(|end| end.checked_add(sync.len()))
-            .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| corrupt(format!("the block at byte {pos} is cut off")))?;
-        if bytes[end - sync.len()..end] != sync {
-            return Err(corrupt(format!(
-                "the block at byte {pos} does not end with the file's sync marker"
-            )));
+        match self.step {
+            Step::MapCount if value == 0 => self.step = Step::HeaderSync,
+            Step::MapCount => {
+                self.entries = value.unsigned_abs();
+                self.step = if value < 0 {
+                    Step::MapSize
+                } else {
+                    Step::KeyLength
+                };
+            }
+            Step::MapSize => self.step = Step::KeyLength,
+            Step::KeyLength => {
+                self.left = size(value)?;
+                self.step = Step::Key;
+                if self.left == 0 {
+                    self.after_bytes();
+                }
+            }
+            Step::ValueLength => {
+                self.left = size(value)?;
+                self.step = Step::Value;
+                if self.left == 0 {
+                    self.after_bytes();
+                }
+            }
+            Step::BlockCount => {
+                self.block_rows = size(value)?;
+                self.step = Step::BlockSize;
+            }
+            Step::BlockSize => {
+                self.left = size(value)?;
+                self.step = Step::BlockData;
+                if self.left == 0 {
+                    self.after_bytes();
+                }
+            }
+            _ => {}
         }
-        rows = rows.saturating_add(count);
-        pos = end;
+        Ok(())
     }
-    Ok(rows)
-}
 
-/// An Avro `long` (zig-zag varint) at `pos`, advancing `pos`.
-fn read_long(bytes: &[u8], pos: &mut usize) -> Result<i64, FormatError> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes
-            .get(*pos)
-            .ok_or_else(|| corrupt("the file ends inside a block header".to_string()))?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-        }
+    /// A string or a block's data has passed whole.
+    fn after_bytes(&mut self) {
+        self.step = match self.step {
+            Step::Key => Step::ValueLength,
+            Step::Value => {
+                self.entries -= 1;
+                if self.entries == 0 {
+                    Step::MapCount
+                } else {
+                    Step::KeyLength
+                }
+            }
+            Step::BlockData => Step::BlockSync,
+            other => other,
+        };
     }
-    Err(corrupt(format!("an overlong number at byte {pos}")))
+
+    /// The input ended: only right after a whole block (or the header) is that its end.
+    fn finish(&self) -> Result<(), String> {
+        if self.step == Step::BlockCount && self.shift == 0 && self.long == 0 {
+            return Ok(());
+        }
+        let place = match self.step {
+            Step::BlockCount | Step::BlockSize | Step::BlockData | Step::BlockSync => "a block",
+            _ => "its header",
+        };
+        Err(format!(
+            "the file is cut off inside {place} after {} bytes",
+            self.offset
+        ))
+    }
 }
 
 /// The Arrow schema written into the header, or the one the Avro schema maps to.
