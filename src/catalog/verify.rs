@@ -1,24 +1,23 @@
 //! Integrity: a backup's files against its manifest. One check per file — readable, size,
-//! SHA-256, decodes with the recorded schema, row count — shared by restore (which stops at the
-//! first problem of a table) and `verify` (which collects every finding, each naming its file).
+//! SHA-256, decodes with the recorded schema, row count — made while the file streams through
+//! ([`super::stream`]), shared by restore (which stops at the first problem of a table) and
+//! `verify` (which collects every finding, each naming its file).
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
+use super::manifest::{Manifest, TableEntry, decode_arrow_schema};
+use super::stream::read_batches;
 use crate::error::Error;
-use crate::exec::on_rayon;
-use crate::formats::{DecodeOptions, Format, decode};
+use crate::formats::{DecodeOptions, Format};
 use crate::storage::{Failure, Store, layout, object_error};
 
-/// Files of one backup verified at once.
+/// Files of one backup verified at once. Each is streamed (see [`super::stream`]): memory is a
+/// few batches per file (and one row group for PARQUET), whatever the files' sizes.
 const VERIFY_CONCURRENCY: usize = 4;
 
 /// One problem with one file (or table), in words a user can act on.
@@ -141,47 +140,6 @@ pub async fn open_file(
     })
 }
 
-/// Reads a recorded file whole (see [`open_file`]).
-pub async fn read_file(os: &Arc<dyn ObjectStore>, recorded: &str) -> Result<Bytes, FileProblem> {
-    let result = open_file(os, recorded).await?;
-    let path = result.meta.location.clone();
-    result
-        .bytes()
-        .await
-        .map_err(|e| FileProblem::Storage(object_error("reading", &path, e)))
-}
-
-/// Checks one file's bytes against its manifest entry (size, SHA-256, row count — skipped when
-/// `recorded` is false, for backups that record none) and returns its decoded batches.
-/// CPU-bound: call it on rayon.
-pub fn check_file(
-    bytes: Bytes,
-    expected: &FileEntry,
-    schema: SchemaRef,
-    options: &DecodeOptions,
-    recorded: bool,
-) -> Result<Vec<RecordBatch>, String> {
-    if recorded && bytes.len() as u64 != expected.bytes {
-        return Err(format!(
-            "has {} bytes, the manifest says {}",
-            bytes.len(),
-            expected.bytes
-        ));
-    }
-    if recorded && hex::encode(Sha256::digest(&bytes)) != expected.sha256 {
-        return Err("does not match its SHA-256 checksum in the manifest".into());
-    }
-    let batches = decode(bytes, schema, options).map_err(|e| format!("cannot be decoded: {e}"))?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    if recorded && rows != expected.rows {
-        return Err(format!(
-            "holds {rows} rows, the manifest says {}",
-            expected.rows
-        ));
-    }
-    Ok(batches)
-}
-
 /// Re-reads every file of a backup and checks it; collects every finding instead of stopping at
 /// the first. Views carry no files and are not counted.
 pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyReport, Error> {
@@ -227,18 +185,10 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
                 table.clone(),
             );
             jobs.push(async move {
-                let result = match read_file(&os, &file.path).await {
-                    Ok(bytes) => {
-                        let expected = file.clone();
-                        on_rayon(move || {
-                            check_file(bytes, &expected, schema, &options, true)
-                                .map(|b| b.iter().map(|b| b.num_rows() as u64).sum::<u64>())
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
-                    }
-                    Err(problem) => Err(problem.describe()),
-                };
+                let result = read_batches(&os, &file, schema, options, true)
+                    .count_rows()
+                    .await
+                    .map_err(|problem| problem.describe());
                 (table, file, result)
             });
         }
