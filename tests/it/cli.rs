@@ -15,6 +15,13 @@ use crate::helpers::{
 /// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
 /// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
 fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
+    bq_backup_command(args, extra)
+        .output()
+        .expect("the bq-backup binary runs")
+}
+
+/// The command [`bq_backup`] runs, for tests that start the process themselves.
+pub(crate) fn bq_backup_command(args: &[&str], extra: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
     command
         .args(args)
@@ -34,7 +41,7 @@ fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
             command.env(inherited, value);
         }
     }
-    command.output().expect("the bq-backup binary runs")
+    command
 }
 
 fn text(bytes: &[u8]) -> String {
