@@ -243,14 +243,36 @@ impl Reader {
         if let Some(e) = body.failure.take() {
             return Err(store_problem(path, e).into());
         }
-        decoded?;
-        // Bytes the decoder did not need (none, in a file this service wrote) still count.
+        // Bytes the decoder did not need (none, in a file this service wrote) still count, and
+        // after a decoding error the rest is hashed to tell a changed file from a bug.
         let drained = std::io::copy(&mut body, &mut std::io::sink());
         if let Some(e) = body.failure.take() {
             return Err(store_problem(path, e).into());
         }
         drained.map_err(|e| FileProblem::Storage(Error::internal(e.to_string())))?;
-        Ok(Tally { rows, ..body.tally })
+        let tally = Tally { rows, ..body.tally };
+        match decoded {
+            Err(stop) => Err(self.changed_or(stop, tally)),
+            Ok(()) => Ok(tally),
+        }
+    }
+
+    /// `stop` (a file that does not decode), or, when the file's checksum (the whole file
+    /// hashed in `tally`) differs from the manifest's, that: the file was changed after the
+    /// backup wrote it, which says more than where its decoder gave up.
+    fn changed_or(&self, stop: Stop, tally: Tally) -> Stop {
+        let damaged = matches!(stop, Stop::Problem(FileProblem::Damaged(_)));
+        if damaged
+            && self.check
+            && tally.bytes == self.file.bytes
+            && hex::encode(tally.hasher.finalize()) != self.file.sha256
+        {
+            return FileProblem::Damaged(
+                "does not match its SHA-256 checksum in the manifest".into(),
+            )
+            .into();
+        }
+        stop
     }
 
     fn decode_sequential(&self, body: &mut Body<'_>, rows: &mut u64) -> Result<(), Stop> {
@@ -285,6 +307,34 @@ impl Reader {
         }
         let tail_start = size - tail.len() as u64;
         let mut tally = Tally::default();
+        let decoded = self.decode_row_groups(path, &footer, &tail, tail_start, &mut tally);
+        if matches!(decoded, Err(Stop::Abandoned)) {
+            return decoded.map(|()| tally);
+        }
+        // After the last row group (or the one that did not decode): page indexes, bloom
+        // filters, then the footer already held.
+        if tally.bytes < tail_start {
+            self.hash_range(path, tally.bytes..tail_start, &mut tally)?;
+        }
+        let held = usize::try_from(tally.bytes.saturating_sub(tail_start)).unwrap_or(usize::MAX);
+        if let Some(rest) = tail.get(held..) {
+            tally.hash(rest);
+        }
+        match decoded {
+            Err(stop) => Err(self.changed_or(stop, tally)),
+            Ok(()) => Ok(tally),
+        }
+    }
+
+    /// Fetches, hashes and decodes each row group in file order.
+    fn decode_row_groups(
+        &self,
+        path: &Path,
+        footer: &ParquetFooter,
+        tail: &Bytes,
+        tail_start: u64,
+        tally: &mut Tally,
+    ) -> Result<(), Stop> {
         for group in footer.row_groups() {
             // From where hashing stopped (or the group's start, for a group that overlaps
             // bytes already hashed) to the group's end: gaps are hashed, the group kept.
@@ -304,15 +354,7 @@ impl Reader {
                 self.send(batch)?;
             }
         }
-        // After the last row group: page indexes, bloom filters, then the footer already held.
-        if tally.bytes < tail_start {
-            self.hash_range(path, tally.bytes..tail_start, &mut tally)?;
-        }
-        let held = usize::try_from(tally.bytes.saturating_sub(tail_start)).unwrap_or(usize::MAX);
-        if let Some(rest) = tail.get(held..) {
-            tally.hash(rest);
-        }
-        Ok(tally)
+        Ok(())
     }
 
     /// The footer, from the file's last bytes (more of them when the footer is longer).
