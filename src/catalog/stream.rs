@@ -339,7 +339,7 @@ impl Reader {
             // From where hashing stopped (or the group's start, for a group that overlaps
             // bytes already hashed) to the group's end: gaps are hashed, the group kept.
             let from = group.start.min(tally.bytes);
-            let bytes = self.fetch(path, from..group.end, &tail, tail_start)?;
+            let bytes = self.fetch(path, from..group.end, tail, tail_start)?;
             let new = usize::try_from(tally.bytes.saturating_sub(from)).unwrap_or(usize::MAX);
             if let Some(unhashed) = bytes.get(new..) {
                 tally.hash(unhashed);

@@ -16,9 +16,7 @@ use super::manifest::FileEntry;
 use super::stream::read_batches;
 use super::verify::FileProblem;
 use crate::formats::sample::all_types_batch;
-use crate::formats::{
-    Compression, DecodeOptions, EncodeOptions, FileEncoder, Format, ROW_GROUP_MAX_ROWS,
-};
+use crate::formats::{Compression, DecodeOptions, EncodeOptions, FileEncoder, Format};
 
 struct Repo {
     _dir: tempfile::TempDir,
@@ -144,7 +142,6 @@ async fn a_parquet_file_of_many_row_groups_and_a_long_footer_streams_back_whole(
         footer_len > 64 * 1024,
         "the footer ({footer_len} bytes) is longer than the first read"
     );
-    assert!(600 < ROW_GROUP_MAX_ROWS);
 
     let repo = Repo::new();
     let file = repo.put("many.parquet", bytes, 600).await;
