@@ -6,15 +6,15 @@
 # BQB_TEST_BENCH_FILE_SIZE bytes, 1 GiB by default: one file per table here), `bq-backup verify`
 # and `bq-backup restore` and prints a Markdown table. The emulator does the BigQuery side on this
 # machine, so the figures measure bq-backup plus bqemulator, not BigQuery.
-# BQB_TEST_BENCH_FORMAT=AVRO for Avro; BQB_BENCH_PORT_BASE (default 19300) moves its services;
-# BQB_BENCH_BINARY runs that binary instead of building one (to compare two commits).
+# BQB_TEST_BENCH_FORMAT=AVRO for Avro; BQB_TEST_BENCH_PORT_BASE (default 19300) moves its services;
+# BQB_TEST_BENCH_BINARY runs that binary instead of building one (to compare two commits).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 rows=${1:-1000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/bq-backup-bench-target}
 export BQB_TEST_SERVICES_DIR=$repo/.bench-services
-base=${BQB_BENCH_PORT_BASE:-19300}
+base=${BQB_TEST_BENCH_PORT_BASE:-19300}
 export BQB_TEST_BQ_REST_PORT=$((base + 50)) BQB_TEST_BQ_GRPC_PORT=$((base + 60)) BQB_TEST_GCS_PORT=$((base + 70))
 export BQB_TEST_GCS_SHIM_PORT=$((base + 75)) BQB_TEST_S3_PORT=$((base + 80)) BQB_TEST_AZ_PORT=$((base + 90))
 export BQB_TEST_FAULT_BQ_PORT=$((base + 51)) BQB_TEST_FAULT_S3_PORT=$((base + 81)) BQB_TEST_FAULT_GCS_PORT=$((base + 76))
@@ -23,9 +23,9 @@ scripts/test-services.sh stop >/dev/null 2>&1 || true
 rm -rf "$BQB_TEST_SERVICES_DIR"
 scripts/test-services.sh start
 eval "$(scripts/test-services.sh env)"
-if [[ -n ${BQB_BENCH_BINARY:-} ]]; then
+if [[ -n ${BQB_TEST_BENCH_BINARY:-} ]]; then
   # A binary built elsewhere (another commit, to compare): used as it is.
-  binary=$BQB_BENCH_BINARY
+  binary=$BQB_TEST_BENCH_BINARY
 else
   echo "== building the release binary (profile bench)" >&2
   # The bench profile (release without LTO, quick to build on 2 cores) writes to release/.

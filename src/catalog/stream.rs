@@ -8,9 +8,9 @@
 //! the footer comes first (a ranged read), then each row group in file order (ranged reads), and
 //! the bytes between and after them are hashed too, so the checksum covers the whole file.
 //!
-//! Depends on `formats` (decoding), `storage` and `exec`-free `tokio`; shared by restore and
-//! verify. The checks at the end can only pass or fail after every batch was handed over: a
-//! caller commits nothing (a load job) before [`FileBatches::next`] has answered `Ok(None)`.
+//! Depends on `formats` (decoding), `storage` and `error`; shared by restore and verify. The
+//! checks at the end pass or fail only after every batch was handed over: a caller commits
+//! nothing (a load job) before [`FileBatches::next`] has answered `Ok(None)`.
 
 use std::ops::Range;
 use std::sync::Arc;
