@@ -45,6 +45,7 @@ mod compression;
 mod conform;
 mod csv;
 mod json;
+mod ocf;
 mod options;
 mod parquet;
 pub mod sample;
