@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::BackupOrder;
-use bq_backup::catalog::{self, BackupSummary, ListFilter};
+use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri};
 use bq_backup::engine::{Accepted, Engine, Repositories, Started, Submission, Trigger};
@@ -107,6 +107,10 @@ enum Command {
         id: String,
         #[arg(long)]
         uri: String,
+        /// Read only a sample of the files in full: a share (`10%`) or a number of files,
+        /// picked at random; the others are only checked to exist with their recorded size.
+        #[arg(long)]
+        sample: Option<String>,
     },
     /// Delete one backup: its manifest first, then its files. Refused while a restore reads it.
     Delete {
@@ -164,7 +168,7 @@ impl Cli {
                 list(&uri, &filter, limit, output).await
             }
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
-            Command::Verify { id, uri } => verify(&id, &uri).await,
+            Command::Verify { id, uri, sample } => verify(&id, &uri, sample.as_deref()).await,
             Command::Delete { id, uri } => {
                 let (repositories, store) = open_repository(&uri)?;
                 let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
@@ -447,10 +451,14 @@ async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
+async fn verify(id: &str, uri: &str, sample: Option<&str>) -> anyhow::Result<()> {
+    let sample = sample
+        .map(|s| Sample::parse(&serde_json::Value::String(s.to_string())))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--sample: {e}"))?;
     let (repositories, store) = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-    let report = repositories.verify(&store, &id).await?;
+    let report = repositories.verify(&store, &id, sample).await?;
     print_json(&report)?;
     if report.ok {
         Ok(())

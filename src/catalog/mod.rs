@@ -16,4 +16,4 @@ pub use manifest::{
     DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
     Totals, decode_arrow_schema, encode_arrow_schema, read_manifest, write_manifest,
 };
-pub use verify::{Finding, VerifyReport, verify_backup};
+pub use verify::{Finding, Sample, VerifyReport, verify_backup};

@@ -80,10 +80,87 @@ pub struct VerifyReport {
     /// True when there is no finding.
     pub ok: bool,
     pub tables_checked: u64,
+    /// Files found with their recorded size (read in full or not).
     pub files_checked: u64,
+    /// Files read in full: size, SHA-256, decoding and row count checked.
+    pub files_read: u64,
     pub bytes_checked: u64,
     pub rows_checked: u64,
+    /// The sample asked for; absent when every file was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<Sample>,
     pub findings: Vec<Finding>,
+}
+
+/// Which files a verify reads in full, in the spirit of restic's `check --read-data-subset`:
+/// a share of them or a number, picked at random each time so that repeated samples cover the
+/// backup. The others are only checked to exist with their recorded size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Sample {
+    /// `"10%"`: this share of the files (at least one).
+    #[serde(rename = "percent")]
+    Percent(f64),
+    /// `5`: this many files (all of them when there are fewer).
+    #[serde(rename = "files")]
+    Files(u64),
+}
+
+impl Sample {
+    /// `"10%"` (more than 0, at most 100) or a whole number of files (at least 1), as a JSON
+    /// string or number.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        const EXPECTED: &str = "must be a share like \"10%\" or a number of files like 5";
+        let text = match value {
+            serde_json::Value::String(s) => s.trim().to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(EXPECTED.into()),
+        };
+        if let Some(share) = text.strip_suffix('%') {
+            return match share.trim().parse::<f64>() {
+                Ok(p) if p > 0.0 && p <= 100.0 => Ok(Self::Percent(p)),
+                Ok(_) => Err("a share must be more than 0% and at most 100%".into()),
+                Err(_) => Err(EXPECTED.into()),
+            };
+        }
+        match text.parse::<u64>() {
+            Ok(0) => Err("a number of files must be at least 1".into()),
+            Ok(n) => Ok(Self::Files(n)),
+            Err(_) => Err(EXPECTED.into()),
+        }
+    }
+
+    /// How many of `total` files to read.
+    fn count(self, total: usize) -> usize {
+        match self {
+            Self::Percent(p) => ((total as f64 * p / 100.0).ceil() as usize).clamp(1, total.max(1)),
+            Self::Files(n) => usize::try_from(n).unwrap_or(usize::MAX).min(total),
+        }
+        .min(total)
+    }
+
+    /// `count` distinct indexes below `total`, picked uniformly at random (a partial
+    /// Fisher–Yates shuffle seeded from the OS's randomness).
+    fn pick(self, total: usize) -> std::collections::HashSet<usize> {
+        let count = self.count(total);
+        let mut seed = u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or([7; 8]),
+        ) | 1;
+        let mut next = move || {
+            // xorshift64: plenty for choosing files.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut order: Vec<usize> = (0..total).collect();
+        for i in 0..count {
+            let j = i + (next() % (total - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        order.into_iter().take(count).collect()
+    }
 }
 
 /// How to decode the files of `entry`. A format the manifest names but this service does not
@@ -182,11 +259,29 @@ pub fn check_file(
     Ok(batches)
 }
 
-/// Re-reads every file of a backup and checks it; collects every finding instead of stopping at
-/// the first. Views carry no files and are not counted.
-pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyReport, Error> {
+/// Re-reads every file of a backup (or, with `sample`, some of them; the others are only checked
+/// to exist with their recorded size) and checks it; collects every finding instead of stopping
+/// at the first. Views carry no files and are not counted.
+pub async fn verify_backup(
+    store: &Store,
+    manifest: &Manifest,
+    sample: Option<Sample>,
+) -> Result<VerifyReport, Error> {
     use futures::StreamExt;
     let os = store.object_store().clone();
+    let all_files = manifest
+        .tables
+        .iter()
+        .filter(|t| t.kind.holds_data())
+        .flat_map(|t| &t.files);
+    let to_read: Option<std::collections::HashSet<&str>> = sample.map(|sample| {
+        let files: Vec<&str> = all_files.map(|f| f.path.as_str()).collect();
+        sample
+            .pick(files.len())
+            .into_iter()
+            .map(|i| files[i])
+            .collect()
+    });
     let mut findings = Vec::new();
     let mut jobs = Vec::new();
     let mut tables_checked = 0;
@@ -219,6 +314,9 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
             });
         }
         for file in &entry.files {
+            let read = to_read
+                .as_ref()
+                .is_none_or(|r| r.contains(file.path.as_str()));
             let (os, schema, options, file, table) = (
                 os.clone(),
                 schema.clone(),
@@ -227,12 +325,16 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
                 table.clone(),
             );
             jobs.push(async move {
+                if !read {
+                    let result = check_presence(&os, &file).await.map(|()| None);
+                    return (table, file, result);
+                }
                 let result = match read_file(&os, &file.path).await {
                     Ok(bytes) => {
                         let expected = file.clone();
                         on_rayon(move || {
                             check_file(bytes, &expected, schema, &options, true)
-                                .map(|b| b.iter().map(|b| b.num_rows() as u64).sum::<u64>())
+                                .map(|b| Some(b.iter().map(|b| b.num_rows() as u64).sum::<u64>()))
                         })
                         .await
                         .unwrap_or_else(|e| Err(e.to_string()))
@@ -247,14 +349,17 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
         .buffer_unordered(VERIFY_CONCURRENCY)
         .collect()
         .await;
-    let (mut files_checked, mut bytes_checked, mut rows_checked) = (0u64, 0u64, 0u64);
+    let (mut files_checked, mut files_read) = (0u64, 0u64);
+    let (mut bytes_checked, mut rows_checked) = (0u64, 0u64);
     for (table, file, result) in results {
         files_checked += 1;
         match result {
-            Ok(rows) => {
+            Ok(Some(rows)) => {
+                files_read += 1;
                 bytes_checked += file.bytes;
                 rows_checked += rows;
             }
+            Ok(None) => {}
             Err(problem) => findings.push(Finding {
                 table,
                 file: file.path,
@@ -268,8 +373,80 @@ pub async fn verify_backup(store: &Store, manifest: &Manifest) -> Result<VerifyR
         ok: findings.is_empty(),
         tables_checked,
         files_checked,
+        files_read,
         bytes_checked,
         rows_checked,
+        sample,
         findings,
     })
+}
+
+/// A file not sampled for reading: it exists with its recorded size.
+async fn check_presence(os: &Arc<dyn ObjectStore>, file: &FileEntry) -> Result<(), String> {
+    let path = Path::parse(&file.path).map_err(|e| format!("is not a valid key: {e}"))?;
+    match os.head(&path).await {
+        Ok(meta) if meta.size == file.bytes => Ok(()),
+        Ok(meta) => Err(format!(
+            "has {} bytes, the manifest says {}",
+            meta.size, file.bytes
+        )),
+        Err(e) => Err(match Failure::of(&e) {
+            Failure::NotFound => "is missing".to_string(),
+            _ => format!(
+                "cannot be read: {}",
+                object_error("reading", &path, e).message()
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Sample;
+
+    #[test]
+    fn a_sample_is_a_share_or_a_number_of_files() {
+        assert_eq!(Sample::parse(&json!("10%")), Ok(Sample::Percent(10.0)));
+        assert_eq!(Sample::parse(&json!(" 2.5 % ")), Ok(Sample::Percent(2.5)));
+        assert_eq!(Sample::parse(&json!("100%")), Ok(Sample::Percent(100.0)));
+        assert_eq!(Sample::parse(&json!(5)), Ok(Sample::Files(5)));
+        assert_eq!(Sample::parse(&json!("5")), Ok(Sample::Files(5)));
+        for bad in [
+            json!("0%"),
+            json!("101%"),
+            json!("-3%"),
+            json!("ten%"),
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("all"),
+            json!(true),
+            json!(null),
+        ] {
+            assert!(Sample::parse(&bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_sample_picks_distinct_files_and_at_least_one() {
+        assert_eq!(Sample::Percent(10.0).pick(95).len(), 10);
+        assert_eq!(Sample::Percent(0.1).pick(3).len(), 1);
+        assert_eq!(Sample::Percent(100.0).pick(7).len(), 7);
+        assert_eq!(Sample::Files(4).pick(3).len(), 3);
+        assert!(Sample::Files(4).pick(0).is_empty());
+        let picked = Sample::Files(20).pick(40);
+        assert_eq!(picked.len(), 20);
+        assert!(picked.iter().all(|i| *i < 40));
+    }
+
+    #[test]
+    fn repeated_samples_cover_different_files() {
+        let first = Sample::Files(5).pick(1000);
+        assert!(
+            (0..5).any(|_| Sample::Files(5).pick(1000) != first),
+            "every sample picked the same files"
+        );
+    }
 }

@@ -14,6 +14,7 @@ mod backup;
 mod repository;
 mod restore;
 mod schedule;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use crate::storage::{Access, StorageConfig, Store};
 
 pub use backup::selection_key;
 pub use repository::Repositories;
+pub use verify::VerifyOrder;
 
 /// How a job came to be, recorded in its `trigger`: `source` (`http`, `pubsub`, `schedule`,
 /// `cli`) and what that source knows (a message id, a schedule's tick).
@@ -140,6 +142,12 @@ impl Engine {
                     Started::DryRun(plan) => Started::DryRun(dry_run_answer(&plan.preview())?),
                     Started::Job(job) => Started::Job(job),
                 }
+            }
+            JobKind::Verify => {
+                return Err(Error::invalid(
+                    "a verify is started by POST /api/v1/backups/{id}:verify",
+                    vec![],
+                ));
             }
             JobKind::Restore => {
                 let order = RestoreOrder::from_json(body)?;

@@ -23,6 +23,8 @@ pub const STALE_HEARTBEATS: u32 = 6;
 pub enum JobKind {
     Backup,
     Restore,
+    /// A backup's files re-read against its manifest.
+    Verify,
 }
 
 impl JobKind {
@@ -30,6 +32,7 @@ impl JobKind {
         match self {
             Self::Backup => "BACKUP",
             Self::Restore => "RESTORE",
+            Self::Verify => "VERIFY",
         }
     }
 
@@ -37,6 +40,7 @@ impl JobKind {
         match text.to_ascii_uppercase().as_str() {
             "BACKUP" => Some(Self::Backup),
             "RESTORE" => Some(Self::Restore),
+            "VERIFY" => Some(Self::Verify),
             _ => None,
         }
     }

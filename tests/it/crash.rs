@@ -213,7 +213,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
     let (status, verify) = second
         .post(
             &format!("/api/v1/backups/{backup_id}:verify?uri={root}"),
-            &json!({}),
+            &json!({ "wait": true }),
         )
         .await;
     assert_eq!(status, 200, "{verify}");

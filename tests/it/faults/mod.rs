@@ -241,7 +241,7 @@ async fn one_run(scheme: &str, format: &str, dataset: &str, seed: u64, outcomes:
     let (status, verify) = app
         .post_json(
             &format!("/api/v1/backups/{backup_id}:verify?uri={root}"),
-            &json!({}),
+            &json!({ "wait": true }),
         )
         .await;
     assert_eq!(status, 200, "{verify}");
@@ -326,7 +326,7 @@ async fn a_manifest_write_whose_answer_was_lost_still_commits_the_backup() {
         let (status, verify) = app
             .post_json(
                 &format!("/api/v1/backups/{backup_id}:verify?uri={root}"),
-                &json!({}),
+                &json!({ "wait": true }),
             )
             .await;
         assert_eq!(status, 200, "{verify}");
