@@ -9,6 +9,7 @@
 //!
 //! Depends on `config`, `domain` and `error`; never on `bigquery`, `formats` or `api`.
 
+mod clients;
 pub mod exclusive;
 mod gcs_credentials;
 pub mod layout;

@@ -397,6 +397,53 @@ fn the_cli_is_confined_only_when_allowed_storage_is_set_and_never_creates_on_rea
 }
 
 #[test]
+fn no_cli_read_of_a_missing_local_repository_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo/in/the/path");
+    let uri = format!("file://{}", missing.display());
+    let request = dir.path().join("restore.json");
+    std::fs::write(
+        &request,
+        json!({
+            "bigQuery": { "projectId": PROJECT },
+            "restoreStorage": { "uri": uri },
+            "backupId": "20260101_000000",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let id = "20260101_000000";
+    for args in [
+        vec!["list", "--uri", &uri],
+        vec!["show", id, "--uri", &uri],
+        vec!["verify", id, "--uri", &uri],
+        vec!["delete", id, "--uri", &uri],
+        vec!["prune", "--uri", &uri, "--keep-last", "1"],
+        vec!["restore", "--request", request.to_str().unwrap()],
+        vec![
+            "restore",
+            "--request",
+            request.to_str().unwrap(),
+            "--dry-run",
+        ],
+    ] {
+        let output = bq_backup(&args, &[("BQB_ALLOWED_STORAGE", "")]);
+        let stderr = text(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{args:?}: {}",
+            text(&output.stdout)
+        );
+        assert!(stderr.contains("does not exist"), "{args:?}: {stderr}");
+        assert!(
+            !dir.path().join("typo").exists(),
+            "{args:?} created {}",
+            missing.display()
+        );
+    }
+}
+
+#[test]
 fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("file://{}", dir.path().display());

@@ -176,6 +176,16 @@ async fn a_read_of_a_missing_allowed_directory_is_a_404_naming_the_field_and_cre
         ),
         (
             "POST",
+            format!("/api/v1/backups/20260101_000000:verify?uri={uri}"),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/backups/20260101_000000?uri={uri}"),
+            None,
+        ),
+        (
+            "POST",
             format!("/api/v1/backups:prune?uri={uri}"),
             Some(json!({ "keepLast": 1 })),
         ),
