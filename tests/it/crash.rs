@@ -10,6 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Value, json};
 
+use crate::faults::SlowBackup;
 use crate::faults::proxy::Proxies;
 use bq_backup::domain::TableRef;
 
@@ -127,24 +128,10 @@ impl Drop for Serve {
 
 #[tokio::test]
 async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds_at_once() {
-    let proxies = Proxies::lock().await;
-    let dataset = source_dataset("crash").await;
-    let root = unique_root("s3");
-    let state = tempfile::tempdir().expect("temp dir");
-    let state_uri = format!("file://{}", state.path().display());
     // Every upload through the proxy waits a second, so the backup is still writing when killed.
-    let extra = [
-        ("BQB_S3_ENDPOINT", proxies.s3.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_READ_STREAMS_PER_TABLE", "1"),
-        ("BQB_JOB_HEARTBEAT_SECS", "1"),
-    ];
-    proxies
-        .configure(
-            &proxies.s3,
-            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
-        )
-        .await;
+    let slow = SlowBackup::new("crash").await;
+    let (proxies, dataset, root) = (&slow.proxies, &slow.dataset, &slow.root);
+    let extra = slow.env();
     let mut first = Serve::start(&extra).await;
     let body = json!({
         "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
@@ -167,7 +154,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        !objects_under(&root, &format!("backups/{backup_id}/_claim"))
+        !objects_under(root, &format!("backups/{backup_id}/_claim"))
             .await
             .is_empty(),
         "the killed backup held its claim"
@@ -194,7 +181,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
         "{failed}"
     );
     assert!(
-        !exists(&root, &format!("backups/{backup_id}/manifest.json")).await,
+        !exists(root, &format!("backups/{backup_id}/manifest.json")).await,
         "a killed backup has no manifest"
     );
 

@@ -534,3 +534,30 @@ pub fn incompressible_rows(state: &mut u64, first: u64, rows: u64, column: &str)
         })
         .collect()
 }
+
+/// A dataset of `tables` small tables (`t00`, `t01`, …; 20 rows each, one file each in a
+/// backup): backed up one table at a time, it takes long enough (a second or more) to be
+/// cancelled or collided with while it runs.
+pub async fn dataset_of(tables: usize) -> String {
+    let dataset = unique_dataset("job");
+    let f = BigQueryFixtures::new();
+    f.create_dataset(&dataset, json!({})).await;
+    for i in 0..tables {
+        let table = format!("t{i:02}");
+        f.create_table(
+            &dataset,
+            json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": table },
+                    "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "s", "type": "STRING" }] } }),
+        )
+        .await;
+        f.insert_rows(
+            &dataset,
+            &table,
+            (0..20)
+                .map(|r| json!({ "id": r, "s": format!("row {r}") }))
+                .collect(),
+        )
+        .await;
+    }
+    dataset
+}
