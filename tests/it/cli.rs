@@ -2,35 +2,20 @@
 //! configured only through its environment (the same variables the in-process tests use).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
 use crate::faults::SlowBackup;
-use crate::helpers::{BigQueryFixtures, PROJECT, TestServices, spawn_app_with, unique_dataset};
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestServices, bq_backup_command, spawn_app_with, unique_dataset,
+};
 
 /// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
 /// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
 fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
-    command
-        .args(args)
-        .env_clear()
-        .envs(TestServices::get().env_with(extra));
-    // The S3 credentials and region the harness exports (without them object_store would look
-    // for credentials elsewhere).
-    for inherited in [
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        if let Some(value) = std::env::var_os(inherited) {
-            command.env(inherited, value);
-        }
-    }
+    let mut command = bq_backup_command(TestServices::get().env_with(extra));
+    command.args(args);
     command.output().expect("the bq-backup binary runs")
 }
 

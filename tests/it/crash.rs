@@ -2,7 +2,7 @@
 //! again on the same state store. What a killed run leaves must read FAILED in bounded time,
 //! never look like a backup, and never block the same request once it reads FAILED.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -15,7 +15,9 @@ use crate::faults::proxy::Proxies;
 use bq_backup::domain::TableRef;
 
 use crate::faults::{exists, objects_under, rows_of, source_dataset};
-use crate::helpers::{PROJECT, TestServices, bigquery_client, open_store, spawn_app, unique_root};
+use crate::helpers::{
+    PROJECT, TestServices, bigquery_client, bq_backup_command, open_store, spawn_app, unique_root,
+};
 
 /// A `bq-backup serve` child process, killed (SIGKILL) when dropped.
 struct Serve {
@@ -34,27 +36,11 @@ impl Serve {
         let mut vars = TestServices::get().env_with(extra);
         vars.retain(|(k, _)| k != "PORT");
         vars.push(("PORT".into(), port.clone()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+        let mut command = bq_backup_command(vars);
         command
             .arg("serve")
-            .env_clear()
-            .envs(vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // The S3 credentials and region the harness exports (without them object_store would
-        // look for credentials elsewhere).
-        for inherited in [
-            "PATH",
-            "HOME",
-            "TMPDIR",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_REGION",
-        ] {
-            if let Some(value) = std::env::var_os(inherited) {
-                command.env(inherited, value);
-            }
-        }
         let child = command.spawn().expect("bq-backup serve starts");
         let serve = Self {
             child,

@@ -561,3 +561,25 @@ pub async fn dataset_of(tables: usize) -> String {
     }
     dataset
 }
+
+/// The built `bq-backup` binary with only the variables `vars` (so a stray `BQB_*` variable of
+/// this process cannot change what it does), plus what a child needs from this process: `PATH`,
+/// `HOME`, `TMPDIR`, and the S3 credentials and region the harness exports (without them
+/// object_store would look for credentials elsewhere).
+pub fn bq_backup_command(vars: Vec<(String, String)>) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+    command.env_clear().envs(vars);
+    for inherited in [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
+        if let Some(value) = std::env::var_os(inherited) {
+            command.env(inherited, value);
+        }
+    }
+    command
+}
