@@ -535,6 +535,90 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
 }
 
 #[tokio::test]
+async fn a_view_with_aliases_named_like_its_dataset_keeps_them_when_rewritten() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let f = BigQueryFixtures::new();
+    // A table alias spelled like the dataset, an array of it in FROM, and an UNNEST alias: only
+    // the table's name is a dataset; rewriting the aliases too would break the view.
+    let sql = format!(
+        "SELECT {dataset}.id, tag FROM {dataset}.events AS {dataset}, UNNEST({dataset}.tags) AS tag WHERE {dataset}.country = \"PL\""
+    );
+    f.create_table(
+        &dataset,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "polish_tags" },
+                "view": { "query": sql, "useLegacySql": false } }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
+    let (status, report) = post(
+        &app,
+        "/api/v1/restore",
+        &restore_request(&root, &backup_id, &dataset),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    let target = format!("{PROJECT}.restored_{dataset}.polish_tags");
+    assert_eq!(report["views"], json!([target]), "{report}");
+    let bq = bigquery_client().await;
+    let restored = bq
+        .get_table(&TableRef::new(
+            PROJECT,
+            format!("restored_{dataset}"),
+            "polish_tags",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(restored.r#type, "VIEW");
+    let rest = &crate::helpers::TestServices::get().bigquery_rest;
+    let http = reqwest::Client::new();
+    let query = |sql: String| {
+        let http = http.clone();
+        async move {
+            http.post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
+                .json(&json!({ "query": sql, "useLegacySql": false }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The SQL as restored: only the table's dataset changed, byte for byte.
+    let definition = query(format!(
+        "SELECT view_definition FROM restored_{dataset}.INFORMATION_SCHEMA.VIEWS WHERE table_name = \"polish_tags\""
+    ))
+    .await;
+    let expected = sql.replace(
+        &format!("FROM {dataset}.events"),
+        &format!("FROM restored_{dataset}.events"),
+    );
+    assert_eq!(
+        definition["rows"],
+        json!([{ "f": [{ "v": expected }] }]),
+        "{definition}"
+    );
+    // With the source table gone, the restored view answers from the restored table.
+    let gone = http
+        .delete(format!(
+            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/events"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
+    let answer = query(format!("SELECT id, tag FROM `{target}`")).await;
+    assert_eq!(
+        answer["rows"],
+        json!([{ "f": [{ "v": "1" }, { "v": "a" }] }]),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
 async fn routines_are_recorded_and_recreated_in_the_restored_dataset() {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;

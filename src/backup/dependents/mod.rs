@@ -19,8 +19,9 @@
 //!   without project is in the project of the view or routine; project ids ignore case; dataset
 //!   and table names are case-sensitive unless the dataset is case-insensitive
 //!   (`isCaseInsensitive`); `` `ds.events_*` `` names every table starting with `events_`; a name
-//!   followed by `(` may be a routine. The scan over-approximates (see that module): an object
-//!   is only added if it exists.
+//!   called (`ds.f(…)`, `FROM ds.tvf(…)`, `CALL ds.p()`) may be a routine. Aliases, CTEs and
+//!   columns are not names; for SQL the parser cannot read, the text scan that replaces it
+//!   over-approximates (see that module): an object is only added if it exists.
 //!
 //! The SQL of views comes from each dataset's `INFORMATION_SCHEMA.VIEWS` (one query per dataset
 //! that has views, rather than one tables.get per view), falling back to tables.get per view
