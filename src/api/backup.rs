@@ -20,7 +20,6 @@ use crate::backup::{
 use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
-use crate::config::PruneAfterBackup;
 use crate::domain::parse_backup_request;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobKind, NewJob};
@@ -184,14 +183,7 @@ fn selection_key(plan: &BackupPlan) -> String {
 
 /// The configured keep policy, applied to the repository just written. A failure is reported
 /// in the result, never turned into a failed backup: the backup itself is complete.
-async fn prune_after_backup(store: &Store, policy: PruneAfterBackup) -> Value {
-    let policy = KeepPolicy {
-        keep_last: policy.keep_last,
-        keep_daily: policy.keep_daily,
-        keep_weekly: policy.keep_weekly,
-        keep_monthly: policy.keep_monthly,
-        expired_only: false,
-    };
+async fn prune_after_backup(store: &Store, policy: KeepPolicy) -> Value {
     match prune(store, &policy, false, Utc::now()).await {
         Ok(report) => {
             json!({ "policy": policy, "deleted": report.deleted, "skipped": report.skipped })

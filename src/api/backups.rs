@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::paging::{page_size, page_token};
+use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
     self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
@@ -279,19 +280,46 @@ pub(crate) async fn delete(
 }
 
 /// The body of `POST /api/v1/backups:prune`: a keep policy (one that keeps nothing is refused,
-/// see [`catalog::retention::KeepPolicy::problems`]); `dryRun` only lists.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// see [`KeepPolicy::problems`]); `dryRun` only lists.
+#[derive(Debug, Default)]
 pub(crate) struct PruneBody {
-    keep_last: Option<u32>,
-    keep_daily: Option<u32>,
-    keep_weekly: Option<u32>,
-    keep_monthly: Option<u32>,
-    #[serde(default)]
-    expired_only: bool,
-    #[serde(default)]
+    policy: KeepPolicy,
     dry_run: bool,
 }
+
+impl PruneBody {
+    /// `dryRun` is taken out and the rest read as the [`KeepPolicy`] itself, whose deserializer
+    /// names the field at fault and refuses unknown ones. An empty body is the empty policy
+    /// (refused by its check, as `{}` is).
+    fn parse(body: &[u8]) -> Result<Self, FieldError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let mut fields: Value =
+            serde_json::from_slice(body).map_err(|e| FieldError::new(BODY_FIELD, e.to_string()))?;
+        let dry_run = match fields.as_object_mut().and_then(|f| f.remove(DRY_RUN_FIELD)) {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| FieldError::new(DRY_RUN_FIELD, e.to_string()))?,
+            None => false,
+        };
+        let policy = serde_path_to_error::deserialize(fields).map_err(|e| {
+            let field = e.path().to_string();
+            FieldError::new(
+                if field == "." {
+                    BODY_FIELD.into()
+                } else {
+                    field
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        Ok(Self { policy, dry_run })
+    }
+}
+
+/// Where a prune body's problems that are not one field's are reported.
+const BODY_FIELD: &str = "body";
+const DRY_RUN_FIELD: &str = "dryRun";
 
 #[utoipa::path(
     post,
@@ -320,39 +348,15 @@ pub(crate) async fn prune(
 ) -> Result<Json<Value>, ApiError> {
     let mut problems = Vec::new();
     let store = open(&state, q.uri.as_deref(), &mut problems);
-    let parsed: Option<PruneBody> = if body.iter().all(u8::is_ascii_whitespace) {
-        Some(PruneBody::default())
-    } else {
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        match serde_path_to_error::deserialize(de) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                let field = e.path().to_string();
-                problems.push(FieldError::new(
-                    if field == "." { "body".into() } else { field },
-                    e.inner().to_string(),
-                ));
-                None
-            }
-        }
-    };
-    let policy = parsed.as_ref().map(|body| catalog::retention::KeepPolicy {
-        keep_last: body.keep_last,
-        keep_daily: body.keep_daily,
-        keep_weekly: body.keep_weekly,
-        keep_monthly: body.keep_monthly,
-        expired_only: body.expired_only,
-    });
-    if let Some(policy) = &policy {
-        problems.extend(policy.problems());
+    let parsed = PruneBody::parse(&body).map_err(|e| problems.push(e)).ok();
+    if let Some(body) = &parsed {
+        problems.extend(body.policy.problems());
     }
-    let (Some(store), Some(body), Some(policy), true) =
-        (store, parsed, policy, problems.is_empty())
-    else {
+    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
         return Err(Error::invalid("the prune request is invalid", problems).into());
     };
     let store = store?;
-    let report = catalog::prune::prune(&store, &policy, body.dry_run, Utc::now())
+    let report = catalog::prune::prune(&store, &body.policy, body.dry_run, Utc::now())
         .await
         .map_err(|e| store.attribute(e))?;
     Ok(Json(

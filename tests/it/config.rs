@@ -43,8 +43,8 @@ fn config_prints_every_setting() {
     let out = bq_backup().arg("config").output().unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for s in bq_backup::config::SETTINGS {
-        assert!(stdout.contains(s.env), "{} missing", s.env);
+    for v in bq_backup::config::VARIABLES {
+        assert!(stdout.contains(v.name), "{} missing", v.name);
     }
 }
 
@@ -52,11 +52,16 @@ fn config_prints_every_setting() {
 fn the_readme_documents_every_setting() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    for s in bq_backup::config::SETTINGS {
+    for v in bq_backup::config::VARIABLES {
         assert!(
-            readme.contains(&format!("`{}`", s.env)),
+            readme.contains(&format!("`{}`", v.name)),
             "README lacks {}",
-            s.env
+            v.name
         );
     }
+    // The whole table, as `bq-backup config` prints it: a changed default or meaning shows here.
+    assert!(
+        readme.contains(&bq_backup::config::settings_markdown()),
+        "the README's configuration table differs from `bq-backup config`; paste its output"
+    );
 }
