@@ -16,6 +16,7 @@ mod read;
 mod rest;
 pub mod retry;
 mod routines;
+pub(crate) mod settings;
 mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
@@ -23,6 +24,7 @@ pub use error::BigQueryError;
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
+pub use settings::BigQuerySettings;
 pub use views::ViewSql;
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::record::{JobError, JobKind, JobRecord, JobState, TableProgress};
+use super::settings::JobSettings;
 use super::store::{JobStore, SelectionLock};
-use crate::config::JobSettings;
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind};
 use crate::exec::Progress;

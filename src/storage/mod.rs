@@ -14,8 +14,10 @@ pub mod exclusive;
 mod gcs_credentials;
 pub mod layout;
 mod open;
+pub(crate) mod settings;
 
 pub use open::{Access, Origin, StorageConfig, Store};
+pub use settings::StorageSettings;
 
 use bytes::Bytes;
 use object_store::path::Path;

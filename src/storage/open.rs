@@ -18,9 +18,10 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
+use super::StorageSettings;
 use super::clients::{ClientCache, ClientKey};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
-use crate::config::{Settings, StorageSettings};
+use crate::config::Settings;
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
 

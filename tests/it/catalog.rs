@@ -397,7 +397,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
     let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
     let prune = format!("/api/v1/backups:prune?uri={enc}");
 
-    // A policy that keeps nothing is refused, naming the field, and deletes nothing.
+    // A policy that keeps nothing, or a body that is no policy, is refused, naming the field,
+    // and deletes nothing.
     for (policy, field) in [
         (json!({ "keepLast": 0 }), "keepLast"),
         (json!({ "keepLast": 0, "dryRun": true }), "keepLast"),
@@ -405,6 +406,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
         (json!({}), "body"),
         (json!({ "dryRun": false }), "body"),
         (json!({ "keepLast": 2, "expiredOnly": true }), "expiredOnly"),
+        (json!({ "keepLast": 2, "dryRun": "yes" }), "dryRun"),
+        (json!({ "keepLsat": 2 }), "keepLsat"),
     ] {
         let (status, bad) = app.post_json(&prune, &policy).await;
         assert_eq!(status, 400, "{policy}: {bad}");
