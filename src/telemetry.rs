@@ -21,6 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::Settings;
+use settings::DEFAULT_LOG_LEVEL;
 pub use settings::{LogFormat, LogSettings};
 
 /// The span field the HTTP layer fills from `X-Cloud-Trace-Context` / `traceparent`.
@@ -31,7 +32,7 @@ pub const TRACE_FIELD: &str = "trace";
 pub fn init(settings: &Settings) {
     let filter = EnvFilter::builder()
         .parse(&settings.log.level)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
     let json = match settings.log.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
