@@ -13,7 +13,8 @@ pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};
 pub use manifest::{
-    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
-    Totals, decode_arrow_schema, encode_arrow_schema, read_manifest, write_manifest,
+    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, ManifestStatus, RoutineEntry,
+    TableEntry, Totals, decode_arrow_schema, encode_arrow_schema, parse_manifest, read_manifest,
+    write_manifest,
 };
 pub use verify::{Finding, VerifyReport, verify_backup};
