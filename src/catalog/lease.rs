@@ -406,11 +406,91 @@ mod tests {
         assert!(!record.is_live(now + chrono::Duration::seconds(51)));
     }
 
+    #[test]
+    fn records_written_before_versioning_still_read() {
+        let key = "backups/20261121_075959/_restore-abc.json";
+        // As older builds (and the integration tests) write them: no version, maybe no purpose.
+        let minimal = br#"{"backupId":"20261121_075959","heartbeatAt":"2026-11-21T08:00:00Z"}"#;
+        let record = LeaseRecord::parse(&key, minimal).unwrap();
+        assert_eq!((record.version, record.purpose), (1, None));
+        assert_eq!(record.stale_after_ms, 300_000);
+        let full = br#"{"backupId":"20261121_075959","purpose":"backup","holder":"killed",
+            "heartbeatAt":"2026-11-21T08:00:00Z","staleAfterMs":5000,"host":"gone"}"#;
+        let record = LeaseRecord::parse(&key, full).unwrap();
+        assert_eq!(record.purpose, Some(LeasePurpose::Backup));
+        assert_eq!(record.stale_after_ms, 5000);
+    }
+
+    #[test]
+    fn a_record_is_written_with_its_version_and_purpose() {
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let timing = LeaseTiming::default();
+        let record = LeaseRecord::new(id, LeasePurpose::Restore, "h", timing);
+        let json: serde_json::Value = serde_json::from_slice(&record.bytes().unwrap()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["purpose"], "restore");
+        assert_eq!(json["backupId"], "20261121_075959");
+        assert_eq!(
+            LeaseRecord::parse(&"k", &record.bytes().unwrap()).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn an_unreadable_record_is_a_conflict_naming_it_never_a_dead_holder() {
+        let key = "backups/20261121_075959/_claim/00000000000000000001.json";
+        let unknown = br#"{"backupId":"20261121_075959","purpose":"compact","heartbeatAt":"2026-11-21T08:00:00Z"}"#;
+        let err = LeaseRecord::parse(&key, unknown).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Conflict);
+        let message = err.to_string();
+        assert!(message.contains(key), "{message}");
+        assert!(
+            message.contains("at `purpose`: unknown variant `compact`"),
+            "{message}"
+        );
+        let newer = br#"{"version":2,"backupId":"20261121_075959"}"#;
+        let message = LeaseRecord::parse(&key, newer).unwrap_err().to_string();
+        assert!(message.contains("lease record version 2"), "{message}");
+        assert!(message.contains("upgrade this instance"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_record_cannot_be_read_is_not_taken_over() {
+        let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let dir = layout::claim_dir(&id);
+        // A holder of a newer bq-backup, long silent by our reading of time: still not ours.
+        let newer = Bytes::from_static(
+            br#"{"version":2,"backupId":"20261121_075959","heartbeatAt":"2000-01-01T00:00:00Z"}"#,
+        );
+        exclusive::take(os.as_ref(), &dir, None, newer)
+            .await
+            .unwrap();
+        let err = match Claim::acquire(os.clone(), dir.clone(), id, LeaseTiming::default()).await {
+            Err(e) => e,
+            Ok(_) => panic!("an unreadable claim was taken over"),
+        };
+        assert_eq!(err.kind(), crate::error::ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000001.json"),
+            "{err}"
+        );
+        assert_eq!(
+            exclusive::current(os.as_ref(), &dir)
+                .await
+                .unwrap()
+                .unwrap()
+                .epoch,
+            1,
+            "nothing was written over it"
+        );
+    }
+
     #[tokio::test]
     async fn a_live_claim_is_busy_and_a_dead_one_is_taken_over_once() {
         let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let id = BackupId::parse("20261121_075959").unwrap();
-        let dir = Path::from("backups/x/_claim");
+        let dir = layout::claim_dir(&id);
         let fast = LeaseTiming::new(Duration::from_millis(100));
         let Claimed::Held(first) = Claim::acquire(os.clone(), dir.clone(), id, fast)
             .await

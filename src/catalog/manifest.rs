@@ -265,7 +265,7 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
     else {
         return Ok(None);
     };
-    parse_manifest(&path.to_string(), &bytes).map(Some)
+    parse_manifest(path.as_ref(), &bytes).map(Some)
 }
 
 /// A manifest's bytes, read strictly. `key` names it in errors.
