@@ -127,8 +127,9 @@ impl LeaseRecord {
         }
     }
 
-    fn bytes(&self) -> Result<Bytes, Error> {
-        versioned::encode(self)
+    fn bytes(&self) -> Bytes {
+        // Strings, numbers and a time: serializing cannot fail.
+        versioned::encode(self).expect("a lease record always serializes")
     }
 
     /// The record stored at `key`, read strictly (see the module's doc for why an unreadable
@@ -214,7 +215,7 @@ impl Claim {
             return Ok(Claimed::Busy(record));
         }
         let record = LeaseRecord::new(id, LeasePurpose::Backup, &holder, timing);
-        let Some(epoch) = exclusive::take(os.as_ref(), &dir, seen.as_ref(), record.bytes()?)
+        let Some(epoch) = exclusive::take(os.as_ref(), &dir, seen.as_ref(), record.bytes())
             .await
             .map_err(err)?
         else {
@@ -300,14 +301,7 @@ async fn keep_claim(
             () = tokio::time::sleep(timing.heartbeat) => {}
         }
         let record = LeaseRecord::new(id, LeasePurpose::Backup, &holder, timing);
-        let body = match record.bytes() {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::error!(backup_id = %id, error = %e, "a claim record could not be written");
-                continue;
-            }
-        };
-        match exclusive::refresh(os.as_ref(), &dir, epoch, &holder, body).await {
+        match exclusive::refresh(os.as_ref(), &dir, epoch, &holder, record.bytes()).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::error!(backup_id = %id, object_key = %dir, "the backup claim was taken over by another process; stopping");
@@ -343,7 +337,7 @@ impl Lease {
         let path = layout::shared_lease(&id, lease, &holder);
         let purpose = LeasePurpose::from(lease);
         let record = LeaseRecord::new(id, purpose, &holder, timing);
-        os.put(&path, PutPayload::from(record.bytes()?))
+        os.put(&path, PutPayload::from(record.bytes()))
             .await
             .map_err(|e| storage::object_error("writing", &path, e))?;
         let stop = CancellationToken::new();
@@ -354,16 +348,11 @@ impl Lease {
                     () = task_stop.cancelled() => return,
                     () = tokio::time::sleep(timing.heartbeat) => {}
                 }
-                let refreshed = LeaseRecord::new(id, purpose, &holder, timing).bytes();
-                let written = match refreshed {
-                    Ok(body) => task_os
-                        .put(&task_path, PutPayload::from(body))
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = written {
+                let record = LeaseRecord::new(id, purpose, &holder, timing);
+                if let Err(e) = task_os
+                    .put(&task_path, PutPayload::from(record.bytes()))
+                    .await
+                {
                     tracing::warn!(backup_id = %id, object_key = %task_path, error = %e, "refreshing a lease failed");
                 }
             }
@@ -426,14 +415,11 @@ mod tests {
         let id = BackupId::parse("20261121_075959").unwrap();
         let timing = LeaseTiming::default();
         let record = LeaseRecord::new(id, LeasePurpose::Restore, "h", timing);
-        let json: serde_json::Value = serde_json::from_slice(&record.bytes().unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&record.bytes()).unwrap();
         assert_eq!(json["version"], 1);
         assert_eq!(json["purpose"], "restore");
         assert_eq!(json["backupId"], "20261121_075959");
-        assert_eq!(
-            LeaseRecord::parse(&"k", &record.bytes().unwrap()).unwrap(),
-            record
-        );
+        assert_eq!(LeaseRecord::parse(&"k", &record.bytes()).unwrap(), record);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The backup catalog: the manifest (the commit point of a backup) and, later, listing, showing,
 //! deleting, verifying and pruning backups from their manifests.
 //!
-//! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
+//! Depends on `storage` (keys, versioned files), `formats` (format and compression names),
+//! `domain` and `error`; on `bigquery` only for its pure resource types (`TableKind`,
+//! `TableResource`, ...), never its client; never on `api`.
 
 pub mod attempt;
 pub mod lease;
