@@ -17,7 +17,8 @@ use crate::bigquery::BigQuery;
 use crate::catalog::attempt::{Keep, live_claim};
 use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
 use crate::catalog::{
-    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
+    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, ManifestStatus, RoutineEntry,
+    TableEntry, Totals,
 };
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, FieldError, most_telling};
@@ -358,7 +359,7 @@ async fn commit(
     let manifest = Manifest {
         manifest_version: MANIFEST_VERSION,
         backup_id: plan.backup_id,
-        status: "COMPLETE".into(),
+        status: ManifestStatus::Complete,
         snapshot_time: plan.snapshot_time,
         created_at: started_at,
         finished_at: Utc::now(),
@@ -367,12 +368,7 @@ async fn commit(
         labels: plan.labels.clone(),
         tool: format!("bq-backup {}", env!("CARGO_PKG_VERSION")),
         request: plan.request.clone(),
-        format: FormatEntry {
-            format: plan.encode.format.as_str().into(),
-            compression: plan.encode.compression.as_str().into(),
-            csv_header: plan.encode.csv_header,
-            csv_delimiter: char::from(plan.encode.csv_delimiter).to_string(),
-        },
+        format: FormatEntry::of(&plan.encode),
         totals,
         datasets: plan
             .datasets

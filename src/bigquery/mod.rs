@@ -13,6 +13,7 @@ mod error;
 mod load;
 mod metadata;
 mod read;
+pub mod resource;
 mod rest;
 pub mod retry;
 mod routines;
@@ -24,9 +25,10 @@ pub use error::BigQueryError;
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
+pub use resource::{DatasetResource, ResourceError, RoutineResource, TableResource};
 pub use settings::BigQuerySettings;
 pub use views::ViewSql;
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
-/// manifest stores table resources in this shape.
+/// manifest stores resources in this shape, read through [`resource`].
 pub use google_cloud_bigquery_v2::model;

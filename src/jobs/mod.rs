@@ -19,4 +19,4 @@ pub mod store;
 pub use manager::{Cancelled, JobRun, Jobs, NewJob, Slot};
 pub use record::{JobError, JobKind, JobRecord, JobState, TableProgress};
 pub use settings::JobSettings;
-pub use store::JobStore;
+pub use store::{DeliveryRecord, JobStore};

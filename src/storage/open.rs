@@ -508,7 +508,7 @@ impl Store {
     /// service may read it. One list request (the first page of `backups/`), cheap whatever the
     /// repository holds; errors are [attributed](Self::attribute).
     pub async fn check_reachable(&self) -> Result<(), Error> {
-        let prefix = Path::from(super::layout::BACKUPS);
+        let prefix = super::layout::backups_root();
         match self.inner.list(Some(&prefix)).next().await {
             Some(Err(e)) => Err(self.attribute(object_error("listing", &prefix, e))),
             Some(Ok(_)) | None => Ok(()),

@@ -368,6 +368,52 @@ async fn a_truncated_manifest_is_a_damaged_backup_to_restore_and_show_and_can_st
 }
 
 #[tokio::test]
+async fn a_manifest_with_a_status_or_version_this_build_does_not_know_is_refused_not_misread() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "PARQUET", None).await;
+    let key = format!("backups/{backup_id}/manifest.json");
+    let on_disk = dir.path().join(&key);
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&on_disk).unwrap()).unwrap();
+    let request = restore_request(&root, &backup_id, &dataset);
+    let bq = bigquery_client().await;
+    let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
+
+    // A status no bq-backup writes: the manifest is damaged, named with its field.
+    manifest["status"] = json!("PARTIAL");
+    std::fs::write(&on_disk, manifest.to_string()).unwrap();
+    let (status, answer) = post(&app, "/api/v1/restore", &request).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errorCode"], "BACKUP_DAMAGED", "{answer}");
+    assert!(
+        answer["details"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["field"] == key.as_str()
+                && d["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("`status`")))),
+        "the manifest and its field are named: {answer}"
+    );
+    assert!(bq.find_table(&target).await.unwrap().is_none());
+
+    // A manifest of a newer bq-backup: refused with what to do, not read as this version.
+    manifest["status"] = json!("COMPLETE");
+    manifest["manifestVersion"] = json!(2);
+    std::fs::write(&on_disk, manifest.to_string()).unwrap();
+    let (status, answer) = post(&app, "/api/v1/restore", &request).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&key) && m.contains("upgrade")),
+        "{answer}"
+    );
+    assert!(bq.find_table(&target).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn latest_restores_the_newest_complete_backup() {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;

@@ -32,11 +32,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::plan::{PlannedDataset, PlannedRoutine};
-use crate::bigquery::TableKind;
 use crate::bigquery::model::Dataset;
+use crate::bigquery::{DatasetResource, RoutineResource, TableKind};
 use crate::domain::{BackupSpec, DatasetRef, DatasetSelection, TableRef, TableSelector};
 use crate::error::{Error, FieldError};
 use closure::close;
@@ -91,7 +90,7 @@ pub(super) struct CatalogObject {
     /// A view defined in legacy SQL.
     pub legacy_sql: bool,
     /// A routine's resource as BigQuery returns it.
-    pub routine: Option<Value>,
+    pub routine: Option<RoutineResource>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,8 +175,10 @@ pub(super) fn add_to_plan(
             datasets.push(PlannedDataset {
                 dataset: dataset.clone(),
                 location: found.location.clone(),
-                resource: serde_json::to_value(&found.resource)
-                    .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
+                resource: match &found.resource {
+                    Some(resource) => DatasetResource::of(resource)?,
+                    None => DatasetResource::default(),
+                },
             });
         }
         match &object.routine {
