@@ -84,7 +84,7 @@ impl Application {
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
         // Callers name storage in their requests: confined to BQB_ALLOWED_STORAGE (by default
         // cloud buckets only), since they do not own this server's disk or memory.
-        let storage = StorageConfig::for_service(&settings);
+        let storage = StorageConfig::for_service(&settings.storage);
         Self::build_with_storage(settings, storage, shutdown).await
     }
 
@@ -115,7 +115,7 @@ impl Application {
         )?;
         tracing::info!(allowed = %storage.confinement_text(), "storage callers may use");
         let settings = Arc::new(settings);
-        let engine = Engine::build(settings.clone(), storage, shutdown.clone()).await?;
+        let engine = Engine::build(settings.engine(), storage, shutdown.clone()).await?;
         let addr = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(

@@ -5,10 +5,9 @@
 //! per environment variable (name, default as documented, meaning), the defaults as named
 //! constants, and a settings struct whose `from_source` reads every value through a `Reader`
 //! by its `Variable` — so a variable's name is written once, and what is documented is what is
-//! read. This file holds what they share:
+//! read. What they are made of (`Variable`, `Source`, `Reader`, `Problem`, `Secret`) is in
+//! [`crate::variables`], below every module; this file, above every module, holds:
 //!
-//! - `Source`: the environment, and the TOML file `BQB_CONFIG_FILE` names (the environment
-//!   wins); variables with the `BQB_` prefix that no module declares are refused;
 //! - [`VARIABLES`]: the one registry of every module's variables, which drives that check, the
 //!   file keys, `bq-backup config` and the configuration table in docs/configuration.md ([`settings_markdown`]);
 //! - [`Settings`]: the aggregate of the modules' settings.
@@ -24,19 +23,18 @@
 //! | `settings.auth` | [`AuthSettings`] (`src/api/auth/settings.rs`; `api` is private, so re-exported here) |
 //! | `settings.schedule` | [`crate::schedule::ScheduleSettings`] (`src/schedule/settings.rs`) |
 //!
-//! Modules use only `Variable`, `Reader`, `Source`, `Problem` and `Secret` from here; the
-//! aggregate below is the one place that knows every module.
+//! The aggregate is the one place that knows every module, so it sits above them all (beside
+//! `app` and the CLI); nothing but the entry points uses it, and each module is handed its own
+//! part (`StorageConfig::from_settings(&settings.storage)`, [`Settings::engine`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::str::FromStr;
 
 use crate::api::auth::settings as auth;
 use crate::app::ServerSettings;
 use crate::app::settings as server;
 use crate::bigquery::BigQuerySettings;
 use crate::bigquery::settings as bigquery;
+use crate::engine::EngineSettings;
 use crate::exec::settings as exec;
 use crate::jobs::JobSettings;
 use crate::jobs::settings as jobs;
@@ -46,22 +44,11 @@ use crate::storage::StorageSettings;
 use crate::storage::settings as storage;
 use crate::telemetry::LogSettings;
 use crate::telemetry::settings as log;
+use crate::variables::{CONFIG_FILE, Problem, Source, TEST_PREFIX};
+pub use crate::variables::{Secret, Variable};
 
 /// `api` is private; its settings types are named here, beside the aggregate that holds them.
 pub use crate::api::auth::{AuthMode, AuthSettings};
-
-/// Environment variables with this prefix belong to the test harness, not to the binary.
-const TEST_PREFIX: &str = "BQB_TEST_";
-/// Every other variable with this prefix must be a known setting.
-const PREFIX: &str = "BQB_";
-
-/// The one variable of this module: where the optional file is. Env only (a file cannot name
-/// another file).
-pub(crate) static CONFIG_FILE: Variable = Variable {
-    name: "BQB_CONFIG_FILE",
-    default: "(none)",
-    doc: "Optional TOML file holding any of these settings by their file key (env name in lower case without `BQB_`, e.g. `port`, `bigquery_endpoint`). The environment wins over the file. Env only.",
-};
 
 /// Every variable of every module, each once, in the order of the configuration table.
 ///
@@ -108,58 +95,6 @@ pub static VARIABLES: &[&Variable] = &[
     &schedule::SCHEDULE_FILE,
 ];
 
-/// One environment variable: its name, its default as the table shows it, and what it does.
-/// Declared as a `static` by the module that reads it (a `static`, so that it has one address a
-/// test can check the registry by), and read only through a `Reader`.
-#[derive(Debug)]
-pub struct Variable {
-    pub name: &'static str,
-    /// The default in force when unset: a value (`8080`, which setting the variable to gives
-    /// the same settings), or, in parentheses or as `$VAR`, what being unset means.
-    pub default: &'static str,
-    /// One Markdown paragraph, without `|` (it is a table cell).
-    pub doc: &'static str,
-}
-
-impl Variable {
-    /// The key in the TOML file: the name in lower case without the `BQB_` prefix. `None` for
-    /// `BQB_CONFIG_FILE`, which only the environment can set.
-    pub fn file_key(&self) -> Option<String> {
-        (self.name != CONFIG_FILE.name).then(|| {
-            self.name
-                .strip_prefix(PREFIX)
-                .unwrap_or(self.name)
-                .to_ascii_lowercase()
-        })
-    }
-}
-
-/// The registered variable with this name, if any.
-fn registered(name: &str) -> Option<&'static Variable> {
-    VARIABLES.iter().copied().find(|v| v.name == name)
-}
-
-/// One thing wrong with the configuration, naming its variable (or the file).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Problem(String);
-
-impl Problem {
-    pub(crate) fn new(variable: &Variable, message: impl fmt::Display) -> Self {
-        Self::about(variable.name, message)
-    }
-
-    /// A problem about something that is not one variable (a file, a group of variables).
-    pub(crate) fn about(subject: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Self(format!("{subject}: {message}"))
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Every problem found in the configuration, each naming its setting.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -173,273 +108,6 @@ impl fmt::Display for ConfigError {
             write!(f, "\n  - {p}")?;
         }
         Ok(())
-    }
-}
-
-/// A value that must never reach a log: `Debug` prints `"***"`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-/// Where settings come from: the registered variables of the environment over those of the
-/// file `BQB_CONFIG_FILE` names.
-pub(crate) struct Source {
-    /// Registered variables' values by name (the file's, then the environment's on top).
-    values: BTreeMap<&'static str, String>,
-    /// The whole environment, for the platform's own variables a default may come from.
-    env: BTreeMap<String, String>,
-    /// Whether the environment held a `BQB_` variable nobody declares (then the known names are
-    /// listed, after every other problem).
-    unknown: bool,
-    /// Every variable read, so a test can prove the registry and the modules' readers agree.
-    #[cfg(test)]
-    read: std::cell::RefCell<Vec<&'static Variable>>,
-}
-
-impl Source {
-    /// The source for this environment, and what is wrong with it already: an unreadable file,
-    /// unknown keys in it, unknown `BQB_` variables.
-    fn new(env: BTreeMap<String, String>) -> (Self, Vec<Problem>) {
-        let mut problems = Vec::new();
-        let mut values = BTreeMap::new();
-        if let Some(path) = env.get(CONFIG_FILE.name).filter(|p| !p.is_empty()) {
-            match read_file(&PathBuf::from(path)) {
-                Ok(from_file) => values.extend(from_file),
-                Err(p) => problems.extend(p),
-            }
-        }
-        let mut unknown = false;
-        for (name, value) in &env {
-            if let Some(variable) = registered(name) {
-                if variable.file_key().is_some() {
-                    values.insert(variable.name, value.clone());
-                }
-            } else if name.starts_with(PREFIX) && !name.starts_with(TEST_PREFIX) {
-                problems.push(Problem::about(name, "unknown setting"));
-                unknown = true;
-            }
-        }
-        let source = Self {
-            values,
-            env,
-            unknown,
-            #[cfg(test)]
-            read: std::cell::RefCell::new(vec![&CONFIG_FILE]),
-        };
-        (source, problems)
-    }
-
-    /// The value of a registered variable, `None` when unset or blank.
-    fn get(&self, variable: &'static Variable) -> Option<&str> {
-        #[cfg(test)]
-        self.read.borrow_mut().push(variable);
-        self.values
-            .get(variable.name)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
-    }
-
-    /// A variable of the platform, not ours, that a default falls back to
-    /// (`GOOGLE_CLOUD_PROJECT`). Blank = unset.
-    pub(crate) fn platform(&self, name: &str) -> Option<&str> {
-        self.env
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
-    }
-}
-
-/// Reads a TOML config file into registered variables' values, rejecting unknown keys.
-fn read_file(path: &PathBuf) -> Result<BTreeMap<&'static str, String>, Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem::new(
-            &CONFIG_FILE,
-            format!("cannot read {}: {e}", path.display()),
-        )]
-    })?;
-    let table: toml::Table = text.parse().map_err(|e| {
-        vec![Problem::new(
-            &CONFIG_FILE,
-            format!("{} is not valid TOML: {e}", path.display()),
-        )]
-    })?;
-    let mut values = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (key, value) in table {
-        let Some(variable) = VARIABLES
-            .iter()
-            .find(|v| v.file_key().as_deref() == Some(key.as_str()))
-        else {
-            problems.push(Problem::about(
-                path.display(),
-                format!("unknown setting `{key}`"),
-            ));
-            continue;
-        };
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            other => {
-                problems.push(Problem::about(
-                    path.display(),
-                    format!(
-                        "`{key}` must be a string, integer or boolean, got {}",
-                        other.type_str()
-                    ),
-                ));
-                continue;
-            }
-        };
-        values.insert(variable.name, text);
-    }
-    if problems.is_empty() {
-        Ok(values)
-    } else {
-        Err(problems)
-    }
-}
-
-/// Reads one module's variables from a [`Source`], each through its [`Variable`], collecting
-/// every problem instead of stopping at the first. A bad value yields the default, so that
-/// reading goes on and every problem is found.
-pub(crate) struct Reader<'a> {
-    source: &'a Source,
-    problems: Vec<Problem>,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(source: &'a Source) -> Self {
-        Self {
-            source,
-            problems: Vec::new(),
-        }
-    }
-
-    /// The value as given (untrimmed), `None` when unset or blank.
-    pub(crate) fn text(&self, variable: &'static Variable) -> Option<&'a str> {
-        self.source.get(variable)
-    }
-
-    /// The platform variable `name` (see [`Source::platform`]), as given.
-    pub(crate) fn platform(&self, name: &str) -> Option<&'a str> {
-        self.source.platform(name)
-    }
-
-    pub(crate) fn problem(&mut self, variable: &Variable, message: impl fmt::Display) {
-        self.problems.push(Problem::new(variable, message));
-    }
-
-    /// A problem about a group of variables rather than one.
-    pub(crate) fn problem_about(&mut self, subject: &str, message: impl fmt::Display) {
-        self.problems.push(Problem::about(subject, message));
-    }
-
-    /// The value parsed, `None` when unset.
-    pub(crate) fn optional<T: FromStr>(&mut self, variable: &'static Variable) -> Option<T>
-    where
-        T::Err: fmt::Display,
-    {
-        let v = self.text(variable)?;
-        v.trim()
-            .parse()
-            .map_err(|e| self.problem(variable, format!("`{v}` is not valid: {e}")))
-            .ok()
-    }
-
-    /// The value parsed, `default` when unset (or bad).
-    pub(crate) fn parsed<T: FromStr>(&mut self, variable: &'static Variable, default: T) -> T
-    where
-        T::Err: fmt::Display,
-    {
-        self.optional(variable).unwrap_or(default)
-    }
-
-    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`); unset = `false`.
-    pub(crate) fn flag(&mut self, variable: &'static Variable) -> bool {
-        let Some(v) = self.text(variable).map(|v| v.trim().to_ascii_lowercase()) else {
-            return false;
-        };
-        match v.as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => {
-                self.problem(variable, format!("`{v}` is not a boolean (true/false)"));
-                false
-            }
-        }
-    }
-
-    /// A count of at least 1, `default` when unset (or bad).
-    pub(crate) fn positive(&mut self, variable: &'static Variable, default: usize) -> usize {
-        let v = self.parsed(variable, default);
-        if v == 0 {
-            self.problem(variable, "must be at least 1");
-            return default;
-        }
-        v
-    }
-
-    /// An optional count of at least 1 (unset or bad = `None`).
-    pub(crate) fn optional_positive(&mut self, variable: &'static Variable) -> Option<u32> {
-        let v: u32 = self.optional(variable)?;
-        if v == 0 {
-            self.problem(variable, "must be at least 1");
-            return None;
-        }
-        Some(v)
-    }
-
-    /// A comma-separated list (blank items dropped); `default` is a list in the same form.
-    pub(crate) fn list(&self, variable: &'static Variable, default: &str) -> Vec<String> {
-        self.text(variable)
-            .unwrap_or(default)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
-
-    /// An http(s) URL without a trailing `/`, `default` when unset (or bad).
-    pub(crate) fn endpoint(&mut self, variable: &'static Variable, default: &str) -> String {
-        let v = self
-            .text(variable)
-            .unwrap_or(default)
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        match url::Url::parse(&v) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => v,
-            _ => {
-                self.problem(variable, format!("`{v}` is not an http(s) URL"));
-                default.to_string()
-            }
-        }
-    }
-
-    /// `value` when nothing was wrong, else every problem found.
-    pub(crate) fn finish<T>(self, value: T) -> Result<T, Vec<Problem>> {
-        if self.problems.is_empty() {
-            Ok(value)
-        } else {
-            Err(self.problems)
-        }
     }
 }
 
@@ -460,6 +128,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The parts the engine is built from.
+    pub fn engine(&self) -> EngineSettings {
+        EngineSettings {
+            bigquery: self.bigquery.clone(),
+            jobs: self.jobs.clone(),
+            max_parallel_tables: self.max_parallel_tables,
+        }
+    }
+
     /// Reads the process environment (and `BQB_CONFIG_FILE` when set).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())
@@ -469,7 +146,7 @@ impl Settings {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let (source, mut problems) = Source::new(vars.into_iter().collect());
+        let (source, mut problems) = Source::new(vars.into_iter().collect(), VARIABLES);
         let settings = Self::from_source(&source)
             .map_err(|p| problems.extend(p))
             .ok();
@@ -685,7 +362,7 @@ mod tests {
     /// variables read with nothing set are every variable any module declares and reads.
     #[test]
     fn the_registry_holds_exactly_the_variables_the_modules_read() {
-        let (source, problems) = Source::new(BTreeMap::new());
+        let (source, problems) = Source::new(std::collections::BTreeMap::new(), VARIABLES);
         assert!(problems.is_empty());
         Settings::from_source(&source).expect("defaults are valid");
         let read = source.read.borrow();

@@ -20,20 +20,20 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::Settings;
 use settings::DEFAULT_LOG_LEVEL;
 pub use settings::{LogFormat, LogSettings};
 
 /// The span field the HTTP layer fills from `X-Cloud-Trace-Context` / `traceparent`.
 pub const TRACE_FIELD: &str = "trace";
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
-/// tests that build several apps in one process can all call it.
-pub fn init(settings: &Settings) {
+/// Installs the global subscriber; JSON logs name traces under `project_id`
+/// (`projects/{id}/traces/…`). Safe to call more than once (later calls do nothing), so tests
+/// that build several apps in one process can all call it.
+pub fn init(settings: &LogSettings, project_id: Option<&str>) {
     let filter = EnvFilter::builder()
-        .parse(&settings.log.level)
+        .parse(&settings.level)
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
-    let json = match settings.log.format {
+    let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
@@ -42,7 +42,7 @@ pub fn init(settings: &Settings) {
         tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(CloudLogging {
-                project_id: settings.bigquery.project_id.clone(),
+                project_id: project_id.map(str::to_string),
             })
             .with_writer(std::io::stderr)
             .boxed()

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 /// Default HTTP port when `PORT` is unset (Cloud Run always sets it).
 pub(crate) const DEFAULT_PORT: u16 = 8080;

@@ -9,7 +9,6 @@ use google_cloud_bigquery_v2::client::{DatasetService, JobService, TableService}
 use super::BigQuerySettings;
 use super::error::BigQueryError;
 use super::retry;
-use crate::config::Settings;
 
 /// What is needed to reach BigQuery: endpoints and whether to send credentials.
 #[derive(Debug, Clone)]
@@ -27,14 +26,14 @@ pub struct BigQueryConfig {
 }
 
 impl BigQueryConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &BigQuerySettings) -> Self {
         let BigQuerySettings {
             project_id,
             endpoint,
             storage_endpoint,
             anonymous,
             read_streams_per_table,
-        } = settings.bigquery.clone();
+        } = settings.clone();
         Self {
             endpoint,
             storage_endpoint,

@@ -1,7 +1,7 @@
 //! BigQuery settings: the default project, the endpoints, credentials or none, and how many
 //! Storage Read streams one table is read with.
 
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
 pub(crate) const DEFAULT_BIGQUERY_STORAGE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
@@ -76,17 +76,22 @@ impl BigQuerySettings {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
+    use super::*;
+    use crate::variables::read_pairs;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<BigQuerySettings, String> {
+        read_pairs(pairs, BigQuerySettings::from_source)
+    }
 
     #[test]
     fn the_project_falls_back_to_google_cloud_project() {
-        let s = Settings::from_pairs(&[("GOOGLE_CLOUD_PROJECT", "my-proj")]).unwrap();
-        assert_eq!(s.bigquery.project_id.as_deref(), Some("my-proj"));
-        let s = Settings::from_pairs(&[
+        let s = read(&[("GOOGLE_CLOUD_PROJECT", "my-proj")]).unwrap();
+        assert_eq!(s.project_id.as_deref(), Some("my-proj"));
+        let s = read(&[
             ("GOOGLE_CLOUD_PROJECT", "my-proj"),
             ("BQB_PROJECT_ID", "other-proj"),
         ])
         .unwrap();
-        assert_eq!(s.bigquery.project_id.as_deref(), Some("other-proj"));
+        assert_eq!(s.project_id.as_deref(), Some("other-proj"));
     }
 }

@@ -1,6 +1,6 @@
 //! How many tables one backup or restore processes at once, at most.
 
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_MAX_PARALLEL_TABLES: usize = 4;
 

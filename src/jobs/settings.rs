@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::catalog::retention::{KeepPolicy, KeepRule};
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 /// Where job records live when `BQB_STATE_URI` is unset: fine for one instance, not for several.
 pub(crate) const DEFAULT_STATE_URI: &str = "file:///tmp/bq-backup-state";
@@ -163,32 +163,41 @@ fn prune_after_backup(read: &mut Reader<'_>) -> Option<KeepPolicy> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::variables::read_pairs;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<JobSettings, String> {
+        read_pairs(pairs, JobSettings::from_source)
+    }
 
     #[test]
     fn a_keep_policy_setting_turns_on_prune_after_backup() {
-        assert_eq!(Settings::defaults().jobs.prune_after_backup, None);
-        let s = Settings::from_pairs(&[
+        assert_eq!(
+            read_pairs(&[], JobSettings::from_source)
+                .unwrap()
+                .prune_after_backup,
+            None
+        );
+        let s = read(&[
             ("BQB_PRUNE_KEEP_LAST", "3"),
             ("BQB_PRUNE_KEEP_MONTHLY", "12"),
         ])
         .unwrap();
         assert_eq!(
-            s.jobs.prune_after_backup,
+            s.prune_after_backup,
             Some(KeepPolicy {
                 keep_last: Some(3),
                 keep_monthly: Some(12),
                 ..KeepPolicy::default()
             })
         );
-        let err = Settings::from_pairs(&[
+        let err = read(&[
             ("BQB_PRUNE_KEEP_DAILY", "0"),
             ("BQB_PRUNE_KEEP_WEEKLY", "many"),
             ("BQB_STATE_URI", "ftp://x"),
             ("BQB_JOB_RETENTION_DAYS", "3"),
         ])
         .unwrap_err();
-        let text = err.to_string();
+        let text = err;
         assert!(
             text.contains("BQB_JOB_RETENTION_DAYS: must be at least 7"),
             "{text}"
@@ -209,17 +218,17 @@ mod tests {
     #[test]
     fn every_keep_rule_is_set_by_its_variable_and_its_problems_name_it() {
         for (variable, rule) in PRUNE_KEEP {
-            let s = Settings::from_pairs(&[(variable.name, "5")]).unwrap();
-            let policy = s.jobs.prune_after_backup.expect("a rule is set");
+            let s = read(&[(variable.name, "5")]).unwrap();
+            let policy = s.prune_after_backup.expect("a rule is set");
             assert_eq!(policy.count(rule), Some(5), "{}", variable.name);
             assert!(policy.problems().is_empty());
-            let err = Settings::from_pairs(&[(variable.name, "0")]).unwrap_err();
+            let err = read(&[(variable.name, "0")]).unwrap_err();
             assert_eq!(
-                err.problems,
-                [format!(
+                err,
+                (format!(
                     "{}: must be at least 1: a rule that keeps 0 backups keeps nothing (leave it out)",
                     variable.name
-                )]
+                ))
             );
         }
     }

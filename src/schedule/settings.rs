@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) static SCHEDULE_FILE: Variable = Variable {
     name: "BQB_SCHEDULE_FILE",

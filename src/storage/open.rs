@@ -21,7 +21,6 @@ use object_store::path::Path;
 use super::StorageSettings;
 use super::clients::{ClientCache, ClientKey};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
-use crate::config::Settings;
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
 
@@ -70,10 +69,10 @@ impl std::fmt::Debug for StorageConfig {
 impl StorageConfig {
     /// For the CLI: confined only when `BQB_ALLOWED_STORAGE` is set, since whoever runs it
     /// already owns the disk it would write to.
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
-            confinement: settings.storage.allowed.clone(),
+            settings: settings.clone(),
+            confinement: settings.allowed.clone(),
             wrapper: None,
             clients: Arc::default(),
         }
@@ -81,12 +80,11 @@ impl StorageConfig {
 
     /// For `serve`, whose callers do not own its disk: `BQB_ALLOWED_STORAGE`, or by default
     /// every cloud bucket and no local directory or memory.
-    pub fn for_service(settings: &Settings) -> Self {
+    pub fn for_service(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
+            settings: settings.clone(),
             confinement: Some(
                 settings
-                    .storage
                     .allowed
                     .clone()
                     .unwrap_or_else(StorageAllowList::service_default),

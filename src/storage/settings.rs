@@ -2,8 +2,8 @@
 //! S3-compatible endpoints the backends talk to. Credentials stay with `object_store`, which
 //! reads the standard `AWS_*` and `AZURE_STORAGE_*` variables itself.
 
-use crate::config::{Problem, Reader, Source, Variable};
 use crate::domain::StorageAllowList;
+use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_AZURITE_URL: &str = "http://127.0.0.1:10000";
 
@@ -87,23 +87,32 @@ impl StorageSettings {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
+    use super::*;
+    use crate::variables::read_pairs;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<StorageSettings, String> {
+        read_pairs(pairs, StorageSettings::from_source)
+    }
 
     #[test]
     fn allowed_storage_is_parsed_and_each_bad_entry_named() {
-        assert_eq!(Settings::defaults().storage.allowed, None);
-        let s = Settings::from_pairs(&[(
+        assert_eq!(
+            read_pairs(&[], StorageSettings::from_source)
+                .unwrap()
+                .allowed,
+            None
+        );
+        let s = read(&[(
             "BQB_ALLOWED_STORAGE",
             "gs://bkt/backups, file:///var/lib/bq-backup",
         )])
         .unwrap();
         assert_eq!(
-            s.storage.allowed.map(|a| a.to_string()).as_deref(),
+            s.allowed.map(|a| a.to_string()).as_deref(),
             Some("gs://bkt/backups,file:///var/lib/bq-backup")
         );
-        let err = Settings::from_pairs(&[("BQB_ALLOWED_STORAGE", "file://relative,gs://bkt/../x")])
-            .unwrap_err();
-        let text = err.to_string();
+        let err = read(&[("BQB_ALLOWED_STORAGE", "file://relative,gs://bkt/../x")]).unwrap_err();
+        let text = err;
         assert!(
             text.contains("BQB_ALLOWED_STORAGE: `file://relative`: a file:// entry must be an absolute directory"),
             "{text}"
@@ -116,9 +125,9 @@ mod tests {
 
     #[test]
     fn storage_emulator_host_without_scheme_means_http() {
-        let s = Settings::from_pairs(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")]).unwrap();
+        let s = read(&[("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")]).unwrap();
         assert_eq!(
-            s.storage.gcs_emulator_host.as_deref(),
+            s.gcs_emulator_host.as_deref(),
             Some("http://127.0.0.1:4443")
         );
     }

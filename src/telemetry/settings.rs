@@ -1,6 +1,6 @@
 //! Logging settings: the output format and the filter.
 
-use crate::config::{Problem, Reader, Source, Variable};
+use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 

@@ -1,6 +1,6 @@
 //! Who may call the API, as configured: the mode and what each mode needs.
 
-use crate::config::{Problem, Reader, Secret, Source, Variable};
+use crate::variables::{Problem, Reader, Secret, Source, Variable};
 
 /// Google's signing keys for OIDC tokens (Cloud Scheduler, Pub/Sub push).
 pub(crate) const DEFAULT_AUTH_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";

@@ -44,7 +44,7 @@ async fn spawn_faulty_app(root: &str, control: Arc<FaultControl>) -> TestApp {
     // One read stream per table: the wide table becomes one file of several upload parts.
     let settings = TestServices::get().settings_with(&[("BQB_READ_STREAMS_PER_TABLE", "1")]);
     let root = root.to_string();
-    let storage = StorageConfig::for_service(&settings).with_wrapper(Arc::new(
+    let storage = StorageConfig::for_service(&settings.storage).with_wrapper(Arc::new(
         move |uri: &StorageUri, inner: Arc<dyn ObjectStore>| {
             if uri.to_string().starts_with(&root) {
                 FaultyStore::wrap(inner, control.clone())
