@@ -533,51 +533,71 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     assert_eq!(view["resource"]["view"]["query"], json!(sql), "{view}");
     assert_eq!(view["resource"]["view"]["useLegacySql"], false, "{view}");
 
-    let (status, report) = post(
-        &app,
-        "/api/v1/restore",
-        &restore_request(&root, &backup_id, &dataset),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
-    let target = format!("{PROJECT}.restored_{dataset}.polish_events");
-    assert_eq!(report["views"], json!([target]), "{report}");
-    let bq = bigquery_client().await;
-    let restored = bq
-        .get_table(&TableRef::new(
-            PROJECT,
-            format!("restored_{dataset}"),
-            "polish_events",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(restored.r#type, "VIEW");
+    let target = restore_the_view(&app, &root, &backup_id, &dataset, "polish_events").await;
     // The rewritten SQL reads the restored table: with the source table gone, only a rewritten
     // reference can still answer.
-    let rest = &crate::helpers::TestServices::get().bigquery_rest;
-    let http = reqwest::Client::new();
-    let gone = http
-        .delete(format!(
-            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/events"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(gone.status().is_success());
-    let answer: Value = http
-        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-        .json(&json!({ "query": format!("SELECT id, country, note FROM `{target}`"), "useLegacySql": false }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    drop_source_events(&dataset).await;
+    let answer = query(format!("SELECT id, country, note FROM `{target}`")).await;
     assert_eq!(
         answer["rows"],
         json!([{ "f": [{ "v": "1" }, { "v": "PL" }, { "v": format!("{dataset}.events") }] }]),
         "{answer}"
     );
+}
+
+/// Restores the backup of `dataset` into `restored_{dataset}` and checks that `view` came back
+/// as a view; its full name.
+async fn restore_the_view(
+    app: &TestApp,
+    root: &str,
+    backup_id: &str,
+    dataset: &str,
+    view: &str,
+) -> String {
+    let (status, report) = post(
+        app,
+        "/api/v1/restore",
+        &restore_request(root, backup_id, dataset),
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    let target = format!("{PROJECT}.restored_{dataset}.{view}");
+    assert_eq!(report["views"], json!([target]), "{report}");
+    let restored = bigquery_client()
+        .await
+        .get_table(&TableRef::new(PROJECT, format!("restored_{dataset}"), view))
+        .await
+        .expect("the restored view");
+    assert_eq!(restored.r#type, "VIEW");
+    target
+}
+
+/// A GoogleSQL query on the emulator; its answer.
+async fn query(sql: String) -> Value {
+    let rest = &crate::helpers::TestServices::get().bigquery_rest;
+    reqwest::Client::new()
+        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
+        .json(&json!({ "query": sql, "useLegacySql": false }))
+        .send()
+        .await
+        .expect("the emulator answers")
+        .json::<Value>()
+        .await
+        .expect("a JSON answer")
+}
+
+/// Deletes the source table `events` of `dataset`: only a view rewritten to the restored table
+/// still answers.
+async fn drop_source_events(dataset: &str) {
+    let rest = &crate::helpers::TestServices::get().bigquery_rest;
+    let gone = reqwest::Client::new()
+        .delete(format!(
+            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/events"
+        ))
+        .send()
+        .await
+        .expect("the emulator answers");
+    assert!(gone.status().is_success());
 }
 
 #[tokio::test]
@@ -599,40 +619,7 @@ async fn a_view_with_aliases_named_like_its_dataset_keeps_them_when_rewritten() 
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
-    let (status, report) = post(
-        &app,
-        "/api/v1/restore",
-        &restore_request(&root, &backup_id, &dataset),
-    )
-    .await;
-    assert_eq!(status, 200, "{report}");
-    let target = format!("{PROJECT}.restored_{dataset}.polish_tags");
-    assert_eq!(report["views"], json!([target]), "{report}");
-    let bq = bigquery_client().await;
-    let restored = bq
-        .get_table(&TableRef::new(
-            PROJECT,
-            format!("restored_{dataset}"),
-            "polish_tags",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(restored.r#type, "VIEW");
-    let rest = &crate::helpers::TestServices::get().bigquery_rest;
-    let http = reqwest::Client::new();
-    let query = |sql: String| {
-        let http = http.clone();
-        async move {
-            http.post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-                .json(&json!({ "query": sql, "useLegacySql": false }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let target = restore_the_view(&app, &root, &backup_id, &dataset, "polish_tags").await;
     // The SQL as restored: only the table's dataset changed, byte for byte.
     let definition = query(format!(
         "SELECT view_definition FROM restored_{dataset}.INFORMATION_SCHEMA.VIEWS WHERE table_name = \"polish_tags\""
@@ -648,14 +635,7 @@ async fn a_view_with_aliases_named_like_its_dataset_keeps_them_when_rewritten() 
         "{definition}"
     );
     // With the source table gone, the restored view answers from the restored table.
-    let gone = http
-        .delete(format!(
-            "{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/events"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(gone.status().is_success());
+    drop_source_events(&dataset).await;
     let answer = query(format!("SELECT id, tag FROM `{target}`")).await;
     assert_eq!(
         answer["rows"],
