@@ -92,6 +92,14 @@ impl Serve {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Job `id`'s record once it has SUCCEEDED or FAILED (panics after two minutes).
+    async fn job_ended(&self, id: &str) -> Value {
+        self.job_until(id, Duration::from_secs(120), |job| {
+            ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+
     /// Polls job `id` until `done` holds for its record (panics after `limit`).
     async fn job_until(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + limit;
@@ -176,11 +184,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
     assert_eq!(status, 202, "the same request is accepted at once: {again}");
     assert_eq!(again["backupId"], backup_id.as_str());
     let done = second
-        .job_until(
-            again["jobId"].as_str().expect("jobId"),
-            Duration::from_secs(120),
-            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
-        )
+        .job_ended(again["jobId"].as_str().expect("jobId"))
         .await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     let (status, verify) = second
@@ -379,11 +383,7 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     let (status, again) = second.post("/api/v1/restore", &request).await;
     assert_eq!(status, 202, "{again}");
     let done = second
-        .job_until(
-            again["jobId"].as_str().expect("jobId"),
-            Duration::from_secs(120),
-            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
-        )
+        .job_ended(again["jobId"].as_str().expect("jobId"))
         .await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     for table in ["all_types", "numbers", "wide"] {
