@@ -6,7 +6,8 @@
 //! resource (location, description, labels, default expirations); per table the full BigQuery
 //! table resource (schema with modes, nested fields, descriptions, default values, policy tags;
 //! partitioning; clustering; labels; description; expiration), the Arrow schema the files were
-//! written with, the row count at the snapshot, and every file with its size, rows and SHA-256.
+//! written with, the row count at the snapshot, how it was exported, and every file with its
+//! size, rows and checksum (SHA-256, or Cloud Storage's CRC32C for files BigQuery wrote).
 
 use std::collections::BTreeMap;
 
@@ -15,12 +16,29 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::bigquery::TableKind;
-use crate::domain::{BackupId, TableRef};
+use crate::domain::{BackupId, ExportMethod, TableRef};
 use crate::error::{Error, ErrorKind};
 use crate::storage::{Store, get_if_exists, layout, put_if_absent};
 
 /// Bumped on any change a version-1 reader would misread. Readers refuse newer versions.
 pub const MANIFEST_VERSION: u32 = 1;
+/// The version of a manifest with files that carry a CRC32C instead of a SHA-256 (EXTRACT): a
+/// version-1 reader would find no checksum to compare, so it must refuse such a manifest. Every
+/// other manifest keeps [`MANIFEST_VERSION`], so older releases still read STREAM backups.
+pub const MANIFEST_VERSION_CRC32C: u32 = 2;
+
+/// The version `manifest` must be written with.
+pub fn version_for(tables: &[TableEntry]) -> u32 {
+    let crc32c = tables
+        .iter()
+        .flat_map(|t| &t.files)
+        .any(|f| f.crc32c.is_some());
+    if crc32c {
+        MANIFEST_VERSION_CRC32C
+    } else {
+        MANIFEST_VERSION
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +139,10 @@ pub struct TableEntry {
     /// only in legacy manifests, where each table's format comes from its files' extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<FormatEntry>,
+    /// Tables with data: how it was exported (`STREAM` or `EXTRACT`). Absent for views and in
+    /// manifests written before the method existed (all STREAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<ExportMethod>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,8 +152,15 @@ pub struct FileEntry {
     pub path: String,
     pub bytes: u64,
     pub rows: u64,
-    /// Lower-case hex SHA-256 of the file's bytes as stored.
+    /// Lower-case hex SHA-256 of the file's bytes as stored. Empty (and absent from the JSON)
+    /// for a file that records [`Self::crc32c`] instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// Files BigQuery wrote (EXTRACT): Cloud Storage's CRC32C of the bytes, lower-case hex of the
+    /// big-endian value, in place of a SHA-256 (which would mean reading every byte). Verify
+    /// and restore check whichever checksum a file carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
 }
 
 impl Manifest {
@@ -186,22 +215,20 @@ pub async fn read_manifest(store: &Store, id: &BackupId) -> Result<Option<Manife
         .get("manifestVersion")
         .and_then(serde_json::Value::as_u64)
     {
-        Some(v) if v == u64::from(MANIFEST_VERSION) => {}
+        Some(v) if (1..=u64::from(MANIFEST_VERSION_CRC32C)).contains(&v) => {}
         Some(v) => {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
-                    "{path} has manifest version {v}; this bq-backup reads version {MANIFEST_VERSION}: upgrade it"
+                    "{path} has manifest version {v}; this bq-backup reads versions up to {MANIFEST_VERSION_CRC32C}: upgrade it"
                 ),
             ));
         }
         None => return Err(damaged("has no manifestVersion".into())),
     }
-    serde_json::from_value(version).map(Some).map_err(|e| {
-        damaged(format!(
-            "does not match manifest version {MANIFEST_VERSION}: {e}"
-        ))
-    })
+    serde_json::from_value(version)
+        .map(Some)
+        .map_err(|e| damaged(format!("does not match its manifest version: {e}")))
 }
 /// The Arrow schema as an IPC schema message, base64: exact types for decoding text formats.
 pub fn encode_arrow_schema(schema: &arrow::datatypes::Schema) -> String {

@@ -4,6 +4,7 @@
 //! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
 
 pub mod attempt;
+pub mod checksum;
 pub mod lease;
 pub mod list;
 pub mod manifest;

@@ -364,9 +364,11 @@ async fn table_entry(
                 bytes: f.size,
                 rows: 0,
                 sha256: String::new(),
+                crc32c: None,
             })
             .collect(),
         format: Some(format_entry),
+        method: None,
     }))
 }
 

@@ -12,9 +12,11 @@
 mod clients;
 pub mod exclusive;
 mod gcs_credentials;
+mod gcs_objects;
 pub mod layout;
 mod open;
 
+pub use gcs_objects::ObjectChecksums;
 pub use open::{Access, Origin, StorageConfig, Store};
 
 use bytes::Bytes;
