@@ -208,7 +208,7 @@ mod tests {
         for format in ["AVRO", "CSV", "JSON"] {
             let err = check(serde_json::json!({
                 "bigQuery": {"projectId": "test-project"},
-                "backupStorage": {"uri": "gs://b/p", "exportOptions": {"format": format}},
+                "backupStorage": {"uri": "gs://bucket-1/p", "exportOptions": {"format": format}},
                 "method": "EXTRACT"
             }))
             .unwrap_err();
@@ -217,7 +217,7 @@ mod tests {
         }
         let (spec, encode) = check(serde_json::json!({
             "bigQuery": {"projectId": "test-project"},
-            "backupStorage": {"uri": "gs://b/p", "exportOptions": {"format": "PARQUET"}},
+            "backupStorage": {"uri": "gs://bucket-1/p", "exportOptions": {"format": "PARQUET"}},
             "method": "EXTRACT"
         }))
         .unwrap();

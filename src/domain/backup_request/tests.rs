@@ -618,7 +618,7 @@ fn the_method_defaults_to_auto_and_accepts_any_case() {
     assert_eq!(spec.method, BackupMethod::Stream);
     let gcs = json!({
         "bigQuery": {"projectId": "test-project"},
-        "backupStorage": {"uri": "gs://b/p"},
+        "backupStorage": {"uri": "gs://bucket-1/p"},
         "method": "EXTRACT"
     });
     assert_eq!(spec_of(gcs).method, BackupMethod::Extract);
@@ -635,7 +635,7 @@ fn an_unknown_method_or_extract_outside_gcs_is_refused_naming_method() {
     );
     let s3 = json!({
         "bigQuery": {"projectId": "test-project"},
-        "backupStorage": {"uri": "s3://b/p"},
+        "backupStorage": {"uri": "s3://bucket-1/p"},
         "method": "EXTRACT"
     });
     let errors = errors_of(s3);
