@@ -19,8 +19,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from roundtrip import PROJECT, generate, load  # noqa: E402
 
-# `fd<TCP:[...]>` lines of socket reads and writes, and their byte counts.
-SYSCALL = re.compile(r"^\d+\s+(\w+)\(\d+<TCP:\[.*\) = (\d+)$")
+# `fd<TCP:[...]>` lines of socket reads and writes, and their byte counts (one file per thread,
+# `strace -ff`, so that no call is split into "unfinished" and "resumed" lines).
+SYSCALL = re.compile(r"^(\w+)\(\d+<TCP:\[.*\) = (\d+)$")
 IN = {"read", "recvfrom", "recvmsg", "readv"}
 OUT = {"write", "sendto", "sendmsg", "writev"}
 
@@ -41,20 +42,21 @@ def run(command, body, env):
 
 
 def traced_bytes(binary, body, env):
-    with tempfile.NamedTemporaryFile(suffix=".strace") as trace:
-        run(["strace", "-f", "-qq", "-yy", "-s", "0", "-o", trace.name,
+    with tempfile.TemporaryDirectory() as traces:
+        run(["strace", "-ff", "-qq", "-yy", "-s", "0", "-o", os.path.join(traces, "t"),
              "-e", "trace=read,write,readv,writev,recvfrom,sendto,recvmsg,sendmsg",
              binary, "backup", "--request", "-"], body, env)
         received = sent = 0
-        with open(trace.name, errors="replace") as lines:
-            for line in lines:
-                match = SYSCALL.match(line.strip())
-                if not match:
-                    continue
-                if match.group(1) in IN:
-                    received += int(match.group(2))
-                elif match.group(1) in OUT:
-                    sent += int(match.group(2))
+        for name in os.listdir(traces):
+            with open(os.path.join(traces, name), errors="replace") as lines:
+                for line in lines:
+                    match = SYSCALL.match(line.strip())
+                    if not match:
+                        continue
+                    if match.group(1) in IN:
+                        received += int(match.group(2))
+                    elif match.group(1) in OUT:
+                        sent += int(match.group(2))
         return received, sent
 
 

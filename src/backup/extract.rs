@@ -251,6 +251,7 @@ pub(crate) async fn extract_table(
         .buffered(FOOTER_CONCURRENCY)
         .try_collect()
         .await?;
+    // `objects` is not empty (checked above), so neither are the footers.
     let schema = footers[0].schema.clone();
     let mut files = Vec::with_capacity(objects.len());
     for (object, footer) in objects.into_iter().zip(&footers) {
