@@ -213,7 +213,7 @@ impl Cli {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    telemetry::init(&settings);
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let app = Application::build(settings, shutdown)
@@ -254,11 +254,11 @@ fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 /// unset), job records in `BQB_STATE_URI` like the service's, so that the selection lock,
 /// prune-after-backup and the job's record apply as they do to `POST /api/v1/backup`.
 async fn engine() -> anyhow::Result<Engine> {
-    let settings = Arc::new(Settings::from_env()?);
-    telemetry::init(&settings);
-    let storage = StorageConfig::from_settings(&settings);
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
+    let storage = StorageConfig::from_settings(&settings.storage);
     // Nothing shuts the engine down: a signal cancels the job instead (see `follow`).
-    Ok(Engine::build(settings, storage, CancellationToken::new()).await?)
+    Ok(Engine::build(settings.engine(), storage, CancellationToken::new()).await?)
 }
 
 fn cli_submission(observer: Option<Arc<dyn Progress>>) -> Submission {
@@ -356,9 +356,9 @@ impl Progress for BarProgress {
 /// needed). A refusal names the flag.
 fn open_repository(uri: &str) -> anyhow::Result<(Repositories, Store)> {
     let settings = Settings::from_env()?;
-    telemetry::init(&settings);
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    let repositories = Repositories::new(StorageConfig::from_settings(&settings));
+    let repositories = Repositories::new(StorageConfig::from_settings(&settings.storage));
     let store = repositories.open(&uri, "--uri", Access::Read)?;
     Ok((repositories, store))
 }

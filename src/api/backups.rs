@@ -13,8 +13,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::jobs::WaitQuery;
 use super::paging::{page_size, page_token};
+use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
-    self, BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
+    BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
 use crate::domain::{BackupId, StorageUri};
 use crate::engine::{Started, Submission, VerifyOrder};
@@ -352,19 +353,46 @@ pub(crate) async fn delete(
 }
 
 /// The body of `POST /api/v1/backups:prune`: a keep policy (one that keeps nothing is refused,
-/// see [`catalog::retention::KeepPolicy::problems`]); `dryRun` only lists.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// see [`KeepPolicy::problems`]); `dryRun` only lists.
+#[derive(Debug, Default)]
 pub(crate) struct PruneBody {
-    keep_last: Option<u32>,
-    keep_daily: Option<u32>,
-    keep_weekly: Option<u32>,
-    keep_monthly: Option<u32>,
-    #[serde(default)]
-    expired_only: bool,
-    #[serde(default)]
+    policy: KeepPolicy,
     dry_run: bool,
 }
+
+impl PruneBody {
+    /// `dryRun` is taken out and the rest read as the [`KeepPolicy`] itself, whose deserializer
+    /// names the field at fault and refuses unknown ones. An empty body is the empty policy
+    /// (refused by its check, as `{}` is).
+    fn parse(body: &[u8]) -> Result<Self, FieldError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let mut fields: Value =
+            serde_json::from_slice(body).map_err(|e| FieldError::new(BODY_FIELD, e.to_string()))?;
+        let dry_run = match fields.as_object_mut().and_then(|f| f.remove(DRY_RUN_FIELD)) {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| FieldError::new(DRY_RUN_FIELD, e.to_string()))?,
+            None => false,
+        };
+        let policy = serde_path_to_error::deserialize(fields).map_err(|e| {
+            let field = e.path().to_string();
+            FieldError::new(
+                if field == "." {
+                    BODY_FIELD.into()
+                } else {
+                    field
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        Ok(Self { policy, dry_run })
+    }
+}
+
+/// Where a prune body's problems that are not one field's are reported.
+const BODY_FIELD: &str = "body";
+const DRY_RUN_FIELD: &str = "dryRun";
 
 #[utoipa::path(
     post,
@@ -393,27 +421,18 @@ pub(crate) async fn prune(
 ) -> Result<Json<Value>, ApiError> {
     let mut problems = Vec::new();
     let store = open(&state, q.uri.as_deref(), &mut problems);
-    let parsed: Option<PruneBody> = parse_optional_body(&body, &mut problems);
-    let policy = parsed.as_ref().map(|body| catalog::retention::KeepPolicy {
-        keep_last: body.keep_last,
-        keep_daily: body.keep_daily,
-        keep_weekly: body.keep_weekly,
-        keep_monthly: body.keep_monthly,
-        expired_only: body.expired_only,
-    });
-    if let Some(policy) = &policy {
-        problems.extend(policy.problems());
+    let parsed = PruneBody::parse(&body).map_err(|e| problems.push(e)).ok();
+    if let Some(body) = &parsed {
+        problems.extend(body.policy.problems());
     }
-    let (Some(store), Some(body), Some(policy), true) =
-        (store, parsed, policy, problems.is_empty())
-    else {
+    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
         return Err(Error::invalid("the prune request is invalid", problems).into());
     };
     let store = store?;
     let report = state
         .engine
         .repositories()
-        .prune(&store, &policy, body.dry_run)
+        .prune(&store, &body.policy, body.dry_run)
         .await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,

@@ -73,6 +73,10 @@ fn job_id(segment: &str) -> Result<JobId, ApiError> {
 /// A record as the API shows it: the Java error shape for `error`, and links.
 pub(crate) fn job_json(record: &JobRecord) -> Value {
     let mut body = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    // How the record is stored is not part of the API.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("version");
+    }
     if let Some(error) = &record.error {
         body["error"] = json!({
             "errorCode": code_and_status(error.kind).0,

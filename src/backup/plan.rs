@@ -14,7 +14,7 @@ use super::method;
 use super::validate::BackupOrder;
 use super::view_sql::{ViewSqlByTable, fill_missing_view_sql};
 use crate::bigquery::model::{Table, TableFieldSchema};
-use crate::bigquery::{BigQuery, TableKind};
+use crate::bigquery::{BigQuery, DatasetResource, RoutineResource, TableKind};
 use crate::domain::{
     BackupId, BackupMethod, DatasetRef, DatasetSelection, ExportMethod, StorageUri, TableRef,
     TableSelector, sql_paths,
@@ -131,7 +131,7 @@ pub struct PlannedDataset {
     pub dataset: DatasetRef,
     pub location: String,
     #[serde(skip)]
-    pub resource: serde_json::Value,
+    pub resource: DatasetResource,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,7 +140,7 @@ pub struct PlannedRoutine {
     pub dataset: DatasetRef,
     pub routine: String,
     #[serde(skip)]
-    pub resource: serde_json::Value,
+    pub resource: RoutineResource,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,9 +252,10 @@ pub async fn plan_backup(
                 .map(|t| t.table),
         );
         for routine in bigquery.list_routines(dataset).await? {
-            let name = routine["routineReference"]["routineId"]
-                .as_str()
-                .unwrap_or_default()
+            // list_routines answers only routines that name themselves.
+            let name = routine
+                .routine_id()
+                .map_err(|e| Error::upstream(format!("a routine of {dataset} whose {e}")))?
                 .to_string();
             routines.push(PlannedRoutine {
                 dataset: dataset.clone(),
@@ -265,8 +266,7 @@ pub async fn plan_backup(
         datasets.push(PlannedDataset {
             dataset: dataset.clone(),
             location: resource.location.clone(),
-            resource: serde_json::to_value(&resource)
-                .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
+            resource: DatasetResource::of(&resource)?,
         });
     }
     if !missing.is_empty() {

@@ -17,7 +17,9 @@ use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
 use crate::catalog::attempt::{Keep, live_claim};
 use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
-use crate::catalog::{self, DatasetEntry, FormatEntry, Manifest, RoutineEntry, TableEntry, Totals};
+use crate::catalog::{
+    self, DatasetEntry, FormatEntry, Manifest, ManifestStatus, RoutineEntry, TableEntry, Totals,
+};
 use crate::domain::{BackupId, ExportMethod, TableRef};
 use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
@@ -405,7 +407,7 @@ async fn commit(
     let manifest = Manifest {
         manifest_version: catalog::manifest::version_for(&tables),
         backup_id: plan.backup_id,
-        status: "COMPLETE".into(),
+        status: ManifestStatus::Complete,
         snapshot_time: plan.snapshot_time,
         created_at: started_at,
         finished_at: Utc::now(),
@@ -414,12 +416,7 @@ async fn commit(
         labels: plan.labels.clone(),
         tool: format!("bq-backup {}", env!("CARGO_PKG_VERSION")),
         request: plan.request.clone(),
-        format: FormatEntry {
-            format: plan.encode.format.as_str().into(),
-            compression: plan.encode.compression.as_str().into(),
-            csv_header: plan.encode.csv_header,
-            csv_delimiter: char::from(plan.encode.csv_delimiter).to_string(),
-        },
+        format: FormatEntry::of(&plan.encode),
         totals,
         datasets: plan
             .datasets

@@ -14,9 +14,11 @@ mod extract;
 mod load;
 mod metadata;
 mod read;
+pub mod resource;
 mod rest;
 pub mod retry;
 mod routines;
+pub(crate) mod settings;
 mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
@@ -25,8 +27,10 @@ pub use extract::{ExtractJob, ExtractOutcome};
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
+pub use resource::{DatasetResource, ResourceError, RoutineResource, TableResource};
+pub use settings::BigQuerySettings;
 pub use views::ViewSql;
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
-/// manifest stores table resources in this shape.
+/// manifest stores resources in this shape, read through [`resource`].
 pub use google_cloud_bigquery_v2::model;

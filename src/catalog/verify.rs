@@ -15,8 +15,8 @@ use super::checksum::FileHasher;
 use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
 use crate::error::Error;
 use crate::exec::on_rayon;
-use crate::formats::{DecodeOptions, Format, decode};
-use crate::storage::{Failure, Store, layout, object_error};
+use crate::formats::{DecodeOptions, decode};
+use crate::storage::{Failure, Store, object_error};
 
 /// Files of one backup verified at once.
 const VERIFY_CONCURRENCY: usize = 4;
@@ -163,28 +163,10 @@ impl Sample {
     }
 }
 
-/// How to decode the files of `entry`. A format the manifest names but this service does not
-/// know means the manifest is damaged.
-pub fn decode_options(manifest: &Manifest, entry: &TableEntry) -> Result<DecodeOptions, Error> {
-    let recorded = manifest.format_of(entry);
-    let damaged = |what: &str, e: String| {
-        Error::damaged(
-            layout::manifest(&manifest.backup_id).to_string(),
-            format!("records an unknown {what} for {}: {e}", entry.table),
-        )
-    };
-    let format: Format = recorded
-        .format
-        .parse()
-        .map_err(|e| damaged("format", format!("{e}")))?;
-    let mut options = DecodeOptions::new(format);
-    options.compression = recorded
-        .compression
-        .parse()
-        .map_err(|e| damaged("compression", format!("{e}")))?;
-    options.csv_header = recorded.csv_header;
-    options.csv_delimiter = recorded.csv_delimiter.bytes().next().unwrap_or(b',');
-    Ok(options)
+/// How to decode the files of `entry` (the manifest was read strictly: its format and
+/// compression are ones this service knows).
+pub fn decode_options(manifest: &Manifest, entry: &TableEntry) -> DecodeOptions {
+    manifest.format_of(entry).decode_options()
 }
 
 /// The Arrow schema the files of `entry` were written with (an unreadable one means the
@@ -194,7 +176,7 @@ pub fn table_schema(manifest: &Manifest, entry: &TableEntry) -> Result<SchemaRef
         .map(Arc::new)
         .map_err(|e| {
             Error::damaged(
-                layout::manifest(&manifest.backup_id).to_string(),
+                manifest.key(),
                 format!(
                     "records an unreadable Arrow schema for {}: {e}",
                     entry.table
@@ -291,12 +273,10 @@ pub async fn verify_backup(
     for entry in manifest.tables.iter().filter(|t| t.kind.holds_data()) {
         tables_checked += 1;
         let table = entry.table.to_string();
-        let (schema, options) = match (
-            table_schema(manifest, entry),
-            decode_options(manifest, entry),
-        ) {
-            (Ok(s), Ok(o)) => (s, o),
-            (Err(e), _) | (_, Err(e)) => {
+        let options = decode_options(manifest, entry);
+        let schema = match table_schema(manifest, entry) {
+            Ok(schema) => schema,
+            Err(e) => {
                 findings.push(Finding {
                     table,
                     file: String::new(),

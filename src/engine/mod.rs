@@ -23,12 +23,11 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::BackupOrder;
-use crate::bigquery::{BigQuery, BigQueryConfig};
-use crate::config::Settings;
+use crate::bigquery::{BigQuery, BigQueryConfig, BigQuerySettings};
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
 use crate::exec::{BothProgress, Progress};
-use crate::jobs::{JobKind, JobRecord, JobStore, Jobs};
+use crate::jobs::{JobKind, JobRecord, JobSettings, JobStore, Jobs};
 use crate::metrics::Metrics;
 use crate::restore::RestoreOrder;
 use crate::storage::{Access, StorageConfig, Store};
@@ -48,10 +47,20 @@ pub struct Engine {
 }
 
 struct Inner {
-    settings: Arc<Settings>,
+    settings: EngineSettings,
     bigquery: BigQuery,
     repositories: Repositories,
     jobs: Jobs,
+}
+
+/// What the engine is built from: the parts of the settings its operations read, each declared
+/// by its own module (`config::Settings::engine` picks them out).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub bigquery: BigQuerySettings,
+    pub jobs: JobSettings,
+    /// Tables backed up or restored at once, at most (`BQB_MAX_PARALLEL_TABLES`).
+    pub max_parallel_tables: usize,
 }
 
 /// What submitting a backup or restore gives.
@@ -93,11 +102,13 @@ impl Engine {
     /// repositories are opened through `storage` (confined or not, as the caller decides).
     /// `shutdown` stops every job this engine runs.
     pub async fn build(
-        settings: Arc<Settings>,
+        settings: EngineSettings,
         storage: StorageConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
-        let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
+        let bigquery = BigQueryConfig::from_settings(&settings.bigquery)
+            .build()
+            .await?;
         let jobs = Jobs::new(
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),
@@ -112,10 +123,6 @@ impl Engine {
                 jobs,
             }),
         })
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
     }
 
     pub fn bigquery(&self) -> &BigQuery {

@@ -18,10 +18,10 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
+use super::StorageSettings;
 use super::clients::{ClientCache, ClientKey};
 use super::gcs_objects::{GcsObjects, ObjectChecksums};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
-use crate::config::{Settings, StorageSettings};
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
 
@@ -70,10 +70,10 @@ impl std::fmt::Debug for StorageConfig {
 impl StorageConfig {
     /// For the CLI: confined only when `BQB_ALLOWED_STORAGE` is set, since whoever runs it
     /// already owns the disk it would write to.
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
-            confinement: settings.storage.allowed.clone(),
+            settings: settings.clone(),
+            confinement: settings.allowed.clone(),
             wrapper: None,
             clients: Arc::default(),
         }
@@ -81,12 +81,11 @@ impl StorageConfig {
 
     /// For `serve`, whose callers do not own its disk: `BQB_ALLOWED_STORAGE`, or by default
     /// every cloud bucket and no local directory or memory.
-    pub fn for_service(settings: &Settings) -> Self {
+    pub fn for_service(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
+            settings: settings.clone(),
             confinement: Some(
                 settings
-                    .storage
                     .allowed
                     .clone()
                     .unwrap_or_else(StorageAllowList::service_default),
@@ -547,7 +546,7 @@ impl Store {
     /// service may read it. One list request (the first page of `backups/`), cheap whatever the
     /// repository holds; errors are [attributed](Self::attribute).
     pub async fn check_reachable(&self) -> Result<(), Error> {
-        let prefix = Path::from(super::layout::BACKUPS);
+        let prefix = super::layout::backups_root();
         match self.inner.list(Some(&prefix)).next().await {
             Some(Err(e)) => Err(self.attribute(object_error("listing", &prefix, e))),
             Some(Ok(_)) | None => Ok(()),

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, spawn_app, unique_dataset, unique_root};
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestApp, dataset_of, spawn_app, unique_dataset, unique_root,
+};
 
 /// A dataset with one small table.
 async fn dataset() -> String {
@@ -212,25 +214,6 @@ async fn verify_reports_every_damaged_file_by_name() {
     assert!(report.to_string().contains("SHA-256"), "{report}");
 }
 
-/// A dataset of `tables` small tables (one file each in a backup).
-async fn dataset_of(tables: usize) -> String {
-    let ds = unique_dataset("catv");
-    let f = BigQueryFixtures::new();
-    f.create_dataset(&ds, json!({})).await;
-    for t in 0..tables {
-        let table = format!("t{t}");
-        f.create_table(
-            &ds,
-            json!({ "tableReference": { "projectId": PROJECT, "datasetId": ds, "tableId": table },
-                    "schema": { "fields": [{ "name": "id", "type": "INT64" }] } }),
-        )
-        .await;
-        f.insert_rows(&ds, &table, (0..5).map(|i| json!({ "id": i })).collect())
-            .await;
-    }
-    ds
-}
-
 #[tokio::test]
 async fn verify_runs_as_a_job_and_reads_only_a_sample_when_asked() {
     let app = spawn_app().await;
@@ -269,7 +252,7 @@ async fn verify_runs_as_a_job_and_reads_only_a_sample_when_asked() {
         assert_eq!(report["ok"], true, "{sample}: {report}");
         assert_eq!(report["filesChecked"], 4, "{sample}: {report}");
         assert_eq!(report["filesRead"], read, "{sample}: {report}");
-        assert_eq!(report["rowsChecked"], 5 * read, "{sample}: {report}");
+        assert_eq!(report["rowsChecked"], 20 * read, "{sample}: {report}");
     }
 
     // A file gone is found whether or not the sample reads it.
@@ -414,7 +397,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
     let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
     let prune = format!("/api/v1/backups:prune?uri={enc}");
 
-    // A policy that keeps nothing is refused, naming the field, and deletes nothing.
+    // A policy that keeps nothing, or a body that is no policy, is refused, naming the field,
+    // and deletes nothing.
     for (policy, field) in [
         (json!({ "keepLast": 0 }), "keepLast"),
         (json!({ "keepLast": 0, "dryRun": true }), "keepLast"),
@@ -422,6 +406,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
         (json!({}), "body"),
         (json!({ "dryRun": false }), "body"),
         (json!({ "keepLast": 2, "expiredOnly": true }), "expiredOnly"),
+        (json!({ "keepLast": 2, "dryRun": "yes" }), "dryRun"),
+        (json!({ "keepLsat": 2 }), "keepLsat"),
     ] {
         let (status, bad) = app.post_json(&prune, &policy).await;
         assert_eq!(status, 400, "{policy}: {bad}");
