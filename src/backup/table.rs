@@ -83,6 +83,7 @@ pub(crate) async fn export_table(
         bytes,
         files: entries,
         format: None,
+        method: Some(crate::domain::ExportMethod::Stream),
     })
 }
 

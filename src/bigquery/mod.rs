@@ -1,5 +1,5 @@
 //! The BigQuery client: dataset and table metadata over REST (`google-cloud-bigquery-v2`), table
-//! data over the Storage Read API as Arrow (`google-cloud-bigquery`), credentials from
+//! data over the Storage Read API as Arrow, snapshot and extract jobs for the EXTRACT method (`google-cloud-bigquery`), credentials from
 //! `google-cloud-auth` (Application Default Credentials, or anonymous for emulators).
 //!
 //! Every call retries transient failures through the one policy in [`retry`]. Errors leave this
@@ -10,6 +10,7 @@
 mod admin;
 mod client;
 mod error;
+mod extract;
 mod load;
 mod metadata;
 mod read;
@@ -22,6 +23,7 @@ mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;
+pub use extract::{ExtractJob, ExtractOutcome};
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};

@@ -6,7 +6,8 @@
 //! resource (location, description, labels, default expirations); per table the full BigQuery
 //! table resource (schema with modes, nested fields, descriptions, default values, policy tags;
 //! partitioning; clustering; labels; description; expiration), the Arrow schema the files were
-//! written with, the row count at the snapshot, and every file with its size, rows and SHA-256.
+//! written with, the row count at the snapshot, how it was exported, and every file with its
+//! size, rows and checksum (SHA-256, or Cloud Storage's CRC32C for files BigQuery wrote).
 //!
 //! It is read strictly ([`crate::storage::versioned`]): a status, format or compression this
 //! build does not know is a damaged manifest naming the field, and a manifest of a newer version
@@ -20,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::bigquery::{DatasetResource, ResourceError, RoutineResource, TableKind, TableResource};
-use crate::domain::{BackupId, TableRef};
+use crate::domain::{BackupId, ExportMethod, TableRef};
 use crate::error::{Error, ErrorKind};
 use crate::formats::{Compression, DecodeOptions, EncodeOptions, Format};
 use crate::storage::versioned::{self, FileError, VersionedFile};
@@ -28,6 +29,23 @@ use crate::storage::{Store, get_if_exists, layout, put_if_absent};
 
 /// Bumped on any change a version-1 reader would misread. Readers refuse newer versions.
 pub const MANIFEST_VERSION: u32 = 1;
+/// The version of a manifest with files that carry a CRC32C instead of a SHA-256 (EXTRACT): a
+/// version-1 reader would find no checksum to compare, so it must refuse such a manifest. Every
+/// other manifest keeps [`MANIFEST_VERSION`], so older releases still read STREAM backups.
+pub const MANIFEST_VERSION_CRC32C: u32 = 2;
+
+/// The version `manifest` must be written with.
+pub fn version_for(tables: &[TableEntry]) -> u32 {
+    let crc32c = tables
+        .iter()
+        .flat_map(|t| &t.files)
+        .any(|f| f.crc32c.is_some());
+    if crc32c {
+        MANIFEST_VERSION_CRC32C
+    } else {
+        MANIFEST_VERSION
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +85,9 @@ pub struct Manifest {
 
 impl VersionedFile for Manifest {
     const WHAT: &'static str = "manifest";
-    const VERSION: u32 = MANIFEST_VERSION;
+    // The newest version read; a manifest is written with the oldest version that holds it
+    // ([`version_for`]).
+    const VERSION: u32 = MANIFEST_VERSION_CRC32C;
     const VERSION_FIELD: &'static str = "manifestVersion";
     // Every manifest ever written names its version.
     const VERSION_REQUIRED: bool = true;
@@ -202,6 +222,10 @@ pub struct TableEntry {
     /// only in legacy manifests, where each table's format comes from its files' extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<FormatEntry>,
+    /// Tables with data: how it was exported (`STREAM` or `EXTRACT`). Absent for views and in
+    /// manifests written before the method existed (all STREAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<ExportMethod>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,8 +235,15 @@ pub struct FileEntry {
     pub path: String,
     pub bytes: u64,
     pub rows: u64,
-    /// Lower-case hex SHA-256 of the file's bytes as stored.
+    /// Lower-case hex SHA-256 of the file's bytes as stored. Empty (and absent from the JSON)
+    /// for a file that records [`Self::crc32c`] instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// Files BigQuery wrote (EXTRACT): Cloud Storage's CRC32C of the bytes, lower-case hex of the
+    /// big-endian value, in place of a SHA-256 (which would mean reading every byte). Verify
+    /// and restore check whichever checksum a file carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
 }
 
 impl Manifest {
@@ -414,14 +445,14 @@ mod tests {
     #[test]
     fn the_version_is_checked_before_anything_else() {
         let newer = edited(|m| {
-            m["manifestVersion"] = json!(2);
+            m["manifestVersion"] = json!(3);
             m["status"] = json!("SOMETHING_NEW");
         });
         let err = parse_manifest(KEY, &newer).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(
             err.to_string()
-                .contains("is manifest version 2, written by a newer bq-backup; this one reads up to version 1: upgrade it"),
+                .contains("is manifest version 3, written by a newer bq-backup; this one reads up to version 2: upgrade it"),
             "{err}"
         );
         let message = damaged(&edited(|m| {

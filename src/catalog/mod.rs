@@ -6,6 +6,7 @@
 //! `TableResource`, ...), never its client; never on `api`.
 
 pub mod attempt;
+pub mod checksum;
 pub mod lease;
 pub mod list;
 pub mod manifest;

@@ -1,5 +1,5 @@
 //! Integrity: a backup's files against its manifest. One check per file — readable, size,
-//! SHA-256, decodes with the recorded schema, row count — shared by restore (which stops at the
+//! checksum (SHA-256, or CRC32C for files BigQuery wrote), decodes with the recorded schema, row count — shared by restore (which stops at the
 //! first problem of a table) and `verify` (which collects every finding, each naming its file).
 
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+use super::checksum::FileHasher;
 use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
 use crate::error::Error;
 use crate::exec::on_rayon;
@@ -227,8 +227,11 @@ pub fn check_file(
             expected.bytes
         ));
     }
-    if recorded && hex::encode(Sha256::digest(&bytes)) != expected.sha256 {
-        return Err("does not match its SHA-256 checksum in the manifest".into());
+    if recorded {
+        // SHA-256, or the CRC32C of a file BigQuery wrote: whichever the entry records.
+        let mut hasher = FileHasher::for_entry(expected);
+        hasher.update(&bytes);
+        hasher.check()?;
     }
     let batches = decode(bytes, schema, options).map_err(|e| format!("cannot be decoded: {e}"))?;
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();

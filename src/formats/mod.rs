@@ -296,6 +296,27 @@ pub fn read_embedded_schema(bytes: &Bytes, format: Format) -> Result<SchemaRef, 
     })
 }
 
+/// What a Parquet file's footer says: its schema (as [`read_embedded_schema`] gives it) and how
+/// many rows it holds; read from the file's last bytes, so that a file written elsewhere (by a
+/// BigQuery extract job) is described without reading it.
+#[derive(Debug, Clone)]
+pub struct ParquetFooter {
+    pub schema: SchemaRef,
+    pub rows: u64,
+}
+
+/// [`ParquetFooter`] from the last bytes (`tail`) of a Parquet file of `file_size` bytes.
+/// `Ok(None)`: `tail` is shorter than the footer; read more of the file's end.
+pub fn read_parquet_footer(
+    tail: Bytes,
+    file_size: u64,
+) -> Result<Option<ParquetFooter>, FormatError> {
+    catch_panics(Format::Parquet, move || {
+        parquet::read_footer_from_tail(tail, file_size)
+            .map(|found| found.map(|(schema, rows)| ParquetFooter { schema, rows }))
+    })
+}
+
 /// Where a file keeps its embedded schema: at its end for PARQUET (the footer), at its start for
 /// AVRO (the header). See [`read_embedded_schema_part`].
 pub fn embedded_schema_at_end(format: Format) -> bool {

@@ -158,6 +158,14 @@ pub(super) fn read_schema_from_tail(
     tail: Bytes,
     file_size: u64,
 ) -> Result<Option<SchemaRef>, FormatError> {
+    Ok(read_footer_from_tail(tail, file_size)?.map(|(schema, _)| schema))
+}
+
+/// The schema (as [`read_schema_from_tail`]) and the row count the footer records.
+pub(super) fn read_footer_from_tail(
+    tail: Bytes,
+    file_size: u64,
+) -> Result<Option<(SchemaRef, u64)>, FormatError> {
     let mut reader = ParquetMetaDataReader::new();
     match reader.try_parse_sized(&tail, file_size) {
         Ok(()) => {}
@@ -171,11 +179,14 @@ pub(super) fn read_schema_from_tail(
         .map_err(|e| corrupt(e.to_string()))?;
     let has_arrow_schema =
         key_values.is_some_and(|kv| kv.iter().any(|entry| entry.key == ARROW_SCHEMA_KEY));
-    Ok(Some(if has_arrow_schema {
+    let rows = u64::try_from(file.num_rows())
+        .map_err(|_| corrupt(format!("records {} rows", file.num_rows())))?;
+    let schema = if has_arrow_schema {
         std::sync::Arc::new(schema)
     } else {
         bigquery_labels(&schema)
-    }))
+    };
+    Ok(Some((schema, rows)))
 }
 
 #[cfg(test)]

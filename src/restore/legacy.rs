@@ -351,9 +351,11 @@ async fn table_entry(
                 bytes: f.size,
                 rows: 0,
                 sha256: String::new(),
+                crc32c: None,
             })
             .collect(),
         format: Some(format_entry),
+        method: None,
     }))
 }
 

@@ -8,13 +8,13 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
+use crate::catalog::checksum::FileHasher;
 use crate::catalog::verify::{check_file, decode_options, open_file, read_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::Error;
@@ -84,7 +84,7 @@ fn server_side_format(store: &Store, plan: &RestorePlan) -> Option<Format> {
     (store.uri().scheme() == StorageScheme::Gs && format == Format::Parquet).then_some(format)
 }
 
-/// Verifies every file (size and SHA-256, streamed) and then runs one load job over all of them.
+/// Verifies every file (size and checksum, streamed) and then runs one load job over all of them.
 async fn load_from_gcs(
     bigquery: &BigQuery,
     store: &Store,
@@ -102,7 +102,7 @@ async fn load_from_gcs(
             .map_err(|problem| problem.into_error(&file.path))?;
         let location = opened.meta.location.clone();
         let mut stream = opened.into_stream();
-        let mut hasher = Sha256::new();
+        let mut hasher = FileHasher::for_entry(file);
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| object_error("reading", &location, e))?;
@@ -115,12 +115,9 @@ async fn load_from_gcs(
                 format!("has {size} bytes, the manifest says {}", file.bytes),
             ));
         }
-        if hex::encode(hasher.finalize()) != file.sha256 {
-            return Err(Error::damaged(
-                &file.path,
-                "does not match its SHA-256 checksum in the manifest",
-            ));
-        }
+        hasher
+            .check()
+            .map_err(|problem| Error::damaged(&file.path, problem))?;
     }
     let uri = store.uri();
     let base = match uri.prefix() {

@@ -13,11 +13,13 @@
 mod clients;
 pub mod exclusive;
 mod gcs_credentials;
+mod gcs_objects;
 pub mod layout;
 mod open;
 pub(crate) mod settings;
 pub mod versioned;
 
+pub use gcs_objects::ObjectChecksums;
 pub use open::{Access, Origin, StorageConfig, Store};
 pub use settings::StorageSettings;
 

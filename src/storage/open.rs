@@ -20,6 +20,7 @@ use object_store::path::Path;
 
 use super::StorageSettings;
 use super::clients::{ClientCache, ClientKey};
+use super::gcs_objects::{GcsObjects, ObjectChecksums};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
@@ -168,7 +169,10 @@ impl StorageConfig {
     ) -> Result<Store, StorageError> {
         let store = self.open_client(uri, field, access)?;
         Ok(match &self.wrapper {
-            Some(wrap) => Store::new(store.uri.clone(), wrap(uri, store.inner)),
+            Some(wrap) => Store {
+                inner: wrap(uri, store.inner.clone()),
+                ..store
+            },
             None => store,
         })
     }
@@ -250,7 +254,27 @@ impl StorageConfig {
         } else {
             Arc::new(PrefixStore::new(base, uri.prefix()))
         };
-        Ok(Store::new(uri.clone(), root))
+        let mut store = Store::new(uri.clone(), root);
+        if uri.scheme() == StorageScheme::Gs {
+            let emulator = self.settings.gcs_emulator_host.as_deref();
+            // The checksum listing uses the clients' credentials; an emulator takes none.
+            let credentials = match emulator {
+                Some(_) => None,
+                None => Some(self.clients.gcs_credentials().map_err(|message| {
+                    StorageError::Config {
+                        uri: text.clone(),
+                        message,
+                    }
+                })?),
+            };
+            store.gcs = Some(GcsObjects::new(
+                emulator,
+                &bucket()?,
+                uri.prefix(),
+                credentials,
+            ));
+        }
+        Ok(store)
     }
 
     /// The kept client for `key`, or a new one (then kept). `key` holds every setting the
@@ -415,6 +439,8 @@ pub struct Store {
     uri: StorageUri,
     inner: Arc<dyn ObjectStore>,
     origin: Option<Origin>,
+    /// gs:// only: object checksums over the JSON API (see `gcs_objects`).
+    gcs: Option<GcsObjects>,
 }
 
 impl Store {
@@ -423,7 +449,21 @@ impl Store {
             uri,
             inner,
             origin: None,
+            gcs: None,
         }
+    }
+
+    /// Every object under `prefix` (relative to the store's root) with the checksums Cloud
+    /// Storage computed for it. gs:// stores only: others have no such metadata to list.
+    pub async fn list_with_checksums(&self, prefix: &Path) -> Result<Vec<ObjectChecksums>, Error> {
+        let Some(gcs) = &self.gcs else {
+            return Err(Error::internal(format!(
+                "{} is not a gs:// store: it has no Cloud Storage checksums",
+                self.uri
+            )));
+        };
+        let prefix = format!("{}/", prefix.as_ref().trim_end_matches('/'));
+        gcs.list(&prefix).await.map_err(|e| self.attribute(e))
     }
 
     /// The store of the URI in request field `field` (its errors name the field).

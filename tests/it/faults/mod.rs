@@ -203,9 +203,12 @@ async fn one_run(scheme: &str, format: &str, dataset: &str, seed: u64, outcomes:
     let root = unique_root(scheme);
     let control = FaultControl::new(seed, RATES);
     let app = spawn_faulty_app(&root, control.clone()).await;
+    // The faults are the service's own writes: STREAM, also for gs:// PARQUET (where AUTO would
+    // let BigQuery write the files; wire.rs runs that path under faults).
     let body = json!({
         "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
         "backupStorage": { "uri": root, "exportOptions": { "format": format } },
+        "method": "STREAM",
     });
     let (accepted, answer) = app.post_json("/api/v1/backup", &body).await;
     assert_eq!(accepted, 202, "{answer}");
