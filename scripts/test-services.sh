@@ -158,7 +158,8 @@ start_all() {
   printf '%s\n' "${ALL_PORTS[@]}" > "$state/ports.port"
 
   # Through a launcher that gives its blocking handlers a bigger thread pool (see the script).
-  BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs launch bqemulator "$venv/bin/python" "$repo/scripts/bqemulator_launch.py" start \
+  # Extract jobs write under bq-gcs and are mirrored into fake-gcs (see the launcher's docstring).
+  BQEMU_GCS_LOCAL_ROOT=$state/bq-gcs BQEMU_MIRROR_GCS_URL=http://127.0.0.1:$GCS_PORT launch bqemulator "$venv/bin/python" "$repo/scripts/bqemulator_launch.py" start \
     --rest-host 127.0.0.1 --rest-port "$BQ_REST_PORT" \
     --grpc-host 127.0.0.1 --grpc-port "$BQ_GRPC_PORT" --project test-project
   launch fake-gcs "$(fake_gcs_binary)" -scheme http -host 127.0.0.1 -port "$GCS_PORT" \

@@ -8,6 +8,10 @@
 //! With `BQB_SCHEDULE_FILE`, `build` reads and checks the schedules (a bad file is a startup
 //! error naming the schedule and field) and `run_until_stopped` runs the scheduler beside the
 //! server until the same token fires.
+//!
+//! `settings` declares the server's variables (`PORT`, `BQB_HOST`, request limits, grace).
+
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use crate::schedule::{
     Claims, Schedule, ScheduleKind, Schedules, load_schedule_file, run_schedules,
 };
 use crate::storage::StorageConfig;
+pub use settings::ServerSettings;
 
 /// A schedule naming storage this server may not open would be refused at every tick: stop the
 /// start instead, naming the schedule and the field, as for any other bad schedule.
@@ -75,11 +80,11 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the clients and binds `settings.host:settings.port` (port 0 = any free port).
+    /// Builds the clients and binds `settings.server.host:port` (port 0 = any free port).
     pub async fn build(settings: Settings, shutdown: CancellationToken) -> Result<Self, Error> {
         // Callers name storage in their requests: confined to BQB_ALLOWED_STORAGE (by default
         // cloud buckets only), since they do not own this server's disk or memory.
-        let storage = StorageConfig::for_service(&settings);
+        let storage = StorageConfig::for_service(&settings.storage);
         Self::build_with_storage(settings, storage, shutdown).await
     }
 
@@ -91,7 +96,7 @@ impl Application {
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
         // First: a bad schedule file should stop the start before any client is built.
-        let schedules = match &settings.schedule_file {
+        let schedules = match &settings.schedule.file {
             Some(path) => {
                 let schedules = Schedules::new(load_schedule_file(path, chrono::Utc::now())?);
                 tracing::info!(
@@ -106,12 +111,12 @@ impl Application {
         check_schedule_storage(
             schedules.list(),
             &storage,
-            settings.schedule_file.as_deref(),
+            settings.schedule.file.as_deref(),
         )?;
         tracing::info!(allowed = %storage.confinement_text(), "storage callers may use");
         let settings = Arc::new(settings);
-        let engine = Engine::build(settings.clone(), storage, shutdown.clone()).await?;
-        let addr = SocketAddr::new(settings.host, settings.port);
+        let engine = Engine::build(settings.engine(), storage, shutdown.clone()).await?;
+        let addr = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -137,7 +142,7 @@ impl Application {
     /// Serves until the shutdown token fires, then drains for at most `shutdown_grace`.
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let shutdown = self.state.shutdown.clone();
-        let grace = self.state.settings.shutdown_grace;
+        let grace = self.state.settings.server.shutdown_grace;
         let jobs = self.state.engine.jobs().clone();
         let addr = self.local_addr();
         let scheduler = (!self.state.schedules.is_empty()).then(|| {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::BackupOrder;
-use bq_backup::catalog::{self, BackupSummary, ListFilter};
+use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri};
 use bq_backup::engine::{Accepted, Engine, Repositories, Started, Submission, Trigger};
@@ -107,6 +107,10 @@ enum Command {
         id: String,
         #[arg(long)]
         uri: String,
+        /// Read only a sample of the files in full: a share (`10%`) or a number of files,
+        /// picked at random; the others are only checked to exist with their recorded size.
+        #[arg(long)]
+        sample: Option<String>,
     },
     /// Delete one backup: its manifest first, then its files. Refused while a restore reads it.
     Delete {
@@ -164,7 +168,7 @@ impl Cli {
                 list(&uri, &filter, limit, output).await
             }
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
-            Command::Verify { id, uri } => verify(&id, &uri).await,
+            Command::Verify { id, uri, sample } => verify(&id, &uri, sample.as_deref()).await,
             Command::Delete { id, uri } => {
                 let (repositories, store) = open_repository(&uri)?;
                 let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
@@ -209,7 +213,7 @@ impl Cli {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    telemetry::init(&settings);
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone());
     let app = Application::build(settings, shutdown)
@@ -250,11 +254,11 @@ fn read_request(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 /// unset), job records in `BQB_STATE_URI` like the service's, so that the selection lock,
 /// prune-after-backup and the job's record apply as they do to `POST /api/v1/backup`.
 async fn engine() -> anyhow::Result<Engine> {
-    let settings = Arc::new(Settings::from_env()?);
-    telemetry::init(&settings);
-    let storage = StorageConfig::from_settings(&settings);
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
+    let storage = StorageConfig::from_settings(&settings.storage);
     // Nothing shuts the engine down: a signal cancels the job instead (see `follow`).
-    Ok(Engine::build(settings, storage, CancellationToken::new()).await?)
+    Ok(Engine::build(settings.engine(), storage, CancellationToken::new()).await?)
 }
 
 fn cli_submission(observer: Option<Arc<dyn Progress>>) -> Submission {
@@ -352,9 +356,9 @@ impl Progress for BarProgress {
 /// needed). A refusal names the flag.
 fn open_repository(uri: &str) -> anyhow::Result<(Repositories, Store)> {
     let settings = Settings::from_env()?;
-    telemetry::init(&settings);
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
     let uri = StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("--uri: {e}"))?;
-    let repositories = Repositories::new(StorageConfig::from_settings(&settings));
+    let repositories = Repositories::new(StorageConfig::from_settings(&settings.storage));
     let store = repositories.open(&uri, "--uri", Access::Read)?;
     Ok((repositories, store))
 }
@@ -447,10 +451,14 @@ async fn show(id: &str, uri: &str, output: Option<Output>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn verify(id: &str, uri: &str) -> anyhow::Result<()> {
+async fn verify(id: &str, uri: &str, sample: Option<&str>) -> anyhow::Result<()> {
+    let sample = sample
+        .map(|s| Sample::parse(&serde_json::Value::String(s.to_string())))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--sample: {e}"))?;
     let (repositories, store) = open_repository(uri)?;
     let id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
-    let report = repositories.verify(&store, &id).await?;
+    let report = repositories.verify(&store, &id, sample).await?;
     print_json(&report)?;
     if report.ok {
         Ok(())

@@ -1,5 +1,8 @@
 //! Execution helpers shared by backup and restore: CPU work on rayon, and how many tables run at
-//! once. Depends on `error` only.
+//! once (`settings` declares `BQB_MAX_PARALLEL_TABLES`, the service's limit). Depends on `error`
+//! and `config` only.
+
+pub(crate) mod settings;
 
 use std::sync::Arc;
 

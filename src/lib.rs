@@ -5,7 +5,9 @@
 //!
 //! Data flows one way: request → validated order → plan → job → per-table tasks → manifest.
 //!
-//! - [`config`]: settings from the environment and an optional file, validated once at start.
+//! - [`config`]: `Settings`, every module's settings read at once from the environment and an
+//!   optional file, validated as a whole; each module declares its own variables (its
+//!   `settings.rs`) with [`variables`].
 //! - [`telemetry`]: logging (Cloud Logging JSON or human-readable).
 //! - [`app`]: binds the socket ([`app::Application::build`]) and serves until shutdown.
 //! - `api`: the HTTP routes; `api::error` is the only place errors become HTTP responses.
@@ -27,10 +29,10 @@
 //! - [`recovery`]: after a restore whose process died, the empty tables and datasets it had
 //!   created are removed by whichever instance notices first.
 //!
-//! Dependencies point one way, layer by layer: entry points (`app`, `api`, the binary) → `engine`
-//! → operations (`backup`, `restore`, `catalog`, `jobs`, `schedule`, `recovery`) → clients
-//! (`bigquery`, `storage`) → support (`formats`, `exec`, `metrics`, `telemetry`, `config`) →
-//! `domain` → `error`; only `app` uses `api`. `tests/it/architecture.rs` enforces it (README,
+//! Dependencies point one way, layer by layer: entry points (`app`, `api`, `config`, the binary)
+//! → `engine` → operations (`backup`, `restore`, `catalog`, `jobs`, `schedule`, `recovery`) →
+//! clients (`bigquery`, `storage`) → support (`formats`, `exec`, `metrics`, `telemetry`,
+//! `variables`) → `domain` → `error`; only `app` (and `config`, for auth's settings) uses `api`. `tests/it/architecture.rs` enforces it (README,
 //! "Architecture").
 
 pub mod app;
@@ -50,6 +52,7 @@ pub mod restore;
 pub mod schedule;
 pub mod storage;
 pub mod telemetry;
+pub mod variables;
 
 mod api;
 

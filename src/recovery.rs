@@ -27,9 +27,9 @@ use crate::domain::{DatasetRef, JobId, TableRef};
 use crate::error::Error;
 use crate::jobs::JobStore;
 use crate::restore::RestorePlan;
-use crate::storage::{delete_if_exists, object_error};
+use crate::storage::versioned::{self, VersionedFile};
+use crate::storage::{delete_if_exists, layout, object_error};
 
-const PREFIX: &str = "restores";
 /// Clock skew between this service and BigQuery that the creation-time window allows.
 const SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -37,6 +37,9 @@ const SKEW: chrono::Duration = chrono::Duration::seconds(5);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreMarker {
+    /// Markers written before this field are version 1.
+    #[serde(default = "versioned::version_1")]
+    pub version: u32,
     pub job_id: JobId,
     pub started_at: DateTime<Utc>,
     /// Target tables that did not exist when the restore was planned.
@@ -44,8 +47,9 @@ pub struct RestoreMarker {
     pub datasets: Vec<DatasetRef>,
 }
 
-fn marker_path(job: &JobId) -> Path {
-    Path::from(PREFIX).join(format!("{job}.json").as_str())
+impl VersionedFile for RestoreMarker {
+    const WHAT: &'static str = "restore marker";
+    const VERSION: u32 = 1;
 }
 
 /// The marker of a running restore, removed by [`ActiveRestore::end`].
@@ -57,8 +61,9 @@ pub struct ActiveRestore {
 impl ActiveRestore {
     /// Records that job `job` is about to restore `plan` (before it creates anything).
     pub async fn begin(jobs: &JobStore, job: JobId, plan: &RestorePlan) -> Result<Self, Error> {
-        let path = marker_path(&job);
+        let path = layout::restore_marker(&job);
         let marker = RestoreMarker {
+            version: RestoreMarker::VERSION,
             job_id: job,
             started_at: Utc::now(),
             tables: plan
@@ -69,8 +74,7 @@ impl ActiveRestore {
                 .collect(),
             datasets: plan.datasets.iter().map(|d| d.target.clone()).collect(),
         };
-        let body = serde_json::to_vec(&marker)
-            .map_err(|e| Error::internal(format!("restore marker: {e}")))?;
+        let body = versioned::encode(&marker)?;
         jobs.store()
             .object_store()
             .put(&path, PutPayload::from(body))
@@ -105,7 +109,7 @@ pub async fn recover_dead_restores(
     bigquery: &BigQuery,
 ) -> Result<Recovered, Error> {
     let os = jobs.store().object_store().clone();
-    let prefix = Path::from(PREFIX);
+    let prefix = layout::restores_dir();
     let markers: Vec<Path> = os
         .list(Some(&prefix))
         .map_ok(|m| m.location)
@@ -121,9 +125,14 @@ pub async fn recover_dead_restores(
         else {
             continue;
         };
-        let Ok(marker) = serde_json::from_slice::<RestoreMarker>(&bytes) else {
-            tracing::warn!(object_key = %path, "an unreadable restore marker is left alone");
-            continue;
+        // One marker this instance cannot read (a newer instance's, during a rolling upgrade)
+        // must not stop the recovery of the others: it is left to an instance that can.
+        let marker = match versioned::decode::<RestoreMarker>(&bytes) {
+            Ok(marker) => marker,
+            Err(e) => {
+                tracing::warn!(object_key = %path, error = %e, "a restore marker this instance cannot read is left alone");
+                continue;
+            }
         };
         let Some(record) = jobs.load(&marker.job_id).await? else {
             continue;
@@ -193,5 +202,28 @@ pub async fn run_recovery(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_written_before_versioning_still_read_and_new_ones_say_their_version() {
+        let old = br#"{"jobId":"job-00000000000000b1","startedAt":"2026-03-01T00:00:00Z",
+            "tables":[{"projectId":"p","datasetId":"d","tableId":"t"}],"datasets":[]}"#;
+        let marker: RestoreMarker = versioned::decode(old).unwrap();
+        assert_eq!(marker.version, 1);
+        assert_eq!(marker.tables, [TableRef::new("p", "d", "t")]);
+        let written: serde_json::Value =
+            serde_json::from_slice(&versioned::encode(&marker).unwrap()).unwrap();
+        assert_eq!(written["version"], 1);
+        let newer = br#"{"version":2,"jobId":"job-00000000000000b1"}"#;
+        assert!(
+            versioned::decode::<RestoreMarker>(newer)
+                .unwrap_err()
+                .is_newer()
+        );
     }
 }

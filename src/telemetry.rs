@@ -5,7 +5,9 @@
 //! Logs go to stderr: the CLI's stdout carries only its JSON result (`bq-backup backup … | jq`),
 //! and Cloud Run and GKE read structured JSON from stderr as from stdout.
 //!
-//! Depends only on `config`.
+//! `settings` declares `BQB_LOG_FORMAT` and `BQB_LOG_LEVEL`. Depends only on `config`.
+
+pub(crate) mod settings;
 
 use std::io::IsTerminal;
 
@@ -18,18 +20,20 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, Settings};
+use settings::DEFAULT_LOG_LEVEL;
+pub use settings::{LogFormat, LogSettings};
 
 /// The span field the HTTP layer fills from `X-Cloud-Trace-Context` / `traceparent`.
 pub const TRACE_FIELD: &str = "trace";
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
-/// tests that build several apps in one process can all call it.
-pub fn init(settings: &Settings) {
+/// Installs the global subscriber; JSON logs name traces under `project_id`
+/// (`projects/{id}/traces/…`). Safe to call more than once (later calls do nothing), so tests
+/// that build several apps in one process can all call it.
+pub fn init(settings: &LogSettings, project_id: Option<&str>) {
     let filter = EnvFilter::builder()
-        .parse(&settings.log_level)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match settings.log_format {
+        .parse(&settings.level)
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_LEVEL));
+    let json = match settings.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
@@ -38,7 +42,7 @@ pub fn init(settings: &Settings) {
         tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(CloudLogging {
-                project_id: settings.project_id.clone(),
+                project_id: project_id.map(str::to_string),
             })
             .with_writer(std::io::stderr)
             .boxed()

@@ -13,9 +13,11 @@
 //! service-account email, or `bearer`) is recorded in the request span as `caller`; no token,
 //! nor any part of one, is ever logged or echoed.
 //!
-//! `jwks` keeps the OIDC signing keys. Depends on `config` and `error` only.
+//! `jwks` keeps the OIDC signing keys; `settings` declares the `AUTH_MODE` and `BQB_AUTH_*`
+//! variables. Depends on `config` and `error` only.
 
 mod jwks;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +32,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::config::{AuthMode, AuthSettings};
 use crate::error::{Error, ErrorKind};
 use jwks::JwksCache;
+pub use settings::{AuthMode, AuthSettings};
 
 /// Paths that never need a token: probes must work before anyone can mint one, and metrics
 /// scrapers rarely carry one. Exact matches on the request path.

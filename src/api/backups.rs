@@ -1,19 +1,24 @@
-//! The catalog: `GET /api/v1/backups`, `GET /api/v1/backups/{id}`,
-//! `POST /api/v1/backups/{id}:verify`. The repository is named by the `uri` query parameter.
+//! The catalog: `GET /api/v1/backups`, `GET /api/v1/backups/{id}`, `DELETE …/{id}`,
+//! `POST /api/v1/backups/{id}:verify` (a job), `POST /api/v1/backups:prune`. The repository is
+//! named by the `uri` query parameter.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::jobs::WaitQuery;
 use super::paging::{page_size, page_token};
+use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
-    self, BackupSummary, ListFilter, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
+    BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
 use crate::domain::{BackupId, StorageUri};
+use crate::engine::{Started, Submission, VerifyOrder};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Access, Store};
 
@@ -202,39 +207,120 @@ pub(crate) async fn show(
     Ok(Json(body))
 }
 
+/// The query of `POST /api/v1/backups/{id}:verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyQuery {
+    uri: Option<String>,
+    wait: Option<String>,
+}
+
+/// The optional body of `POST /api/v1/backups/{id}:verify`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VerifyBody {
+    /// `"10%"` or a number of files: read only those in full.
+    sample: Option<Value>,
+    #[serde(default)]
+    wait: bool,
+}
+
 /// `POST /api/v1/backups/{id}:verify`.
 #[utoipa::path(
     post,
     path = "/api/v1/backups/{id}:verify",
     tag = "backups",
     operation_id = "verifyBackup",
-    summary = "Verify a backup: every file present, sizes and checksums as recorded",
+    summary = "Verify a backup as a job: every file present with its recorded size; every file (or a sample) read and checked against its SHA-256, decoded, rows counted",
     params(
         ("id" = String, Path, description = "The backup id"),
         ("uri" = String, Query, description = "The backup repository, e.g. `gs://bucket/prefix`"),
+        ("wait" = Option<bool>, Query, description = "Answer with the report instead of 202 (also `\"wait\": true` in the body)"),
+    ),
+    request_body(
+        content = Option<Value>,
+        content_type = "application/json",
+        description = "Optional: `sample` — `\"10%\"` (a share of the files) or a number of files to read in full, picked at random each time (the others are only checked to exist with their recorded size); `wait`",
     ),
     responses(
-        (status = 200, description = "The verify report (every finding)", body = Value),
-        (status = 400, description = "The id or uri is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
+        (status = 200, description = "The verify report (every finding), when waiting", body = Value),
+        (status = 202, description = "Accepted as a job (kind VERIFY); `Location` names it; its result is the report", body = Value),
+        (status = 400, description = "The id, uri or sample is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
+        (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
     ),
 )]
 pub(crate) async fn action(
     State(state): State<AppState>,
     Path(segment): Path<String>,
-    Query(q): Query<UriQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(q): Query<VerifyQuery>,
+    super::error::RawBody(body): super::error::RawBody,
+) -> Result<Response, ApiError> {
     let Some(id) = segment.strip_suffix(":verify") else {
         return Err(Error::not_found(format!(
             "no action in `{segment}`: POST /api/v1/backups/{{id}}:verify"
         ))
         .into());
     };
-    let (store, id) = backup_in(&state, id, q.uri.as_deref())?;
-    let report = state.engine.repositories().verify(&store, &id).await?;
-    Ok(Json(
-        serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,
-    ))
+    let mut problems = Vec::new();
+    let parsed: Option<VerifyBody> = parse_optional_body(&body, &mut problems);
+    let sample =
+        parsed
+            .as_ref()
+            .and_then(|b| b.sample.as_ref())
+            .and_then(|v| match Sample::parse(v) {
+                Ok(sample) => Some(sample),
+                Err(message) => {
+                    problems.push(FieldError::new("sample", message));
+                    None
+                }
+            });
+    let wait = WaitQuery::from(q.wait.clone())
+        .wait(parsed.as_ref().is_some_and(|b| b.wait))
+        .map_err(|e| e.0)?;
+    let backup = backup_in(&state, id, q.uri.as_deref());
+    let (store, backup_id) = match backup {
+        Ok(found) if problems.is_empty() => found,
+        Err(ApiError(e)) if e.kind() == ErrorKind::InvalidInput => {
+            problems.extend(e.details().iter().cloned());
+            return Err(Error::invalid("the request is invalid", problems).into());
+        }
+        Err(e) => return Err(e),
+        Ok(_) => return Err(Error::invalid("the request is invalid", problems).into()),
+    };
+    let order = VerifyOrder {
+        backup_id,
+        sample,
+        wait,
+    };
+    let accepted = state
+        .engine
+        .verify(store, order, Submission::from(Default::default()))
+        .await?;
+    super::jobs::answer(&state.engine, Started::Job(accepted), wait).await
+}
+
+/// A JSON body that may be absent (empty or whitespace): `T::default()`. A body that does not
+/// parse is a problem naming the field (or `body`).
+fn parse_optional_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    problems: &mut Vec<FieldError>,
+) -> Option<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(T::default());
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize(de) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            let field = e.path().to_string();
+            problems.push(FieldError::new(
+                if field == "." { "body".into() } else { field },
+                e.inner().to_string(),
+            ));
+            None
+        }
+    }
 }
 
 #[utoipa::path(
@@ -267,19 +353,46 @@ pub(crate) async fn delete(
 }
 
 /// The body of `POST /api/v1/backups:prune`: a keep policy (one that keeps nothing is refused,
-/// see [`catalog::retention::KeepPolicy::problems`]); `dryRun` only lists.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// see [`KeepPolicy::problems`]); `dryRun` only lists.
+#[derive(Debug, Default)]
 pub(crate) struct PruneBody {
-    keep_last: Option<u32>,
-    keep_daily: Option<u32>,
-    keep_weekly: Option<u32>,
-    keep_monthly: Option<u32>,
-    #[serde(default)]
-    expired_only: bool,
-    #[serde(default)]
+    policy: KeepPolicy,
     dry_run: bool,
 }
+
+impl PruneBody {
+    /// `dryRun` is taken out and the rest read as the [`KeepPolicy`] itself, whose deserializer
+    /// names the field at fault and refuses unknown ones. An empty body is the empty policy
+    /// (refused by its check, as `{}` is).
+    fn parse(body: &[u8]) -> Result<Self, FieldError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        let mut fields: Value =
+            serde_json::from_slice(body).map_err(|e| FieldError::new(BODY_FIELD, e.to_string()))?;
+        let dry_run = match fields.as_object_mut().and_then(|f| f.remove(DRY_RUN_FIELD)) {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| FieldError::new(DRY_RUN_FIELD, e.to_string()))?,
+            None => false,
+        };
+        let policy = serde_path_to_error::deserialize(fields).map_err(|e| {
+            let field = e.path().to_string();
+            FieldError::new(
+                if field == "." {
+                    BODY_FIELD.into()
+                } else {
+                    field
+                },
+                e.inner().to_string(),
+            )
+        })?;
+        Ok(Self { policy, dry_run })
+    }
+}
+
+/// Where a prune body's problems that are not one field's are reported.
+const BODY_FIELD: &str = "body";
+const DRY_RUN_FIELD: &str = "dryRun";
 
 #[utoipa::path(
     post,
@@ -308,42 +421,18 @@ pub(crate) async fn prune(
 ) -> Result<Json<Value>, ApiError> {
     let mut problems = Vec::new();
     let store = open(&state, q.uri.as_deref(), &mut problems);
-    let parsed: Option<PruneBody> = if body.iter().all(u8::is_ascii_whitespace) {
-        Some(PruneBody::default())
-    } else {
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        match serde_path_to_error::deserialize(de) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                let field = e.path().to_string();
-                problems.push(FieldError::new(
-                    if field == "." { "body".into() } else { field },
-                    e.inner().to_string(),
-                ));
-                None
-            }
-        }
-    };
-    let policy = parsed.as_ref().map(|body| catalog::retention::KeepPolicy {
-        keep_last: body.keep_last,
-        keep_daily: body.keep_daily,
-        keep_weekly: body.keep_weekly,
-        keep_monthly: body.keep_monthly,
-        expired_only: body.expired_only,
-    });
-    if let Some(policy) = &policy {
-        problems.extend(policy.problems());
+    let parsed = PruneBody::parse(&body).map_err(|e| problems.push(e)).ok();
+    if let Some(body) = &parsed {
+        problems.extend(body.policy.problems());
     }
-    let (Some(store), Some(body), Some(policy), true) =
-        (store, parsed, policy, problems.is_empty())
-    else {
+    let (Some(store), Some(body), true) = (store, parsed, problems.is_empty()) else {
         return Err(Error::invalid("the prune request is invalid", problems).into());
     };
     let store = store?;
     let report = state
         .engine
         .repositories()
-        .prune(&store, &policy, body.dry_run)
+        .prune(&store, &body.policy, body.dry_run)
         .await?;
     Ok(Json(
         serde_json::to_value(report).map_err(|e| Error::internal(e.to_string()))?,

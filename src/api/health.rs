@@ -65,7 +65,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
 /// With a default project: one authenticated `datasets.list`. Without one there is nothing to
 /// list, so any HTTP answer from the endpoint counts as "answered".
 async fn probe_bigquery(state: &AppState) -> Result<(), String> {
-    match &state.settings.project_id {
+    match &state.settings.bigquery.project_id {
         Some(project) => state
             .engine
             .bigquery()

@@ -29,10 +29,16 @@ pub(crate) struct ListQuery {
     page_token: Option<String>,
 }
 
-/// `?wait=true` on `POST /api/v1/backup` and `/restore`.
+/// `?wait=true` on `POST /api/v1/backup`, `/restore` and `/backups/{id}:verify`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct WaitQuery {
     wait: Option<String>,
+}
+
+impl From<Option<String>> for WaitQuery {
+    fn from(wait: Option<String>) -> Self {
+        Self { wait }
+    }
 }
 
 impl WaitQuery {
@@ -67,6 +73,10 @@ fn job_id(segment: &str) -> Result<JobId, ApiError> {
 /// A record as the API shows it: the Java error shape for `error`, and links.
 pub(crate) fn job_json(record: &JobRecord) -> Value {
     let mut body = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    // How the record is stored is not part of the API.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("version");
+    }
     if let Some(error) = &record.error {
         body["error"] = json!({
             "errorCode": code_and_status(error.kind).0,
@@ -160,7 +170,7 @@ pub(crate) async fn show(
     summary = "Jobs, newest first",
     params(
         ("state" = Option<String>, Query, description = "PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED"),
-        ("kind" = Option<String>, Query, description = "BACKUP or RESTORE"),
+        ("kind" = Option<String>, Query, description = "BACKUP, RESTORE or VERIFY"),
         ("pageSize" = Option<u32>, Query, description = "1 to 1000 (default 50)"),
         ("pageToken" = Option<String>, Query, description = "`nextPageToken` of the previous page"),
     ),
@@ -187,7 +197,7 @@ pub(crate) async fn list(
     let wanted_kind = q.kind.as_deref().and_then(|k| {
         let parsed = JobKind::parse(k);
         if parsed.is_none() {
-            problems.push(FieldError::new("kind", "must be BACKUP or RESTORE"));
+            problems.push(FieldError::new("kind", "must be BACKUP, RESTORE or VERIFY"));
         }
         parsed
     });

@@ -1,9 +1,9 @@
 //! HTTP routes. One file per resource; `error` is the only place errors become HTTP.
 //!
 //! Depends on everything below it (bigquery, storage, formats, domain); nothing depends on it
-//! except `app`.
+//! except `app`, and `config`, whose aggregate holds `auth`'s settings (`auth::settings`).
 
-mod auth;
+pub(crate) mod auth;
 mod backup;
 mod backups;
 mod error;
@@ -111,9 +111,9 @@ pub(crate) fn router(state: AppState) -> Router {
                 ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
-                    settings.request_timeout,
+                    settings.server.request_timeout,
                 ))
-                .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+                .layer(DefaultBodyLimit::max(settings.server.max_body_bytes)),
         )
 }
 

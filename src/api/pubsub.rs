@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -18,7 +17,7 @@ use super::error::ApiError;
 use crate::domain::{PushMessage, is_push_envelope, parse_push_envelope_value};
 use crate::engine::{Started, Submission};
 use crate::error::Error;
-use crate::jobs::JobKind;
+use crate::jobs::{DeliveryRecord, JobKind};
 
 /// The push message in `body`, if `body` is a Pub/Sub push envelope (400 when it is a broken one).
 pub(crate) fn envelope(body: &[u8]) -> Result<Option<PushMessage>, ApiError> {
@@ -42,23 +41,14 @@ pub(crate) async fn deliver(
     wait: bool,
 ) -> Result<Response, ApiError> {
     let store = state.engine.jobs().store();
-    let key = format!(
-        "pubsub-{}-{}",
-        kind.as_str().to_ascii_lowercase(),
-        message.message_id
-    );
-    let claim = json!({
-        "messageId": message.message_id,
-        "subscription": message.subscription,
-        "receivedAt": Utc::now(),
-    });
-    if let Some(first) = store.claim_key(&key, &claim).await? {
-        tracing::info!(message_id = %message.message_id, job_id = ?first["jobId"], "Pub/Sub redelivery: no second job");
+    let claim = DeliveryRecord::received(&message.message_id, message.subscription.clone());
+    if let Some(first) = store.claim_delivery(kind, &claim).await? {
+        tracing::info!(message_id = %message.message_id, job_id = ?first.job_id, "Pub/Sub redelivery: no second job");
         return Ok(Json(json!({
             "duplicate": true,
             "messageId": message.message_id,
-            "jobId": first["jobId"],
-            "backupId": first["backupId"],
+            "jobId": first.job_id,
+            "backupId": first.backup_id,
             "message": "this message was delivered before; the job it started is the one to follow",
         }))
         .into_response());
@@ -77,24 +67,25 @@ pub(crate) async fn deliver(
     {
         Ok(started) => {
             let (job_id, backup_id) = match &started {
-                Started::Job(job) => (json!(job.record.job_id), json!(job.record.backup_id)),
-                Started::DryRun(_) => (Value::Null, Value::Null),
+                Started::Job(job) => (
+                    Some(job.record.job_id.to_string()),
+                    job.record.backup_id.clone(),
+                ),
+                Started::DryRun(_) => (None, None),
             };
-            let record = json!({
-                "messageId": message.message_id,
-                "subscription": message.subscription,
-                "receivedAt": claim["receivedAt"],
-                "jobId": job_id,
-                "backupId": backup_id,
-            });
-            if let Err(e) = store.put_key(&key, &record).await {
+            let record = DeliveryRecord {
+                job_id,
+                backup_id,
+                ..claim
+            };
+            if let Err(e) = store.record_delivery(kind, &record).await {
                 tracing::warn!(message_id = %message.message_id, error = %e, "recording the job of a Pub/Sub message failed");
             }
             super::jobs::answer(&state.engine, started, wait).await
         }
         Err(e) => {
             // Nothing started: a redelivery may try again (a 429 or an outage passes).
-            store.remove_key(&key).await;
+            store.forget_delivery(kind, &message.message_id).await;
             Err(e.into())
         }
     }

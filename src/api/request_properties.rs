@@ -44,7 +44,7 @@ fn accept(kind: Kind, body: &[u8]) -> Result<(), Error> {
 }
 
 fn accept_request(kind: Kind, body: &[u8]) -> Result<(), Error> {
-    let storage = StorageConfig::for_service(&Settings::defaults());
+    let storage = StorageConfig::for_service(&Settings::defaults().storage);
     let (uri, field) = match kind {
         Kind::Backup => {
             let request = parse_backup_request(body)
@@ -348,7 +348,7 @@ proptest! {
                     prop_assert!(step != "." && step != "..", "{} kept a dot segment", text);
                 }
             }
-            let admitted = StorageConfig::for_service(&Settings::defaults())
+            let admitted = StorageConfig::for_service(&Settings::defaults().storage)
                 .admit(&uri, "uri")
                 .map_err(Error::from);
             assert_input_error(admitted)?;

@@ -1,13 +1,16 @@
 //! Backup: a validated request becomes a [`BackupPlan`] (tables, snapshot time, layout, size
 //! estimates (`estimate`), and with `includeDependents` the views and routines that read the
-//! selection and what they read (`dependents`) — a dry run stops there), which [`run_backup`] executes: every table read through the Storage Read API at
-//! the one snapshot time, encoded on rayon, streamed to the store with multipart uploads, and the
-//! manifest written last.
+//! selection and what they read (`dependents`) — a dry run stops there), which [`run_backup`] executes: every table read at the one snapshot time, either
+//! through the Storage Read API, encoded on rayon and streamed to the store with multipart
+//! uploads (STREAM), or exported by BigQuery itself to gs:// from a snapshot (EXTRACT; see
+//! `method` for which, `extract` for how), and the manifest written last.
 //!
 //! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
 
 mod dependents;
 mod estimate;
+mod extract;
+mod method;
 mod plan;
 mod run;
 mod table;

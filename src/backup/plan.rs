@@ -9,12 +9,15 @@ use serde::Serialize;
 
 use super::dependents::{self, Dependent, ObjectKind};
 use super::estimate::OutputEstimate;
+use super::extract::EXTRACT_DATASET_PREFIX;
+use super::method;
 use super::validate::BackupOrder;
 use super::view_sql::{ViewSqlByTable, fill_missing_view_sql};
 use crate::bigquery::model::{Table, TableFieldSchema};
-use crate::bigquery::{BigQuery, TableKind};
+use crate::bigquery::{BigQuery, DatasetResource, RoutineResource, TableKind};
 use crate::domain::{
-    BackupId, DatasetRef, DatasetSelection, StorageUri, TableRef, TableSelector, sql_paths,
+    BackupId, BackupMethod, DatasetRef, DatasetSelection, ExportMethod, StorageUri, TableRef,
+    TableSelector, sql_paths,
 };
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
@@ -33,6 +36,8 @@ pub struct BackupPlan {
     pub encode: EncodeOptions,
     pub file_size_bytes: u64,
     pub max_parallel_tables: usize,
+    /// `method` as requested; each table's own is [`PlannedTable::method`].
+    pub method: BackupMethod,
     pub overwrite: bool,
     pub reason: Option<String>,
     pub labels: BTreeMap<String, String>,
@@ -70,6 +75,8 @@ pub struct BackupPreview<'a> {
     compression: Compression,
     file_size_bytes: u64,
     max_parallel_tables: usize,
+    /// As requested; each table says which it gets.
+    method: BackupMethod,
     overwrite: bool,
     reason: Option<&'a str>,
     labels: &'a BTreeMap<String, String>,
@@ -99,6 +106,7 @@ impl BackupPlan {
             compression: self.encode.compression,
             file_size_bytes: self.file_size_bytes,
             max_parallel_tables: self.max_parallel_tables,
+            method: self.method,
             overwrite: self.overwrite,
             reason: self.reason.as_deref(),
             labels: &self.labels,
@@ -123,7 +131,7 @@ pub struct PlannedDataset {
     pub dataset: DatasetRef,
     pub location: String,
     #[serde(skip)]
-    pub resource: serde_json::Value,
+    pub resource: DatasetResource,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,7 +140,7 @@ pub struct PlannedRoutine {
     pub dataset: DatasetRef,
     pub routine: String,
     #[serde(skip)]
-    pub resource: serde_json::Value,
+    pub resource: RoutineResource,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +155,9 @@ pub struct PlannedTable {
     /// Tables only: rough output size and file count (see `estimate`).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<OutputEstimate>,
+    /// Tables only: how the data leaves BigQuery (`STREAM` or `EXTRACT`; see `method`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<ExportMethod>,
     #[serde(skip)]
     pub resource: Table,
 }
@@ -193,6 +204,8 @@ pub async fn plan_backup(
             .list_datasets(&spec.project)
             .await?
             .into_iter()
+            // Another EXTRACT backup's snapshots are not data of the project.
+            .filter(|d| !d.dataset.dataset.starts_with(EXTRACT_DATASET_PREFIX))
             .map(|d| {
                 (
                     d.dataset,
@@ -239,9 +252,10 @@ pub async fn plan_backup(
                 .map(|t| t.table),
         );
         for routine in bigquery.list_routines(dataset).await? {
-            let name = routine["routineReference"]["routineId"]
-                .as_str()
-                .unwrap_or_default()
+            // list_routines answers only routines that name themselves.
+            let name = routine
+                .routine_id()
+                .map_err(|e| Error::upstream(format!("a routine of {dataset} whose {e}")))?
                 .to_string();
             routines.push(PlannedRoutine {
                 dataset: dataset.clone(),
@@ -252,8 +266,7 @@ pub async fn plan_backup(
         datasets.push(PlannedDataset {
             dataset: dataset.clone(),
             location: resource.location.clone(),
-            resource: serde_json::to_value(&resource)
-                .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
+            resource: DatasetResource::of(&resource)?,
         });
     }
     if !missing.is_empty() {
@@ -307,6 +320,7 @@ pub async fn plan_backup(
     let mut tables = Vec::new();
     let mut definitions = Vec::new();
     let mut format_problems = Vec::new();
+    let mut method_problems = Vec::new();
     for (table, resource) in selected.into_iter().zip(resources) {
         let kind = TableKind::from_api(&resource.r#type);
         let mut planned = PlannedTable {
@@ -318,10 +332,23 @@ pub async fn plan_backup(
                 .map(|v| u64::try_from(v).unwrap_or(0))
                 .unwrap_or(0),
             estimate: None,
+            method: None,
             resource,
         };
         match kind {
             kind if kind.holds_data() => {
+                match method::choose(
+                    spec.method,
+                    spec.storage.scheme(),
+                    encode.format,
+                    &planned.resource,
+                ) {
+                    Ok(method) => planned.method = Some(method),
+                    Err(reason) => method_problems.push(FieldError::new(
+                        "method",
+                        format!("EXTRACT cannot export {}: {reason}", planned.table),
+                    )),
+                }
                 if encode.format == Format::Csv
                     && let Some(column) = nested_column(&planned.resource)
                 {
@@ -357,6 +384,12 @@ pub async fn plan_backup(
             format_problems,
         ));
     }
+    if !method_problems.is_empty() {
+        return Err(Error::invalid(
+            "EXTRACT cannot export every selected table faithfully",
+            method_problems,
+        ));
+    }
     let definitions = in_dependency_order(definitions);
 
     let totals = PlanTotals {
@@ -388,6 +421,7 @@ pub async fn plan_backup(
             spec.max_parallel_tables,
             default_parallel_tables,
         ),
+        method: spec.method,
         overwrite: spec.overwrite,
         reason: spec.reason.clone(),
         labels: spec.labels.clone(),
@@ -510,6 +544,7 @@ mod tests {
             rows: 0,
             bytes: 0,
             estimate: None,
+            method: None,
             resource,
         }
     }
@@ -555,13 +590,16 @@ mod tests {
                 Compression::None,
                 1 << 20,
             )),
+            method: Some(ExportMethod::Extract),
             resource: table,
         };
         let json = serde_json::to_value(&planned).unwrap();
         assert_eq!(json["estimatedOutputBytes"], 850);
         assert_eq!(json["estimatedFiles"], 1);
         assert_eq!(json["logicalBytes"], 1000);
+        assert_eq!(json["method"], "EXTRACT");
         let json = serde_json::to_value(view("b", "v", "SELECT 1")).unwrap();
         assert!(json.get("estimatedOutputBytes").is_none(), "{json}");
+        assert!(json.get("method").is_none(), "{json}");
     }
 }

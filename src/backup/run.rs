@@ -11,15 +11,16 @@ use object_store::ObjectStore;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::extract::{Snapshots, extract_table};
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
 use crate::catalog::attempt::{Keep, live_claim};
 use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
 use crate::catalog::{
-    self, DatasetEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry, Totals,
+    self, DatasetEntry, FormatEntry, Manifest, ManifestStatus, RoutineEntry, TableEntry, Totals,
 };
-use crate::domain::{BackupId, TableRef};
+use crate::domain::{BackupId, ExportMethod, TableRef};
 use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::{Store, layout};
@@ -64,6 +65,8 @@ pub struct BackupReport {
 #[serde(rename_all = "camelCase")]
 pub struct TableReport {
     pub table: String,
+    /// `STREAM` or `EXTRACT`.
+    pub method: ExportMethod,
     pub rows: u64,
     pub bytes: u64,
     pub files: usize,
@@ -93,7 +96,7 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         cancel: cancel.clone(),
         ..ctx.clone()
     };
-    let result = match export_all(plan, &run, &os).await {
+    let result = match export_with_snapshots(plan, &run, &os).await {
         Ok((entries, reports)) => commit(plan, &run, &claim, started_at, entries)
             .await
             .map(|manifest| (manifest, reports)),
@@ -208,18 +211,55 @@ async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Er
     Ok(())
 }
 
+/// [`export_all`], with the EXTRACT tables snapshotted first (see `extract`) and the snapshots
+/// removed afterwards, whatever the outcome (a cancel included).
+async fn export_with_snapshots(
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+    os: &Arc<dyn ObjectStore>,
+) -> Result<(Vec<TableEntry>, Vec<TableReport>), Error> {
+    let extracts = plan
+        .tables
+        .iter()
+        .any(|t| t.method == Some(ExportMethod::Extract));
+    if !extracts {
+        return export_all(plan, ctx, os, &Snapshots::default()).await;
+    }
+    let mut snapshots = Snapshots::default();
+    let result = match snapshots.take(&ctx.bigquery, plan, &ctx.cancel).await {
+        Ok(()) => export_all(plan, ctx, os, &snapshots).await,
+        Err(e) if ctx.cancel.is_cancelled() => Err(Error::cancelled(format!(
+            "backup {} was cancelled",
+            plan.backup_id
+        ))
+        .with_source(e)),
+        Err(e) => Err(Error::new(
+            e.kind(),
+            format!(
+                "backup {} failed while snapshotting its tables for EXTRACT ({}): no manifest was written",
+                plan.backup_id,
+                e.message()
+            ),
+        )
+        .with_source(e)),
+    };
+    snapshots.remove(&ctx.bigquery).await;
+    result
+}
+
 /// Exports every table, at most `max_parallel_tables` at once. The first failure cancels the
 /// others, which stop at their next batch; every table that failed is named in the error.
 async fn export_all(
     plan: &BackupPlan,
     ctx: &BackupContext,
     os: &Arc<dyn ObjectStore>,
+    snapshots: &Snapshots,
 ) -> Result<(Vec<TableEntry>, Vec<TableReport>), Error> {
     let stop = ctx.cancel.child_token();
     let exports: Vec<_> = plan
         .tables
         .iter()
-        .map(|planned| export_one(plan, ctx, os, planned, stop.clone()))
+        .map(|planned| export_one(plan, ctx, os, planned, snapshots, stop.clone()))
         .collect();
     let results: Vec<TableOutcome> = futures::stream::iter(exports)
         .buffer_unordered(plan.max_parallel_tables.max(1))
@@ -281,6 +321,7 @@ async fn export_one(
     ctx: &BackupContext,
     os: &Arc<dyn ObjectStore>,
     planned: &PlannedTable,
+    snapshots: &Snapshots,
     stop: CancellationToken,
 ) -> TableOutcome {
     let started = Instant::now();
@@ -291,11 +332,18 @@ async fn export_one(
         if let Some(progress) = &ctx.progress {
             progress.table_started(&name);
         }
-        export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await
+        match planned.method {
+            Some(ExportMethod::Extract) => {
+                let source = snapshots.source_of(&planned.table);
+                extract_table(&ctx.bigquery, &ctx.store, plan, planned, source, &stop).await
+            }
+            _ => export_table(&ctx.bigquery, os.clone(), plan, planned, &stop).await,
+        }
     };
     let result = result.map(|entry| {
         let report = TableReport {
             table: planned.table.to_string(),
+            method: entry.method.unwrap_or_default(),
             rows: entry.rows,
             bytes: entry.bytes,
             files: entry.files.len(),
@@ -346,6 +394,7 @@ async fn commit(
             bytes: 0,
             files: Vec::new(),
             format: None,
+            method: None,
         });
     }
     let data: Vec<&TableEntry> = tables.iter().filter(|t| t.kind.holds_data()).collect();
@@ -356,9 +405,9 @@ async fn commit(
         files: data.iter().map(|t| t.files.len() as u64).sum(),
     };
     let manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
+        manifest_version: catalog::manifest::version_for(&tables),
         backup_id: plan.backup_id,
-        status: "COMPLETE".into(),
+        status: ManifestStatus::Complete,
         snapshot_time: plan.snapshot_time,
         created_at: started_at,
         finished_at: Utc::now(),
@@ -367,12 +416,7 @@ async fn commit(
         labels: plan.labels.clone(),
         tool: format!("bq-backup {}", env!("CARGO_PKG_VERSION")),
         request: plan.request.clone(),
-        format: FormatEntry {
-            format: plan.encode.format.as_str().into(),
-            compression: plan.encode.compression.as_str().into(),
-            csv_header: plan.encode.csv_header,
-            csv_delimiter: char::from(plan.encode.csv_delimiter).to_string(),
-        },
+        format: FormatEntry::of(&plan.encode),
         totals,
         datasets: plan
             .datasets

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{BackupPlan, PlannedTable};
 use super::writer::TableFiles;
-use crate::bigquery::{BigQuery, ReadOptions};
+use crate::bigquery::{BigQuery, ReadOptions, TableResource};
 use crate::catalog::TableEntry;
 use crate::error::Error;
 
@@ -83,11 +83,11 @@ pub(crate) async fn export_table(
         bytes,
         files: entries,
         format: None,
+        method: Some(crate::domain::ExportMethod::Stream),
     })
 }
 
 /// The table resource as stored in the manifest.
-pub(crate) fn table_resource(planned: &PlannedTable) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(&planned.resource)
-        .map_err(|e| Error::internal(format!("table resource of {}: {e}", planned.table)))
+pub(crate) fn table_resource(planned: &PlannedTable) -> Result<TableResource, Error> {
+    TableResource::of(&planned.resource)
 }

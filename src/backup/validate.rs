@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{BackupRequest, BackupSpec, ExportOptions, parse_backup_request};
+use super::method::format_refusal;
+use crate::domain::{BackupMethod, BackupRequest, BackupSpec, ExportOptions, parse_backup_request};
 use crate::error::{Error, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format, disallowed_compression};
 
@@ -63,6 +64,17 @@ pub fn validate_backup_request(
                 .map_err(|p| Error::invalid("the backup request is invalid", p))?;
             encode.csv_header = spec.csv_header;
             encode.csv_delimiter = spec.field_delimiter;
+            if spec.method == BackupMethod::Extract
+                && let Some(reason) = format_refusal(encode.format)
+            {
+                return Err(Error::invalid(
+                    "the backup request is invalid",
+                    vec![FieldError::new(
+                        "method",
+                        format!("EXTRACT cannot write {}: {reason}", encode.format),
+                    )],
+                ));
+            }
             Ok(BackupOrder {
                 spec,
                 encode,
@@ -189,6 +201,30 @@ mod tests {
             "backupStorage.exportOptions.compression"
         );
         assert!(err.details()[0].message.contains("SNAPPY"), "{err}");
+    }
+
+    #[test]
+    fn extract_in_a_format_bigquery_cannot_export_faithfully_is_refused_naming_method() {
+        for format in ["AVRO", "CSV", "JSON"] {
+            let err = check(serde_json::json!({
+                "bigQuery": {"projectId": "test-project"},
+                "backupStorage": {"uri": "gs://bucket-1/p", "exportOptions": {"format": format}},
+                "method": "EXTRACT"
+            }))
+            .unwrap_err();
+            assert_eq!(err.details()[0].field, "method", "{format}");
+            assert!(err.details()[0].message.contains(format), "{err}");
+        }
+        let (spec, encode) = check(serde_json::json!({
+            "bigQuery": {"projectId": "test-project"},
+            "backupStorage": {"uri": "gs://bucket-1/p", "exportOptions": {"format": "PARQUET"}},
+            "method": "EXTRACT"
+        }))
+        .unwrap();
+        assert_eq!(
+            (spec.method, encode.format),
+            (BackupMethod::Extract, Format::Parquet)
+        );
     }
 
     #[test]

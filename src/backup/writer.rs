@@ -262,6 +262,7 @@ impl OpenFile {
             bytes,
             rows,
             sha256,
+            crc32c: None,
         })
     }
 

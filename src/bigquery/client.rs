@@ -6,9 +6,9 @@ use google_cloud_auth::credentials::Credentials;
 use google_cloud_bigquery::client::Read;
 use google_cloud_bigquery_v2::client::{DatasetService, JobService, TableService};
 
+use super::BigQuerySettings;
 use super::error::BigQueryError;
 use super::retry;
-use crate::config::{BigQuerySettings, Settings};
 
 /// What is needed to reach BigQuery: endpoints and whether to send credentials.
 #[derive(Debug, Clone)]
@@ -26,18 +26,20 @@ pub struct BigQueryConfig {
 }
 
 impl BigQueryConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &BigQuerySettings) -> Self {
         let BigQuerySettings {
+            project_id,
             endpoint,
             storage_endpoint,
             anonymous,
-        } = settings.bigquery.clone();
+            read_streams_per_table,
+        } = settings.clone();
         Self {
             endpoint,
             storage_endpoint,
             anonymous,
-            default_project: settings.project_id.clone(),
-            read_streams_per_table: settings.read_streams_per_table,
+            default_project: project_id,
+            read_streams_per_table,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The BigQuery client: dataset and table metadata over REST (`google-cloud-bigquery-v2`), table
-//! data over the Storage Read API as Arrow (`google-cloud-bigquery`), credentials from
+//! data over the Storage Read API as Arrow, snapshot and extract jobs for the EXTRACT method (`google-cloud-bigquery`), credentials from
 //! `google-cloud-auth` (Application Default Credentials, or anonymous for emulators).
 //!
 //! Every call retries transient failures through the one policy in [`retry`]. Errors leave this
@@ -10,21 +10,27 @@
 mod admin;
 mod client;
 mod error;
+mod extract;
 mod load;
 mod metadata;
 mod read;
+pub mod resource;
 mod rest;
 pub mod retry;
 mod routines;
+pub(crate) mod settings;
 mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
 pub use error::BigQueryError;
+pub use extract::{ExtractJob, ExtractOutcome};
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
 pub use read::{BatchStream, ReadOptions, TableReader};
+pub use resource::{DatasetResource, ResourceError, RoutineResource, TableResource};
+pub use settings::BigQuerySettings;
 pub use views::ViewSql;
 
 /// The REST model types (Table, TableSchema, Dataset, ...) as BigQuery's JSON defines them; the
-/// manifest stores table resources in this shape.
+/// manifest stores resources in this shape, read through [`resource`].
 pub use google_cloud_bigquery_v2::model;

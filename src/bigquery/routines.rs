@@ -6,6 +6,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::client::BigQuery;
+use super::resource::RoutineResource;
 use crate::domain::DatasetRef;
 use crate::error::{Error, ErrorKind};
 
@@ -19,7 +20,7 @@ fn routines_path(dataset: &DatasetRef) -> String {
 impl BigQuery {
     /// Every routine of a dataset with its full definition, as BigQuery's JSON. `routines.list`
     /// leaves out bodies and arguments on BigQuery, so each routine is read with `routines.get`.
-    pub async fn list_routines(&self, dataset: &DatasetRef) -> Result<Vec<Value>, Error> {
+    pub async fn list_routines(&self, dataset: &DatasetRef) -> Result<Vec<RoutineResource>, Error> {
         let base = routines_path(dataset);
         let mut ids = Vec::new();
         let mut token: Option<String> = None;
@@ -44,10 +45,18 @@ impl BigQuery {
         }
         let mut routines = Vec::with_capacity(ids.len());
         for id in ids {
-            routines.push(
-                self.rest(Method::GET, &format!("{base}/{id}"), None)
-                    .await?,
-            );
+            let answer = self
+                .rest(Method::GET, &format!("{base}/{id}"), None)
+                .await?;
+            let odd = |e| {
+                Error::upstream(format!(
+                    "routines.get({dataset}.{id}) answered a routine whose {e}"
+                ))
+            };
+            let routine = RoutineResource::from_json(answer).map_err(odd)?;
+            // Every routine kept names itself: callers read its id without a fallback.
+            routine.routine_id().map_err(odd)?;
+            routines.push(routine);
         }
         Ok(routines)
     }

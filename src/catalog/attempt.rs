@@ -6,10 +6,10 @@ use object_store::path::Path;
 
 use super::lease::LeaseRecord;
 use super::manifest::read_manifest;
-use super::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::BackupId;
 use crate::error::Error;
-use crate::storage::{Store, exclusive, layout, object_error};
+use crate::storage::layout::{self, BackupObject, SharedLease};
+use crate::storage::{Store, exclusive, object_error};
 
 /// The live claim on backup `id` (a backup writing it right now), if any.
 pub async fn live_claim(store: &Store, id: &BackupId) -> Result<Option<LeaseRecord>, Error> {
@@ -17,7 +17,10 @@ pub async fn live_claim(store: &Store, id: &BackupId) -> Result<Option<LeaseReco
     let current = exclusive::current(store.object_store().as_ref(), &dir)
         .await
         .map_err(|e| object_error("reading", &dir, e))?;
-    Ok(current.as_ref().and_then(LeaseRecord::live_in))
+    match current {
+        Some(slot) => LeaseRecord::live_in(&slot),
+        None => Ok(None),
+    }
 }
 
 /// What to keep while removing an attempt.
@@ -38,11 +41,12 @@ pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<
         tracing::warn!(backup_id = %id, "the backup has a manifest: it is complete, nothing removed");
         return Ok(0);
     }
-    let kept = |path: &Path| {
-        (keep == Keep::Claim && path.parts().any(|p| p.as_ref() == layout::CLAIM))
-            || path
-                .filename()
-                .is_some_and(|f| f == layout::MANIFEST || f.starts_with(RESTORE_LEASE_PREFIX))
+    let kept = |path: &Path| match layout::backup_object(id, path) {
+        BackupObject::Claim => keep == Keep::Claim,
+        BackupObject::Manifest | BackupObject::Lease(SharedLease::Restore) => true,
+        BackupObject::Lease(SharedLease::Delete) | BackupObject::Data | BackupObject::Other => {
+            false
+        }
     };
     store.remove_all(&layout::backup_dir(id), kept).await
 }

@@ -5,10 +5,14 @@
 //! - The backup claim (`backups/{id}/_claim/`: the id is being written) is exclusive: a slot of
 //!   [`crate::storage::exclusive`], taken over from a dead holder by exactly one instance.
 //! - Restore leases (`backups/{id}/_restore-{token}.json`: the backup is being read, so it must
-//!   not be deleted) are shared: one record per restore, each removed only by its own restore.
+//!   not be deleted) and delete intents (`_deleting-{token}.json`) are shared: one record per
+//!   holder, each removed only by its own holder. Keys come from [`layout`].
 //!
 //! Every record says how long it stays live without a refresh (`staleAfterMs`), so that
-//! instances configured with different heartbeats still judge each other's records alike.
+//! instances configured with different heartbeats still judge each other's records alike. A
+//! record that cannot be read (not JSON, a value this build does not know, a newer version) is
+//! never taken for a dead one: what holds it may be alive, so the operation that needs it gone
+//! stops with an error naming the record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::BackupId;
 use crate::error::Error;
+use crate::storage::layout::{self, SharedLease};
+use crate::storage::versioned::{self, FileError, VersionedFile};
 use crate::storage::{self, exclusive, get_if_exists};
 
 /// A record not refreshed for this many heartbeats belongs to an operation that died: one beat
@@ -56,14 +62,38 @@ impl Default for LeaseTiming {
     }
 }
 
+/// What a lease is held for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeasePurpose {
+    /// The backup is being written (the claim).
+    Backup,
+    /// The backup is being read by a restore.
+    Restore,
+    /// The backup is being deleted.
+    Delete,
+}
+
+impl From<SharedLease> for LeasePurpose {
+    fn from(lease: SharedLease) -> Self {
+        match lease {
+            SharedLease::Restore => Self::Restore,
+            SharedLease::Delete => Self::Delete,
+        }
+    }
+}
+
 /// A lease record as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseRecord {
+    /// Records written before this field are version 1.
+    #[serde(default = "versioned::version_1")]
+    pub version: u32,
     pub backup_id: BackupId,
-    /// `backup`, `restore` or `delete`.
-    #[serde(default)]
-    pub purpose: String,
+    /// Records written by versions before this field have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<LeasePurpose>,
     /// Unique to the holder: how a holder recognises its own record.
     #[serde(default)]
     pub holder: String,
@@ -75,15 +105,21 @@ pub struct LeaseRecord {
     pub host: String,
 }
 
+impl VersionedFile for LeaseRecord {
+    const WHAT: &'static str = "lease record";
+    const VERSION: u32 = 1;
+}
+
 fn legacy_stale_after_ms() -> u64 {
     300_000
 }
 
 impl LeaseRecord {
-    fn new(backup_id: BackupId, purpose: &str, holder: &str, timing: LeaseTiming) -> Self {
+    fn new(backup_id: BackupId, purpose: LeasePurpose, holder: &str, timing: LeaseTiming) -> Self {
         Self {
+            version: Self::VERSION,
             backup_id,
-            purpose: purpose.to_string(),
+            purpose: Some(purpose),
             holder: holder.to_string(),
             heartbeat_at: Utc::now(),
             stale_after_ms: u64::try_from(timing.stale_after().as_millis()).unwrap_or(u64::MAX),
@@ -92,17 +128,19 @@ impl LeaseRecord {
     }
 
     fn bytes(&self) -> Bytes {
-        // A struct of strings and numbers always serializes.
-        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+        // Strings, numbers and a time: serializing cannot fail.
+        versioned::encode(self).expect("a lease record always serializes")
     }
 
-    pub fn parse(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+    /// The record stored at `key`, read strictly (see the module's doc for why an unreadable
+    /// one is an error).
+    pub fn parse(key: &impl std::fmt::Display, bytes: &[u8]) -> Result<Self, Error> {
+        versioned::decode(bytes).map_err(|e| unreadable(key, e))
     }
 
     /// The record of a slot's holder, when that holder is alive.
-    pub fn live_in(slot: &exclusive::SlotRecord) -> Option<Self> {
-        Self::parse(&slot.body).filter(|r| r.is_live(Utc::now()))
+    pub fn live_in(slot: &exclusive::SlotRecord) -> Result<Option<Self>, Error> {
+        Ok(Some(Self::parse(&slot.path, &slot.body)?).filter(|r| r.is_live(Utc::now())))
     }
 
     /// Whether the holder refreshed the record recently enough to be alive.
@@ -113,14 +151,26 @@ impl LeaseRecord {
     }
 }
 
+/// A lease record that cannot be read: whatever holds it may be alive (a newer bq-backup, whose
+/// records this one does not understand), so it is a conflict, not a free slot.
+fn unreadable(key: &impl std::fmt::Display, e: FileError) -> Error {
+    let remedy = if e.is_newer() {
+        "upgrade this instance"
+    } else {
+        "remove it once no backup, restore or delete of this backup is running"
+    };
+    Error::conflict(format!("the lease record {key} {e}; {remedy}"))
+}
+
 /// Whether the lease record at `path` is held by a live operation.
 pub async fn is_live_at(os: &dyn ObjectStore, path: &Path) -> Result<bool, Error> {
     let bytes = get_if_exists(os, path)
         .await
         .map_err(|e| storage::object_error("reading", path, e))?;
-    Ok(bytes
-        .and_then(|b| LeaseRecord::parse(&b))
-        .is_some_and(|r| r.is_live(Utc::now())))
+    match bytes {
+        Some(bytes) => Ok(LeaseRecord::parse(path, &bytes)?.is_live(Utc::now())),
+        None => Ok(false),
+    }
 }
 
 /// The outcome of asking for the exclusive claim on a backup id.
@@ -159,20 +209,22 @@ impl Claim {
         let holder = uuid::Uuid::new_v4().simple().to_string();
         let err = |e| storage::object_error("claiming", &dir, e);
         let seen = exclusive::current(os.as_ref(), &dir).await.map_err(err)?;
-        if let Some(record) = seen.as_ref().and_then(LeaseRecord::live_in) {
+        if let Some(seen) = &seen
+            && let Some(record) = LeaseRecord::live_in(seen)?
+        {
             return Ok(Claimed::Busy(record));
         }
-        let record = LeaseRecord::new(id, "backup", &holder, timing);
+        let record = LeaseRecord::new(id, LeasePurpose::Backup, &holder, timing);
         let Some(epoch) = exclusive::take(os.as_ref(), &dir, seen.as_ref(), record.bytes())
             .await
             .map_err(err)?
         else {
             // Another process took it between our read and our write: it is alive.
-            let winner = exclusive::current(os.as_ref(), &dir)
-                .await
-                .map_err(err)?
-                .and_then(|r| LeaseRecord::parse(&r.body))
-                .unwrap_or(record);
+            let winner = match exclusive::current(os.as_ref(), &dir).await.map_err(err)? {
+                Some(slot) => LeaseRecord::parse(&slot.path, &slot.body)?,
+                // ...and released it already: it was alive a moment ago.
+                None => record,
+            };
             return Ok(Claimed::Busy(winner));
         };
         let lost = CancellationToken::new();
@@ -248,7 +300,7 @@ async fn keep_claim(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(timing.heartbeat) => {}
         }
-        let record = LeaseRecord::new(id, "backup", &holder, timing);
+        let record = LeaseRecord::new(id, LeasePurpose::Backup, &holder, timing);
         match exclusive::refresh(os.as_ref(), &dir, epoch, &holder, record.bytes()).await {
             Ok(true) => {}
             Ok(false) => {
@@ -273,17 +325,17 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Writes a new record named `{prefix}{token}.json` in `dir` and keeps it refreshed.
+    /// Writes a new record of `lease` on backup `id` (its key names this holder's token) and
+    /// keeps it refreshed.
     pub async fn hold(
         os: Arc<dyn ObjectStore>,
-        dir: &Path,
-        prefix: &str,
         id: BackupId,
-        purpose: &'static str,
+        lease: SharedLease,
         timing: LeaseTiming,
     ) -> Result<Self, Error> {
         let holder = uuid::Uuid::new_v4().simple().to_string();
-        let path = dir.clone().join(format!("{prefix}{holder}.json"));
+        let path = layout::shared_lease(&id, lease, &holder);
+        let purpose = LeasePurpose::from(lease);
         let record = LeaseRecord::new(id, purpose, &holder, timing);
         os.put(&path, PutPayload::from(record.bytes()))
             .await
@@ -332,17 +384,99 @@ mod tests {
     #[test]
     fn a_record_is_live_until_its_own_staleness_passes() {
         let id = BackupId::parse("20261121_075959").unwrap();
-        let record = LeaseRecord::new(id, "backup", "h", LeaseTiming::new(Duration::from_secs(10)));
+        let record = LeaseRecord::new(
+            id,
+            LeasePurpose::Backup,
+            "h",
+            LeaseTiming::new(Duration::from_secs(10)),
+        );
         let now = record.heartbeat_at;
         assert!(record.is_live(now + chrono::Duration::seconds(49)));
         assert!(!record.is_live(now + chrono::Duration::seconds(51)));
+    }
+
+    #[test]
+    fn records_written_before_versioning_still_read() {
+        let key = "backups/20261121_075959/_restore-abc.json";
+        // As older builds (and the integration tests) write them: no version, maybe no purpose.
+        let minimal = br#"{"backupId":"20261121_075959","heartbeatAt":"2026-11-21T08:00:00Z"}"#;
+        let record = LeaseRecord::parse(&key, minimal).unwrap();
+        assert_eq!((record.version, record.purpose), (1, None));
+        assert_eq!(record.stale_after_ms, 300_000);
+        let full = br#"{"backupId":"20261121_075959","purpose":"backup","holder":"killed",
+            "heartbeatAt":"2026-11-21T08:00:00Z","staleAfterMs":5000,"host":"gone"}"#;
+        let record = LeaseRecord::parse(&key, full).unwrap();
+        assert_eq!(record.purpose, Some(LeasePurpose::Backup));
+        assert_eq!(record.stale_after_ms, 5000);
+    }
+
+    #[test]
+    fn a_record_is_written_with_its_version_and_purpose() {
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let timing = LeaseTiming::default();
+        let record = LeaseRecord::new(id, LeasePurpose::Restore, "h", timing);
+        let json: serde_json::Value = serde_json::from_slice(&record.bytes()).unwrap();
+        assert_eq!(json["version"], 1);
+        assert_eq!(json["purpose"], "restore");
+        assert_eq!(json["backupId"], "20261121_075959");
+        assert_eq!(LeaseRecord::parse(&"k", &record.bytes()).unwrap(), record);
+    }
+
+    #[test]
+    fn an_unreadable_record_is_a_conflict_naming_it_never_a_dead_holder() {
+        let key = "backups/20261121_075959/_claim/00000000000000000001.json";
+        let unknown = br#"{"backupId":"20261121_075959","purpose":"compact","heartbeatAt":"2026-11-21T08:00:00Z"}"#;
+        let err = LeaseRecord::parse(&key, unknown).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Conflict);
+        let message = err.to_string();
+        assert!(message.contains(key), "{message}");
+        assert!(
+            message.contains("at `purpose`: unknown variant `compact`"),
+            "{message}"
+        );
+        let newer = br#"{"version":2,"backupId":"20261121_075959"}"#;
+        let message = LeaseRecord::parse(&key, newer).unwrap_err().to_string();
+        assert!(message.contains("lease record version 2"), "{message}");
+        assert!(message.contains("upgrade this instance"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_record_cannot_be_read_is_not_taken_over() {
+        let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let id = BackupId::parse("20261121_075959").unwrap();
+        let dir = layout::claim_dir(&id);
+        // A holder of a newer bq-backup, long silent by our reading of time: still not ours.
+        let newer = Bytes::from_static(
+            br#"{"version":2,"backupId":"20261121_075959","heartbeatAt":"2000-01-01T00:00:00Z"}"#,
+        );
+        exclusive::take(os.as_ref(), &dir, None, newer)
+            .await
+            .unwrap();
+        let err = match Claim::acquire(os.clone(), dir.clone(), id, LeaseTiming::default()).await {
+            Err(e) => e,
+            Ok(_) => panic!("an unreadable claim was taken over"),
+        };
+        assert_eq!(err.kind(), crate::error::ErrorKind::Conflict, "{err}");
+        assert!(
+            err.to_string().contains("00000000000000000001.json"),
+            "{err}"
+        );
+        assert_eq!(
+            exclusive::current(os.as_ref(), &dir)
+                .await
+                .unwrap()
+                .unwrap()
+                .epoch,
+            1,
+            "nothing was written over it"
+        );
     }
 
     #[tokio::test]
     async fn a_live_claim_is_busy_and_a_dead_one_is_taken_over_once() {
         let os: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let id = BackupId::parse("20261121_075959").unwrap();
-        let dir = Path::from("backups/x/_claim");
+        let dir = layout::claim_dir(&id);
         let fast = LeaseTiming::new(Duration::from_millis(100));
         let Claimed::Held(first) = Claim::acquire(os.clone(), dir.clone(), id, fast)
             .await

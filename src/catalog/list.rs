@@ -7,12 +7,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::ObjectStore;
-use object_store::path::Path;
 use serde::Serialize;
 
 use super::manifest::{Manifest, read_manifest};
 use crate::domain::BackupId;
 use crate::error::Error;
+use crate::formats::{Compression, Format};
 use crate::storage::{Store, layout, object_error};
 
 /// Manifests read at once while listing.
@@ -44,8 +44,8 @@ pub struct BackupSummary {
     pub expires_at: Option<DateTime<Utc>>,
     pub reason: Option<String>,
     pub labels: BTreeMap<String, String>,
-    pub format: String,
-    pub compression: String,
+    pub format: Format,
+    pub compression: Compression,
     pub datasets: Vec<String>,
     pub tables: u64,
     pub rows: u64,
@@ -68,8 +68,8 @@ impl BackupSummary {
             expires_at: manifest.expires_at,
             reason: manifest.reason.clone(),
             labels: manifest.labels.clone(),
-            format: manifest.format.format.clone(),
-            compression: manifest.format.compression.clone(),
+            format: manifest.format.format,
+            compression: manifest.format.compression,
             datasets: manifest
                 .datasets
                 .iter()
@@ -118,14 +118,16 @@ pub struct BackupPage {
 
 /// Backup ids under `backups/`, newest first (manifest or not).
 pub async fn backup_ids(os: &Arc<dyn ObjectStore>) -> Result<Vec<BackupId>, Error> {
+    let root = layout::backups_root();
     let listing = os
-        .list_with_delimiter(Some(&Path::from(layout::BACKUPS)))
+        .list_with_delimiter(Some(&root))
         .await
-        .map_err(|e| object_error("listing", &Path::from(layout::BACKUPS), e))?;
+        .map_err(|e| object_error("listing", &root, e))?;
+    // Directories that are not backup ids are not backups (a person's notes, another tool's).
     let mut ids: Vec<BackupId> = listing
         .common_prefixes
         .iter()
-        .filter_map(|p| p.filename().and_then(|name| BackupId::parse(name).ok()))
+        .filter_map(layout::backup_id_of)
         .collect();
     ids.sort();
     ids.reverse();

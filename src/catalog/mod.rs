@@ -1,9 +1,12 @@
 //! The backup catalog: the manifest (the commit point of a backup) and, later, listing, showing,
 //! deleting, verifying and pruning backups from their manifests.
 //!
-//! Depends on `storage`, `domain` and `error`; never on `bigquery` or `api`.
+//! Depends on `storage` (keys, versioned files), `formats` (format and compression names),
+//! `domain` and `error`; on `bigquery` only for its pure resource types (`TableKind`,
+//! `TableResource`, ...), never its client; never on `api`.
 
 pub mod attempt;
+pub mod checksum;
 pub mod lease;
 pub mod list;
 pub mod manifest;
@@ -16,7 +19,8 @@ pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};
 pub use manifest::{
-    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, RoutineEntry, TableEntry,
-    Totals, decode_arrow_schema, encode_arrow_schema, read_manifest, write_manifest,
+    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, ManifestStatus, RoutineEntry,
+    TableEntry, Totals, decode_arrow_schema, encode_arrow_schema, parse_manifest, read_manifest,
+    write_manifest,
 };
-pub use verify::{Finding, VerifyReport, verify_backup};
+pub use verify::{Finding, Sample, VerifyReport, verify_backup};

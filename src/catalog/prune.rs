@@ -17,12 +17,8 @@ use super::manifest::read_manifest;
 use super::retention::{Candidate, Decision, KeepPolicy, decide};
 use crate::domain::BackupId;
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, layout, object_error};
-
-/// Restore leases are `backups/{id}/_restore-*.json`.
-pub const RESTORE_LEASE_PREFIX: &str = "_restore-";
-/// A delete's intent is `backups/{id}/_deleting-*.json`.
-pub const DELETE_INTENT_PREFIX: &str = "_deleting-";
+use crate::storage::layout::{self, BackupObject, SharedLease};
+use crate::storage::{Store, object_error};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,13 +44,14 @@ pub struct PruneReport {
 
 /// Whether a restore is reading backup `id` right now.
 pub async fn restore_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Result<bool, Error> {
-    live_lease_with_prefix(os, id, RESTORE_LEASE_PREFIX).await
+    live_lease(os, id, SharedLease::Restore).await
 }
 
-async fn live_lease_with_prefix(
+/// Whether a record of `lease` on backup `id` is held by a live operation.
+async fn live_lease(
     os: &Arc<dyn ObjectStore>,
     id: &BackupId,
-    prefix: &str,
+    lease: SharedLease,
 ) -> Result<bool, Error> {
     let dir = layout::backup_dir(id);
     let entries: Vec<_> = os
@@ -63,10 +60,7 @@ async fn live_lease_with_prefix(
         .await
         .map_err(|e| object_error("listing", &dir, e))?;
     for entry in entries {
-        if entry
-            .location
-            .filename()
-            .is_some_and(|f| f.starts_with(prefix))
+        if layout::backup_object(id, &entry.location) == BackupObject::Lease(lease)
             && lease::is_live_at(os.as_ref(), &entry.location).await?
         {
             return Ok(true);
@@ -92,15 +86,7 @@ pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport,
         Err(e) if e.kind() == ErrorKind::DamagedBackup => {}
         Err(e) => return Err(e),
     }
-    let intent = Lease::hold(
-        os.clone(),
-        &layout::backup_dir(id),
-        DELETE_INTENT_PREFIX,
-        *id,
-        "delete",
-        LeaseTiming::default(),
-    )
-    .await?;
+    let intent = Lease::hold(os.clone(), *id, SharedLease::Delete, LeaseTiming::default()).await?;
     let result = delete_complete(store, id).await;
     intent.release().await;
     result
@@ -119,8 +105,7 @@ async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, E
         .map_err(|e| object_error("deleting", &manifest, e))?;
     let deleted = 1 + store
         .remove_all(&layout::backup_dir(id), |path| {
-            path.filename()
-                .is_some_and(|f| f.starts_with(DELETE_INTENT_PREFIX))
+            layout::backup_object(id, path) == BackupObject::Lease(SharedLease::Delete)
         })
         .await
         .map_err(|e| {
@@ -163,7 +148,7 @@ async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Er
 
 /// Whether a delete of backup `id` is under way (a live `_deleting-*.json` intent).
 pub async fn delete_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Result<bool, Error> {
-    live_lease_with_prefix(os, id, DELETE_INTENT_PREFIX).await
+    live_lease(os, id, SharedLease::Delete).await
 }
 
 /// Applies `policy` (and every `expiresAt`) to the complete backups of `store`. A policy that

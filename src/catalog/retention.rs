@@ -27,19 +27,58 @@ pub struct KeepPolicy {
     pub expired_only: bool,
 }
 
+/// A counting rule of a keep policy, for code that sets rules by name: the service's
+/// `BQB_PRUNE_KEEP_*` settings, whose problems are then named by variable instead of field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepRule {
+    Last,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl KeepRule {
+    pub const ALL: [KeepRule; 4] = [Self::Last, Self::Daily, Self::Weekly, Self::Monthly];
+
+    /// The rule's field in a request body and in [`KeepPolicy::problems`].
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Last => "keepLast",
+            Self::Daily => "keepDaily",
+            Self::Weekly => "keepWeekly",
+            Self::Monthly => "keepMonthly",
+        }
+    }
+}
+
 impl KeepPolicy {
     /// Whether no counting rule is given (only expiry decides).
     pub fn is_empty(&self) -> bool {
         self.rules().iter().all(|(_, count)| count.is_none())
     }
 
+    /// Sets a rule's count (`None` = the rule is not used).
+    pub fn set(&mut self, rule: KeepRule, count: Option<u32>) {
+        *match rule {
+            KeepRule::Last => &mut self.keep_last,
+            KeepRule::Daily => &mut self.keep_daily,
+            KeepRule::Weekly => &mut self.keep_weekly,
+            KeepRule::Monthly => &mut self.keep_monthly,
+        } = count;
+    }
+
+    /// A rule's count (`None` = the rule is not used).
+    pub fn count(&self, rule: KeepRule) -> Option<u32> {
+        match rule {
+            KeepRule::Last => self.keep_last,
+            KeepRule::Daily => self.keep_daily,
+            KeepRule::Weekly => self.keep_weekly,
+            KeepRule::Monthly => self.keep_monthly,
+        }
+    }
+
     fn rules(&self) -> [(&'static str, Option<u32>); 4] {
-        [
-            ("keepLast", self.keep_last),
-            ("keepDaily", self.keep_daily),
-            ("keepWeekly", self.keep_weekly),
-            ("keepMonthly", self.keep_monthly),
-        ]
+        KeepRule::ALL.map(|rule| (rule.field(), self.count(rule)))
     }
 
     /// What is wrong with this policy, each problem naming its field (`keepLast`, …; `body` for
@@ -330,5 +369,21 @@ mod tests {
             .problems()
             .is_empty()
         );
+    }
+
+    /// A rule's field is the one the policy is read and written with, so a problem named by
+    /// `rule.field()` names what the caller sent.
+    #[test]
+    fn each_rule_is_set_and_serialized_under_its_field() {
+        for rule in KeepRule::ALL {
+            let mut policy = KeepPolicy::default();
+            policy.set(rule, Some(2));
+            assert_eq!(policy.count(rule), Some(2));
+            assert_eq!(serde_json::to_value(policy).unwrap()[rule.field()], 2);
+            let read: KeepPolicy =
+                serde_json::from_value(serde_json::json!({ rule.field(): 0 })).unwrap();
+            assert_eq!(read.count(rule), Some(0));
+            assert_eq!(read.problems()[0].field, rule.field());
+        }
     }
 }

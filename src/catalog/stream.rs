@@ -1,5 +1,5 @@
-//! One recorded file read as checked batches while its bytes arrive: the SHA-256 and the size
-//! are computed on the way, the batches handed over one at a time, and the manifest's size,
+//! One recorded file read as checked batches while its bytes arrive: the checksum (SHA-256, or
+//! CRC32C for a file BigQuery wrote: see [`super::checksum`]) and the size are computed on the way, the batches handed over one at a time, and the manifest's size,
 //! checksum and row count compared at the end. Memory per file: the batches in flight plus, for
 //! AVRO, CSV and JSON, the decoder's block or line buffers; for PARQUET, one row group's bytes.
 //! Never the file, whatever its size.
@@ -22,15 +22,15 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::checksum::FileHasher;
 use super::manifest::FileEntry;
 use super::verify::FileProblem;
 use crate::error::Error;
 use crate::formats::{
-    DecodeOptions, FooterParse, Format, FormatError, ParquetFooter, decode_stream,
+    DecodeOptions, FooterParse, Format, FormatError, ParquetLayout, decode_stream,
 };
 use crate::storage::{Failure, object_error};
 
@@ -53,7 +53,7 @@ enum Message {
     Failed(FileProblem),
 }
 
-/// Starts reading `file` (decoded with `schema` and `options`). With `check`, its size, SHA-256
+/// Starts reading `file` (decoded with `schema` and `options`). With `check`, its size, checksum
 /// and row count must match `file`; without (a legacy backup records none), it is only decoded.
 /// Must be called inside the tokio runtime.
 pub fn read_batches(
@@ -150,14 +150,22 @@ fn store_problem(path: &Path, e: object_store::Error) -> FileProblem {
 }
 
 /// What was read of a file, to compare with its manifest entry at the end.
-#[derive(Default)]
 struct Tally {
-    hasher: Sha256,
+    hasher: FileHasher,
     bytes: u64,
     rows: u64,
 }
 
 impl Tally {
+    /// Nothing read yet; hashing with the algorithm `file`'s entry names.
+    fn new(file: &FileEntry) -> Self {
+        Self {
+            hasher: FileHasher::for_entry(file),
+            bytes: 0,
+            rows: 0,
+        }
+    }
+
     fn hash(&mut self, bytes: &[u8]) {
         self.hasher.update(bytes);
         self.bytes += bytes.len() as u64;
@@ -209,11 +217,7 @@ impl Reader {
             return Ok(());
         }
         self.check_size(tally.bytes)?;
-        if hex::encode(tally.hasher.finalize()) != self.file.sha256 {
-            return Err(FileProblem::Damaged(
-                "does not match its SHA-256 checksum in the manifest".into(),
-            ));
-        }
+        tally.hasher.check().map_err(FileProblem::Damaged)?;
         if tally.rows != self.file.rows {
             return Err(FileProblem::Damaged(format!(
                 "holds {} rows, the manifest says {}",
@@ -234,7 +238,7 @@ impl Reader {
             handle: &self.handle,
             stream: result.into_stream(),
             chunk: Bytes::new(),
-            tally: Tally::default(),
+            tally: Tally::new(&self.file),
             failure: None,
         };
         let mut rows = 0;
@@ -265,12 +269,9 @@ impl Reader {
         if damaged
             && self.check
             && tally.bytes == self.file.bytes
-            && hex::encode(tally.hasher.finalize()) != self.file.sha256
+            && let Err(changed) = tally.hasher.check()
         {
-            return FileProblem::Damaged(
-                "does not match its SHA-256 checksum in the manifest".into(),
-            )
-            .into();
+            return FileProblem::Damaged(changed).into();
         }
         stop
     }
@@ -306,7 +307,7 @@ impl Reader {
             .into());
         }
         let tail_start = size - tail.len() as u64;
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(&self.file);
         let decoded = self.decode_row_groups(path, &footer, &tail, tail_start, &mut tally);
         if matches!(decoded, Err(Stop::Abandoned)) {
             return decoded.map(|()| tally);
@@ -330,7 +331,7 @@ impl Reader {
     fn decode_row_groups(
         &self,
         path: &Path,
-        footer: &ParquetFooter,
+        footer: &ParquetLayout,
         tail: &Bytes,
         tail_start: u64,
         tally: &mut Tally,
@@ -358,11 +359,11 @@ impl Reader {
     }
 
     /// The footer, from the file's last bytes (more of them when the footer is longer).
-    fn read_footer(&self, path: &Path, size: u64) -> Result<(ParquetFooter, Bytes), Stop> {
+    fn read_footer(&self, path: &Path, size: u64) -> Result<(ParquetLayout, Bytes), Stop> {
         let mut tail_len = PARQUET_TAIL.min(size);
         loop {
             let tail = self.get_range(path, size - tail_len..size)?;
-            match ParquetFooter::parse(&tail, size).map_err(undecodable)? {
+            match ParquetLayout::parse(&tail, size).map_err(undecodable)? {
                 FooterParse::Parsed(footer) => return Ok((footer, tail)),
                 FooterParse::NeedTail(needed) if needed > tail_len && needed <= size => {
                     tail_len = needed;

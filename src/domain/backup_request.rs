@@ -17,7 +17,7 @@ use super::request_fields::{
     parallelism_from_thread_pool, parse_field_delimiter,
 };
 use super::selection::TableSelector;
-use super::storage_uri::StorageUri;
+use super::storage_uri::{StorageScheme, StorageUri};
 use crate::error::FieldError;
 use datasets::check_datasets;
 use snapshot::{check_snapshot, snapshot_window_error};
@@ -81,6 +81,57 @@ pub struct BackupRequest {
     pub allow_concurrent: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_days: Option<i64>,
+    /// How table data leaves BigQuery: `AUTO` (default), `STREAM` or `EXTRACT` (see
+    /// [`BackupMethod`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// How table data leaves BigQuery (`method`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BackupMethod {
+    /// EXTRACT for every table it can export faithfully (gs:// destinations only), STREAM for
+    /// the others; decided per table at planning.
+    #[default]
+    Auto,
+    /// Every table read through the Storage Read API and written by this service.
+    Stream,
+    /// Every table exported by BigQuery extract jobs straight to gs://; refused (400 naming
+    /// `method`) where that cannot be done faithfully.
+    Extract,
+}
+
+impl BackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "AUTO",
+            Self::Stream => "STREAM",
+            Self::Extract => "EXTRACT",
+        }
+    }
+}
+
+/// How one table's data was (or will be) exported: what [`BackupMethod::Auto`] resolves to per
+/// table, recorded in the manifest and the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExportMethod {
+    /// Read through the Storage Read API and written by this service (SHA-256 per file).
+    #[default]
+    Stream,
+    /// Written by a BigQuery extract job from a snapshot of the table (CRC32C per file, from
+    /// Cloud Storage's object metadata).
+    Extract,
+}
+
+impl ExportMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "STREAM",
+            Self::Extract => "EXTRACT",
+        }
+    }
 }
 
 /// `bigQuery`: what to back up.
@@ -221,6 +272,9 @@ pub struct BackupSpec {
     pub allow_concurrent: bool,
     /// Days after which the backup may be pruned; `None` = kept until deleted.
     pub ttl_days: Option<u32>,
+    /// `method`; EXTRACT is only accepted with a gs:// destination (the format and the columns
+    /// are checked later, where they are known).
+    pub method: BackupMethod,
     /// Things that were accepted but not used as written (e.g. `threadPoolSize` when
     /// `maxParallelTables` is also given); worth showing to the caller.
     pub warnings: Vec<FieldError>,
@@ -376,6 +430,11 @@ impl BackupRequest {
         let ttl_days = self
             .ttl_days
             .and_then(|n| in_range(n, 1, MAX_TTL_DAYS, "ttlDays", &mut errors));
+        let method = check_method(
+            self.method.as_deref(),
+            storage.as_ref().map(|(uri, _)| uri),
+            &mut errors,
+        );
 
         let (Some(project), Some((storage, storage_field)), Some(datasets)) =
             (project, storage, datasets)
@@ -412,9 +471,46 @@ impl BackupRequest {
             include_dependents: self.include_dependents.unwrap_or(false),
             allow_concurrent: self.allow_concurrent.unwrap_or(false),
             ttl_days,
+            method,
             warnings,
         })
     }
+}
+
+/// `method`: one of the three names (any case); EXTRACT needs a gs:// destination, because
+/// BigQuery's extract jobs write only to Cloud Storage.
+fn check_method(
+    given: Option<&str>,
+    storage: Option<&StorageUri>,
+    errors: &mut Vec<FieldError>,
+) -> BackupMethod {
+    let method = match given.map(|m| m.trim().to_ascii_uppercase()).as_deref() {
+        None | Some("AUTO") => BackupMethod::Auto,
+        Some("STREAM") => BackupMethod::Stream,
+        Some("EXTRACT") => BackupMethod::Extract,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "method",
+                format!(
+                    "must be AUTO, STREAM or EXTRACT (got `{}`)",
+                    given.unwrap_or_default()
+                ),
+            ));
+            return BackupMethod::Auto;
+        }
+    };
+    if method == BackupMethod::Extract
+        && let Some(uri) = storage
+        && uri.scheme() != StorageScheme::Gs
+    {
+        errors.push(FieldError::new(
+            "method",
+            format!(
+                "EXTRACT needs a gs:// destination: BigQuery's extract jobs write only to Cloud Storage, and {uri} is not; use STREAM or AUTO"
+            ),
+        ));
+    }
+    method
 }
 
 /// `value` as `T` if within `min..=max`, else an error on `field`.

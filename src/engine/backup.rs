@@ -13,7 +13,6 @@ use crate::backup::{
 use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
 use crate::catalog::retention::KeepPolicy;
-use crate::config::PruneAfterBackup;
 use crate::error::{Error, ErrorKind};
 use crate::jobs::{JobKind, NewJob};
 use crate::storage::{Access, Store};
@@ -62,7 +61,7 @@ impl Engine {
             exclusive_key,
         };
         let bigquery = self.inner.bigquery.clone();
-        let prune_after = settings.jobs.prune_after_backup.map(keep_policy);
+        let prune_after = settings.jobs.prune_after_backup;
         let lease = LeaseTiming::new(settings.jobs.heartbeat);
         let observer = submission.observer;
         let record = self
@@ -137,16 +136,6 @@ pub fn selection_key(plan: &BackupPlan) -> String {
         hasher.update(name.as_bytes());
     }
     hex::encode(hasher.finalize())
-}
-
-fn keep_policy(policy: PruneAfterBackup) -> KeepPolicy {
-    KeepPolicy {
-        keep_last: policy.keep_last,
-        keep_daily: policy.keep_daily,
-        keep_weekly: policy.keep_weekly,
-        keep_monthly: policy.keep_monthly,
-        expired_only: false,
-    }
 }
 
 /// The configured keep policy, applied to the repository just written. A failure is reported

@@ -14,6 +14,7 @@ mod backup;
 mod repository;
 mod restore;
 mod schedule;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,18 +23,18 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::BackupOrder;
-use crate::bigquery::{BigQuery, BigQueryConfig};
-use crate::config::Settings;
+use crate::bigquery::{BigQuery, BigQueryConfig, BigQuerySettings};
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
 use crate::exec::{BothProgress, Progress};
-use crate::jobs::{JobKind, JobRecord, JobStore, Jobs};
+use crate::jobs::{JobKind, JobRecord, JobSettings, JobStore, Jobs};
 use crate::metrics::Metrics;
 use crate::restore::RestoreOrder;
 use crate::storage::{Access, StorageConfig, Store};
 
 pub use backup::selection_key;
 pub use repository::Repositories;
+pub use verify::VerifyOrder;
 
 /// How a job came to be, recorded in its `trigger`: `source` (`http`, `pubsub`, `schedule`,
 /// `cli`) and what that source knows (a message id, a schedule's tick).
@@ -46,10 +47,20 @@ pub struct Engine {
 }
 
 struct Inner {
-    settings: Arc<Settings>,
+    settings: EngineSettings,
     bigquery: BigQuery,
     repositories: Repositories,
     jobs: Jobs,
+}
+
+/// What the engine is built from: the parts of the settings its operations read, each declared
+/// by its own module (`config::Settings::engine` picks them out).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub bigquery: BigQuerySettings,
+    pub jobs: JobSettings,
+    /// Tables backed up or restored at once, at most (`BQB_MAX_PARALLEL_TABLES`).
+    pub max_parallel_tables: usize,
 }
 
 /// What submitting a backup or restore gives.
@@ -91,11 +102,13 @@ impl Engine {
     /// repositories are opened through `storage` (confined or not, as the caller decides).
     /// `shutdown` stops every job this engine runs.
     pub async fn build(
-        settings: Arc<Settings>,
+        settings: EngineSettings,
         storage: StorageConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, Error> {
-        let bigquery = BigQueryConfig::from_settings(&settings).build().await?;
+        let bigquery = BigQueryConfig::from_settings(&settings.bigquery)
+            .build()
+            .await?;
         let jobs = Jobs::new(
             JobStore::open(&storage, &settings.jobs.state_uri)?,
             settings.jobs.clone(),
@@ -110,10 +123,6 @@ impl Engine {
                 jobs,
             }),
         })
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
     }
 
     pub fn bigquery(&self) -> &BigQuery {
@@ -140,6 +149,12 @@ impl Engine {
                     Started::DryRun(plan) => Started::DryRun(dry_run_answer(&plan.preview())?),
                     Started::Job(job) => Started::Job(job),
                 }
+            }
+            JobKind::Verify => {
+                return Err(Error::invalid(
+                    "a verify is started by POST /api/v1/backups/{id}:verify",
+                    vec![],
+                ));
             }
             JobKind::Restore => {
                 let order = RestoreOrder::from_json(body)?;

@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use crate::catalog::prune::{DeleteReport, PruneReport, delete_backup, prune};
 use crate::catalog::retention::KeepPolicy;
-use crate::catalog::{self, BackupPage, ListFilter, Manifest, VerifyReport};
+use crate::catalog::{self, BackupPage, ListFilter, Manifest, Sample, VerifyReport};
 use crate::domain::{BackupId, StorageUri};
 use crate::error::{Error, FieldError};
 use crate::storage::{Access, StorageConfig, Store};
@@ -65,10 +65,15 @@ impl Repositories {
             .ok_or_else(|| Error::not_found(format!("no complete backup {id} in {}", store.uri())))
     }
 
-    /// Re-reads every file of backup `id` against its manifest.
-    pub async fn verify(&self, store: &Store, id: &BackupId) -> Result<VerifyReport, Error> {
+    /// Re-reads every file of backup `id` (or a `sample` of them) against its manifest.
+    pub async fn verify(
+        &self,
+        store: &Store,
+        id: &BackupId,
+        sample: Option<Sample>,
+    ) -> Result<VerifyReport, Error> {
         let manifest = self.show(store, id).await?;
-        catalog::verify_backup(store, &manifest)
+        catalog::verify_backup(store, &manifest, sample)
             .await
             .map_err(|e| store.attribute(e))
     }

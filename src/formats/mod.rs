@@ -67,7 +67,7 @@ pub use options::{
     ParseNameError, disallowed_compression, file_extension,
 };
 pub use parquet::{
-    FooterParse, ParquetFooter, ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS, RowGroupRange,
+    FooterParse, ParquetLayout, ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS, RowGroupRange,
 };
 
 /// Why a file could not be encoded or decoded. Messages name the column and row, never a value
@@ -269,7 +269,7 @@ fn same_shape(a: &DataType, b: &DataType) -> bool {
 
 /// Decodes one whole file into batches with exactly `schema` (the schema recorded at backup
 /// time): same types, field names, nullability and metadata. Columns are matched by position.
-/// The same decoders as [`decode_stream`] and [`ParquetFooter`], over bytes already in memory.
+/// The same decoders as [`decode_stream`] and [`ParquetLayout`], over bytes already in memory.
 pub fn decode(
     bytes: Bytes,
     schema: SchemaRef,
@@ -291,7 +291,7 @@ pub fn decode(
 /// time (blocks and lines are decoded as they come): memory holds a block or a batch of text and
 /// the batch being built, never the file. Truncation is an error wherever the format shows it
 /// (a cut-off Avro block, gzip stream, CSV record or JSON line). PARQUET keeps its footer at the
-/// end and is read row group by row group instead: see [`ParquetFooter`].
+/// end and is read row group by row group instead: see [`ParquetLayout`].
 pub fn decode_stream<'a>(
     input: impl Read + 'a,
     schema: SchemaRef,
@@ -313,7 +313,7 @@ pub fn decode_stream<'a>(
             Format::Parquet => {
                 return Err(FormatError::InvalidOptions(vec![FieldError::new(
                     "format",
-                    "PARQUET is read row group by row group (ParquetFooter), not front to back",
+                    "PARQUET is read row group by row group (ParquetLayout), not front to back",
                 )]));
             }
         })
@@ -370,6 +370,27 @@ pub fn read_embedded_schema(bytes: &Bytes, format: Format) -> Result<SchemaRef, 
             "format",
             format!("{format} files carry no schema; only AVRO and PARQUET do"),
         )])),
+    })
+}
+
+/// What a Parquet file's footer says: its schema (as [`read_embedded_schema`] gives it) and how
+/// many rows it holds; read from the file's last bytes, so that a file written elsewhere (by a
+/// BigQuery extract job) is described without reading it.
+#[derive(Debug, Clone)]
+pub struct ParquetFooter {
+    pub schema: SchemaRef,
+    pub rows: u64,
+}
+
+/// [`ParquetFooter`] from the last bytes (`tail`) of a Parquet file of `file_size` bytes.
+/// `Ok(None)`: `tail` is shorter than the footer; read more of the file's end.
+pub fn read_parquet_footer(
+    tail: Bytes,
+    file_size: u64,
+) -> Result<Option<ParquetFooter>, FormatError> {
+    catch_panics(Format::Parquet, move || {
+        parquet::read_footer_from_tail(tail, file_size)
+            .map(|found| found.map(|(schema, rows)| ParquetFooter { schema, rows }))
     })
 }
 

@@ -121,13 +121,13 @@ fn corrupt(message: String) -> FormatError {
 }
 
 /// Decodes a whole file into batches of `schema`, row group by row group as
-/// [`ParquetFooter`] does for a file read in parts.
+/// [`ParquetLayout`] does for a file read in parts.
 pub(super) fn decode(
     bytes: Bytes,
     schema: &SchemaRef,
     batch_size: usize,
 ) -> Result<Vec<RecordBatch>, FormatError> {
-    let footer = match ParquetFooter::parse(&bytes, bytes.len() as u64)? {
+    let footer = match ParquetLayout::parse(&bytes, bytes.len() as u64)? {
         FooterParse::Parsed(footer) => footer,
         FooterParse::NeedTail(_) => return Err(corrupt("the footer is cut off".to_string())),
     };
@@ -154,9 +154,9 @@ pub struct RowGroupRange {
     pub rows: u64,
 }
 
-/// What [`ParquetFooter::parse`] made of the last bytes of a file.
+/// What [`ParquetLayout::parse`] made of the last bytes of a file.
 pub enum FooterParse {
-    Parsed(ParquetFooter),
+    Parsed(ParquetLayout),
     /// The footer is longer than the bytes given: this many bytes from the end hold it.
     NeedTail(u64),
 }
@@ -164,14 +164,14 @@ pub enum FooterParse {
 /// A PARQUET file's footer, read first (it is at the end): where each row group is, and how to
 /// decode one from its bytes alone. A reader fetches and decodes the file row group by row
 /// group, so memory holds one row group, never the file.
-pub struct ParquetFooter {
+pub struct ParquetLayout {
     metadata: ArrowReaderMetadata,
     file_size: u64,
     footer_start: u64,
     row_groups: Vec<RowGroupRange>,
 }
 
-impl ParquetFooter {
+impl ParquetLayout {
     /// Parses the footer from `tail`, the last bytes of a file of `file_size` bytes.
     pub fn parse(tail: &Bytes, file_size: u64) -> Result<FooterParse, FormatError> {
         let mut reader = ParquetMetaDataReader::new();
@@ -229,7 +229,7 @@ impl ParquetFooter {
         row_groups.sort_by_key(|g| (g.start, g.index));
         let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), Default::default())
             .map_err(|e| corrupt(e.to_string()))?;
-        Ok(FooterParse::Parsed(ParquetFooter {
+        Ok(FooterParse::Parsed(ParquetLayout {
             metadata,
             file_size,
             footer_start,
@@ -352,6 +352,14 @@ pub(super) fn read_schema_from_tail(
     tail: Bytes,
     file_size: u64,
 ) -> Result<Option<SchemaRef>, FormatError> {
+    Ok(read_footer_from_tail(tail, file_size)?.map(|(schema, _)| schema))
+}
+
+/// The schema (as [`read_schema_from_tail`]) and the row count the footer records.
+pub(super) fn read_footer_from_tail(
+    tail: Bytes,
+    file_size: u64,
+) -> Result<Option<(SchemaRef, u64)>, FormatError> {
     let mut reader = ParquetMetaDataReader::new();
     match reader.try_parse_sized(&tail, file_size) {
         Ok(()) => {}
@@ -365,11 +373,14 @@ pub(super) fn read_schema_from_tail(
         .map_err(|e| corrupt(e.to_string()))?;
     let has_arrow_schema =
         key_values.is_some_and(|kv| kv.iter().any(|entry| entry.key == ARROW_SCHEMA_KEY));
-    Ok(Some(if has_arrow_schema {
+    let rows = u64::try_from(file.num_rows())
+        .map_err(|_| corrupt(format!("records {} rows", file.num_rows())))?;
+    let schema = if has_arrow_schema {
         Arc::new(schema)
     } else {
         bigquery_labels(&schema)
-    }))
+    };
+    Ok(Some((schema, rows)))
 }
 
 #[cfg(test)]

@@ -166,12 +166,12 @@ fn parquet_reads_its_footer_first_then_each_row_group_from_its_own_bytes() {
     let needed = u64::from(footer_len) + 8;
     // Too short a tail says how much is needed.
     let short = bytes.slice(bytes.len() - 8..);
-    let Ok(FooterParse::NeedTail(asked)) = ParquetFooter::parse(&short, size) else {
+    let Ok(FooterParse::NeedTail(asked)) = ParquetLayout::parse(&short, size) else {
         panic!("an 8-byte tail cannot hold the footer");
     };
     assert_eq!(asked, needed);
     let tail = bytes.slice(bytes.len() - asked as usize..);
-    let Ok(FooterParse::Parsed(footer)) = ParquetFooter::parse(&tail, size) else {
+    let Ok(FooterParse::Parsed(footer)) = ParquetLayout::parse(&tail, size) else {
         panic!("the footer parses from the tail it asked for");
     };
     assert_eq!(footer.rows(), 40);
@@ -217,7 +217,7 @@ fn parquet_reads_its_footer_first_then_each_row_group_from_its_own_bytes() {
 #[test]
 fn a_parquet_row_group_given_the_wrong_bytes_is_an_error() {
     let (batch, bytes) = parquet_in_groups(20, 10);
-    let Ok(FooterParse::Parsed(footer)) = ParquetFooter::parse(&bytes, bytes.len() as u64) else {
+    let Ok(FooterParse::Parsed(footer)) = ParquetLayout::parse(&bytes, bytes.len() as u64) else {
         panic!("the whole file holds its footer");
     };
     let [first, second] = footer.row_groups() else {
@@ -235,7 +235,7 @@ fn a_parquet_row_group_given_the_wrong_bytes_is_an_error() {
     };
     assert!(decoded.is_err());
     let cut = bytes.slice(..bytes.len() - 1);
-    assert!(ParquetFooter::parse(&cut, cut.len() as u64).is_err());
+    assert!(ParquetLayout::parse(&cut, cut.len() as u64).is_err());
 }
 
 #[test]

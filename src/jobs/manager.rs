@@ -15,12 +15,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::record::{JobError, JobKind, JobRecord, JobState, TableProgress};
+use super::settings::JobSettings;
 use super::store::{JobStore, SelectionLock};
-use crate::config::JobSettings;
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind};
 use crate::exec::Progress;
 use crate::metrics::{JobEnded, Metrics};
+use crate::storage::versioned::VersionedFile;
 
 /// How long `DELETE /api/v1/jobs/{id}` waits for a job running here to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
@@ -256,6 +257,7 @@ impl Jobs {
         let id = JobId::generate();
         let now = Utc::now();
         let record = JobRecord {
+            version: JobRecord::VERSION,
             job_id: id.clone(),
             kind: job.kind,
             state: JobState::Pending,

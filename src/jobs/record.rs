@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind, FieldError};
+use crate::storage::versioned::{self, VersionedFile};
 
 /// A record not saved for this many heartbeats belongs to an instance that died.
 pub const STALE_HEARTBEATS: u32 = 6;
@@ -23,6 +24,8 @@ pub const STALE_HEARTBEATS: u32 = 6;
 pub enum JobKind {
     Backup,
     Restore,
+    /// A backup's files re-read against its manifest.
+    Verify,
 }
 
 impl JobKind {
@@ -30,6 +33,7 @@ impl JobKind {
         match self {
             Self::Backup => "BACKUP",
             Self::Restore => "RESTORE",
+            Self::Verify => "VERIFY",
         }
     }
 
@@ -37,6 +41,7 @@ impl JobKind {
         match text.to_ascii_uppercase().as_str() {
             "BACKUP" => Some(Self::Backup),
             "RESTORE" => Some(Self::Restore),
+            "VERIFY" => Some(Self::Verify),
             _ => None,
         }
     }
@@ -138,6 +143,10 @@ impl From<&JobError> for Error {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
+    /// The record's storage version (records written before this field are version 1); not
+    /// part of what the API shows.
+    #[serde(default = "versioned::version_1")]
+    pub version: u32,
     pub job_id: JobId,
     pub kind: JobKind,
     pub state: JobState,
@@ -174,6 +183,11 @@ pub struct JobRecord {
     /// The request as received.
     #[serde(default)]
     pub request: Value,
+}
+
+impl VersionedFile for JobRecord {
+    const WHAT: &'static str = "job record";
+    const VERSION: u32 = 1;
 }
 
 impl JobRecord {
@@ -247,6 +261,7 @@ mod tests {
     fn record(state: JobState, updated_secs_ago: i64) -> JobRecord {
         let now = Utc::now();
         JobRecord {
+            version: JobRecord::VERSION,
             job_id: JobId::from_bits(1),
             kind: JobKind::Backup,
             state,

@@ -33,13 +33,13 @@ use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use percent_encoding::percent_decode_str;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::bigquery::TableKind;
+use crate::bigquery::{DatasetResource, TableKind, TableResource};
 use crate::catalog::encode_arrow_schema;
 use crate::catalog::{
-    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, TableEntry, Totals,
+    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, ManifestStatus, TableEntry,
+    Totals,
 };
 use crate::domain::{BackupId, RestoreSpec, SourceTable, TableRef};
 use crate::error::{Error, FieldError};
@@ -166,21 +166,13 @@ async fn list_data_files(store: &Store, id: &BackupId) -> Result<Vec<LegacyFile>
         .map_err(|e| object_error("listing", &prefix, e))?;
     let mut files = Vec::new();
     for meta in listed {
-        let parts: Vec<String> = meta
-            .location
-            .parts()
-            .map(|p| decode_part(p.as_ref()))
-            .collect();
-        let name = match parts.as_slice() {
-            [_, _, project, dataset, file] => {
-                parse_data_file_name(file).map(|name| (project, dataset, name))
-            }
-            _ => None,
-        };
+        let name = layout::java_layout_file(id, &meta.location).and_then(|key| {
+            parse_data_file_name(&key.file).map(|name| (key.project, key.dataset, name))
+        });
         match name {
             Some((project, dataset, name)) => files.push(LegacyFile {
-                project: project.clone(),
-                dataset: dataset.clone(),
+                project,
+                dataset,
                 name,
                 location: meta.location.clone(),
                 size: meta.size,
@@ -192,11 +184,6 @@ async fn list_data_files(store: &Store, id: &BackupId) -> Result<Vec<LegacyFile>
     }
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
-}
-
-/// A key part as the name it encodes (object_store percent-encodes what keys should not hold).
-fn decode_part(part: &str) -> String {
-    percent_decode_str(part).decode_utf8_lossy().into_owned()
 }
 
 fn choose_project(
@@ -344,15 +331,15 @@ async fn table_entry(
         }
     }
     let format_entry = FormatEntry {
-        format: format.as_str().to_string(),
-        compression: first.name.compression.as_str().to_string(),
+        format,
+        compression: first.name.compression,
         csv_header: spec.csv_header,
-        csv_delimiter: char::from(spec.field_delimiter).to_string(),
+        csv_delimiter: spec.field_delimiter,
     };
     Ok(Ok(TableEntry {
         table: TableRef::new(project, &source.dataset, &source.table),
         kind: TableKind::Table,
-        resource: json!({ "schema": { "fields": fields } }),
+        resource: TableResource::with_schema_fields(fields),
         definition: None,
         arrow_schema: Some(encode_arrow_schema(&schema)),
         rows: 0,
@@ -364,9 +351,11 @@ async fn table_entry(
                 bytes: f.size,
                 rows: 0,
                 sha256: String::new(),
+                crc32c: None,
             })
             .collect(),
         format: Some(format_entry),
+        method: None,
     }))
 }
 
@@ -428,13 +417,8 @@ fn manifest(
 ) -> Manifest {
     let format = tables
         .first()
-        .and_then(|t| t.format.clone())
-        .unwrap_or_else(|| FormatEntry {
-            format: Format::Avro.as_str().to_string(),
-            compression: Compression::None.as_str().to_string(),
-            csv_header: true,
-            csv_delimiter: ",".to_string(),
-        });
+        .and_then(|t| t.format)
+        .unwrap_or_else(|| FormatEntry::of(&EncodeOptions::new(Format::Avro)));
     let totals = Totals {
         tables: tables.len() as u64,
         rows: 0,
@@ -445,7 +429,7 @@ fn manifest(
     Manifest {
         manifest_version: MANIFEST_VERSION,
         backup_id: *id,
-        status: "COMPLETE".to_string(),
+        status: ManifestStatus::Complete,
         snapshot_time: time,
         created_at: time,
         finished_at: time,
@@ -462,7 +446,7 @@ fn manifest(
                 project: project.to_string(),
                 dataset,
                 location: String::new(),
-                resource: json!({}),
+                resource: DatasetResource::default(),
             })
             .collect(),
         tables,
@@ -537,8 +521,11 @@ mod tests {
 
     #[test]
     fn key_parts_are_percent_decoded() {
+        let id = BackupId::parse("20261121_075959").unwrap();
         let part = object_store::path::PathPart::from("żółw 1-000000000000.avro");
         assert_ne!(part.as_ref(), "żółw 1-000000000000.avro");
-        assert_eq!(decode_part(part.as_ref()), "żółw 1-000000000000.avro");
+        let key = layout::backup_dir(&id).join("p").join("d").join(part);
+        let file = layout::java_layout_file(&id, &key).unwrap();
+        assert_eq!(file.file, "żółw 1-000000000000.avro");
     }
 }

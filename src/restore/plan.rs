@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::error::{Error, FieldError};
 use crate::formats::{EncodeOptions, Format};
-use crate::storage::{Store, layout};
+use crate::storage::Store;
 
 /// What a restore will do: the run's input. A dry run answers with its
 /// [`RestorePlan::preview`].
@@ -219,7 +219,7 @@ pub async fn plan_restore(
     }
     if !unreadable.is_empty() {
         // The damage a run would meet at its first file, found without reading any.
-        let key = layout::manifest(&manifest.backup_id).to_string();
+        let key = manifest.key();
         let text: Vec<String> = unreadable
             .iter()
             .map(|p| format!("{}: {}", p.field, p.message))
@@ -274,10 +274,7 @@ fn file_problems(manifest: &Manifest, entry: &TableEntry) -> Vec<FieldError> {
         Ok(schema) => schema,
         Err(e) => return damage(e),
     };
-    let options = match decode_options(manifest, entry) {
-        Ok(options) => options,
-        Err(e) => return damage(e),
-    };
+    let options = decode_options(manifest, entry);
     let mut problems = Vec::new();
     // The files' format (compression, delimiter, columns it can hold), then the Parquet file
     // the load job reads (columns of BigQuery's types only).
@@ -299,16 +296,21 @@ fn file_problems(manifest: &Manifest, entry: &TableEntry) -> Vec<FieldError> {
             break;
         }
     }
-    if let Some(fields) = entry.resource["schema"]["fields"].as_array() {
-        let recorded: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
-        let in_files: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        if recorded != in_files {
-            problems.push(problem(format!(
-                "its files hold {} columns that differ from the {} of its table schema (in name or order)",
-                in_files.len(),
-                recorded.len()
-            )));
+    // Absent (or empty) in a resource that records no schema: nothing to compare with.
+    match entry.resource.schema_fields() {
+        Err(e) => problems.push(problem(format!("its recorded table resource's {e}"))),
+        Ok(fields) if !fields.is_empty() => {
+            let recorded: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+            let in_files: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if recorded != in_files {
+                problems.push(problem(format!(
+                    "its files hold {} columns that differ from the {} of its table schema (in name or order)",
+                    in_files.len(),
+                    recorded.len()
+                )));
+            }
         }
+        Ok(_) => {}
     }
     problems
 }

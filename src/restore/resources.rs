@@ -1,13 +1,16 @@
 //! Manifest resources → the resources BigQuery accepts on insert: output-only fields dropped,
-//! references pointed at the target, an expiration already past dropped.
+//! references pointed at the target, an expiration already past dropped. Recorded resources are
+//! read through their accessors ([`crate::bigquery::resource`]); a field that does not read is a
+//! [`ResourceError`], which the caller reports as a damaged manifest.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::sql_rewrite::rewrite_references;
 use crate::bigquery::model::{Dataset, Table};
+use crate::bigquery::resource::to_model;
+use crate::bigquery::{DatasetResource, ResourceError, RoutineResource, TableResource};
 use crate::domain::{DatasetRef, TableRef};
-use crate::error::Error;
 
 /// Table fields a restore recreates.
 const TABLE_FIELDS: &[&str] = &[
@@ -42,7 +45,8 @@ const DATASET_FIELDS: &[&str] = &[
     "isCaseInsensitive",
 ];
 
-fn keep(resource: &Value, fields: &[&str]) -> Map<String, Value> {
+/// The recorded `fields` of a resource, whole (values are copied as recorded, for fidelity).
+fn keep(resource: &Map<String, Value>, fields: &[&str]) -> Map<String, Value> {
     fields
         .iter()
         .filter_map(|f| {
@@ -56,24 +60,19 @@ fn keep(resource: &Value, fields: &[&str]) -> Map<String, Value> {
 
 /// The table to insert at `target`. `view_query` replaces a view's SQL (rewritten references).
 pub(crate) fn table_for_create(
-    resource: &Value,
+    resource: &TableResource,
     target: &TableRef,
     view_query: Option<String>,
     now: DateTime<Utc>,
-) -> Result<Table, Error> {
-    let mut table = keep(resource, TABLE_FIELDS);
+) -> Result<Table, ResourceError> {
+    let mut table = keep(resource.as_map(), TABLE_FIELDS);
     table.insert(
         "tableReference".into(),
         json!({ "projectId": target.project, "datasetId": target.dataset, "tableId": target.table }),
     );
-    let expired = table
-        .get("expirationTime")
-        .and_then(|v| {
-            v.as_str()
-                .and_then(|s| s.parse::<i64>().ok())
-                .or_else(|| v.as_i64())
-        })
-        .is_some_and(|ms| ms <= now.timestamp_millis() + 60_000);
+    let expired = resource
+        .expiration_time()?
+        .is_some_and(|at| at <= now + chrono::Duration::seconds(60));
     if expired {
         tracing::warn!(table = %target, "the recorded expiration time has passed; the restored table does not expire");
         table.remove("expirationTime");
@@ -88,20 +87,16 @@ pub(crate) fn table_for_create(
             mv.insert("query".into(), Value::String(query));
         }
     }
-    serde_json::from_value(Value::Object(table)).map_err(|e| {
-        Error::internal(format!(
-            "the recorded resource of {target} is not a table: {e}"
-        ))
-    })
+    to_model(table)
 }
 
 /// The dataset to insert at `target`, in `location` when given (else the recorded one).
 pub(crate) fn dataset_for_create(
-    resource: &Value,
+    resource: &DatasetResource,
     target: &DatasetRef,
     location: Option<&str>,
-) -> Result<Dataset, Error> {
-    let mut dataset = keep(resource, DATASET_FIELDS);
+) -> Result<Dataset, ResourceError> {
+    let mut dataset = keep(resource.as_map(), DATASET_FIELDS);
     dataset.insert(
         "datasetReference".into(),
         json!({ "projectId": target.project, "datasetId": target.dataset }),
@@ -109,11 +104,7 @@ pub(crate) fn dataset_for_create(
     if let Some(location) = location {
         dataset.insert("location".into(), Value::String(location.to_string()));
     }
-    serde_json::from_value(Value::Object(dataset)).map_err(|e| {
-        Error::internal(format!(
-            "the recorded resource of {target} is not a dataset: {e}"
-        ))
-    })
+    to_model(dataset)
 }
 
 /// Routine fields a restore recreates.
@@ -135,39 +126,40 @@ const ROUTINE_FIELDS: &[&str] = &[
 /// The routine to insert in `target`, its body pointed at the restored datasets when it is SQL
 /// (`source_project` is where the routine was; JavaScript and other bodies name no tables).
 pub(crate) fn routine_for_create(
-    resource: &Value,
+    resource: &RoutineResource,
     source_project: &str,
     target: &DatasetRef,
     routine_id: &str,
     mappings: &[(DatasetRef, DatasetRef)],
-) -> Value {
-    let mut routine = keep(resource, ROUTINE_FIELDS);
+) -> Result<Value, ResourceError> {
+    let mut routine = keep(resource.as_map(), ROUTINE_FIELDS);
     routine.insert(
         "routineReference".into(),
         json!({ "projectId": target.project, "datasetId": target.dataset, "routineId": routine_id }),
     );
-    // BigQuery leaves `language` out for SQL routines.
-    let sql = routine
-        .get("language")
-        .and_then(Value::as_str)
-        .is_none_or(|l| l.eq_ignore_ascii_case("SQL"));
-    if sql && let Some(Value::String(body)) = routine.get_mut("definitionBody") {
-        *body = rewrite_references(body, source_project, &target.project, mappings);
+    if resource.is_sql()?
+        && let Some(body) = resource.definition_body()?
+    {
+        routine.insert(
+            "definitionBody".into(),
+            Value::String(rewrite_references(
+                body,
+                source_project,
+                &target.project,
+                mappings,
+            )),
+        );
     }
-    Value::Object(routine)
-}
-
-/// The view was written in legacy SQL (`[project:dataset.table]`), whose names are not rewritten.
-pub(crate) fn uses_legacy_sql(resource: &Value) -> bool {
-    resource
-        .pointer("/view/useLegacySql")
-        .and_then(Value::as_bool)
-        == Some(true)
+    Ok(Value::Object(routine))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorded<T: serde::de::DeserializeOwned>(value: Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
 
     #[test]
     fn output_only_fields_are_dropped_and_the_reference_points_at_the_target() {
@@ -180,7 +172,7 @@ mod tests {
             "clustering": { "fields": ["id"] }
         });
         let target = TableRef::new("q-project", "restored_d", "t");
-        let table = table_for_create(&resource, &target, None, Utc::now()).unwrap();
+        let table = table_for_create(&recorded(resource), &target, None, Utc::now()).unwrap();
         let back = serde_json::to_value(&table).unwrap();
         assert_eq!(back["tableReference"]["projectId"], "q-project");
         assert_eq!(back["tableReference"]["datasetId"], "restored_d");
@@ -200,9 +192,11 @@ mod tests {
         let past = json!({ "expirationTime": (now.timestamp_millis() - 1000).to_string() });
         let future = json!({ "expirationTime": (now.timestamp_millis() + 86_400_000).to_string() });
         let t = TableRef::new("p", "d", "t");
-        let past = serde_json::to_value(table_for_create(&past, &t, None, now).unwrap()).unwrap();
+        let past = serde_json::to_value(table_for_create(&recorded(past), &t, None, now).unwrap())
+            .unwrap();
         let future =
-            serde_json::to_value(table_for_create(&future, &t, None, now).unwrap()).unwrap();
+            serde_json::to_value(table_for_create(&recorded(future), &t, None, now).unwrap())
+                .unwrap();
         assert!(
             past.get("expirationTime").is_none_or(Value::is_null),
             "{past}"
@@ -225,13 +219,15 @@ mod tests {
         for language in [json!(null), json!("SQL")] {
             let resource = json!({ "language": language, "definitionBody": body,
                                    "routineType": "SCALAR_FUNCTION", "etag": "e" });
-            let routine = routine_for_create(&resource, "prod-1", &target, "total", &mappings);
+            let routine =
+                routine_for_create(&recorded(resource), "prod-1", &target, "total", &mappings)
+                    .unwrap();
             assert_eq!(routine["definitionBody"], rewritten, "{language}");
             assert_eq!(routine["routineReference"]["datasetId"], "restored_shop");
             assert!(routine.get("etag").is_none());
         }
         let js = json!({ "language": "JAVASCRIPT", "definitionBody": "return shop.orders;" });
-        let routine = routine_for_create(&js, "prod-1", &target, "f", &mappings);
+        let routine = routine_for_create(&recorded(js), "prod-1", &target, "f", &mappings).unwrap();
         assert_eq!(routine["definitionBody"], "return shop.orders;");
     }
 
@@ -243,7 +239,9 @@ mod tests {
         )];
         let resource = json!({ "definitionBody": "SELECT * FROM shop.orders", "routineType": "TABLE_VALUED_FUNCTION" });
         let target = DatasetRef::new("dev-1", "shop");
-        let routine = routine_for_create(&resource, "prod-1", &target, "all_orders", &mappings);
+        let resource: RoutineResource = recorded(resource);
+        let routine =
+            routine_for_create(&resource, "prod-1", &target, "all_orders", &mappings).unwrap();
         // Unqualified names resolve in the routine's own (new) project, where the dataset is.
         assert_eq!(routine["definitionBody"], "SELECT * FROM shop.orders");
         let cross = routine_for_create(
@@ -252,29 +250,36 @@ mod tests {
             &DatasetRef::new("other-1", "fns"),
             "all_orders",
             &mappings,
-        );
+        )
+        .unwrap();
         assert_eq!(cross["definitionBody"], "SELECT * FROM `dev-1.shop.orders`");
     }
 
     #[test]
-    fn legacy_sql_views_are_recognised() {
-        assert!(uses_legacy_sql(
-            &json!({ "view": { "query": "SELECT 1", "useLegacySql": true } })
-        ));
-        assert!(!uses_legacy_sql(
-            &json!({ "view": { "query": "SELECT 1", "useLegacySql": false } })
-        ));
-        assert!(!uses_legacy_sql(
-            &json!({ "materializedView": { "query": "SELECT 1" } })
-        ));
+    fn a_recorded_field_that_does_not_read_is_an_error_naming_it() {
+        let t = TableRef::new("p", "d", "t");
+        let bad = recorded(json!({ "expirationTime": "tomorrow" }));
+        let err = table_for_create(&bad, &t, None, Utc::now()).unwrap_err();
+        assert_eq!(err.field, "expirationTime");
+        let odd = recorded(json!({ "timePartitioning": { "type": 5 } }));
+        let err = table_for_create(&odd, &t, None, Utc::now()).unwrap_err();
+        assert_eq!(err.field, "timePartitioning.type", "{err}");
+        let routine = recorded(json!({ "language": ["SQL"], "definitionBody": "SELECT 1" }));
+        let err =
+            routine_for_create(&routine, "p", &DatasetRef::new("p", "d"), "f", &[]).unwrap_err();
+        assert_eq!(err.field, "language");
     }
 
     #[test]
     fn the_dataset_location_can_be_overridden() {
         let resource =
             json!({ "location": "US", "description": "d", "labels": { "a": "b" }, "etag": "e" });
-        let ds =
-            dataset_for_create(&resource, &DatasetRef::new("p", "restored_x"), Some("EU")).unwrap();
+        let ds = dataset_for_create(
+            &recorded(resource),
+            &DatasetRef::new("p", "restored_x"),
+            Some("EU"),
+        )
+        .unwrap();
         let back = serde_json::to_value(&ds).unwrap();
         assert_eq!(back["location"], "EU");
         assert_eq!(back["labels"]["a"], "b");

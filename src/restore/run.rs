@@ -10,17 +10,16 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
-use super::resources::{dataset_for_create, routine_for_create, table_for_create, uses_legacy_sql};
+use super::resources::{dataset_for_create, routine_for_create, table_for_create};
 use super::sql_rewrite::rewrite_references;
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
 use crate::catalog::lease::{Lease, LeaseTiming};
-use crate::catalog::prune::RESTORE_LEASE_PREFIX;
 use crate::domain::{DatasetRef, WriteDisposition};
 use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::Store;
-use crate::storage::layout;
+use crate::storage::layout::SharedLease;
 
 #[derive(Clone)]
 pub struct RestoreContext {
@@ -68,17 +67,7 @@ pub async fn run_restore(plan: &RestorePlan, ctx: &RestoreContext) -> Result<Res
     // While the restore reads the backup it holds a lease on it, so that no instance deletes or
     // prunes it underneath. Best effort: a restore may only have read access to the repository.
     let os = ctx.store.object_store().clone();
-    let dir = layout::backup_dir(&plan.backup_id);
-    let held = match Lease::hold(
-        os,
-        &dir,
-        RESTORE_LEASE_PREFIX,
-        plan.backup_id,
-        "restore",
-        ctx.lease,
-    )
-    .await
-    {
+    let held = match Lease::hold(os, plan.backup_id, SharedLease::Restore, ctx.lease).await {
         Ok(lease) => Some(lease),
         Err(e) => {
             tracing::warn!(backup_id = %plan.backup_id, error = %e, "cannot write a restore lease; the backup is not protected from deletion while it is read");
@@ -156,7 +145,8 @@ async fn restore_into(
             .find(|d| d.dataset == ds.source.dataset)
             .map(|d| d.resource.clone())
             .unwrap_or_default();
-        let resource = dataset_for_create(&recorded, &ds.target, ds.location.as_deref())?;
+        let resource = dataset_for_create(&recorded, &ds.target, ds.location.as_deref())
+            .map_err(|e| plan.manifest.damaged_resource(&ds.source, e))?;
         if ctx.bigquery.create_dataset(&ds.target, resource).await? {
             tracing::info!(dataset = %ds.target, "dataset created");
             created.push(ds.target.clone());
@@ -278,7 +268,10 @@ async fn restore_views(
         let Some(entry) = plan.manifest.table(&view.source) else {
             continue;
         };
-        let legacy = uses_legacy_sql(&entry.resource);
+        let legacy = entry
+            .resource
+            .uses_legacy_sql()
+            .map_err(|e| plan.manifest.damaged_resource(&view.source, e))?;
         let Some(query) = entry.definition.as_deref().map(|q| {
             if legacy {
                 q.to_string()
@@ -310,7 +303,8 @@ async fn restore_views(
                 ),
             ));
         }
-        let resource = table_for_create(&entry.resource, &view.target, Some(query), Utc::now())?;
+        let resource = table_for_create(&entry.resource, &view.target, Some(query), Utc::now())
+            .map_err(|e| plan.manifest.damaged_resource(&view.source, e))?;
         ctx.bigquery.create_table(&view.target, resource).await?;
         done.push(view.target.to_string());
     }
@@ -337,7 +331,11 @@ async fn restore_routines(
             target,
             &entry.routine,
             &mappings,
-        );
+        )
+        .map_err(|e| {
+            let source = format!("{}.{}.{}", entry.project, entry.dataset, entry.routine);
+            plan.manifest.damaged_resource(&source, e)
+        })?;
         if !ctx.bigquery.create_routine(target, &routine).await? {
             if plan.disposition != WriteDisposition::WriteTruncate {
                 kept.push(FieldError::new(name.clone(), format!("routine {name} exists and was kept (writeDisposition WRITE_TRUNCATE replaces it)")));

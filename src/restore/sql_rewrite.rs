@@ -1,6 +1,8 @@
 //! Points the names in a restored view's query or SQL routine's body at the datasets they were
-//! restored into. Pure text work on top of [`sql_paths`], which already skips comments and string
-//! literals: only whole names are replaced, so `'shop.orders'`, `-- shop.orders`,
+//! restored into. Text work on top of [`sql_paths`], which finds the table and routine names
+//! (with sqlparser's BigQuery dialect, or a text scan where that cannot parse) and where each is
+//! written: only those spans are replaced and everything else — formatting, comments, string
+//! literals, aliases — is kept byte for byte, so `'shop.orders'`, `-- shop.orders`,
 //! `workshop.orders` and dataset `s` against `sales.x` are never touched.
 //!
 //! # Rules
@@ -17,9 +19,11 @@
 //! - A call whose first part is a built-in function namespace (`NET.HOST(…)`, `ml.predict(…)`,
 //!   `SAFE.DIVIDE(…)`) is a function, not a routine of a dataset spelled alike.
 //!
-//! Limit: the scan is position-blind (see `sql_refs`), so a table alias or struct column spelled
-//! exactly like a restored dataset (`FROM shop.orders AS shop WHERE shop.id > 1`) is rewritten
-//! too.
+//! A table alias, `UNNEST` alias, CTE or struct column spelled like a restored dataset
+//! (`SELECT shop.id FROM shop.orders AS shop`) is not a dataset and is left alone. Limit: for SQL
+//! the parser cannot read (`ML.PREDICT(MODEL …)`, `TABLE` arguments, an unquoted wildcard
+//! table, procedural loops), the fallback scan is position-blind (see `sql_refs`) and such an
+//! alias is rewritten too.
 //!
 //! Depends on `domain` only.
 
@@ -124,6 +128,7 @@ fn render_like(sql: &str, path: &SqlPath, old: &[String], new: &[String]) -> Str
     let name_part = |raw: usize| raw.saturating_sub(extra);
     let mut out = String::new();
     let mut raw = 0;
+    let mut after: Option<usize> = None;
     for piece in &path.pieces {
         let (first, last) = (raw, raw + piece.parts.saturating_sub(1));
         raw += piece.parts;
@@ -133,9 +138,11 @@ fn render_like(sql: &str, path: &SqlPath, old: &[String], new: &[String]) -> Str
             return backquoted(&new.join("."));
         }
         let range = name_part(first)..=name_part(last);
-        if first > 0 {
-            out.push('.');
+        // The dot between two pieces as written (the parser also reads `shop . orders`).
+        if let Some(end) = after {
+            out.push_str(&sql[end..piece.span.start]);
         }
+        after = Some(piece.span.end);
         let written = &sql[piece.span.clone()];
         if old[range.clone()] == new[range.clone()] {
             out.push_str(written);
@@ -563,5 +570,132 @@ mod tests {
             to_dev(r"SELECT * FROM `shop.we\`ird` JOIN `prod-1.shop.a\\b` USING (id)"),
             r"SELECT * FROM `shop_copy.we\`ird` JOIN `dev-2.shop_copy.a\\b` USING (id)"
         );
+    }
+
+    #[test]
+    fn an_alias_named_like_a_mapped_dataset_is_not_rewritten() {
+        let d_to_e = rewrite_references(
+            "SELECT d.x FROM other.t AS d",
+            "p",
+            "p",
+            &[(DatasetRef::new("p", "d"), DatasetRef::new("p", "e"))],
+        );
+        assert_eq!(d_to_e, "SELECT d.x FROM other.t AS d");
+        for (sql, expected) in [
+            (
+                "SELECT s.id FROM shop.orders AS s JOIN shop.customers USING (id)",
+                "SELECT s.id FROM restored_shop.orders AS s JOIN restored_shop.customers USING (id)",
+            ),
+            (
+                "SELECT shop.id FROM `shop.orders` AS shop",
+                "SELECT shop.id FROM `restored_shop.orders` AS shop",
+            ),
+            (
+                "SELECT shop.id FROM `prod-1.shop.orders` shop WHERE shop.total > 0",
+                "SELECT shop.id FROM `prod-1.restored_shop.orders` shop WHERE shop.total > 0",
+            ),
+            (
+                "SELECT `shop`.id FROM `prod-1`.`shop`.`orders` AS `shop`",
+                "SELECT `shop`.id FROM `prod-1`.`restored_shop`.`orders` AS `shop`",
+            ),
+            // An array of the alias `s`, not a table of dataset `s`.
+            (
+                "SELECT i.sku FROM shop.orders AS s, s.items AS i",
+                "SELECT i.sku FROM restored_shop.orders AS s, s.items AS i",
+            ),
+        ] {
+            assert_eq!(in_place(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn ctes_and_unnest_aliases_named_like_a_mapped_dataset_are_not_rewritten() {
+        for (sql, expected) in [
+            (
+                "WITH shop AS (SELECT * FROM shop.orders) SELECT shop.id, shop.total FROM shop",
+                "WITH shop AS (SELECT * FROM restored_shop.orders) SELECT shop.id, shop.total FROM shop",
+            ),
+            (
+                "WITH orders AS (SELECT * FROM shop.orders) SELECT orders.id FROM orders",
+                "WITH orders AS (SELECT * FROM restored_shop.orders) SELECT orders.id FROM orders",
+            ),
+            (
+                "SELECT s.sku, s.qty FROM shop.orders AS o, UNNEST(o.items) AS s",
+                "SELECT s.sku, s.qty FROM restored_shop.orders AS o, UNNEST(o.items) AS s",
+            ),
+        ] {
+            assert_eq!(in_place(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn subqueries_information_schema_and_wildcards_keep_their_aliases() {
+        for (sql, expected) in [
+            (
+                "SELECT * FROM (SELECT * FROM shop.orders) AS shop WHERE shop.id IN (SELECT id FROM s.refunds)",
+                "SELECT * FROM (SELECT * FROM restored_shop.orders) AS shop WHERE shop.id IN (SELECT id FROM restored_s.refunds)",
+            ),
+            (
+                "SELECT s.table_name FROM shop.INFORMATION_SCHEMA.TABLES AS s",
+                "SELECT s.table_name FROM restored_shop.INFORMATION_SCHEMA.TABLES AS s",
+            ),
+            (
+                "SELECT s.user_id FROM `prod-1.s.events_*` AS s WHERE _TABLE_SUFFIX > '2024'",
+                "SELECT s.user_id FROM `prod-1.restored_s.events_*` AS s WHERE _TABLE_SUFFIX > '2024'",
+            ),
+        ] {
+            assert_eq!(in_place(sql), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn literals_and_comments_stay_as_written_around_aliases() {
+        let sql =
+            "SELECT 'shop.x' AS a, shop.z /* shop.y */ FROM shop.t AS shop -- shop.w\n# shop.v";
+        assert_eq!(
+            in_place(sql),
+            "SELECT 'shop.x' AS a, shop.z /* shop.y */ FROM restored_shop.t AS shop -- shop.w\n# shop.v"
+        );
+    }
+
+    #[test]
+    fn routine_bodies_keep_parameters_and_rewrite_calls_and_targets() {
+        // A SQL function's body: `s` is a STRUCT parameter.
+        assert_eq!(
+            in_place("shop.add_tax(s.price) * s.qty"),
+            "restored_shop.add_tax(s.price) * s.qty"
+        );
+        // A procedure's body.
+        let body = "BEGIN
+  INSERT INTO shop.audit (n) SELECT s.n FROM shop.orders AS s;
+  CALL shop.refresh();
+END";
+        assert_eq!(
+            in_place(body),
+            "BEGIN
+  INSERT INTO restored_shop.audit (n) SELECT s.n FROM restored_shop.orders AS s;
+  CALL restored_shop.refresh();
+END"
+        );
+    }
+
+    #[test]
+    fn sql_the_parser_cannot_read_is_still_rewritten_by_the_scan() {
+        for (sql, expected) in [
+            (
+                "SELECT * FROM ML.PREDICT(MODEL shop.m, TABLE shop.inputs)",
+                "SELECT * FROM ML.PREDICT(MODEL restored_shop.m, TABLE restored_shop.inputs)",
+            ),
+            (
+                "SELECT * FROM shop.events_* WHERE _TABLE_SUFFIX > '2024'",
+                "SELECT * FROM restored_shop.events_* WHERE _TABLE_SUFFIX > '2024'",
+            ),
+            (
+                "BEGIN FOR r IN (SELECT * FROM shop.f) DO SELECT 1; END FOR; END",
+                "BEGIN FOR r IN (SELECT * FROM restored_shop.f) DO SELECT 1; END FOR; END",
+            ),
+        ] {
+            assert_eq!(in_place(sql), expected, "{sql}");
+        }
     }
 }

@@ -11,20 +11,20 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
+use crate::catalog::checksum::FileHasher;
 use crate::catalog::stream::read_batches;
 use crate::catalog::verify::{decode_options, open_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::Error;
 use crate::exec::on_rayon;
 use crate::formats::{Compression, EncodeOptions, FileEncoder, Format};
-use crate::storage::{Store, layout, object_error};
+use crate::storage::{Store, object_error};
 
 /// How a table's data reached BigQuery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,7 +54,8 @@ pub(crate) async fn restore_table(
     let created = if table.target_exists {
         false
     } else {
-        let resource = table_for_create(&entry.resource, &table.target, None, chrono::Utc::now())?;
+        let resource = table_for_create(&entry.resource, &table.target, None, chrono::Utc::now())
+            .map_err(|e| plan.manifest.damaged_resource(&table.source, e))?;
         bigquery.create_table(&table.target, resource).await?;
         true
     };
@@ -83,18 +84,11 @@ pub(crate) async fn restore_table(
 /// the files carry sanitised names for BigQuery's flexible column names (mapped back only by our
 /// decoder); text formats are typed by our decoder too. Those stream through the service.
 fn server_side_format(store: &Store, plan: &RestorePlan) -> Option<Format> {
-    if store.uri().scheme() != StorageScheme::Gs {
-        return None;
-    }
-    plan.manifest
-        .format
-        .format
-        .parse::<Format>()
-        .ok()
-        .filter(|f| *f == Format::Parquet)
+    let format = plan.manifest.format.format;
+    (store.uri().scheme() == StorageScheme::Gs && format == Format::Parquet).then_some(format)
 }
 
-/// Verifies every file (size and SHA-256, streamed) and then runs one load job over all of them.
+/// Verifies every file (size and checksum, streamed) and then runs one load job over all of them.
 async fn load_from_gcs(
     bigquery: &BigQuery,
     store: &Store,
@@ -112,7 +106,7 @@ async fn load_from_gcs(
             .map_err(|problem| problem.into_error(&file.path))?;
         let location = opened.meta.location.clone();
         let mut stream = opened.into_stream();
-        let mut hasher = Sha256::new();
+        let mut hasher = FileHasher::for_entry(file);
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| object_error("reading", &location, e))?;
@@ -125,12 +119,9 @@ async fn load_from_gcs(
                 format!("has {size} bytes, the manifest says {}", file.bytes),
             ));
         }
-        if hex::encode(hasher.finalize()) != file.sha256 {
-            return Err(Error::damaged(
-                &file.path,
-                "does not match its SHA-256 checksum in the manifest",
-            ));
-        }
+        hasher
+            .check()
+            .map_err(|problem| Error::damaged(&file.path, problem))?;
     }
     let uri = store.uri();
     let base = match uri.prefix() {
@@ -142,7 +133,7 @@ async fn load_from_gcs(
         .iter()
         .map(|f| format!("{base}/{}", f.path))
         .collect();
-    let mut configuration = load_configuration(plan, table, entry);
+    let mut configuration = load_configuration(plan, table, entry)?;
     let load = &mut configuration["load"];
     load["sourceUris"] = json!(uris);
     load["sourceFormat"] = json!(format.as_str());
@@ -175,7 +166,7 @@ async fn load_files(
     if entry.files.is_empty() {
         if entry.rows != 0 {
             return Err(Error::damaged(
-                layout::manifest(&plan.backup_id).to_string(),
+                plan.manifest.key(),
                 format!(
                     "records {} rows but no files for {}",
                     entry.rows, table.source
@@ -185,14 +176,14 @@ async fn load_files(
         return Ok(0);
     }
     let schema: SchemaRef = table_schema(&plan.manifest, entry)?;
-    let decode_options = decode_options(&plan.manifest, entry)?;
+    let decode_options = decode_options(&plan.manifest, entry);
     // A legacy manifest records no sizes, checksums or row counts to check against.
     let verify = !plan.manifest.legacy;
     let mut upload = bigquery
         .start_load_upload(
             &table.target.project,
             plan.location.as_deref(),
-            load_configuration(plan, table, entry),
+            load_configuration(plan, table, entry)?,
         )
         .await?;
     let mut encoder = Some(
@@ -242,7 +233,7 @@ async fn load_files(
     if verify && rows != entry.rows {
         // Each file held the rows recorded for it: the table's own count disagrees.
         return Err(Error::damaged(
-            layout::manifest(&plan.backup_id).to_string(),
+            plan.manifest.key(),
             format!(
                 "records {} rows for {}, its files hold {rows}",
                 entry.rows, table.source
@@ -290,16 +281,24 @@ async fn finish(
 
 /// The load job: the recorded schema (never autodetect), Parquet with list inference so that
 /// REPEATED fields load as arrays, and the requested write disposition.
-fn load_configuration(plan: &RestorePlan, table: &RestoreTable, entry: &TableEntry) -> Value {
-    json!({
+fn load_configuration(
+    plan: &RestorePlan,
+    table: &RestoreTable,
+    entry: &TableEntry,
+) -> Result<Value, Error> {
+    let fields = entry
+        .resource
+        .schema_fields()
+        .map_err(|e| plan.manifest.damaged_resource(&table.source, e))?;
+    Ok(json!({
         "load": {
             "destinationTable": { "projectId": table.target.project, "datasetId": table.target.dataset, "tableId": table.target.table },
-            "schema": { "fields": entry.resource["schema"]["fields"].clone() },
+            "schema": { "fields": fields },
             "sourceFormat": "PARQUET",
             "parquetOptions": { "enableListInference": true },
             "autodetect": false,
             "createDisposition": "CREATE_NEVER",
             "writeDisposition": plan.disposition.as_str(),
         }
-    })
+    }))
 }

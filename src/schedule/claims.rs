@@ -18,9 +18,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::storage::{Store, delete_if_exists, get_if_exists, put_if_absent};
+use crate::storage::versioned::{self, VersionedFile};
+use crate::storage::{Store, delete_if_exists, get_if_exists, layout, put_if_absent};
 
-const PREFIX: &str = "schedules";
 /// Claims kept per schedule; older ones are deleted by the instance that claims a new tick.
 pub const KEEP_CLAIMS: usize = 100;
 
@@ -28,6 +28,9 @@ pub const KEEP_CLAIMS: usize = 100;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Claim {
+    /// Claims written before this field are version 1.
+    #[serde(default = "versioned::version_1")]
+    pub version: u32,
     pub schedule: String,
     /// The tick this claim is for (when the cron said to run), UTC.
     pub tick: DateTime<Utc>,
@@ -43,6 +46,28 @@ pub struct Claim {
     /// Why no job was started for this tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ClaimError>,
+}
+
+impl VersionedFile for Claim {
+    const WHAT: &'static str = "schedule claim";
+    const VERSION: u32 = 1;
+}
+
+impl Claim {
+    /// The claim of `schedule`'s `tick` by `instance`, before anything came of it.
+    pub fn new(schedule: &str, tick: DateTime<Utc>, instance: &str) -> Self {
+        Self {
+            version: Self::VERSION,
+            schedule: schedule.to_string(),
+            tick,
+            instance: instance.to_string(),
+            claimed_at: Utc::now(),
+            job_id: None,
+            backup_id: None,
+            submitted_at: None,
+            error: None,
+        }
+    }
 }
 
 /// Why a claimed tick started no job.
@@ -79,19 +104,10 @@ impl Claims {
         (self.store).call_error("reading the state store object", path, e)
     }
 
-    fn dir(schedule: &str) -> Path {
-        Path::from(PREFIX).join(schedule)
-    }
-
-    /// `schedules/{name}/{yyyyMMddTHHmmssZ}.json`.
-    pub fn path(schedule: &str, tick: DateTime<Utc>) -> Path {
-        Self::dir(schedule).join(tick.format("%Y%m%dT%H%M%SZ.json").to_string().as_str())
-    }
-
     /// Creates the claim unless one exists for the same tick: `true` when this call created it
     /// (this instance runs the tick), `false` when another instance was first.
     pub async fn claim(&self, claim: &Claim) -> Result<bool, Error> {
-        let path = Self::path(&claim.schedule, claim.tick);
+        let path = layout::schedule_claim(&claim.schedule, claim.tick);
         put_if_absent(self.os().as_ref(), &path, payload(claim)?)
             .await
             .map_err(|e| self.write_error(&path, e))
@@ -99,7 +115,7 @@ impl Claims {
 
     /// Replaces a claim this instance holds with its outcome.
     pub async fn record(&self, claim: &Claim) -> Result<(), Error> {
-        let path = Self::path(&claim.schedule, claim.tick);
+        let path = layout::schedule_claim(&claim.schedule, claim.tick);
         self.os()
             .put(&path, PutPayload::from(payload(claim)?))
             .await
@@ -109,7 +125,7 @@ impl Claims {
 
     /// The claims' keys of `schedule`, oldest first (the key's time stamp sorts as text).
     async fn keys(&self, schedule: &str) -> Result<Vec<Path>, Error> {
-        let dir = Self::dir(schedule);
+        let dir = layout::schedule_dir(schedule);
         let mut keys: Vec<Path> = self
             .os()
             .list(Some(&dir))
@@ -117,7 +133,7 @@ impl Claims {
             .try_collect()
             .await
             .map_err(|e| self.read_error(&dir, e))?;
-        keys.retain(|k| k.filename().is_some_and(|f| f.ends_with("Z.json")));
+        keys.retain(|k| layout::schedule_tick_of(k).is_some());
         keys.sort();
         Ok(keys)
     }
@@ -135,9 +151,9 @@ impl Claims {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        versioned::decode(&bytes)
             .map(Some)
-            .map_err(|e| Error::internal(format!("schedule claim {key} is not readable: {e}")))
+            .map_err(|e| e.into_state_error(&key))
     }
 
     /// Deletes all but the newest `keep` claims of `schedule`. Failures are logged: an old
@@ -163,9 +179,7 @@ impl Claims {
 /// A claim as stored. Unique to its instance (`instance` holds a random part), as
 /// [`put_if_absent`] requires.
 fn payload(claim: &Claim) -> Result<bytes::Bytes, Error> {
-    serde_json::to_vec_pretty(claim)
-        .map(bytes::Bytes::from)
-        .map_err(|e| Error::internal(format!("schedule claim: {e}")))
+    versioned::encode_pretty(claim)
 }
 
 #[cfg(test)]
@@ -186,25 +200,37 @@ mod tests {
     }
 
     fn claim(instance: &str, tick: &str) -> Claim {
-        Claim {
-            schedule: "nightly".into(),
-            tick: tick.parse().expect("an instant"),
-            instance: instance.into(),
-            claimed_at: Utc::now(),
-            job_id: None,
-            backup_id: None,
-            submitted_at: None,
-            error: None,
-        }
+        Claim::new("nightly", tick.parse().expect("an instant"), instance)
     }
 
     #[test]
     fn keys_name_the_tick_in_utc() {
         let tick = "2026-03-29T01:00:00Z".parse().unwrap();
         assert_eq!(
-            Claims::path("nightly", tick).as_ref(),
+            layout::schedule_claim("nightly", tick).as_ref(),
             "schedules/nightly/20260329T010000Z.json"
         );
+    }
+
+    #[tokio::test]
+    async fn claims_written_before_versioning_still_read_and_unreadable_ones_are_errors() {
+        let claims = claims();
+        let tick = "2026-03-29T01:00:00Z".parse().unwrap();
+        let key = layout::schedule_claim("nightly", tick);
+        let old = r#"{"schedule":"nightly","tick":"2026-03-29T01:00:00Z","instance":"a",
+            "claimedAt":"2026-03-29T01:00:01Z","jobId":"job-00000000000000b1"}"#;
+        claims.os().put(&key, PutPayload::from(old)).await.unwrap();
+        let newest = claims.newest("nightly").await.unwrap().unwrap();
+        assert_eq!(
+            (newest.version, newest.job_id.as_deref()),
+            (1, Some("job-00000000000000b1"))
+        );
+        let bad = r#"{"schedule":"nightly","tick":"2026-03-29T01:00:00Z","instance":"a",
+            "claimedAt":"2026-03-29T01:00:01Z","error":{"kind":"GONE","message":"x"}}"#;
+        claims.os().put(&key, PutPayload::from(bad)).await.unwrap();
+        let err = claims.newest("nightly").await.unwrap_err();
+        assert!(err.to_string().contains("at `error.kind`"), "{err}");
+        assert!(err.to_string().contains(key.as_ref()), "{err}");
     }
 
     #[tokio::test]

@@ -13,8 +13,10 @@ pub mod cadence;
 pub mod claims;
 pub mod file;
 pub mod runner;
+pub(crate) mod settings;
 
 pub use cadence::{Cadence, Due, parse_timezone};
 pub use claims::{Claim, ClaimError, Claims};
 pub use file::{Schedule, ScheduleKind, load_schedule_file, parse_schedules};
 pub use runner::{Schedules, Submit, Submitted, TickError, run_schedules};
+pub use settings::ScheduleSettings;

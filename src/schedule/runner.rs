@@ -218,16 +218,7 @@ struct Tick {
 impl Tick {
     async fn run(self, shutdown: CancellationToken) {
         let name = self.schedule.name.as_str();
-        let mut claim = Claim {
-            schedule: name.to_string(),
-            tick: self.at,
-            instance: self.schedules.instance().to_string(),
-            claimed_at: Utc::now(),
-            job_id: None,
-            backup_id: None,
-            submitted_at: None,
-            error: None,
-        };
+        let mut claim = Claim::new(name, self.at, self.schedules.instance());
         match self.claims.claim(&claim).await {
             Ok(true) => {}
             Ok(false) => {

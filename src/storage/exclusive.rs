@@ -1,7 +1,8 @@
 //! Exclusive ownership of a name in a store shared by many instances: a compare-and-swap built
 //! from create-if-absent writes alone, so that it works the same on every store.
 //!
-//! A slot is a directory of holder records `{dir}/{epoch:020}.json`; the holder is whoever wrote
+//! A slot is a directory of holder records `{dir}/{epoch:020}.json` (named by
+//! [`super::layout::slot_record`]); the holder is whoever wrote
 //! the highest epoch. Taking a free slot creates epoch 1; taking over a holder judged dead
 //! creates the epoch after the one read. Both are create-if-absent writes of one name, so when
 //! many instances race for the same slot exactly one of them wins, and the others see the
@@ -13,13 +14,14 @@
 //! still holds its own token, so a holder that was paused past its staleness and replaced can
 //! neither refresh nor delete its successor's record.
 //!
-//! Depends on nothing but object_store.
+//! Depends on nothing but object_store and the key layout.
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::layout::{slot_epoch, slot_record as record_path};
 use super::{delete_if_exists, get_if_exists, put_if_absent};
 
 /// The record of the holder of a slot.
@@ -30,20 +32,11 @@ pub struct SlotRecord {
     pub body: Bytes,
 }
 
-/// `{dir}/{epoch:020}.json`: zero-padded so that names sort like epochs.
-pub fn record_path(dir: &Path, epoch: u64) -> Path {
-    dir.clone().join(format!("{epoch:020}.json"))
-}
-
-fn epoch_of(path: &Path) -> Option<u64> {
-    path.filename()?.strip_suffix(".json")?.parse().ok()
-}
-
 /// The epochs recorded in `dir`, lowest first.
 async fn epochs(os: &dyn ObjectStore, dir: &Path) -> Result<Vec<u64>, object_store::Error> {
     let mut epochs: Vec<u64> = os
         .list(Some(dir))
-        .try_filter_map(|meta| async move { Ok(epoch_of(&meta.location)) })
+        .try_filter_map(|meta| async move { Ok(slot_epoch(&meta.location)) })
         .try_collect()
         .await?;
     epochs.sort_unstable();

@@ -22,6 +22,12 @@ impl AdcTokenProvider {
             })?;
         Ok(Self { credentials })
     }
+
+    /// A provider of the given credentials (tests: there is no ADC on a test box).
+    #[cfg(test)]
+    pub(super) fn from_credentials(credentials: AccessTokenCredentials) -> Self {
+        Self { credentials }
+    }
 }
 
 #[async_trait::async_trait]

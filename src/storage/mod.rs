@@ -1,6 +1,7 @@
 //! Object storage: an `object_store` client built from a storage URI (gs://, s3://, az://,
-//! file://, memory://), rooted at the URI's prefix, honouring the emulator settings; and the
-//! backup repository's key layout.
+//! file://, memory://), rooted at the URI's prefix, honouring the emulator settings; the key
+//! layout of a backup repository and of the state store ([`layout`]); and the typed, versioned
+//! JSON files kept in them ([`versioned`]).
 //!
 //! Every failed call becomes the crate's error in one place, [`object_error`], which says what
 //! the failure means ([`Failure`]: a missing bucket, a missing object, refused access, a store
@@ -9,12 +10,18 @@
 //!
 //! Depends on `config`, `domain` and `error`; never on `bigquery`, `formats` or `api`.
 
+mod clients;
 pub mod exclusive;
 mod gcs_credentials;
+mod gcs_objects;
 pub mod layout;
 mod open;
+pub(crate) mod settings;
+pub mod versioned;
 
+pub use gcs_objects::ObjectChecksums;
 pub use open::{Access, Origin, StorageConfig, Store};
+pub use settings::StorageSettings;
 
 use bytes::Bytes;
 use object_store::path::Path;

@@ -1,4 +1,6 @@
-//! Builds an `object_store` client for a storage URI, rooted at the URI's prefix.
+//! Opens a storage URI as a [`Store`]: the object_store client of its bucket (built once and
+//! kept, see `clients.rs`) rooted at the URI's prefix; checks the allow-list on every
+//! open, and creates a local root only for a write.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,9 +18,10 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
-use super::gcs_credentials::AdcTokenProvider;
+use super::StorageSettings;
+use super::clients::{ClientCache, ClientKey};
+use super::gcs_objects::{GcsObjects, ObjectChecksums};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
-use crate::config::{Settings, StorageSettings};
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
 use crate::error::{Error, ErrorKind, FieldError};
 
@@ -41,13 +44,17 @@ pub enum Access {
     Write,
 }
 
-/// Endpoint and emulator settings for every store, and which roots callers may name.
+/// Endpoint and emulator settings for every store, which roots callers may name, and the
+/// clients built so far (shared by clones: one client per bucket for the whole service).
 #[derive(Clone, Default)]
 pub struct StorageConfig {
     pub settings: StorageSettings,
     /// `None`: every URI may be opened (the CLI without `BQB_ALLOWED_STORAGE`).
     confinement: Option<StorageAllowList>,
     wrapper: Option<StoreWrapper>,
+    /// Keyed by the settings that shape each client too, so a clone whose `settings` were
+    /// changed never gets a client built for others.
+    clients: Arc<ClientCache>,
 }
 
 impl std::fmt::Debug for StorageConfig {
@@ -63,32 +70,35 @@ impl std::fmt::Debug for StorageConfig {
 impl StorageConfig {
     /// For the CLI: confined only when `BQB_ALLOWED_STORAGE` is set, since whoever runs it
     /// already owns the disk it would write to.
-    pub fn from_settings(settings: &Settings) -> Self {
+    pub fn from_settings(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
-            confinement: settings.storage.allowed.clone(),
+            settings: settings.clone(),
+            confinement: settings.allowed.clone(),
             wrapper: None,
+            clients: Arc::default(),
         }
     }
 
     /// For `serve`, whose callers do not own its disk: `BQB_ALLOWED_STORAGE`, or by default
     /// every cloud bucket and no local directory or memory.
-    pub fn for_service(settings: &Settings) -> Self {
+    pub fn for_service(settings: &StorageSettings) -> Self {
         Self {
-            settings: settings.storage.clone(),
+            settings: settings.clone(),
             confinement: Some(
                 settings
-                    .storage
                     .allowed
                     .clone()
                     .unwrap_or_else(StorageAllowList::service_default),
             ),
             wrapper: None,
+            clients: Arc::default(),
         }
     }
 
     /// Every store this config opens is passed through `wrapper` (test support: the fault
-    /// injection suite wraps the real clients to fail chosen calls).
+    /// injection suite wraps the real clients to fail chosen calls). It wraps each store opened,
+    /// on top of the shared client, so every store it is meant for is wrapped, whether its
+    /// client was just built or kept from an earlier open.
     pub fn with_wrapper(mut self, wrapper: StoreWrapper) -> Self {
         self.wrapper = Some(wrapper);
         self
@@ -159,7 +169,10 @@ impl StorageConfig {
     ) -> Result<Store, StorageError> {
         let store = self.open_client(uri, field, access)?;
         Ok(match &self.wrapper {
-            Some(wrap) => Store::new(store.uri.clone(), wrap(uri, store.inner)),
+            Some(wrap) => Store {
+                inner: wrap(uri, store.inner.clone()),
+                ..store
+            },
             None => store,
         })
     }
@@ -184,15 +197,29 @@ impl StorageConfig {
                 })
         };
         let base: Arc<dyn ObjectStore> = match uri.scheme() {
-            StorageScheme::Gs => Arc::new(self.gcs(&bucket()?).map_err(|e| match e {
-                GcsSetup::Store(source) => open_err(source),
-                GcsSetup::Credentials(message) => StorageError::Config {
-                    uri: text.clone(),
-                    message,
+            // One client per bucket, kept and shared by every store of that bucket.
+            StorageScheme::Gs => self.client(
+                ClientKey::Gcs {
+                    bucket: bucket()?,
+                    emulator_host: self.settings.gcs_emulator_host.clone(),
                 },
-            })?),
-            StorageScheme::S3 => Arc::new(self.s3(&bucket()?).map_err(open_err)?),
-            StorageScheme::Az => Arc::new(self.azure(&bucket()?).map_err(open_err)?),
+                &text,
+            )?,
+            StorageScheme::S3 => self.client(
+                ClientKey::S3 {
+                    bucket: bucket()?,
+                    endpoint: self.settings.s3_endpoint.clone(),
+                    allow_http: self.settings.s3_allow_http,
+                },
+                &text,
+            )?,
+            StorageScheme::Az => self.client(
+                ClientKey::Azure {
+                    container: bucket()?,
+                    emulator: self.settings.azure_use_emulator,
+                },
+                &text,
+            )?,
             StorageScheme::Memory => memory_store(uri.bucket().unwrap_or_default()),
             StorageScheme::File => {
                 let dir = PathBuf::from(uri.file_path().unwrap_or_default());
@@ -227,7 +254,64 @@ impl StorageConfig {
         } else {
             Arc::new(PrefixStore::new(base, uri.prefix()))
         };
-        Ok(Store::new(uri.clone(), root))
+        let mut store = Store::new(uri.clone(), root);
+        if uri.scheme() == StorageScheme::Gs {
+            let emulator = self.settings.gcs_emulator_host.as_deref();
+            // The checksum listing uses the clients' credentials; an emulator takes none.
+            let credentials = match emulator {
+                Some(_) => None,
+                None => Some(self.clients.gcs_credentials().map_err(|message| {
+                    StorageError::Config {
+                        uri: text.clone(),
+                        message,
+                    }
+                })?),
+            };
+            store.gcs = Some(GcsObjects::new(
+                emulator,
+                &bucket()?,
+                uri.prefix(),
+                credentials,
+            ));
+        }
+        Ok(store)
+    }
+
+    /// The kept client for `key`, or a new one (then kept). `key` holds every setting the
+    /// builders below read, so equal keys make equal clients.
+    fn client(&self, key: ClientKey, uri: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        self.clients.get_or_build(key, |key| {
+            self.build_client(key).map_err(|e| match e {
+                BuildError::Store(source) => StorageError::Open {
+                    uri: uri.to_owned(),
+                    source,
+                },
+                BuildError::Credentials(message) => StorageError::Config {
+                    uri: uri.to_owned(),
+                    message,
+                },
+            })
+        })
+    }
+
+    fn build_client(&self, key: &ClientKey) -> Result<Arc<dyn ObjectStore>, BuildError> {
+        Ok(match key {
+            ClientKey::Gcs {
+                bucket,
+                emulator_host,
+            } => Arc::new(self.gcs(bucket, emulator_host.as_deref())?),
+            ClientKey::S3 {
+                bucket,
+                endpoint,
+                allow_http,
+            } => Arc::new(
+                Self::s3(bucket, endpoint.as_deref(), *allow_http).map_err(BuildError::Store)?,
+            ),
+            ClientKey::Azure {
+                container,
+                emulator,
+            } => Arc::new(Self::azure(container, *emulator).map_err(BuildError::Store)?),
+        })
     }
 
     fn retry() -> RetryConfig {
@@ -244,11 +328,15 @@ impl StorageConfig {
             .with_timeout(STORAGE_REQUEST_TIMEOUT)
     }
 
-    fn gcs(&self, bucket: &str) -> Result<object_store::gcp::GoogleCloudStorage, GcsSetup> {
+    fn gcs(
+        &self,
+        bucket: &str,
+        emulator_host: Option<&str>,
+    ) -> Result<object_store::gcp::GoogleCloudStorage, BuildError> {
         let builder = GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)
             .with_retry(Self::retry());
-        let builder = match &self.settings.gcs_emulator_host {
+        let builder = match emulator_host {
             // Emulators take no credentials: object_store skips OAuth for a key marked
             // `disable_oauth` and sends requests to `gcs_base_url`.
             Some(host) => builder
@@ -263,38 +351,48 @@ impl StorageConfig {
                     .to_string(),
                 )
                 .with_client_options(Self::client_options(true)),
+            // One provider for every bucket: one token, refreshed once, for all of them.
             None => builder
-                .with_credentials(Arc::new(
-                    AdcTokenProvider::new().map_err(GcsSetup::Credentials)?,
-                ))
+                .with_credentials(
+                    self.clients
+                        .gcs_credentials()
+                        .map_err(BuildError::Credentials)?,
+                )
                 .with_client_options(Self::client_options(false)),
         };
-        builder.build().map_err(GcsSetup::Store)
+        builder.build().map_err(BuildError::Store)
     }
 
-    fn s3(&self, bucket: &str) -> object_store::Result<object_store::aws::AmazonS3> {
+    fn s3(
+        bucket: &str,
+        endpoint: Option<&str>,
+        allow_http: bool,
+    ) -> object_store::Result<object_store::aws::AmazonS3> {
         // from_env: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, and
         // the container/web-identity credential variables.
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_retry(Self::retry())
-            .with_client_options(Self::client_options(self.settings.s3_allow_http));
-        if let Some(endpoint) = &self.settings.s3_endpoint {
+            .with_client_options(Self::client_options(allow_http));
+        if let Some(endpoint) = endpoint {
             builder = builder
                 .with_endpoint(endpoint)
-                .with_allow_http(self.settings.s3_allow_http)
+                .with_allow_http(allow_http)
                 .with_virtual_hosted_style_request(false);
         }
         builder.build()
     }
 
-    fn azure(&self, container: &str) -> object_store::Result<object_store::azure::MicrosoftAzure> {
+    fn azure(
+        container: &str,
+        emulator: bool,
+    ) -> object_store::Result<object_store::azure::MicrosoftAzure> {
         // from_env: AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, SAS, client secret or
         // managed identity variables.
         let builder = MicrosoftAzureBuilder::from_env()
             .with_container_name(container)
             .with_retry(Self::retry());
-        let builder = if self.settings.azure_use_emulator {
+        let builder = if emulator {
             builder
                 .with_use_emulator(true)
                 .with_client_options(Self::client_options(true))
@@ -305,8 +403,10 @@ impl StorageConfig {
     }
 }
 
-enum GcsSetup {
+/// Why a client could not be built.
+enum BuildError {
     Store(object_store::Error),
+    /// No Google credentials (ADC) were found.
     Credentials(String),
 }
 
@@ -339,6 +439,8 @@ pub struct Store {
     uri: StorageUri,
     inner: Arc<dyn ObjectStore>,
     origin: Option<Origin>,
+    /// gs:// only: object checksums over the JSON API (see `gcs_objects`).
+    gcs: Option<GcsObjects>,
 }
 
 impl Store {
@@ -347,7 +449,21 @@ impl Store {
             uri,
             inner,
             origin: None,
+            gcs: None,
         }
+    }
+
+    /// Every object under `prefix` (relative to the store's root) with the checksums Cloud
+    /// Storage computed for it. gs:// stores only: others have no such metadata to list.
+    pub async fn list_with_checksums(&self, prefix: &Path) -> Result<Vec<ObjectChecksums>, Error> {
+        let Some(gcs) = &self.gcs else {
+            return Err(Error::internal(format!(
+                "{} is not a gs:// store: it has no Cloud Storage checksums",
+                self.uri
+            )));
+        };
+        let prefix = format!("{}/", prefix.as_ref().trim_end_matches('/'));
+        gcs.list(&prefix).await.map_err(|e| self.attribute(e))
     }
 
     /// The store of the URI in request field `field` (its errors name the field).
@@ -430,7 +546,7 @@ impl Store {
     /// service may read it. One list request (the first page of `backups/`), cheap whatever the
     /// repository holds; errors are [attributed](Self::attribute).
     pub async fn check_reachable(&self) -> Result<(), Error> {
-        let prefix = Path::from(super::layout::BACKUPS);
+        let prefix = super::layout::backups_root();
         match self.inner.list(Some(&prefix)).next().await {
             Some(Err(e)) => Err(self.attribute(object_error("listing", &prefix, e))),
             Some(Ok(_)) | None => Ok(()),
@@ -529,5 +645,172 @@ fn resolve_existing(path: &std::path::Path) -> PathBuf {
             }
             _ => return path.to_path_buf(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::storage::clients::CLIENT_CACHE_CAPACITY;
+
+    /// Clients of an S3-compatible endpoint and of the GCS and Azure emulators: building them
+    /// makes no network call.
+    fn config() -> StorageConfig {
+        let mut config = StorageConfig::default();
+        config.settings.s3_endpoint = Some("http://127.0.0.1:9".into());
+        config.settings.s3_allow_http = true;
+        config.settings.gcs_emulator_host = Some("http://127.0.0.1:9".into());
+        config.settings.azure_use_emulator = true;
+        config
+    }
+
+    fn uri(text: &str) -> StorageUri {
+        StorageUri::parse(text).expect("a valid URI")
+    }
+
+    fn open(config: &StorageConfig, text: &str, access: Access) -> Store {
+        config
+            .open(&uri(text), "uri", access)
+            .expect("the store opens")
+    }
+
+    #[test]
+    fn stores_of_one_bucket_share_its_client_whatever_their_prefix_or_access() {
+        let config = config();
+        for scheme in ["s3", "gs", "az"] {
+            open(&config, &format!("{scheme}://bucket"), Access::Write);
+            open(&config, &format!("{scheme}://bucket/a/b"), Access::Read);
+            // Clones (the app state, the job runner, the scheduler) share the clients too.
+            open(
+                &config.clone(),
+                &format!("{scheme}://bucket/c"),
+                Access::Read,
+            );
+        }
+        assert_eq!(config.clients.built(), 3, "one client per scheme");
+
+        // And the store is still rooted at its prefix.
+        let store = open(&config, "s3://bucket/a/b", Access::Read);
+        assert_eq!(store.uri().prefix(), "a/b");
+    }
+
+    #[test]
+    fn other_buckets_endpoints_or_schemes_get_clients_of_their_own() {
+        let config = config();
+        open(&config, "s3://one", Access::Read);
+        open(&config, "s3://two", Access::Read);
+        open(&config, "gs://one", Access::Read);
+        open(&config, "az://one", Access::Read);
+        assert_eq!(config.clients.built(), 4);
+
+        // A clone told to use another endpoint shares the cache but not the client.
+        let mut elsewhere = config.clone();
+        elsewhere.settings.s3_endpoint = Some("http://127.0.0.1:10".into());
+        open(&elsewhere, "s3://one", Access::Read);
+        elsewhere.settings.gcs_emulator_host = Some("http://127.0.0.1:10".into());
+        open(&elsewhere, "gs://one", Access::Read);
+        assert_eq!(config.clients.built(), 6);
+        // Back on the first endpoint: the first client.
+        open(&config, "s3://one/p", Access::Read);
+        assert_eq!(config.clients.built(), 6);
+    }
+
+    #[test]
+    fn buckets_named_once_do_not_pile_up_clients() {
+        let config = config();
+        for n in 0..CLIENT_CACHE_CAPACITY + 10 {
+            open(&config, &format!("s3://bucket-{n}"), Access::Read);
+        }
+        assert_eq!(config.clients.len(), CLIENT_CACHE_CAPACITY);
+        // The oldest went first; the newest is still there.
+        let built = config.clients.built();
+        open(
+            &config,
+            &format!("s3://bucket-{}", CLIENT_CACHE_CAPACITY + 9),
+            Access::Read,
+        );
+        assert_eq!(config.clients.built(), built);
+        open(&config, "s3://bucket-0", Access::Read);
+        assert_eq!(config.clients.built(), built + 1);
+    }
+
+    #[tokio::test]
+    async fn every_gcs_bucket_gets_the_same_credential_provider() {
+        // A key that parses; its token is never asked for (no call is made).
+        let key = serde_json::json!({
+            "type": "service_account",
+            "client_email": "backup@project.iam.gserviceaccount.com",
+            "private_key_id": "id",
+            "private_key": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+            "project_id": "project",
+        });
+        let credentials = google_cloud_auth::credentials::service_account::Builder::new(key)
+            .build_access_token_credentials()
+            .expect("credentials from a key");
+        let provider = Arc::new(
+            super::super::gcs_credentials::AdcTokenProvider::from_credentials(credentials),
+        );
+        let config = StorageConfig::default();
+        config.clients.set_gcs_credentials(provider.clone());
+
+        open(&config, "gs://one/a", Access::Read);
+        open(&config, "gs://two", Access::Read);
+        open(&config, "gs://one/b", Access::Read);
+        assert_eq!(config.clients.built(), 2);
+        assert_eq!(
+            Arc::strong_count(&provider),
+            // This test's, the cache's, and one in each of the two clients.
+            4,
+            "both clients hold the one provider"
+        );
+    }
+
+    #[test]
+    fn the_wrapper_wraps_every_store_opened_even_from_a_kept_client() {
+        let wrapped = Arc::new(AtomicUsize::new(0));
+        let counter = wrapped.clone();
+        let config = config().with_wrapper(Arc::new(move |_: &StorageUri, inner| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            inner
+        }));
+        open(&config, "s3://bucket/a", Access::Read);
+        open(&config, "s3://bucket/b", Access::Write);
+        assert_eq!(config.clients.built(), 1);
+        assert_eq!(wrapped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_allow_list_is_checked_on_every_open_even_of_a_kept_client() {
+        let mut config = config();
+        config.confinement =
+            Some(StorageAllowList::parse("s3://open").expect("a valid allow-list"));
+        open(&config, "s3://open/a", Access::Read);
+        let refused = config.open(&uri("s3://shut/a"), "uri", Access::Read);
+        assert!(matches!(refused, Err(StorageError::NotAllowed { .. })));
+        assert_eq!(config.clients.built(), 1, "a refused URI builds nothing");
+    }
+
+    #[test]
+    fn a_read_of_a_missing_directory_creates_nothing_and_a_write_creates_it() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let missing = dir.path().join("no/such/repository");
+        let text = format!("file://{}", missing.display());
+        let config = StorageConfig::default();
+        for _ in 0..2 {
+            let read = config.open(&uri(&text), "uri", Access::Read);
+            assert!(
+                matches!(&read, Err(StorageError::Missing { field, .. }) if field == "uri"),
+                "{read:?}"
+            );
+            assert!(
+                !dir.path().join("no").exists(),
+                "a read created a directory"
+            );
+        }
+        open(&config, &text, Access::Write);
+        assert!(missing.is_dir());
+        open(&config, &text, Access::Read);
     }
 }

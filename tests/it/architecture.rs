@@ -19,7 +19,9 @@ struct Layer {
 const LAYERS: &[Layer] = &[
     Layer {
         name: "entry points",
-        modules: &["main", "cli", "app", "api"],
+        // `config` aggregates every module's settings into `Settings`, so it sits above them all;
+        // each module reads its own part through `variables` (below).
+        modules: &["main", "cli", "app", "api", "config"],
     },
     Layer {
         name: "engine",
@@ -39,7 +41,7 @@ const LAYERS: &[Layer] = &[
     // pure bytes ↔ Arrow, and settings, logs, metrics and the rayon bridge serve every layer above.
     Layer {
         name: "support",
-        modules: &["formats", "exec", "metrics", "telemetry", "config"],
+        modules: &["formats", "exec", "metrics", "telemetry", "variables"],
     },
     Layer {
         name: "domain",
@@ -55,7 +57,8 @@ const LAYERS: &[Layer] = &[
 const ONLY_USED_BY: &[(&str, &[&str])] = &[
     // The routes are mounted by the server (`app`); the CLI and everything below go through the
     // engine, so that HTTP stays one entry point among others.
-    ("api", &["app"]),
+    // `config` takes the auth settings the routes declare (`api::auth::settings`) into `Settings`.
+    ("api", &["app", "config"]),
 ];
 
 #[test]
@@ -689,7 +692,7 @@ mod checker {
         let problems = crate_with(&[("storage/open.rs", "pub(crate) use crate::api::Router;\n")]);
         assert_eq!(
             problems,
-            ["src/storage/open.rs:1: `storage` uses `api`: only app may use `api`"]
+            ["src/storage/open.rs:1: `storage` uses `api`: only app, config may use `api`"]
         );
     }
 
@@ -708,8 +711,8 @@ mod checker {
         assert_eq!(
             problems,
             [
-                "src/error.rs:2: `error` uses `api`: only app may use `api`",
-                "src/storage/open.rs:2: `storage` uses `api`: only app may use `api`",
+                "src/error.rs:2: `error` uses `api`: only app, config may use `api`",
+                "src/storage/open.rs:2: `storage` uses `api`: only app, config may use `api`",
                 "src/storage/open.rs:3: `storage` uses `app`: `app` is in layer \"entry points\", above \"clients\"",
             ]
         );
@@ -741,7 +744,7 @@ mod checker {
         let problems = crate_with(&[("cli.rs", "fn f() { bq_backup::api::Router; }\n")]);
         assert_eq!(
             problems,
-            ["src/cli.rs:1: `cli` uses `api`: only app may use `api`"]
+            ["src/cli.rs:1: `cli` uses `api`: only app, config may use `api`"]
         );
     }
 

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, spawn_app, unique_dataset, unique_root};
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestApp, dataset_of, spawn_app, unique_dataset, unique_root,
+};
 
 /// A dataset with one small table.
 async fn dataset() -> String {
@@ -169,7 +171,7 @@ async fn verify_reports_every_damaged_file_by_name() {
     let id = backup(&app, &ds, &root, 1, "x").await;
     let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
 
-    let (status, clean) = app.post_json(&verify, &json!({})).await;
+    let (status, clean) = app.post_json(&verify, &json!({ "wait": true })).await;
     assert_eq!(status, 200, "{clean}");
     assert_eq!(clean["ok"], true, "{clean}");
     assert_eq!(clean["filesChecked"], 2);
@@ -190,7 +192,7 @@ async fn verify_reports_every_damaged_file_by_name() {
     bytes[3] ^= 0x20;
     std::fs::write(&tampered, bytes).unwrap();
 
-    let (status, report) = app.post_json(&verify, &json!({})).await;
+    let (status, report) = app.post_json(&verify, &json!({ "wait": true })).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["ok"], false);
     let findings = report["findings"].as_array().unwrap();
@@ -210,6 +212,108 @@ async fn verify_reports_every_damaged_file_by_name() {
         "{report}"
     );
     assert!(report.to_string().contains("SHA-256"), "{report}");
+}
+
+#[tokio::test]
+async fn verify_runs_as_a_job_and_reads_only_a_sample_when_asked() {
+    let app = spawn_app().await;
+    let ds = dataset_of(4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let id = backup(&app, &ds, &root, 1, "x").await;
+    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
+
+    // Accepted as a job; its result is the report.
+    let (status, accepted) = app.post_json(&verify, &json!({})).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["kind"], "VERIFY", "{accepted}");
+    assert_eq!(accepted["backupId"], id.as_str(), "{accepted}");
+    let job = app
+        .wait_for_job(accepted["jobId"].as_str().expect("jobId"))
+        .await;
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    assert_eq!(job["result"]["ok"], true, "{job}");
+    assert_eq!(job["result"]["filesChecked"], 4, "{job}");
+    assert_eq!(job["result"]["filesRead"], 4, "{job}");
+    let (_, listed) = app.get_json("/api/v1/jobs?kind=VERIFY").await;
+    assert!(
+        listed["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["jobId"] == accepted["jobId"])),
+        "{listed}"
+    );
+
+    // A sample reads some files in full and only looks for the others.
+    for (sample, read) in [(json!("50%"), 2), (json!(1), 1), (json!("100%"), 4)] {
+        let (status, report) = app
+            .post_json(&verify, &json!({ "sample": sample, "wait": true }))
+            .await;
+        assert_eq!(status, 200, "{sample}: {report}");
+        assert_eq!(report["ok"], true, "{sample}: {report}");
+        assert_eq!(report["filesChecked"], 4, "{sample}: {report}");
+        assert_eq!(report["filesRead"], read, "{sample}: {report}");
+        assert_eq!(report["rowsChecked"], 20 * read, "{sample}: {report}");
+    }
+
+    // A file gone is found whether or not the sample reads it.
+    let manifest = crate::helpers::manifest_json(dir.path(), &id);
+    let gone = manifest["tables"][2]["files"][0]["path"]
+        .as_str()
+        .expect("a file")
+        .to_string();
+    std::fs::remove_file(dir.path().join(&gone)).unwrap();
+    for _ in 0..3 {
+        let (status, report) = app
+            .post_json(&format!("{verify}&wait=true"), &json!({ "sample": 1 }))
+            .await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["ok"], false, "{report}");
+        assert_eq!(report["findings"][0]["file"], gone.as_str(), "{report}");
+        assert!(
+            report["findings"][0]["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("missing")),
+            "{report}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_verify_of_a_bad_sample_or_a_missing_backup_starts_no_job() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    for (body, field) in [
+        (json!({ "sample": "0%" }), "sample"),
+        (json!({ "sample": "half" }), "sample"),
+        (json!({ "sample": 0 }), "sample"),
+        (json!({ "sampel": 3 }), "body"),
+    ] {
+        let (status, answer) = app
+            .post_json(
+                &format!("/api/v1/backups/20260101_000000:verify?uri={root}"),
+                &body,
+            )
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        let named = answer["details"].as_array().is_some_and(|d| {
+            d.iter().any(|d| {
+                d["field"] == field
+                    || (field == "body"
+                        && d["message"].as_str().is_some_and(|m| m.contains("sampel")))
+            })
+        });
+        assert!(named, "{body}: {answer}");
+    }
+    let (status, answer) = app
+        .post_json(
+            &format!("/api/v1/backups/20260101_000000:verify?uri={root}"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
+    let (_, listed) = app.get_json("/api/v1/jobs?kind=VERIFY").await;
+    assert_eq!(listed["jobs"], json!([]), "{listed}");
 }
 
 #[tokio::test]
@@ -293,7 +397,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
     let enc: String = url::form_urlencoded::byte_serialize(root.as_bytes()).collect();
     let prune = format!("/api/v1/backups:prune?uri={enc}");
 
-    // A policy that keeps nothing is refused, naming the field, and deletes nothing.
+    // A policy that keeps nothing, or a body that is no policy, is refused, naming the field,
+    // and deletes nothing.
     for (policy, field) in [
         (json!({ "keepLast": 0 }), "keepLast"),
         (json!({ "keepLast": 0, "dryRun": true }), "keepLast"),
@@ -301,6 +406,8 @@ async fn prune_applies_the_keep_policy_and_a_dry_run_deletes_nothing() {
         (json!({}), "body"),
         (json!({ "dryRun": false }), "body"),
         (json!({ "keepLast": 2, "expiredOnly": true }), "expiredOnly"),
+        (json!({ "keepLast": 2, "dryRun": "yes" }), "dryRun"),
+        (json!({ "keepLsat": 2 }), "keepLsat"),
     ] {
         let (status, bad) = app.post_json(&prune, &policy).await;
         assert_eq!(status, 400, "{policy}: {bad}");

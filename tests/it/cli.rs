@@ -2,46 +2,21 @@
 //! configured only through its environment (the same variables the in-process tests use).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
-use crate::faults::proxy::Proxies;
-use crate::faults::source_dataset;
+use crate::faults::SlowBackup;
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestServices, spawn_app_with, unique_dataset, unique_root,
+    BigQueryFixtures, PROJECT, TestServices, bq_backup_command, spawn_app_with, unique_dataset,
 };
 
 /// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
 /// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
 fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
-    bq_backup_command(args, extra)
-        .output()
-        .expect("the bq-backup binary runs")
-}
-
-/// The command [`bq_backup`] runs, for tests that start the process themselves.
-pub(crate) fn bq_backup_command(args: &[&str], extra: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
-    command
-        .args(args)
-        .env_clear()
-        .envs(TestServices::get().env_with(extra));
-    // The S3 credentials and region the harness exports (without them object_store would look
-    // for credentials elsewhere).
-    for inherited in [
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        if let Some(value) = std::env::var_os(inherited) {
-            command.env(inherited, value);
-        }
-    }
-    command
+    let mut command = bq_backup_command(TestServices::get().env_with(extra));
+    command.args(args);
+    command.output().expect("the bq-backup binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -404,6 +379,53 @@ fn the_cli_is_confined_only_when_allowed_storage_is_set_and_never_creates_on_rea
 }
 
 #[test]
+fn no_cli_read_of_a_missing_local_repository_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo/in/the/path");
+    let uri = format!("file://{}", missing.display());
+    let request = dir.path().join("restore.json");
+    std::fs::write(
+        &request,
+        json!({
+            "bigQuery": { "projectId": PROJECT },
+            "restoreStorage": { "uri": uri },
+            "backupId": "20260101_000000",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let id = "20260101_000000";
+    for args in [
+        vec!["list", "--uri", &uri],
+        vec!["show", id, "--uri", &uri],
+        vec!["verify", id, "--uri", &uri],
+        vec!["delete", id, "--uri", &uri],
+        vec!["prune", "--uri", &uri, "--keep-last", "1"],
+        vec!["restore", "--request", request.to_str().unwrap()],
+        vec![
+            "restore",
+            "--request",
+            request.to_str().unwrap(),
+            "--dry-run",
+        ],
+    ] {
+        let output = bq_backup(&args, &[("BQB_ALLOWED_STORAGE", "")]);
+        let stderr = text(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{args:?}: {}",
+            text(&output.stdout)
+        );
+        assert!(stderr.contains("does not exist"), "{args:?}: {stderr}");
+        assert!(
+            !dir.path().join("typo").exists(),
+            "{args:?} created {}",
+            missing.display()
+        );
+    }
+}
+
+#[test]
 fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("file://{}", dir.path().display());
@@ -432,23 +454,10 @@ fn the_cli_refuses_a_prune_policy_that_keeps_nothing() {
 /// and the CLI's own job is recorded where that server reports it.
 #[tokio::test]
 async fn the_cli_honours_the_selection_lock_of_a_running_backup_and_records_its_job() {
-    let proxies = Proxies::lock().await;
-    let dataset = source_dataset("clilock").await;
-    let root = unique_root("s3");
-    let state = tempfile::tempdir().expect("temp dir");
-    let state_uri = format!("file://{}", state.path().display());
-    let extra = [
-        ("BQB_S3_ENDPOINT", proxies.s3.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_READ_STREAMS_PER_TABLE", "1"),
-    ];
     // Every upload waits a second: the server's backup is still running when the CLI starts.
-    proxies
-        .configure(
-            &proxies.s3,
-            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
-        )
-        .await;
+    let slow = SlowBackup::new("clilock").await;
+    let (proxies, dataset, root) = (&slow.proxies, &slow.dataset, &slow.root);
+    let extra = slow.env();
     let app = spawn_app_with(TestServices::get().settings_with(&extra)).await;
     let body = json!({
         "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },

@@ -121,29 +121,7 @@ async fn every_route_refuses_storage_outside_the_allowed_prefixes_and_writes_not
     assert_refused(status, &answer, "backupStorage.uri", "is refused");
 
     let uri = enc(&target_uri);
-    for (method, path, body) in [
-        ("GET", format!("/api/v1/backups?uri={uri}"), None),
-        (
-            "GET",
-            format!("/api/v1/backups/20260101_000000?uri={uri}"),
-            None,
-        ),
-        (
-            "POST",
-            format!("/api/v1/backups/20260101_000000:verify?uri={uri}"),
-            None,
-        ),
-        (
-            "DELETE",
-            format!("/api/v1/backups/20260101_000000?uri={uri}"),
-            None,
-        ),
-        (
-            "POST",
-            format!("/api/v1/backups:prune?uri={uri}"),
-            Some(json!({ "keepLast": 1 })),
-        ),
-    ] {
+    for (method, path, body) in catalog_requests(&uri) {
         let (status, answer) = request(&app, method, &path, body.as_ref()).await;
         assert_refused(status, &answer, "uri", "is refused");
     }
@@ -167,19 +145,7 @@ async fn a_read_of_a_missing_allowed_directory_is_a_404_naming_the_field_and_cre
     let missing_uri = format!("file://{}", missing.display());
     let uri = enc(&missing_uri);
 
-    for (method, path, body) in [
-        ("GET", format!("/api/v1/backups?uri={uri}"), None),
-        (
-            "GET",
-            format!("/api/v1/backups/20260101_000000?uri={uri}"),
-            None,
-        ),
-        (
-            "POST",
-            format!("/api/v1/backups:prune?uri={uri}"),
-            Some(json!({ "keepLast": 1 })),
-        ),
-    ] {
+    for (method, path, body) in catalog_requests(&uri) {
         let (status, answer) = request(&app, method, &path, body.as_ref()).await;
         assert_eq!(status, 404, "{method} {path}: {answer}");
         assert_eq!(answer["errorCode"], "RESOURCE_NOT_FOUND", "{answer}");
@@ -287,4 +253,32 @@ async fn by_default_serve_refuses_memory_and_local_storage_but_not_cloud_buckets
     assert_eq!(status, 200, "any bucket is allowed by default: {page}");
     let (status, jobs) = app.get_json("/api/v1/jobs").await;
     assert_eq!(status, 200, "the memory:// state store works: {jobs}");
+}
+
+/// Every catalog request naming the (encoded) repository `uri`: list, show, verify, delete,
+/// prune.
+fn catalog_requests(uri: &str) -> Vec<(&'static str, String, Option<Value>)> {
+    vec![
+        ("GET", format!("/api/v1/backups?uri={uri}"), None),
+        (
+            "GET",
+            format!("/api/v1/backups/20260101_000000?uri={uri}"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/backups/20260101_000000:verify?uri={uri}"),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/backups/20260101_000000?uri={uri}"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/backups:prune?uri={uri}"),
+            Some(json!({ "keepLast": 1 })),
+        ),
+    ]
 }

@@ -2,7 +2,7 @@
 //! again on the same state store. What a killed run leaves must read FAILED in bounded time,
 //! never look like a backup, and never block the same request once it reads FAILED.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -10,11 +10,14 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use serde_json::{Value, json};
 
+use crate::faults::SlowBackup;
 use crate::faults::proxy::Proxies;
 use bq_backup::domain::TableRef;
 
 use crate::faults::{exists, objects_under, rows_of, source_dataset};
-use crate::helpers::{PROJECT, TestServices, bigquery_client, open_store, spawn_app, unique_root};
+use crate::helpers::{
+    PROJECT, TestServices, bigquery_client, bq_backup_command, open_store, spawn_app, unique_root,
+};
 
 /// A `bq-backup serve` child process, killed (SIGKILL) when dropped.
 struct Serve {
@@ -33,27 +36,11 @@ impl Serve {
         let mut vars = TestServices::get().env_with(extra);
         vars.retain(|(k, _)| k != "PORT");
         vars.push(("PORT".into(), port.clone()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+        let mut command = bq_backup_command(vars);
         command
             .arg("serve")
-            .env_clear()
-            .envs(vars)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // The S3 credentials and region the harness exports (without them object_store would
-        // look for credentials elsewhere).
-        for inherited in [
-            "PATH",
-            "HOME",
-            "TMPDIR",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_REGION",
-        ] {
-            if let Some(value) = std::env::var_os(inherited) {
-                command.env(inherited, value);
-            }
-        }
         let child = command.spawn().expect("bq-backup serve starts");
         let serve = Self {
             child,
@@ -105,6 +92,14 @@ impl Serve {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Job `id`'s record once it has SUCCEEDED or FAILED (panics after two minutes).
+    async fn job_ended(&self, id: &str) -> Value {
+        self.job_until(id, Duration::from_secs(120), |job| {
+            ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+
     /// Polls job `id` until `done` holds for its record (panics after `limit`).
     async fn job_until(&self, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + limit;
@@ -127,24 +122,10 @@ impl Drop for Serve {
 
 #[tokio::test]
 async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds_at_once() {
-    let proxies = Proxies::lock().await;
-    let dataset = source_dataset("crash").await;
-    let root = unique_root("s3");
-    let state = tempfile::tempdir().expect("temp dir");
-    let state_uri = format!("file://{}", state.path().display());
     // Every upload through the proxy waits a second, so the backup is still writing when killed.
-    let extra = [
-        ("BQB_S3_ENDPOINT", proxies.s3.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_READ_STREAMS_PER_TABLE", "1"),
-        ("BQB_JOB_HEARTBEAT_SECS", "1"),
-    ];
-    proxies
-        .configure(
-            &proxies.s3,
-            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
-        )
-        .await;
+    let slow = SlowBackup::new("crash").await;
+    let (proxies, dataset, root) = (&slow.proxies, &slow.dataset, &slow.root);
+    let extra = slow.env();
     let mut first = Serve::start(&extra).await;
     let body = json!({
         "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
@@ -167,7 +148,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        !objects_under(&root, &format!("backups/{backup_id}/_claim"))
+        !objects_under(root, &format!("backups/{backup_id}/_claim"))
             .await
             .is_empty(),
         "the killed backup held its claim"
@@ -194,7 +175,7 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
         "{failed}"
     );
     assert!(
-        !exists(&root, &format!("backups/{backup_id}/manifest.json")).await,
+        !exists(root, &format!("backups/{backup_id}/manifest.json")).await,
         "a killed backup has no manifest"
     );
 
@@ -203,17 +184,13 @@ async fn a_backup_killed_mid_run_reads_failed_and_the_same_request_then_succeeds
     assert_eq!(status, 202, "the same request is accepted at once: {again}");
     assert_eq!(again["backupId"], backup_id.as_str());
     let done = second
-        .job_until(
-            again["jobId"].as_str().expect("jobId"),
-            Duration::from_secs(120),
-            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
-        )
+        .job_ended(again["jobId"].as_str().expect("jobId"))
         .await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     let (status, verify) = second
         .post(
             &format!("/api/v1/backups/{backup_id}:verify?uri={root}"),
-            &json!({}),
+            &json!({ "wait": true }),
         )
         .await;
     assert_eq!(status, 200, "{verify}");
@@ -406,11 +383,7 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     let (status, again) = second.post("/api/v1/restore", &request).await;
     assert_eq!(status, 202, "{again}");
     let done = second
-        .job_until(
-            again["jobId"].as_str().expect("jobId"),
-            Duration::from_secs(120),
-            |job| ["SUCCEEDED", "FAILED"].contains(&job["state"].as_str().unwrap_or("")),
-        )
+        .job_ended(again["jobId"].as_str().expect("jobId"))
         .await;
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     for table in ["all_types", "numbers", "wide"] {

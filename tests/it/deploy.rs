@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use bq_backup::config::{AuthMode, SETTINGS, Settings};
+use bq_backup::config::{AuthMode, Settings, VARIABLES};
 use serde_json::Value;
 
 /// Variables a manifest may set that are not bq-backup settings: read by the Google and cloud
@@ -125,15 +125,15 @@ fn deployment_env(objects: &[Value], container: &Value) -> BTreeMap<String, Stri
 }
 
 fn assert_known_settings(env: &BTreeMap<String, String>, what: &str) {
-    let known: BTreeSet<&str> = SETTINGS
+    let known: BTreeSet<&str> = VARIABLES
         .iter()
-        .map(|s| s.env)
+        .map(|v| v.name)
         .chain(PLATFORM_VARS.iter().copied())
         .collect();
     for name in env.keys() {
         assert!(
             known.contains(name.as_str()),
-            "{what} sets {name}, which is neither a bq-backup setting (config::SETTINGS) nor a \
+            "{what} sets {name}, which is neither a bq-backup setting (config::VARIABLES) nor a \
              platform variable"
         );
     }
@@ -298,15 +298,15 @@ fn the_cloud_run_environment_is_a_valid_configuration_for_several_instances() {
     assert_known_settings(&env, "deploy/cloudrun/service.yaml");
     let settings = settings_from(&env, "deploy/cloudrun/service.yaml");
     assert!(
-        settings.shutdown_grace.as_secs() < CLOUD_RUN_KILL_SECS,
+        settings.server.shutdown_grace.as_secs() < CLOUD_RUN_KILL_SECS,
         "BQB_SHUTDOWN_GRACE_SECS must end before Cloud Run's SIGKILL"
     );
-    assert_eq!(settings.request_timeout.as_secs(), 3600);
+    assert_eq!(settings.server.request_timeout.as_secs(), 3600);
     assert!(
         settings.jobs.state_uri.starts_with("gs://"),
         "instances must share BQB_STATE_URI"
     );
-    assert_eq!(settings.log_format, bq_backup::config::LogFormat::Json);
+    assert_eq!(settings.log.format, bq_backup::telemetry::LogFormat::Json);
     // Cloud Run's IAM check verifies tokens and strips their signature before the container sees
     // them: checking them again in the service would refuse every call.
     let iam_disabled =
@@ -332,7 +332,7 @@ fn the_kubernetes_service_targets_the_container_port() {
     );
     let env = deployment_env(&objects, &container);
     assert_eq!(
-        settings_from(&env, "Deployment").port as u64,
+        settings_from(&env, "Deployment").server.port as u64,
         CONTAINER_PORT,
         "PORT must be the container port"
     );
@@ -388,9 +388,9 @@ fn the_kubernetes_environment_is_a_valid_configuration_that_drains_before_sigkil
         .as_u64()
         .unwrap_or(0);
     assert!(
-        pre_stop + settings.shutdown_grace.as_secs() < kill_after,
+        pre_stop + settings.server.shutdown_grace.as_secs() < kill_after,
         "preStop {pre_stop} s + BQB_SHUTDOWN_GRACE_SECS {} s must end before SIGKILL at {kill_after} s",
-        settings.shutdown_grace.as_secs()
+        settings.server.shutdown_grace.as_secs()
     );
 }
 

@@ -119,7 +119,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(settings: Settings) -> TestApp {
     // As `serve` does: confined to BQB_ALLOWED_STORAGE (or the service's default).
-    let storage = bq_backup::storage::StorageConfig::for_service(&settings);
+    let storage = bq_backup::storage::StorageConfig::for_service(&settings.storage);
     spawn_app_with_storage(settings, storage).await
 }
 
@@ -129,7 +129,7 @@ pub async fn spawn_app_with_storage(
     storage: bq_backup::storage::StorageConfig,
 ) -> TestApp {
     init_crypto();
-    bq_backup::telemetry::init(&settings);
+    bq_backup::telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
     let shutdown = CancellationToken::new();
     let app = Application::build_with_storage(settings, storage, shutdown.clone())
         .await
@@ -384,7 +384,7 @@ pub fn canonical_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>>
 /// The BigQuery client wired to the test services.
 pub async fn bigquery_client() -> bq_backup::bigquery::BigQuery {
     init_crypto();
-    bq_backup::bigquery::BigQueryConfig::from_settings(&TestServices::get().settings())
+    bq_backup::bigquery::BigQueryConfig::from_settings(&TestServices::get().settings().bigquery)
         .build()
         .await
         .expect("BigQuery clients build")
@@ -400,9 +400,10 @@ pub async fn mirror_gcs_for_bigquery(root: &str) {
     let local_root = std::env::var("BQB_TEST_BQ_GCS_ROOT")
         .expect("BQB_TEST_BQ_GCS_ROOT (scripts/test-services.sh env)");
     let uri = bq_backup::domain::StorageUri::parse(root).expect("gs:// root");
-    let store = bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
-        .open_configured(&uri, bq_backup::storage::Access::Read)
-        .expect("store opens");
+    let store =
+        bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings().storage)
+            .open_configured(&uri, bq_backup::storage::Access::Read)
+            .expect("store opens");
     let objects: Vec<_> = store
         .object_store()
         .list(None)
@@ -430,7 +431,7 @@ pub async fn mirror_gcs_for_bigquery(root: &str) {
 /// A store opened the way the service opens it, wired to the test services.
 pub fn open_store(uri: &str) -> bq_backup::storage::Store {
     init_crypto();
-    bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings())
+    bq_backup::storage::StorageConfig::from_settings(&TestServices::get().settings().storage)
         .open_configured(
             &bq_backup::domain::StorageUri::parse(uri).expect("valid uri"),
             bq_backup::storage::Access::Write,
@@ -533,4 +534,53 @@ pub fn incompressible_rows(state: &mut u64, first: u64, rows: u64, column: &str)
             json!({ "id": id, column: text })
         })
         .collect()
+}
+
+/// A dataset of `tables` small tables (`t00`, `t01`, …; 20 rows each, one file each in a
+/// backup): backed up one table at a time, it takes long enough (a second or more) to be
+/// cancelled or collided with while it runs.
+pub async fn dataset_of(tables: usize) -> String {
+    let dataset = unique_dataset("job");
+    let f = BigQueryFixtures::new();
+    f.create_dataset(&dataset, json!({})).await;
+    for i in 0..tables {
+        let table = format!("t{i:02}");
+        f.create_table(
+            &dataset,
+            json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": table },
+                    "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "s", "type": "STRING" }] } }),
+        )
+        .await;
+        f.insert_rows(
+            &dataset,
+            &table,
+            (0..20)
+                .map(|r| json!({ "id": r, "s": format!("row {r}") }))
+                .collect(),
+        )
+        .await;
+    }
+    dataset
+}
+
+/// The built `bq-backup` binary with only the variables `vars` (so a stray `BQB_*` variable of
+/// this process cannot change what it does), plus what a child needs from this process: `PATH`,
+/// `HOME`, `TMPDIR`, and the S3 credentials and region the harness exports (without them
+/// object_store would look for credentials elsewhere).
+pub fn bq_backup_command(vars: Vec<(String, String)>) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bq-backup"));
+    command.env_clear().envs(vars);
+    for inherited in [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+    ] {
+        if let Some(value) = std::env::var_os(inherited) {
+            command.env(inherited, value);
+        }
+    }
+    command
 }

@@ -9,35 +9,9 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, TestServices, manifest_json, spawn_app, spawn_app_with,
-    unique_dataset, unique_root,
+    PROJECT, TestApp, TestServices, dataset_of, manifest_json, spawn_app, spawn_app_with,
+    unique_root,
 };
-
-/// A dataset of `tables` small tables: backed up one table at a time, it takes long enough
-/// (a second or more) to be cancelled or collided with while it runs.
-async fn dataset_of(tables: usize) -> String {
-    let dataset = unique_dataset("job");
-    let f = BigQueryFixtures::new();
-    f.create_dataset(&dataset, json!({})).await;
-    for i in 0..tables {
-        let table = format!("t{i:02}");
-        f.create_table(
-            &dataset,
-            json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": table },
-                    "schema": { "fields": [{ "name": "id", "type": "INT64" }, { "name": "s", "type": "STRING" }] } }),
-        )
-        .await;
-        f.insert_rows(
-            &dataset,
-            &table,
-            (0..20)
-                .map(|r| json!({ "id": r, "s": format!("row {r}") }))
-                .collect(),
-        )
-        .await;
-    }
-    dataset
-}
 
 /// A dataset whose backup takes seconds (gzipped JSON, one read stream per table): a small table
 /// (backed up first) and two 1.5M-row ones made by CTAS queries in the emulator. Tests cancel or

@@ -18,6 +18,7 @@ mod deploy;
 mod docs;
 mod errors;
 mod examples;
+mod extract;
 mod faults;
 mod health;
 mod helpers;

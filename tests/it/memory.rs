@@ -16,8 +16,9 @@ use bq_backup::formats::{EncodeOptions, FileEncoder, Format};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::cli::bq_backup_command;
-use crate::helpers::{BigQueryFixtures, PROJECT, TestServices, manifest_json, unique_dataset};
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestServices, bq_backup_command, manifest_json, unique_dataset,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -51,7 +52,8 @@ fn run_measured(args: &[&str]) -> Measured {
         dir.path().join("stderr"),
         dir.path().join("wait4"),
     );
-    let inner = bq_backup_command(args, &[("BQB_LOG_LEVEL", "warn")]);
+    let mut inner = bq_backup_command(TestServices::get().env_with(&[("BQB_LOG_LEVEL", "warn")]));
+    inner.args(args);
     let venv =
         std::env::var("BQB_TEST_VENV").expect("BQB_TEST_VENV (scripts/test-services.sh env)");
     let mut command = Command::new(format!("{venv}/bin/python"));

@@ -421,6 +421,53 @@ async fn a_truncated_manifest_is_a_damaged_backup_to_restore_and_show_and_can_st
 }
 
 #[tokio::test]
+async fn a_manifest_with_a_status_or_version_this_build_does_not_know_is_refused_not_misread() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "PARQUET", None).await;
+    let key = format!("backups/{backup_id}/manifest.json");
+    let on_disk = dir.path().join(&key);
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&on_disk).unwrap()).unwrap();
+    let request = restore_request(&root, &backup_id, &dataset);
+    let bq = bigquery_client().await;
+    let target = TableRef::new(PROJECT, format!("restored_{dataset}"), "events");
+
+    // A status no bq-backup writes: the manifest is damaged, named with its field.
+    manifest["status"] = json!("PARTIAL");
+    std::fs::write(&on_disk, manifest.to_string()).unwrap();
+    let (status, answer) = post(&app, "/api/v1/restore", &request).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errorCode"], "BACKUP_DAMAGED", "{answer}");
+    assert!(
+        answer["details"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["field"] == key.as_str()
+                && d["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("`status`")))),
+        "the manifest and its field are named: {answer}"
+    );
+    assert!(bq.find_table(&target).await.unwrap().is_none());
+
+    // A manifest of a newer bq-backup: refused with what to do, not read as this version.
+    manifest["status"] = json!("COMPLETE");
+    // (Version 2 is read: manifests of EXTRACT backups, whose files carry a CRC32C.)
+    manifest["manifestVersion"] = json!(3);
+    std::fs::write(&on_disk, manifest.to_string()).unwrap();
+    let (status, answer) = post(&app, "/api/v1/restore", &request).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&key) && m.contains("upgrade")),
+        "{answer}"
+    );
+    assert!(bq.find_table(&target).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn latest_restores_the_newest_complete_backup() {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;
@@ -540,49 +587,113 @@ async fn views_are_recreated_after_their_tables_with_references_rewritten() {
     assert_eq!(view["resource"]["view"]["query"], json!(sql), "{view}");
     assert_eq!(view["resource"]["view"]["useLegacySql"], false, "{view}");
 
+    let target = restore_the_view(&app, &root, &backup_id, &dataset, "polish_events").await;
+    // The rewritten SQL reads the restored table: with the source table gone, only a rewritten
+    // reference can still answer.
+    drop_source_events(&dataset).await;
+    let answer = query(format!("SELECT id, country, note FROM `{target}`")).await;
+    assert_eq!(
+        answer["rows"],
+        json!([{ "f": [{ "v": "1" }, { "v": "PL" }, { "v": format!("{dataset}.events") }] }]),
+        "{answer}"
+    );
+}
+
+/// Restores the backup of `dataset` into `restored_{dataset}` and checks that `view` came back
+/// as a view; its full name.
+async fn restore_the_view(
+    app: &TestApp,
+    root: &str,
+    backup_id: &str,
+    dataset: &str,
+    view: &str,
+) -> String {
     let (status, report) = post(
-        &app,
+        app,
         "/api/v1/restore",
-        &restore_request(&root, &backup_id, &dataset),
+        &restore_request(root, backup_id, dataset),
     )
     .await;
     assert_eq!(status, 200, "{report}");
-    let target = format!("{PROJECT}.restored_{dataset}.polish_events");
+    let target = format!("{PROJECT}.restored_{dataset}.{view}");
     assert_eq!(report["views"], json!([target]), "{report}");
-    let bq = bigquery_client().await;
-    let restored = bq
-        .get_table(&TableRef::new(
-            PROJECT,
-            format!("restored_{dataset}"),
-            "polish_events",
-        ))
+    let restored = bigquery_client()
         .await
-        .unwrap();
+        .get_table(&TableRef::new(PROJECT, format!("restored_{dataset}"), view))
+        .await
+        .expect("the restored view");
     assert_eq!(restored.r#type, "VIEW");
-    // The rewritten SQL reads the restored table: with the source table gone, only a rewritten
-    // reference can still answer.
+    target
+}
+
+/// A GoogleSQL query on the emulator; its answer.
+async fn query(sql: String) -> Value {
     let rest = &crate::helpers::TestServices::get().bigquery_rest;
-    let http = reqwest::Client::new();
-    let gone = http
+    reqwest::Client::new()
+        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
+        .json(&json!({ "query": sql, "useLegacySql": false }))
+        .send()
+        .await
+        .expect("the emulator answers")
+        .json::<Value>()
+        .await
+        .expect("a JSON answer")
+}
+
+/// Deletes the source table `events` of `dataset`: only a view rewritten to the restored table
+/// still answers.
+async fn drop_source_events(dataset: &str) {
+    let rest = &crate::helpers::TestServices::get().bigquery_rest;
+    let gone = reqwest::Client::new()
         .delete(format!(
             "{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/events"
         ))
         .send()
         .await
-        .unwrap();
+        .expect("the emulator answers");
     assert!(gone.status().is_success());
-    let answer: Value = http
-        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-        .json(&json!({ "query": format!("SELECT id, country, note FROM `{target}`"), "useLegacySql": false }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+}
+
+#[tokio::test]
+async fn a_view_with_aliases_named_like_its_dataset_keeps_them_when_rewritten() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let f = BigQueryFixtures::new();
+    // A table alias spelled like the dataset, an array of it in FROM, and an UNNEST alias: only
+    // the table's name is a dataset; rewriting the aliases too would break the view.
+    let sql = format!(
+        "SELECT {dataset}.id, tag FROM {dataset}.events AS {dataset}, UNNEST({dataset}.tags) AS tag WHERE {dataset}.country = \"PL\""
+    );
+    f.create_table(
+        &dataset,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "polish_tags" },
+                "view": { "query": sql, "useLegacySql": false } }),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
+    let target = restore_the_view(&app, &root, &backup_id, &dataset, "polish_tags").await;
+    // The SQL as restored: only the table's dataset changed, byte for byte.
+    let definition = query(format!(
+        "SELECT view_definition FROM restored_{dataset}.INFORMATION_SCHEMA.VIEWS WHERE table_name = \"polish_tags\""
+    ))
+    .await;
+    let expected = sql.replace(
+        &format!("FROM {dataset}.events"),
+        &format!("FROM restored_{dataset}.events"),
+    );
+    assert_eq!(
+        definition["rows"],
+        json!([{ "f": [{ "v": expected }] }]),
+        "{definition}"
+    );
+    // With the source table gone, the restored view answers from the restored table.
+    drop_source_events(&dataset).await;
+    let answer = query(format!("SELECT id, tag FROM `{target}`")).await;
     assert_eq!(
         answer["rows"],
-        json!([{ "f": [{ "v": "1" }, { "v": "PL" }, { "v": format!("{dataset}.events") }] }]),
+        json!([{ "f": [{ "v": "1" }, { "v": "a" }] }]),
         "{answer}"
     );
 }

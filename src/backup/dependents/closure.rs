@@ -375,6 +375,24 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_named_like_a_dataset_brings_nothing_of_that_dataset() {
+        // `a` is the alias of `b.v`'s table and `t2` its column; table `a.t2` also exists. Only
+        // the table in FROM is read.
+        let c = catalog(vec![
+            table("a", "t1"),
+            table("a", "t2"),
+            view(
+                "b",
+                "v",
+                "SELECT a.t2, x.t1 FROM a.t1 AS a, UNNEST(a.tags) AS x",
+            ),
+        ]);
+        let closure = close(&c, &[index(&c, "b", "v")], &[], &no_exclusions);
+        let names: Vec<String> = added(&closure).into_iter().map(|(o, _, _)| o).collect();
+        assert_eq!(names, ["p-1.a.t1"]);
+    }
+
+    #[test]
     fn nothing_is_added_when_nothing_references_the_selection() {
         let c = catalog(vec![
             table("a", "t1"),

@@ -19,8 +19,9 @@
 //!   without project is in the project of the view or routine; project ids ignore case; dataset
 //!   and table names are case-sensitive unless the dataset is case-insensitive
 //!   (`isCaseInsensitive`); `` `ds.events_*` `` names every table starting with `events_`; a name
-//!   followed by `(` may be a routine. The scan over-approximates (see that module): an object
-//!   is only added if it exists.
+//!   called (`ds.f(…)`, `FROM ds.tvf(…)`, `CALL ds.p()`) may be a routine. Aliases, CTEs and
+//!   columns are not names; for SQL the parser cannot read, the text scan that replaces it
+//!   over-approximates (see that module): an object is only added if it exists.
 //!
 //! The SQL of views comes from each dataset's `INFORMATION_SCHEMA.VIEWS` (one query per dataset
 //! that has views, rather than one tables.get per view), falling back to tables.get per view
@@ -31,11 +32,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::plan::{PlannedDataset, PlannedRoutine};
-use crate::bigquery::TableKind;
 use crate::bigquery::model::Dataset;
+use crate::bigquery::{DatasetResource, RoutineResource, TableKind};
 use crate::domain::{BackupSpec, DatasetRef, DatasetSelection, TableRef, TableSelector};
 use crate::error::{Error, FieldError};
 use closure::close;
@@ -90,7 +90,7 @@ pub(super) struct CatalogObject {
     /// A view defined in legacy SQL.
     pub legacy_sql: bool,
     /// A routine's resource as BigQuery returns it.
-    pub routine: Option<Value>,
+    pub routine: Option<RoutineResource>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,8 +175,10 @@ pub(super) fn add_to_plan(
             datasets.push(PlannedDataset {
                 dataset: dataset.clone(),
                 location: found.location.clone(),
-                resource: serde_json::to_value(&found.resource)
-                    .map_err(|e| Error::internal(format!("dataset resource: {e}")))?,
+                resource: match &found.resource {
+                    Some(resource) => DatasetResource::of(resource)?,
+                    None => DatasetResource::default(),
+                },
             });
         }
         match &object.routine {

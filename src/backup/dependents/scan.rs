@@ -107,19 +107,17 @@ async fn scan_dataset(
         Err(e) => return Err(e),
     };
     for routine in routines {
-        let Some(id) = routine["routineReference"]["routineId"].as_str() else {
-            continue;
+        // A field BigQuery answered in a shape it does not document is BigQuery's odd answer.
+        let odd = |e| Error::upstream(format!("a routine of {} whose {e}", info.dataset));
+        let name = info.dataset.table(routine.routine_id().map_err(odd)?);
+        let sql = match routine.is_sql().map_err(odd)? {
+            true => routine.definition_body().map_err(odd)?.map(str::to_string),
+            false => None,
         };
-        let is_sql = routine["language"]
-            .as_str()
-            .is_none_or(|l| l.is_empty() || l == "SQL");
         objects.push(CatalogObject {
-            name: info.dataset.table(id),
+            name,
             kind: ObjectKind::Routine,
-            sql: routine["definitionBody"]
-                .as_str()
-                .filter(|_| is_sql)
-                .map(str::to_string),
+            sql,
             legacy_sql: false,
             routine: Some(routine),
         });

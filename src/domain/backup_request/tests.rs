@@ -610,3 +610,36 @@ fn a_parsed_request_serializes_back_to_the_same_json() {
     let original: serde_json::Value = serde_json::from_str(JAVA_FULL).unwrap();
     assert_eq!(serde_json::to_value(&request).unwrap(), original);
 }
+
+#[test]
+fn the_method_defaults_to_auto_and_accepts_any_case() {
+    assert_eq!(spec_of(minimal()).method, BackupMethod::Auto);
+    let spec = spec_of(with(minimal(), json!({ "method": "stream" })));
+    assert_eq!(spec.method, BackupMethod::Stream);
+    let gcs = json!({
+        "bigQuery": {"projectId": "test-project"},
+        "backupStorage": {"uri": "gs://bucket-1/p"},
+        "method": "EXTRACT"
+    });
+    assert_eq!(spec_of(gcs).method, BackupMethod::Extract);
+}
+
+#[test]
+fn an_unknown_method_or_extract_outside_gcs_is_refused_naming_method() {
+    let errors = errors_of(with(minimal(), json!({ "method": "COPY" })));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "method");
+    assert!(
+        errors[0].message.contains("AUTO, STREAM or EXTRACT"),
+        "{errors:?}"
+    );
+    let s3 = json!({
+        "bigQuery": {"projectId": "test-project"},
+        "backupStorage": {"uri": "s3://bucket-1/p"},
+        "method": "EXTRACT"
+    });
+    let errors = errors_of(s3);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "method");
+    assert!(errors[0].message.contains("gs://"), "{errors:?}");
+}

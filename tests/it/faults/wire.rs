@@ -117,6 +117,8 @@ async fn avro_round_trips_through_faulty_s3_and_bigquery_wires_are_identical() {
     round_trips_under_wire_faults("s3", "AVRO").await;
 }
 
+/// PARQUET to gs:// is backed up by EXTRACT (AUTO): snapshot and extract jobs, the checksum
+/// listing and the footer reads all go through the faulty wires.
 #[tokio::test]
 async fn parquet_round_trips_through_faulty_gcs_and_bigquery_wires_are_identical() {
     round_trips_under_wire_faults("gs", "PARQUET").await;

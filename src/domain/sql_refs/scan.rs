@@ -1,99 +1,21 @@
-//! Which tables, views and routines a piece of GoogleSQL (a view's query, a routine's body) names.
-//! Pure text scanning, no I/O and no BigQuery calls: the caller resolves the names against what
-//! exists.
+//! The text scan: every dotted name of two or more parts outside comments and string literals.
+//! The fallback of [`super::sql_paths`] for SQL the parser does not read.
 //!
-//! # What is found
-//!
-//! Every dotted name of two or more parts outside comments and string literals, in any of the
-//! spellings BigQuery accepts: `project.dataset.table`, `dataset.table`, `` `project.dataset.table` ``,
-//! `` `project`.`dataset`.`table` ``, `` `project`.dataset.table ``, unquoted project ids with dashes
-//! (`my-project.shop.orders`), domain-scoped projects (`` `example.com:proj.shop.orders` ``),
-//! wildcard tables (`` `shop.events_*` ``) and names with spaces or any letters inside backquotes.
+//! It finds names in any of the spellings BigQuery accepts: `project.dataset.table`,
+//! `dataset.table`, `` `project.dataset.table` ``, `` `project`.`dataset`.`table` ``,
+//! `` `project`.dataset.table ``, unquoted project ids with dashes (`my-project.shop.orders`),
+//! domain-scoped projects (`` `example.com:proj.shop.orders` ``), wildcard tables
+//! (`` `shop.events_*` ``) and names with spaces or any letters inside backquotes.
 //!
 //! The scan is deliberately position-blind (it does not parse `FROM`, `JOIN`, comma joins, `TABLE`
 //! arguments, DML targets…): it over-approximates. `alias.column` also comes out as a two-part
 //! name, and only matches something if a dataset named like the alias holds a table named like
 //! the column; for a backup, one view too many is better than a view whose table is missing.
-//!
-//! Case is kept as written: whether `Shop.Orders` names `shop.orders` depends on the dataset's
-//! case-insensitivity setting, which only the caller knows.
 
-use std::ops::Range;
-
-use super::ids::TableRef;
-
-/// A dotted name as written in SQL, its parts unquoted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlPath {
-    /// `a.b.c`, `` `a.b.c` `` and `` `a`.`b`.`c` `` all give `["a", "b", "c"]`. A domain-scoped
-    /// project keeps its dots (`["example.com:proj", "ds", "t"]`).
-    pub parts: Vec<String>,
-    /// Followed by `(`: a function or table-function call, or a DML column list
-    /// (`INSERT INTO ds.t (a, b)`), so the name may be a routine as well as a table.
-    pub called: bool,
-    /// Where the name is in the SQL (byte offsets), for a caller that rewrites it.
-    pub span: Range<usize>,
-    /// How the name is written, piece by piece, for a caller that rewrites it in the same style.
-    pub pieces: Vec<PathPiece>,
-}
-
-/// One piece of a dotted name as written: a bare word, or one backquoted run that may hold
-/// several parts. `` `p.d`.t `` is two pieces, `` `p.d` `` (two parts) and `t`; `p.d.t` is three.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathPiece {
-    /// Where the piece is in the SQL (byte offsets), backquotes included.
-    pub span: Range<usize>,
-    /// Written between backquotes.
-    pub quoted: bool,
-    /// How many of the name's `parts` it holds, in order (the pieces' counts add up to
-    /// `parts.len()`).
-    pub parts: usize,
-}
-
-impl SqlPath {
-    /// The name's parts with a domain-scoped project joined back into one part:
-    /// `` `example.com:proj.ds.t` `` gives `["example.com:proj", "ds", "t"]`.
-    pub fn name_parts(&self) -> Vec<String> {
-        merge_domain_scoped_project(&self.parts)
-    }
-
-    /// The objects this name may denote, most qualified first. `project.dataset.name` is tried
-    /// both as written and as `dataset.name.field` in the default project (a struct field of
-    /// `alias.column` looks the same); `dataset.name` resolves in `default_project` — the
-    /// project of the view or routine, as BigQuery resolves names inside them. A one-part name
-    /// is never a table in a saved view or routine.
-    pub fn candidates(&self, default_project: &str) -> Vec<TableRef> {
-        let parts = merge_domain_scoped_project(&self.parts);
-        match parts.as_slice() {
-            [project, dataset, name, ..] => vec![
-                TableRef::new(project.clone(), dataset.clone(), name.clone()),
-                TableRef::new(default_project, project.clone(), dataset.clone()),
-            ],
-            [dataset, name] => vec![TableRef::new(
-                default_project,
-                dataset.clone(),
-                name.clone(),
-            )],
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// `["example", "com:proj", "ds", "t"]` (from `` `example.com:proj.ds.t` ``) →
-/// `["example.com:proj", "ds", "t"]`: the part with `:` ends a domain-scoped project id.
-fn merge_domain_scoped_project(parts: &[String]) -> Vec<String> {
-    match parts.iter().position(|p| p.contains(':')) {
-        Some(end) if end + 1 < parts.len() => {
-            let mut merged = vec![parts[..=end].join(".")];
-            merged.extend(parts[end + 1..].iter().cloned());
-            merged
-        }
-        _ => parts.to_vec(),
-    }
-}
+use super::{PathPiece, SqlPath};
 
 /// Every dotted name of two or more parts in `sql`, in order of appearance. See the module doc.
-pub fn sql_paths(sql: &str) -> Vec<SqlPath> {
+pub(super) fn scan_paths(sql: &str) -> Vec<SqlPath> {
     Scanner::new(sql).run()
 }
 
@@ -345,6 +267,10 @@ fn is_string_prefix(word: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TableRef;
+
+    // These test the scan itself: `sql_paths` would read most of these SQL texts with the parser.
+    use scan_paths as sql_paths;
 
     fn names(sql: &str) -> Vec<String> {
         sql_paths(sql)
