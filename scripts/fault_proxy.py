@@ -17,18 +17,19 @@ answered here.
 
 Per eligible request (method in --only-methods, target matching --path-regex, never /__faults/)
 two numbers are drawn under one lock: the first decides the delay, the second the fault, taken
-in this order from one uniform draw: 503 (p503), reset before forwarding (pResetBefore), reset
-after the upstream answered (pResetAfter), else forwarded untouched; so the rates are shares of
+in this order from one uniform draw: 503 (p503), 403 permission denied (p403: a request the
+caller's credentials may not make), reset before forwarding (pResetBefore), reset after the
+upstream answered (pResetAfter), else forwarded untouched; so the rates are shares of
 the requests, and past a sum of 1 the later ones are cut short. Concurrent requests draw in
 arrival order, so a seed reproduces a run only when the requests come one at a time.
 
 Control endpoints (answered here, never faulted, never forwarded):
-  GET  /__faults/stats        {"requests":N,"forwarded":N,"p503":N,"resetBefore":N,
+  GET  /__faults/stats        {"requests":N,"forwarded":N,"p503":N,"p403":N,"resetBefore":N,
                                "resetAfter":N,"delayed":N}   (requests = every proxied request;
                                forwarded includes the reset-after ones)
   POST /__faults/reset-stats  zeroes the counts, answers them
   GET  /__faults/config       the current settings
-  POST /__faults/config       JSON object with any of: p503, pResetBefore, pResetAfter, pDelay,
+  POST /__faults/config       JSON object with any of: p503, p403, pResetBefore, pResetAfter, pDelay,
                               delaySecs, seed, onlyMethods ("PUT,POST" or a list; "" = all),
                               pathRegex ("" = all); answers the new settings. Keys are matched
                               ignoring case, '-' and '_' (so "p_reset_after" works); an unknown
@@ -59,8 +60,8 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding
               "trailer", "upgrade", "content-length", "expect", "proxy-authorization",
               "proxy-authenticate"}
 CONTROL_PREFIX = "/__faults/"
-RATES = ("p503", "pResetBefore", "pResetAfter", "pDelay")
-COUNTERS = ("requests", "forwarded", "p503", "resetBefore", "resetAfter", "delayed")
+RATES = ("p503", "p403", "pResetBefore", "pResetAfter", "pDelay")
+COUNTERS = ("requests", "forwarded", "p503", "p403", "resetBefore", "resetAfter", "delayed")
 
 
 class ClientGone(Exception):
@@ -72,7 +73,7 @@ class Faults:
 
     def __init__(self, args):
         self.lock = threading.Lock()
-        self.settings = {"p503": args.p503, "pResetBefore": args.p_reset_before,
+        self.settings = {"p503": args.p503, "p403": 0.0, "pResetBefore": args.p_reset_before,
                          "pResetAfter": args.p_reset_after, "pDelay": args.p_delay,
                          "delaySecs": args.delay_secs, "seed": args.seed,
                          "onlyMethods": parse_methods(args.only_methods),
@@ -102,7 +103,7 @@ class Faults:
         """Validates every change first, then applies them all; returns a list of problems."""
         if not isinstance(changes, dict):
             return ["the body must be a JSON object"]
-        names = {norm(k): k for k in ("p503", "pResetBefore", "pResetAfter", "pDelay",
+        names = {norm(k): k for k in ("p503", "p403", "pResetBefore", "pResetAfter", "pDelay",
                                       "delaySecs", "seed", "onlyMethods", "pathRegex")}
         new, problems, regex = {}, [], None
         for key, value in changes.items():
@@ -154,7 +155,7 @@ class Faults:
                 return 0, None
             delay = s["delaySecs"] if self.rng.random() < s["pDelay"] else 0
             u, edge, fault = self.rng.random(), 0.0, None
-            for name, key in (("p503", "p503"), ("resetBefore", "pResetBefore"),
+            for name, key in (("p503", "p503"), ("p403", "p403"), ("resetBefore", "pResetBefore"),
                               ("resetAfter", "pResetAfter")):
                 edge += s[key]
                 if u < edge:
@@ -282,6 +283,11 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 for _ in self.body_chunks():  # read it all, so the connection stays usable
                     pass
                 return self.unavailable()
+            if fault == "p403":
+                self.log_message("fault 403 %s %s", self.command, self.path)
+                for _ in self.body_chunks():
+                    pass
+                return self.denied()
             if fault == "resetBefore":
                 self.log_message("fault reset-before %s %s", self.command, self.path)
                 return self.reset_client()
@@ -307,6 +313,20 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ServiceUnavailable"
                     "</Code><Message>%s</Message></Error>" % message).encode()
             self.reply(503, body, "application/xml")
+
+    def denied(self):
+        """A 403 as BigQuery and the GCS JSON API answer one (XML otherwise, as S3 does)."""
+        message = "injected by fault_proxy: permission denied"
+        if self.path.startswith(("/bigquery/", "/upload/", "/storage/", "/batch/")):
+            body = json.dumps({"error": {"code": 403, "message": message,
+                                         "status": "PERMISSION_DENIED",
+                                         "errors": [{"reason": "accessDenied",
+                                                     "message": message}]}}).encode()
+            self.reply(403, body, "application/json")
+        else:
+            body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied"
+                    "</Code><Message>%s</Message></Error>" % message).encode()
+            self.reply(403, body, "application/xml")
 
     def control(self):
         route = urllib.parse.urlsplit(self.path).path[len(CONTROL_PREFIX):]

@@ -246,6 +246,17 @@ def run(port, upstream, proc, log_path):
     check(seen_count() == before, "p503=1: nothing reached the upstream")
     status, stats = control("stats")
     check(status == 200, "the control endpoints are never faulted, even at p503=1")
+    control("config", {"p503": 0, "p403": 1})
+    before = seen_count()
+    c = conn()
+    r, data = call(c, "POST", "/bigquery/v2/projects/p/datasets", b"{}", octet)
+    check(r.status == 403 and json.loads(data)["error"]["errors"][0]["reason"] == "accessDenied",
+          "p403=1: a BigQuery path gets BigQuery's JSON 403 (accessDenied)")
+    r, data = call(c, "PUT", "/b/x", b"abc", octet)
+    check(r.status == 403 and b"AccessDenied" in data, "p403=1: an S3 path gets an XML 403")
+    c.close()
+    check(seen_count() == before, "p403=1: nothing reached the upstream")
+    control("config", {"p403": 0, "p503": 1})
 
     # ---- method and path filters
     control("config", {"onlyMethods": "PUT,POST"})
@@ -316,9 +327,10 @@ def run(port, upstream, proc, log_path):
 
     # ---- stats: every request above that was not a control call
     status, stats = control("stats")
-    expected = {"requests": 7 + 2 + 4 + 2 + 2 + 1 + 400, "resetBefore": 2, "resetAfter": 2,
-                "delayed": 1, "p503": 2 + 1 + 1 + first + second}
-    expected["forwarded"] = expected["requests"] - expected["p503"] - expected["resetBefore"]
+    expected = {"requests": 7 + 2 + 2 + 4 + 2 + 2 + 1 + 400, "resetBefore": 2, "resetAfter": 2,
+                "delayed": 1, "p503": 2 + 1 + 1 + first + second, "p403": 2}
+    expected["forwarded"] = (expected["requests"] - expected["p503"] - expected["p403"]
+                             - expected["resetBefore"])
     check(status == 200 and stats == expected, "stats %s == %s" % (stats, expected))
     with open(log_path) as f:
         lines = f.read().splitlines()

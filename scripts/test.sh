@@ -31,6 +31,9 @@ echo "== starting test services (bqemulator, fake-gcs-server + XML shim, moto, a
 "$services" start
 eval "$("$services" env)"
 
+echo "== fault proxy self-test (the harness the fault tests rely on)"
+python3 scripts/fault_proxy_selftest.py
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

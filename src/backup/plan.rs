@@ -96,6 +96,17 @@ pub struct BackupPreview<'a> {
 }
 
 impl BackupPlan {
+    /// This plan with every EXTRACT table streamed instead (`AUTO` refused its snapshots).
+    pub(crate) fn streaming_only(&self) -> Self {
+        let mut plan = self.clone();
+        for table in &mut plan.tables {
+            if table.method == Some(ExportMethod::Extract) {
+                table.method = Some(ExportMethod::Stream);
+            }
+        }
+        plan
+    }
+
     /// What a dry run answers.
     pub fn preview(&self) -> BackupPreview<'_> {
         BackupPreview {

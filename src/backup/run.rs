@@ -20,8 +20,8 @@ use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, Manifest, ManifestStatus, RoutineEntry, TableEntry, Totals,
 };
-use crate::domain::{BackupId, ExportMethod, TableRef};
-use crate::error::{Error, FieldError, most_telling};
+use crate::domain::{BackupId, BackupMethod, ExportMethod, TableRef};
+use crate::error::{Error, ErrorKind, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::{Store, layout};
 
@@ -97,9 +97,9 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         ..ctx.clone()
     };
     let result = match export_with_snapshots(plan, &run, &os).await {
-        Ok((entries, reports)) => commit(plan, &run, &claim, started_at, entries)
+        Ok(exported) => commit(plan, &run, &claim, started_at, exported.entries)
             .await
-            .map(|manifest| (manifest, reports)),
+            .map(|manifest| (manifest, exported.reports, exported.warnings)),
         Err(e) => Err(e),
     };
     cancel.cancel();
@@ -118,7 +118,7 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         }
     };
     claim.release().await;
-    let (manifest, tables) = result;
+    let (manifest, tables, fallback) = result;
     let finished_at = manifest.finished_at;
     tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
     Ok(BackupReport {
@@ -139,7 +139,7 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         started_at,
         finished_at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        warnings: plan.warnings.clone(),
+        warnings: plan.warnings.iter().cloned().chain(fallback).collect(),
     })
 }
 
@@ -211,28 +211,70 @@ async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Er
     Ok(())
 }
 
+/// What the tables' export gave: their manifest entries and report lines, and warnings about
+/// how it went (a method fallen back on).
+struct Exported {
+    entries: Vec<TableEntry>,
+    reports: Vec<TableReport>,
+    warnings: Vec<FieldError>,
+}
+
 /// [`export_all`], with the EXTRACT tables snapshotted first (see `extract`) and the snapshots
 /// removed afterwards, whatever the outcome (a cancel included).
+///
+/// A backup that chose EXTRACT by itself (`AUTO`) and is refused the snapshots for want of
+/// permission (creating the temporary dataset needs `bigquery.datasets.create`, which a
+/// read-only service account lacks) streams its tables instead, with a warning saying what to
+/// grant: a backup that used to work with STREAM keeps working. An EXTRACT the caller asked for
+/// fails instead, naming the permission.
 async fn export_with_snapshots(
     plan: &BackupPlan,
     ctx: &BackupContext,
     os: &Arc<dyn ObjectStore>,
-) -> Result<(Vec<TableEntry>, Vec<TableReport>), Error> {
+) -> Result<Exported, Error> {
     let extracts = plan
         .tables
         .iter()
         .any(|t| t.method == Some(ExportMethod::Extract));
+    let exported = |(entries, reports)| Exported {
+        entries,
+        reports,
+        warnings: Vec::new(),
+    };
     if !extracts {
-        return export_all(plan, ctx, os, &Snapshots::default()).await;
+        return export_all(plan, ctx, os, &Snapshots::default())
+            .await
+            .map(exported);
     }
     let mut snapshots = Snapshots::default();
-    let result = match snapshots.take(&ctx.bigquery, plan, &ctx.cancel).await {
-        Ok(()) => export_all(plan, ctx, os, &snapshots).await,
+    let taken = snapshots.take(&ctx.bigquery, plan, &ctx.cancel).await;
+    let result = match taken {
+        Ok(()) => export_all(plan, ctx, os, &snapshots).await.map(exported),
         Err(e) if ctx.cancel.is_cancelled() => Err(Error::cancelled(format!(
             "backup {} was cancelled",
             plan.backup_id
         ))
         .with_source(e)),
+        Err(e) if plan.method == BackupMethod::Auto && e.kind() == ErrorKind::PermissionDenied => {
+            tracing::warn!(backup_id = %plan.backup_id, error = %e, "EXTRACT refused for want of permission; streaming every table instead");
+            // What was snapshotted before the refusal goes before the long part starts.
+            std::mem::take(&mut snapshots).remove(&ctx.bigquery).await;
+            let streamed = plan.streaming_only();
+            let warning = FieldError::new(
+                "method",
+                format!(
+                    "AUTO chose EXTRACT, but BigQuery refused the table snapshots it needs ({}); every table was streamed instead (billed by the Storage Read API). Grant the service account bigquery.datasets.create, bigquery.tables.createSnapshot, bigquery.tables.export and bigquery.tables.delete on the project (roles/bigquery.user and roles/bigquery.dataEditor hold them), or ask for \"method\": \"STREAM\"",
+                    e.message()
+                ),
+            );
+            export_all(&streamed, ctx, os, &Snapshots::default())
+                .await
+                .map(|(entries, reports)| Exported {
+                    entries,
+                    reports,
+                    warnings: vec![warning],
+                })
+        }
         Err(e) => Err(Error::new(
             e.kind(),
             format!(

@@ -510,3 +510,86 @@ async fn an_extract_backup_of_an_empty_table_records_one_empty_file() {
     assert_eq!(status, 200, "{verified}");
     assert_eq!(verified["ok"], true, "{verified}");
 }
+
+#[tokio::test]
+async fn auto_streams_when_bigquery_refuses_the_snapshots_and_an_asked_extract_fails_naming_them() {
+    let proxies = Proxies::lock().await;
+    let settings =
+        TestServices::get().settings_with(&[("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str())]);
+    let app = spawn_app_with(settings).await;
+    let dataset = dataset_with_all_types().await;
+    // A service account that may read but not create datasets: the temporary dataset of the
+    // snapshots is refused.
+    proxies
+        .configure(
+            &proxies.bigquery,
+            json!({ "p403": 1.0, "onlyMethods": "POST", "pathRegex": "/datasets(\\?.*)?$" }),
+        )
+        .await;
+
+    let root = unique_root("gs");
+    let (status, report) = app
+        .post_json("/api/v1/backup?wait=true", &request(&dataset, &root, None))
+        .await;
+    assert_eq!(status, 200, "AUTO falls back to STREAM: {report}");
+    let stats = proxies.stats(&proxies.bigquery).await;
+    assert!(stats["p403"].as_u64().unwrap() >= 1, "refused: {stats}");
+    let tables = report["tables"].as_array().unwrap();
+    assert!(!tables.is_empty());
+    for table in tables {
+        assert_eq!(table["method"], "STREAM", "{report}");
+    }
+    let warning = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["field"] == "method")
+        .unwrap_or_else(|| panic!("a warning says why: {report}"));
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("bigquery.datasets.create"),
+        "{warning}"
+    );
+    let id = report["backupId"].as_str().unwrap();
+    let recorded = manifest(&root, id).await;
+    assert!(
+        recorded
+            .tables
+            .iter()
+            .all(|t| t.method == Some(bq_backup::domain::ExportMethod::Stream)),
+        "the manifest says every table streamed"
+    );
+    assert!(temporary_datasets(id).await.is_empty());
+    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
+    let (status, verified) = app.post_json(&verify, &json!({ "wait": true })).await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // EXTRACT asked for by name is not replaced behind the caller's back.
+    let root = unique_root("gs");
+    let (status, failed) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &request(&dataset, &root, Some("EXTRACT")),
+        )
+        .await;
+    assert_eq!(status, 403, "{failed}");
+    assert_eq!(failed["errorCode"], "PERMISSION_DENIED", "{failed}");
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("snapshotting"), "{failed}");
+    let id = message
+        .strip_prefix("backup ")
+        .and_then(|m| m.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the error names the backup: {failed}"));
+    assert!(
+        open_store(&root)
+            .object_store()
+            .head(&Path::from(format!("backups/{id}/manifest.json")))
+            .await
+            .is_err(),
+        "no manifest"
+    );
+    assert!(temporary_datasets(id).await.is_empty());
+}

@@ -46,7 +46,7 @@ impl Proxies {
     }
 
     /// Sets the faults of the proxy at `endpoint` (`/__faults/config` keys: p503,
-    /// pResetBefore, pResetAfter, pDelay, delaySecs, seed, onlyMethods, pathRegex).
+    /// p403, pResetBefore, pResetAfter, pDelay, delaySecs, seed, onlyMethods, pathRegex).
     pub async fn configure(&self, endpoint: &str, config: Value) {
         let resp = reqwest::Client::new()
             .post(format!("{endpoint}/__faults/config"))
@@ -90,7 +90,7 @@ impl Drop for Proxies {
 }
 
 fn quiet() -> Value {
-    json!({ "p503": 0.0, "pResetBefore": 0.0, "pResetAfter": 0.0, "pDelay": 0.0,
+    json!({ "p503": 0.0, "p403": 0.0, "pResetBefore": 0.0, "pResetAfter": 0.0, "pDelay": 0.0,
             "onlyMethods": "", "pathRegex": "" })
 }
 
