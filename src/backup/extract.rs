@@ -18,6 +18,13 @@
 //! 4. [`Snapshots::remove`]: the temporary datasets are deleted with their snapshots, whether
 //!    the backup succeeded, failed or was cancelled.
 //!
+//! A process killed mid-backup removes nothing: its snapshots expire after a day, its dataset
+//! stays. Each temporary dataset is therefore labelled with its backup id and its repository
+//! (a digest of the storage URI), and every EXTRACT backup first sweeps the temporary datasets
+//! of its repository whose backup is dead — no live claim in the repository, or its own id,
+//! whose claim it now holds — see [`Snapshots::sweep_dead`]. Another repository's datasets,
+//! and a running backup's, are never touched.
+//!
 //! Depends on `bigquery`, `storage`, `formats`, `catalog` and `domain`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,8 +38,9 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{BackupPlan, PlannedTable};
 use super::table::table_resource;
 use crate::bigquery::{BigQuery, ExtractJob, TableKind};
+use crate::catalog::attempt::live_claim;
 use crate::catalog::{FileEntry, TableEntry, encode_arrow_schema};
-use crate::domain::{DatasetRef, ExportMethod, TableRef};
+use crate::domain::{BackupId, DatasetRef, ExportMethod, TableRef};
 use crate::error::Error;
 use crate::exec::on_rayon;
 use crate::formats::{ParquetFooter, file_extension, read_parquet_footer};
@@ -41,6 +49,10 @@ use crate::storage::{Store, layout, object_error};
 /// Temporary datasets of EXTRACT backups start with this (hidden in BigQuery's console, skipped
 /// when a backup selects every dataset of a project).
 pub(crate) const EXTRACT_DATASET_PREFIX: &str = "_bqb_extract_";
+/// Label keys of a temporary dataset: what it is, whose backup, which repository.
+const PURPOSE_LABEL: (&str, &str) = ("bq-backup", "extract-snapshots");
+const BACKUP_ID_LABEL: &str = "bq-backup-backup-id";
+const REPOSITORY_LABEL: &str = "bq-backup-repository";
 /// How long a snapshot may outlive its backup if nothing removes it.
 const SNAPSHOT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// BigQuery writes at most this much logical data to a single file; larger tables need a
@@ -66,9 +78,18 @@ impl Snapshots {
     pub(crate) async fn take(
         &mut self,
         bigquery: &BigQuery,
+        store: &Store,
         plan: &BackupPlan,
         cancel: &CancellationToken,
     ) -> Result<(), Error> {
+        Self::sweep_dead(bigquery, store, plan).await;
+        let repository = repository_label(store);
+        let backup_id = plan.backup_id.to_string();
+        let labels = [
+            PURPOSE_LABEL,
+            (BACKUP_ID_LABEL, backup_id.as_str()),
+            (REPOSITORY_LABEL, repository.as_str()),
+        ];
         let locations: HashMap<&DatasetRef, &str> = plan
             .datasets
             .iter()
@@ -112,7 +133,7 @@ impl Snapshots {
                     &dataset,
                     &key.1,
                     SNAPSHOT_LIFETIME,
-                    &[("bq-backup", "extract-snapshots")],
+                    &labels,
                     &format!(
                         "Temporary snapshots of bq-backup backup {}: removed when it ends, expiring by themselves otherwise",
                         plan.backup_id
@@ -159,6 +180,63 @@ impl Snapshots {
         self.by_table.extend(taken);
         tracing::info!(backup_id = %plan.backup_id, snapshots = self.by_table.len(), "tables snapshotted for EXTRACT");
         Ok(())
+    }
+
+    /// Removes the temporary datasets that dead EXTRACT backups to `store` left in the projects
+    /// of `plan`'s EXTRACT tables: those labelled with this repository whose backup has no live
+    /// claim in it, and those of `plan`'s own backup id (an earlier, killed attempt: this backup
+    /// holds the claim now, and has created nothing yet). Best effort: a failure is logged.
+    pub(crate) async fn sweep_dead(bigquery: &BigQuery, store: &Store, plan: &BackupPlan) {
+        let repository = repository_label(store);
+        let projects: std::collections::BTreeSet<&str> = plan
+            .tables
+            .iter()
+            .filter(|t| t.method == Some(ExportMethod::Extract))
+            .map(|t| t.table.project.as_str())
+            .collect();
+        for project in projects {
+            let found = match bigquery
+                .datasets_named(project, EXTRACT_DATASET_PREFIX)
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(project, error = %e, "listing temporary datasets of dead backups failed");
+                    continue;
+                }
+            };
+            for (dataset, labels) in found {
+                if labels.get(REPOSITORY_LABEL) != Some(&repository)
+                    || labels.get(PURPOSE_LABEL.0).map(String::as_str) != Some(PURPOSE_LABEL.1)
+                {
+                    continue;
+                }
+                let Some(id) = labels
+                    .get(BACKUP_ID_LABEL)
+                    .and_then(|id| BackupId::parse(id).ok())
+                else {
+                    continue;
+                };
+                if id != plan.backup_id {
+                    match live_claim(store, &id).await {
+                        Ok(None) => {}
+                        Ok(Some(_)) => continue,
+                        Err(e) => {
+                            tracing::warn!(backup_id = %id, error = %e, "reading a claim failed; its temporary dataset is kept");
+                            continue;
+                        }
+                    }
+                }
+                match bigquery.delete_dataset_and_contents(&dataset).await {
+                    Ok(()) => {
+                        tracing::info!(dataset = %dataset, backup_id = %id, "temporary snapshots of a dead backup removed")
+                    }
+                    Err(e) => {
+                        tracing::warn!(dataset = %dataset, error = %e, "removing temporary snapshots of a dead backup failed")
+                    }
+                }
+            }
+        }
     }
 
     /// The table to extract `table` from: its snapshot, or itself when it is a table snapshot.
@@ -332,4 +410,12 @@ async fn footer(
             }
         }
     }
+}
+
+/// The repository's label value: the first 16 hex digits of the SHA-256 of its URI (a label
+/// value holds at most 63 lowercase letters, digits, `_` and `-`; a URI does not fit).
+fn repository_label(store: &Store) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(store.uri().to_string().as_bytes());
+    hex::encode(&digest[..8])
 }

@@ -247,7 +247,9 @@ async fn export_with_snapshots(
             .map(exported);
     }
     let mut snapshots = Snapshots::default();
-    let taken = snapshots.take(&ctx.bigquery, plan, &ctx.cancel).await;
+    let taken = snapshots
+        .take(&ctx.bigquery, &ctx.store, plan, &ctx.cancel)
+        .await;
     let result = match taken {
         Ok(()) => export_all(plan, ctx, os, &snapshots).await.map(exported),
         Err(e) if ctx.cancel.is_cancelled() => Err(Error::cancelled(format!(

@@ -8,9 +8,11 @@
 //! number of times; extract and snapshot jobs may run twice without harm (the same files are
 //! written again, a failed snapshot created nothing). A cancelled caller cancels its job.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use google_cloud_gax::paginator::ItemPaginator;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +92,36 @@ impl BigQuery {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The datasets of `project` whose id starts with `prefix`, hidden ones included, with
+    /// their labels.
+    pub async fn datasets_named(
+        &self,
+        project: &str,
+        prefix: &str,
+    ) -> Result<Vec<(DatasetRef, HashMap<String, String>)>, Error> {
+        let mut pages = self
+            .inner
+            .datasets
+            .list_datasets()
+            .set_project_id(project)
+            .set_all(true)
+            .by_item();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item =
+                item.map_err(|e| BigQueryError::api(format!("datasets.list({project})"), e))?;
+            if let Some(reference) = item.dataset_reference
+                && reference.dataset_id.starts_with(prefix)
+            {
+                out.push((
+                    DatasetRef::new(reference.project_id, reference.dataset_id),
+                    item.labels,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes a dataset and every table in it; one that is already gone is not an error.

@@ -446,3 +446,117 @@ async fn racers_for_one_dead_claim_leave_exactly_one_winner_on_every_store() {
         }
     }
 }
+
+/// The temporary EXTRACT datasets of backup `backup_id` that exist (found by their labels).
+async fn extract_datasets_of(backup_id: &str) -> Vec<String> {
+    let url = format!(
+        "{}/bigquery/v2/projects/{PROJECT}/datasets?all=true&maxResults=100000",
+        TestServices::get().bigquery_rest
+    );
+    let list: Value = reqwest::get(url)
+        .await
+        .expect("the emulator answers")
+        .json()
+        .await
+        .expect("a dataset list");
+    list["datasets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["labels"]["bq-backup-backup-id"] == backup_id)
+        .filter_map(|d| d["datasetReference"]["datasetId"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_for_extract_dataset(backup_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while extract_datasets_of(backup_id).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "backup {backup_id} created no temporary dataset"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn snapshots_of_a_backup_killed_mid_extract_are_swept_by_the_next_extract_backup_and_a_running_ones_are_not()
+ {
+    let proxies = Proxies::lock().await;
+    let dataset = crate::helpers::unique_dataset("crash_ex");
+    let fixtures = crate::helpers::BigQueryFixtures::new();
+    fixtures.create_dataset(&dataset, json!({})).await;
+    crate::helpers::create_flat_table(&fixtures, &dataset).await;
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    // Every job insert waits two seconds: a backup is still snapshotting or extracting when
+    // the test acts.
+    proxies
+        .configure(
+            &proxies.bigquery,
+            json!({ "pDelay": 1.0, "delaySecs": 2.0, "onlyMethods": "POST", "pathRegex": "/jobs$" }),
+        )
+        .await;
+    let env = [
+        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+    ];
+    let root = unique_root("gs");
+    let request = |minutes_ago: i64| {
+        json!({
+            "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+            "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
+            "method": "EXTRACT",
+            "allowConcurrent": true,
+            "asOf": (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).to_rfc3339(),
+        })
+    };
+
+    // Killed while it holds its snapshots: they outlive it.
+    let mut first = Serve::start(&env).await;
+    let (status, killed) = first.post("/api/v1/backup", &request(3)).await;
+    assert_eq!(status, 202, "{killed}");
+    let killed_id = killed["backupId"].as_str().expect("backupId").to_string();
+    wait_for_extract_dataset(&killed_id).await;
+    first.kill9();
+    let second = Serve::start(&env).await;
+    second
+        .job_until(
+            killed["jobId"].as_str().expect("jobId"),
+            Duration::from_secs(30),
+            |job| job["state"] == "FAILED",
+        )
+        .await;
+    assert!(
+        !extract_datasets_of(&killed_id).await.is_empty(),
+        "the killed backup left its temporary dataset"
+    );
+
+    // A running backup of the same repository, holding its snapshots.
+    let (status, running) = second.post("/api/v1/backup", &request(2)).await;
+    assert_eq!(status, 202, "{running}");
+    let running_id = running["backupId"].as_str().expect("backupId").to_string();
+    wait_for_extract_dataset(&running_id).await;
+
+    // The next EXTRACT backup sweeps the dead backup's dataset, not the running one's.
+    let (status, next) = second.post("/api/v1/backup?wait=true", &request(1)).await;
+    assert_eq!(status, 200, "{next}");
+    assert!(
+        extract_datasets_of(&killed_id).await.is_empty(),
+        "the dead backup's snapshots were swept"
+    );
+    let done = second
+        .job_ended(running["jobId"].as_str().expect("jobId"))
+        .await;
+    assert_eq!(
+        done["state"], "SUCCEEDED",
+        "the running backup kept its snapshots: {done}"
+    );
+    for id in [&running_id, next["backupId"].as_str().expect("backupId")] {
+        assert!(
+            extract_datasets_of(id).await.is_empty(),
+            "{id} removed its own"
+        );
+    }
+}
