@@ -396,6 +396,9 @@ async fn list(
                     b.reason.as_deref().unwrap_or("")
                 );
             }
+            for d in &page.damaged {
+                println!("{:<18} {:<9} {}", d.backup_id, "DAMAGED", d.problem);
+            }
         }
     }
     Ok(())

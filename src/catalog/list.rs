@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::manifest::{Manifest, read_manifest};
 use crate::domain::BackupId;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::formats::{Compression, Format};
 use crate::storage::{Store, layout, object_error};
 
@@ -114,6 +114,20 @@ impl BackupSummary {
 pub struct BackupPage {
     pub backups: Vec<BackupSummary>,
     pub next_page_token: Option<String>,
+    /// Backups met on this page whose manifest cannot be read (not valid JSON, an unknown
+    /// version or value): they are not listed as backups, but one of them must neither hide
+    /// the others nor go unnoticed. Filters cannot apply to them. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedBackup>,
+}
+
+/// A backup whose manifest exists but cannot be read.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DamagedBackup {
+    pub backup_id: String,
+    /// What is wrong, naming the manifest's key.
+    pub problem: String,
 }
 
 /// Backup ids under `backups/`, newest first (manifest or not).
@@ -154,23 +168,39 @@ pub async fn list_backups(
         .into_iter()
         .map(|id| {
             let store = store.clone();
-            async move { read_manifest(&store, &id).await }
+            async move { read_manifest(&store, &id).await.map_err(|e| (id, e)) }
         })
         .collect();
     let mut reads = futures::stream::iter(reads).buffered(LIST_CONCURRENCY);
     let mut more = false;
-    while let Some(manifest) = reads.next().await {
-        let Some(manifest) = manifest? else { continue };
+    let mut damaged = Vec::new();
+    // Damaged backups met after the last listed one come again on the next page.
+    let mut damaged_before_last = 0;
+    while let Some(read) = reads.next().await {
+        let manifest = match read {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => continue,
+            Err((id, e)) if e.kind() == ErrorKind::DamagedBackup => {
+                damaged.push(DamagedBackup {
+                    backup_id: id.to_string(),
+                    problem: e.message().to_string(),
+                });
+                continue;
+            }
+            Err((_, e)) => return Err(e),
+        };
         let summary = BackupSummary::of(&manifest, now);
         if !summary.matches(&manifest, filter) {
             continue;
         }
         if backups.len() == page_size {
             more = true;
+            damaged.truncate(damaged_before_last);
             break;
         }
         last = Some(manifest.backup_id);
         backups.push(summary);
+        damaged_before_last = damaged.len();
     }
     Ok(BackupPage {
         backups,
@@ -179,5 +209,6 @@ pub async fn list_backups(
         } else {
             None
         },
+        damaged,
     })
 }

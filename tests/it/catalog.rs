@@ -114,6 +114,53 @@ async fn backups_are_listed_newest_first_filtered_and_paginated() {
 }
 
 #[tokio::test]
+async fn a_damaged_manifest_is_reported_beside_the_listing_and_hides_no_other_backup() {
+    let app = spawn_app().await;
+    let data = dataset().await;
+    let root = unique_root("file");
+    let oldest = backup(&app, &data, &root, 3, "daily").await;
+    let middle = backup(&app, &data, &root, 2, "daily").await;
+    let newest = backup(&app, &data, &root, 1, "daily").await;
+    let store = crate::helpers::open_store(&root);
+    let key = format!("backups/{middle}/manifest.json");
+    object_store::ObjectStoreExt::put(
+        store.object_store().as_ref(),
+        &object_store::path::Path::from(key.as_str()),
+        bytes::Bytes::from_static(b"{ not json").into(),
+    )
+    .await
+    .unwrap();
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let base = format!("/api/v1/backups?uri={}", enc(&root));
+
+    let (status, page) = get(&app, &base).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), [newest.as_str(), oldest.as_str()]);
+    let damaged = page["damaged"]
+        .as_array()
+        .expect("damaged backups reported");
+    assert_eq!(damaged.len(), 1, "{page}");
+    assert_eq!(damaged[0]["backupId"], middle.as_str());
+    assert!(
+        damaged[0]["problem"].as_str().unwrap().contains(&key),
+        "the problem names the manifest: {page}"
+    );
+
+    // Paginated, the damaged backup is reported once, on the page that reached past it.
+    let (_, first) = get(&app, &format!("{base}&pageSize=1")).await;
+    assert_eq!(ids(&first), [newest.as_str()]);
+    assert!(first.get("damaged").is_none(), "{first}");
+    let token = first["nextPageToken"].as_str().expect("a next page");
+    let (_, second) = get(&app, &format!("{base}&pageSize=1&pageToken={token}")).await;
+    assert_eq!(ids(&second), [oldest.as_str()]);
+    assert_eq!(
+        second["damaged"][0]["backupId"],
+        middle.as_str(),
+        "{second}"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_backup_is_listed_as_expired() {
     let app = spawn_app().await;
     let ds = dataset().await;
