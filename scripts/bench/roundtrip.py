@@ -1,8 +1,10 @@
-"""Backup and restore throughput on the same data, through the real CLI (bench-roundtrip.sh).
+"""Backup, restore and verify throughput and memory on the same data, through the real CLI
+(bench-roundtrip.sh).
 
 Generates ROWS rows of mixed types with pyarrow, loads them into the BigQuery emulator with a load
-job upload, then times `bq-backup backup` (Parquet to file://) and `bq-backup restore` of that
-backup as separate processes, reading each one's peak RSS from getrusage(RUSAGE_CHILDREN).
+job upload, then times `bq-backup backup` (to file://, files of up to BQB_TEST_BENCH_FILE_SIZE
+bytes, 1 GiB by default), `bq-backup verify` and `bq-backup restore` of that backup as separate
+processes, reading each one's peak RSS from getrusage(RUSAGE_CHILDREN).
 
     python roundtrip.py BINARY REST_URL ROWS WORKDIR
 """
@@ -91,14 +93,15 @@ print(f"\\n@@ {seconds} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}
 """
 
 
-def run(binary, command, request, env):
-    out = subprocess.run([sys.executable, "-c", WRAPPER, binary, command, "--request", "-"],
-                         input=json.dumps(request).encode(), capture_output=True, env=env)
+def run(binary, args, request, env):
+    """Runs `binary args…` (the request, if any, on stdin); its JSON answer, seconds, peak RSS MB."""
+    out = subprocess.run([sys.executable, "-c", WRAPPER, binary, *args],
+                         input=json.dumps(request).encode() if request else b"", capture_output=True, env=env)
     text = out.stdout.decode()
     body, _, tail = text.rpartition("\n@@ ")
     seconds, rss_kib, code = tail.split()
     if int(code) != 0:
-        sys.exit(f"{command} failed: {out.stderr.decode()[-2000:]}")
+        sys.exit(f"{args[0]} failed: {out.stderr.decode()[-2000:]}")
     return json.loads(body), float(seconds), int(rss_kib) / 1024
 
 
@@ -111,20 +114,26 @@ def main():
     print(f"loaded {rows} rows ({len(parquet) / 1e6:.1f} MB Parquet) in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
     root = f"file://{workdir}/backups-{dataset}"
-    backup, b_s, b_rss = run(binary, "backup", {
+    fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
+    file_size = int(os.environ.get("BQB_TEST_BENCH_FILE_SIZE", str(1 << 30)))
+    backup, b_s, b_rss = run(binary, ["backup", "--request", "-"], {
         "bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
-        "backupStorage": {"uri": root, "exportOptions": {"format": os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")}}}, env)
-    restore, r_s, r_rss = run(binary, "restore", {
+        "backupStorage": {"uri": root, "exportOptions": {"format": fmt}},
+        "fileSizeBytes": file_size}, env)
+    verify, v_s, v_rss = run(binary, ["verify", backup["backupId"], "--uri", root], None, env)
+    assert verify["ok"] and verify["rowsChecked"] == rows, verify
+    restore, r_s, r_rss = run(binary, ["restore", "--request", "-"], {
         "bigQuery": {"projectId": PROJECT, "datasetsToRestore": [dataset]},
         "restoreStorage": {"uri": root}, "backupId": backup["backupId"]}, env)
     assert restore["rows"] == rows, restore
     mb = backup["totals"]["bytes"] / 1e6
-    fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
+    files = backup["totals"]["files"]
     print(f"| operation | rows | seconds | rows/s | MB/s ({fmt}) | peak RSS MB |")
     print(f"|---|---|---|---|---|---|")
     print(f"| backup (Read API → {fmt} → file://) | {rows} | {b_s:.1f} | {rows / b_s:,.0f} | {mb / b_s:.1f} | {b_rss:.0f} |")
+    print(f"| verify (file:// → checksum, decode) | {rows} | {v_s:.1f} | {rows / v_s:,.0f} | {mb / v_s:.1f} | {v_rss:.0f} |")
     print(f"| restore (file:// → verify → load job) | {rows} | {r_s:.1f} | {rows / r_s:,.0f} | {mb / r_s:.1f} | {r_rss:.0f} |")
-    print(f"\n{fmt} backup: {mb:.1f} MB in {backup['totals']['files']} file(s); emulator: bqemulator 1.4.0 on 127.0.0.1",
+    print(f"\n{fmt} backup: {mb:.1f} MB in {files} file(s) (fileSizeBytes {file_size}); emulator: bqemulator 1.4.0 on 127.0.0.1",
           file=sys.stderr)
 
 

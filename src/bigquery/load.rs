@@ -271,10 +271,17 @@ impl BigQuery {
 
 impl LoadUpload {
     /// Appends bytes; full chunks are sent as they fill. At least one byte is always held back
-    /// so that the final chunk (which creates the job) is never empty.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        self.pending.extend_from_slice(bytes);
-        while self.pending.len() > UPLOAD_CHUNK {
+    /// so that the final chunk (which creates the job) is never empty. However much is written
+    /// at once, at most one chunk (and a byte) is held: a large write is taken a chunk at a time.
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            let room = (UPLOAD_CHUNK + 1).saturating_sub(self.pending.len());
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.pending.extend_from_slice(now);
+            bytes = later;
+            if self.pending.len() <= UPLOAD_CHUNK {
+                continue;
+            }
             let chunk = self.pending.split_to(UPLOAD_CHUNK).freeze();
             let range = format!(
                 "bytes {}-{}/*",

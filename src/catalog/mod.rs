@@ -12,6 +12,9 @@ pub mod list;
 pub mod manifest;
 pub mod prune;
 pub mod retention;
+pub mod stream;
+#[cfg(test)]
+mod stream_tests;
 pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};

@@ -1,24 +1,24 @@
 //! Integrity: a backup's files against its manifest. One check per file — readable, size,
-//! checksum (SHA-256, or CRC32C for files BigQuery wrote), decodes with the recorded schema, row count — shared by restore (which stops at the
-//! first problem of a table) and `verify` (which collects every finding, each naming its file).
+//! checksum (SHA-256, or CRC32C for files BigQuery wrote), decodes with the recorded schema,
+//! row count — made while the file streams through ([`super::stream`]), shared by restore (which
+//! stops at the first problem of a table) and `verify` (which collects every finding, each naming
+//! its file).
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 
-use super::checksum::FileHasher;
 use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
+use super::stream::read_batches;
 use crate::error::Error;
-use crate::exec::on_rayon;
-use crate::formats::{DecodeOptions, decode};
+use crate::formats::DecodeOptions;
 use crate::storage::{Failure, Store, object_error};
 
-/// Files of one backup verified at once.
+/// Files of one backup verified at once. Each is streamed (see [`super::stream`]): memory is a
+/// few batches per file (and one row group for PARQUET), whatever the files' sizes.
 const VERIFY_CONCURRENCY: usize = 4;
 
 /// One problem with one file (or table), in words a user can act on.
@@ -82,7 +82,7 @@ pub struct VerifyReport {
     pub tables_checked: u64,
     /// Files found with their recorded size (read in full or not).
     pub files_checked: u64,
-    /// Files read in full: size, SHA-256, decoding and row count checked.
+    /// Files read in full: size, checksum, decoding and row count checked.
     pub files_read: u64,
     pub bytes_checked: u64,
     pub rows_checked: u64,
@@ -200,50 +200,6 @@ pub async fn open_file(
     })
 }
 
-/// Reads a recorded file whole (see [`open_file`]).
-pub async fn read_file(os: &Arc<dyn ObjectStore>, recorded: &str) -> Result<Bytes, FileProblem> {
-    let result = open_file(os, recorded).await?;
-    let path = result.meta.location.clone();
-    result
-        .bytes()
-        .await
-        .map_err(|e| FileProblem::Storage(object_error("reading", &path, e)))
-}
-
-/// Checks one file's bytes against its manifest entry (size, SHA-256, row count — skipped when
-/// `recorded` is false, for backups that record none) and returns its decoded batches.
-/// CPU-bound: call it on rayon.
-pub fn check_file(
-    bytes: Bytes,
-    expected: &FileEntry,
-    schema: SchemaRef,
-    options: &DecodeOptions,
-    recorded: bool,
-) -> Result<Vec<RecordBatch>, String> {
-    if recorded && bytes.len() as u64 != expected.bytes {
-        return Err(format!(
-            "has {} bytes, the manifest says {}",
-            bytes.len(),
-            expected.bytes
-        ));
-    }
-    if recorded {
-        // SHA-256, or the CRC32C of a file BigQuery wrote: whichever the entry records.
-        let mut hasher = FileHasher::for_entry(expected);
-        hasher.update(&bytes);
-        hasher.check()?;
-    }
-    let batches = decode(bytes, schema, options).map_err(|e| format!("cannot be decoded: {e}"))?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    if recorded && rows != expected.rows {
-        return Err(format!(
-            "holds {rows} rows, the manifest says {}",
-            expected.rows
-        ));
-    }
-    Ok(batches)
-}
-
 /// Re-reads every file of a backup (or, with `sample`, some of them; the others are only checked
 /// to exist with their recorded size) and checks it; collects every finding instead of stopping
 /// at the first. Views carry no files and are not counted.
@@ -312,18 +268,11 @@ pub async fn verify_backup(
                     let result = check_presence(&os, &file).await.map(|()| None);
                     return (table, file, result);
                 }
-                let result = match read_file(&os, &file.path).await {
-                    Ok(bytes) => {
-                        let expected = file.clone();
-                        on_rayon(move || {
-                            check_file(bytes, &expected, schema, &options, true)
-                                .map(|b| Some(b.iter().map(|b| b.num_rows() as u64).sum::<u64>()))
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()))
-                    }
-                    Err(problem) => Err(problem.describe()),
-                };
+                let result = read_batches(&os, &file, schema, options, true)
+                    .count_rows()
+                    .await
+                    .map(Some)
+                    .map_err(|problem| problem.describe());
                 (table, file, result)
             });
         }

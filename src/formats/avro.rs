@@ -24,7 +24,9 @@
 //! because some readers (fastavro) decode every header value as UTF-8 and refuse the whole file
 //! otherwise; raw IPC bytes, as early files hold them, are still read.
 
+use std::io::{BufReader, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Fields, Schema, SchemaRef};
@@ -37,6 +39,7 @@ use bytes::Bytes;
 
 use super::compression::SharedBuffer;
 use super::conform::{bigquery_labels, conform_batch};
+use super::ocf::FramedRead;
 use super::{Compression, Format, FormatError};
 
 /// Header key under which the Arrow schema is stored (Avro reserves the `avro.` prefix only).
@@ -231,79 +234,68 @@ fn schema_from_ipc(bytes: &[u8]) -> Result<SchemaRef, FormatError> {
     Ok(reader.schema())
 }
 
-/// Decodes a whole OCF file into batches of `schema`.
-pub(super) fn decode(
-    bytes: &[u8],
+/// Decodes an OCF file from `input` as it is read, a batch of `schema` at a time: memory holds
+/// one block (compressed and not) and one batch, never the file.
+pub(super) fn decode<'a>(
+    input: impl Read + 'a,
     schema: &SchemaRef,
     batch_size: usize,
-) -> Result<Vec<RecordBatch>, FormatError> {
-    // arrow-avro's reader stops quietly at a cut-off block; walking the blocks first turns a
-    // truncated file into an error instead of fewer rows.
-    let expected_rows = count_rows(bytes)?;
+) -> Result<AvroDecoder<'a>, FormatError> {
+    let announced = Arc::new(AtomicU64::new(0));
+    let framed = FramedRead::new(Box::new(input), announced.clone());
     let reader = ReaderBuilder::new()
         .with_batch_size(batch_size)
-        .build(bytes)
+        .build(BufReader::new(framed))
         .map_err(|e| corrupt(e.to_string()))?;
-    let batches = reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            conform_batch(&batch, schema, Format::Avro)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    if rows != expected_rows {
-        return Err(corrupt(format!(
-            "the blocks announce {expected_rows} rows but {rows} were read"
-        )));
-    }
-    Ok(batches)
+    Ok(AvroDecoder {
+        reader,
+        schema: schema.clone(),
+        announced,
+        rows: 0,
+        done: false,
+    })
 }
 
-/// The rows announced by the file's blocks, checking that every block is whole and ends with
-/// the file's sync marker.
-fn count_rows(bytes: &[u8]) -> Result<u64, FormatError> {
-    let header = arrow_avro::reader::read_header_info(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let sync = header.sync();
-    let mut pos = usize::try_from(header.header_len()).map_err(|e| corrupt(e.to_string()))?;
-    let mut rows: u64 = 0;
-    while pos < bytes.len() {
-        let count = read_long(bytes, &mut pos)?;
-        let size = read_long(bytes, &mut pos)?;
-        let (Ok(count), Ok(size)) = (u64::try_from(count), usize::try_from(size)) else {
-            return Err(corrupt(format!(
-                "a block at byte {pos} has a negative size"
-            )));
-        };
-        let end = pos
-            .checked_add(size)
-            .and_then(|end| end.checked_add(sync.len()))
-            .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| corrupt(format!("the block at byte {pos} is cut off")))?;
-        if bytes[end - sync.len()..end] != sync {
-            return Err(corrupt(format!(
-                "the block at byte {pos} does not end with the file's sync marker"
-            )));
-        }
-        rows = rows.saturating_add(count);
-        pos = end;
-    }
-    Ok(rows)
+/// The streaming OCF reader: an iterator of batches.
+pub(super) struct AvroDecoder<'a> {
+    reader: arrow_avro::reader::Reader<BufReader<FramedRead<'a>>>,
+    schema: SchemaRef,
+    /// Rows announced by the blocks read whole so far.
+    announced: Arc<AtomicU64>,
+    rows: u64,
+    done: bool,
 }
 
-/// An Avro `long` (zig-zag varint) at `pos`, advancing `pos`.
-fn read_long(bytes: &[u8], pos: &mut usize) -> Result<i64, FormatError> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes
-            .get(*pos)
-            .ok_or_else(|| corrupt("the file ends inside a block header".to_string()))?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+impl Iterator for AvroDecoder<'_> {
+    type Item = Result<RecordBatch, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.next() {
+            Some(Ok(batch)) => {
+                self.rows += batch.num_rows() as u64;
+                let conformed = conform_batch(&batch, &self.schema, Format::Avro);
+                self.done = conformed.is_err();
+                Some(conformed)
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(corrupt(e.to_string())))
+            }
+            None => {
+                self.done = true;
+                let announced = self.announced.load(Ordering::Relaxed);
+                (announced != self.rows).then(|| {
+                    Err(corrupt(format!(
+                        "the blocks announce {announced} rows but {} were read",
+                        self.rows
+                    )))
+                })
+            }
         }
     }
-    Err(corrupt(format!("an overlong number at byte {pos}")))
 }
 
 /// The Arrow schema written into the header, or the one the Avro schema maps to.

@@ -1,6 +1,6 @@
 //! Output buffers shared by the encoders: a drainable buffer for the container formats (AVRO,
 //! PARQUET), whose writers own their sink, and a plain-or-gzip sink for the text formats (CSV,
-//! JSON), plus gzip detection on read.
+//! JSON), plus gzip detection on read (as the bytes arrive).
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -101,13 +101,23 @@ impl TextSink {
 /// continuation byte), so CSV and JSON files are recognised whatever their name says.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// `bytes`, gunzipped when they are gzip (all members, as `gzip -d` and BigQuery read them).
-pub(super) fn maybe_gunzip(bytes: &[u8]) -> io::Result<std::borrow::Cow<'_, [u8]>> {
-    if bytes.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::with_capacity(bytes.len().saturating_mul(4));
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
-        Ok(std::borrow::Cow::Owned(out))
-    } else {
-        Ok(std::borrow::Cow::Borrowed(bytes))
+/// The text of `reader`, gunzipped as it is read when it is gzip (all members, as `gzip -d` and
+/// BigQuery read them). Looks at the first two bytes only, however the reader splits them.
+pub(super) fn maybe_gunzip<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; GZIP_MAGIC.len()];
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    let whole = io::Cursor::new(head[..filled].to_vec()).chain(reader);
+    Ok(if head[..filled] == GZIP_MAGIC {
+        Box::new(flate2::read::MultiGzDecoder::new(whole))
+    } else {
+        Box::new(whole)
+    })
 }

@@ -12,6 +12,7 @@
 //! schema, accepts CRLF line ends, tells a quoted empty field from an unquoted one, and refuses
 //! a file that does not end with a line break (the only sign CSV gives of a cut-off file).
 
+use std::io::Read;
 use std::sync::Arc;
 
 use arrow::array::{ArrayBuilder, ArrayRef, RecordBatch, StringBuilder};
@@ -139,77 +140,216 @@ fn write_field(out: &mut Vec<u8>, value: &[u8], delimiter: u8) {
     out.push(b'"');
 }
 
-/// Decodes a whole CSV file (gzipped or not) into batches of `schema`.
-pub(super) fn decode(
-    bytes: &[u8],
+/// Bytes read from the input at a time (more when one record is longer).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Decodes CSV (gzipped or not) from `input` as it is read, a batch of `schema` at a time:
+/// memory holds one batch of text and the record being read, never the file.
+pub(super) fn decode<'a>(
+    input: impl Read + 'a,
     schema: &SchemaRef,
     opts: &DecodeOptions,
-) -> Result<Vec<RecordBatch>, FormatError> {
-    let text = maybe_gunzip(bytes).map_err(|e| corrupt(format!("gzip: {e}")))?;
-    let columns = schema.fields().len();
-    if columns == 0 {
+) -> Result<CsvDecoder<'a>, FormatError> {
+    if schema.fields().is_empty() {
         return Err(FormatError::FileSchema {
             format: Format::Csv,
             message: "the table schema has no columns".to_string(),
         });
     }
-    // Every record ends with a line break; a file that does not was cut off mid-record, and
-    // CSV has no other framing to notice it by.
-    if !text.is_empty() && !text.ends_with(b"\n") {
-        return Err(corrupt(
-            "the file does not end with a line break (truncated?)".to_string(),
-        ));
-    }
-    let mut parser = Parser {
-        input: &text,
+    let input = maybe_gunzip(input).map_err(|e| corrupt(format!("gzip: {e}")))?;
+    Ok(CsvDecoder {
+        input,
+        buf: Vec::new(),
         pos: 0,
+        offset: 0,
+        eof: false,
+        last_byte: None,
         delimiter: opts.csv_delimiter,
-    };
-    if opts.csv_header {
-        check_header(&mut parser, schema)?;
-    }
-    let mut batches = Vec::new();
-    let mut builders = new_builders(columns);
-    let mut record = Vec::with_capacity(columns);
-    let mut line = usize::from(opts.csv_header);
-    while parser.next_record(&mut record)? {
-        line += 1;
-        if record.len() != columns {
-            return Err(corrupt(format!(
-                "record {line} has {} fields, the table has {columns} columns",
-                record.len()
-            )));
+        header: opts.csv_header,
+        schema: schema.clone(),
+        batch_size: opts.batch_size,
+        builders: new_builders(schema.fields().len()),
+        record: Record::default(),
+        records: 0,
+        rows: 0,
+        done: false,
+    })
+}
+
+/// The streaming CSV reader: an iterator of batches.
+pub(super) struct CsvDecoder<'a> {
+    input: Box<dyn Read + 'a>,
+    /// Text read and not yet parsed starts at `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// Offset in the (uncompressed) text of `buf[0]`, for messages.
+    offset: u64,
+    eof: bool,
+    last_byte: Option<u8>,
+    delimiter: u8,
+    /// A header line is still to be read and checked.
+    header: bool,
+    schema: SchemaRef,
+    batch_size: usize,
+    builders: Vec<StringBuilder>,
+    record: Record,
+    /// Records read, the header included (to name a record in errors).
+    records: usize,
+    /// Rows returned in earlier batches (to name a row in value errors).
+    rows: usize,
+    done: bool,
+}
+
+impl Iterator for CsvDecoder<'_> {
+    type Item = Result<RecordBatch, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
         }
-        for (builder, field) in builders.iter_mut().zip(&record) {
-            match field {
-                // An empty unquoted field is NULL; `""` is the empty string.
-                Field {
-                    text,
-                    quoted: false,
-                } if text.is_empty() => builder.append_null(),
-                Field { text, .. } => {
-                    let text = std::str::from_utf8(text)
-                        .map_err(|_| corrupt(format!("record {line} is not UTF-8")))?;
-                    builder.append_value(text);
-                }
+        let batch = self.next_batch();
+        if !matches!(batch, Some(Ok(_))) {
+            self.done = true;
+        }
+        batch
+    }
+}
+
+impl CsvDecoder<'_> {
+    fn next_batch(&mut self) -> Option<Result<RecordBatch, FormatError>> {
+        if self.header {
+            self.header = false;
+            if let Err(e) = self.check_header() {
+                return Some(Err(e));
             }
         }
-        if builders.first().map_or(0, |b| b.len()) >= opts.batch_size {
-            batches.push(finish_batch(
-                &mut builders,
-                schema,
-                batches.len() * opts.batch_size,
-            )?);
+        let columns = self.schema.fields().len();
+        while self.builders.first().map_or(0, |b| b.len()) < self.batch_size {
+            match self.next_record() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Some(Err(e)),
+            }
+            self.records += 1;
+            let record = &self.record;
+            if record.fields.len() != columns {
+                return Some(Err(corrupt(format!(
+                    "record {} has {} fields, the table has {columns} columns",
+                    self.records,
+                    record.fields.len()
+                ))));
+            }
+            for (builder, field) in self.builders.iter_mut().zip(&record.fields) {
+                let text = &record.text[field.start..field.end];
+                // An empty unquoted field is NULL; `""` is the empty string.
+                if text.is_empty() && !field.quoted {
+                    builder.append_null();
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(text) else {
+                    return Some(Err(corrupt(format!(
+                        "record {} is not UTF-8",
+                        self.records
+                    ))));
+                };
+                builder.append_value(text);
+            }
+        }
+        if self.builders.first().is_none_or(|b| b.len() == 0) {
+            return None;
+        }
+        let first_row = self.rows;
+        self.rows += self.builders.first().map_or(0, |b| b.len());
+        Some(finish_batch(&mut self.builders, &self.schema, first_row))
+    }
+
+    fn check_header(&mut self) -> Result<(), FormatError> {
+        if !self.next_record()? {
+            return Ok(());
+        }
+        self.records += 1;
+        let record = &self.record;
+        let names: Vec<&[u8]> = record
+            .fields
+            .iter()
+            .map(|f| &record.text[f.start..f.end])
+            .collect();
+        let expected: Vec<&[u8]> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_bytes())
+            .collect();
+        if names != expected {
+            return Err(FormatError::FileSchema {
+                format: Format::Csv,
+                message: format!(
+                    "the header names {} columns that differ from the table's {} columns (in name or order)",
+                    names.len(),
+                    expected.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the next record into `self.record`, reading more input while the text at hand
+    /// ends inside it; `false` at the end of the input.
+    fn next_record(&mut self) -> Result<bool, FormatError> {
+        loop {
+            let at = self.offset + self.pos as u64;
+            match parse_record(
+                &self.buf[self.pos..],
+                self.eof,
+                self.delimiter,
+                at,
+                &mut self.record,
+            )? {
+                Parsed::Record(len) => {
+                    self.pos += len;
+                    return Ok(true);
+                }
+                Parsed::End => return Ok(false),
+                Parsed::NeedMore => self.fill()?,
+            }
         }
     }
-    if builders.first().is_some_and(|b| b.len() > 0) {
-        batches.push(finish_batch(
-            &mut builders,
-            schema,
-            batches.len() * opts.batch_size,
-        )?);
+
+    /// Reads more input after what is still unparsed (at least as much again as that, so a
+    /// long record is not scanned over and over).
+    fn fill(&mut self) -> Result<(), FormatError> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.offset += self.pos as u64;
+            self.pos = 0;
+        }
+        let have = self.buf.len();
+        self.buf.resize(have + READ_CHUNK.max(have), 0);
+        let read = loop {
+            match self.input.read(&mut self.buf[have..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(have);
+                    return Err(corrupt(format!("reading the file failed: {e}")));
+                }
+            }
+        };
+        self.buf.truncate(have + read);
+        if read == 0 {
+            self.eof = true;
+            // Every record ends with a line break; a file that does not was cut off
+            // mid-record, and CSV has no other framing to notice it by.
+            if self.last_byte.is_some_and(|b| b != b'\n') {
+                return Err(corrupt(
+                    "the file does not end with a line break (truncated?)".to_string(),
+                ));
+            }
+        } else {
+            self.last_byte = self.buf.last().copied();
+        }
+        Ok(())
     }
-    Ok(batches)
 }
 
 fn new_builders(columns: usize) -> Vec<StringBuilder> {
@@ -242,30 +382,6 @@ fn finish_batch(
     })
 }
 
-fn check_header(parser: &mut Parser<'_>, schema: &SchemaRef) -> Result<(), FormatError> {
-    let mut header = Vec::new();
-    if !parser.next_record(&mut header)? {
-        return Ok(());
-    }
-    let names: Vec<&[u8]> = header.iter().map(|f| f.text.as_ref()).collect();
-    let expected: Vec<&[u8]> = schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_bytes())
-        .collect();
-    if names != expected {
-        return Err(FormatError::FileSchema {
-            format: Format::Csv,
-            message: format!(
-                "the header names {} columns that differ from the table's {} columns (in name or order)",
-                names.len(),
-                expected.len()
-            ),
-        });
-    }
-    Ok(())
-}
-
 fn corrupt(message: String) -> FormatError {
     FormatError::Corrupt {
         format: Format::Csv,
@@ -273,92 +389,122 @@ fn corrupt(message: String) -> FormatError {
     }
 }
 
-struct Field<'a> {
-    text: std::borrow::Cow<'a, [u8]>,
+/// One record's fields: their text one after the other, quotes removed.
+#[derive(Default)]
+struct Record {
+    text: Vec<u8>,
+    fields: Vec<Field>,
+}
+
+struct Field {
+    start: usize,
+    end: usize,
     quoted: bool,
 }
 
-/// An RFC 4180 record reader that, unlike `csv`/`arrow-csv`, says whether a field was quoted.
-struct Parser<'a> {
-    input: &'a [u8],
-    pos: usize,
-    delimiter: u8,
+enum Parsed {
+    /// A whole record of this many bytes.
+    Record(usize),
+    /// No input left.
+    End,
+    /// The input ends inside a record (or on a CR or quote whose meaning the next byte decides).
+    NeedMore,
 }
 
-impl<'a> Parser<'a> {
-    /// Reads the next record into `record`; `false` at the end of the input.
-    fn next_record(&mut self, record: &mut Vec<Field<'a>>) -> Result<bool, FormatError> {
-        record.clear();
-        if self.pos >= self.input.len() {
-            return Ok(false);
-        }
-        loop {
-            let field = self.next_field()?;
-            record.push(field);
-            match self.input.get(self.pos) {
-                Some(&b) if b == self.delimiter => self.pos += 1,
-                Some(b'\r') if self.input.get(self.pos + 1) == Some(&b'\n') => {
-                    self.pos += 2;
-                    return Ok(true);
-                }
-                Some(b'\n') => {
-                    self.pos += 1;
-                    return Ok(true);
-                }
-                None => return Ok(true),
-                Some(_) => {
-                    return Err(corrupt(format!(
-                        "unexpected character after a quoted field at byte {}",
-                        self.pos
-                    )));
+/// Parses one RFC 4180 record from the start of `input` into `record`. Unlike `csv`/`arrow-csv`
+/// it says whether a field was quoted. `eof`: nothing follows `input`. `at`: the offset of
+/// `input` in the file, for messages.
+fn parse_record(
+    input: &[u8],
+    eof: bool,
+    delimiter: u8,
+    at: u64,
+    record: &mut Record,
+) -> Result<Parsed, FormatError> {
+    let need_more = if eof {
+        Parsed::Record(input.len())
+    } else {
+        Parsed::NeedMore
+    };
+    if input.is_empty() {
+        return Ok(if eof { Parsed::End } else { Parsed::NeedMore });
+    }
+    record.text.clear();
+    record.fields.clear();
+    let mut pos = 0;
+    loop {
+        let start = record.text.len();
+        let quoted = input.get(pos) == Some(&b'"');
+        if quoted {
+            let opening = pos;
+            pos += 1;
+            loop {
+                match input.get(pos) {
+                    Some(b'"') => match input.get(pos + 1) {
+                        Some(b'"') => {
+                            record.text.push(b'"');
+                            pos += 2;
+                        }
+                        None if !eof => return Ok(Parsed::NeedMore),
+                        _ => {
+                            pos += 1;
+                            break;
+                        }
+                    },
+                    Some(&b) => {
+                        record.text.push(b);
+                        pos += 1;
+                    }
+                    None if eof => {
+                        return Err(corrupt(format!(
+                            "the quoted field opened at byte {} never closes",
+                            at + opening as u64
+                        )));
+                    }
+                    None => return Ok(Parsed::NeedMore),
                 }
             }
-        }
-    }
-
-    fn next_field(&mut self) -> Result<Field<'a>, FormatError> {
-        let input = self.input;
-        if input.get(self.pos) != Some(&b'"') {
-            let start = self.pos;
-            while let Some(&b) = input.get(self.pos) {
-                if b == self.delimiter
-                    || b == b'\n'
-                    || (b == b'\r' && input.get(self.pos + 1) == Some(&b'\n'))
-                {
+        } else {
+            let from = pos;
+            while let Some(&b) = input.get(pos) {
+                if b == delimiter || b == b'\n' {
                     break;
                 }
-                self.pos += 1;
+                if b == b'\r' {
+                    match input.get(pos + 1) {
+                        Some(b'\n') => break,
+                        None if !eof => return Ok(Parsed::NeedMore),
+                        _ => {}
+                    }
+                }
+                pos += 1;
             }
-            return Ok(Field {
-                text: std::borrow::Cow::Borrowed(&input[start..self.pos]),
-                quoted: false,
-            });
+            record.text.extend_from_slice(&input[from..pos]);
         }
-        let opening = self.pos;
-        self.pos += 1;
-        let mut text = Vec::new();
-        loop {
-            match input.get(self.pos) {
-                Some(b'"') if input.get(self.pos + 1) == Some(&b'"') => {
-                    text.push(b'"');
-                    self.pos += 2;
-                }
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(Field {
-                        text: std::borrow::Cow::Owned(text),
-                        quoted: true,
-                    });
-                }
-                Some(&b) => {
-                    text.push(b);
-                    self.pos += 1;
-                }
-                None => {
+        record.fields.push(Field {
+            start,
+            end: record.text.len(),
+            quoted,
+        });
+        match input.get(pos) {
+            Some(&b) if b == delimiter => pos += 1,
+            Some(b'\n') => return Ok(Parsed::Record(pos + 1)),
+            Some(b'\r') => match input.get(pos + 1) {
+                Some(b'\n') => return Ok(Parsed::Record(pos + 2)),
+                None if !eof => return Ok(Parsed::NeedMore),
+                _ => {
                     return Err(corrupt(format!(
-                        "the quoted field opened at byte {opening} never closes"
+                        "unexpected character after a quoted field at byte {}",
+                        at + pos as u64
                     )));
                 }
+            },
+            None => return Ok(need_more),
+            Some(_) => {
+                return Err(corrupt(format!(
+                    "unexpected character after a quoted field at byte {}",
+                    at + pos as u64
+                )));
             }
         }
     }

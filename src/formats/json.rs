@@ -17,6 +17,7 @@
 //! Reading uses arrow-json's tape parser with every leaf read as text (numbers keep their exact
 //! digits), then [`super::text`] parses each leaf into its type.
 
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StructArray};
@@ -239,24 +240,24 @@ fn child_write(
     item.write(index, out, scratch)
 }
 
-/// Decodes a whole NDJSON file (gzipped or not) into batches of `schema`.
-pub(super) fn decode(
-    bytes: &[u8],
+/// Decodes NDJSON (gzipped or not) from `input` as it is read, a batch of `schema` at a time.
+pub(super) fn decode<'a>(
+    input: impl Read + 'a,
     schema: &SchemaRef,
     batch_size: usize,
-) -> Result<Vec<RecordBatch>, FormatError> {
-    let text = maybe_gunzip(bytes).map_err(|e| corrupt(format!("gzip: {e}")))?;
+) -> Result<impl Iterator<Item = Result<RecordBatch, FormatError>> + 'a, FormatError> {
+    let text = maybe_gunzip(input).map_err(|e| corrupt(format!("gzip: {e}")))?;
     let shadow = Arc::new(Schema::new(
         schema.fields().iter().map(text_field).collect::<Vec<_>>(),
     ));
     let reader = arrow::json::ReaderBuilder::new(shadow)
         .with_batch_size(batch_size)
         .with_coerce_primitive(true)
-        .build(&text[..])
+        .build(BufReader::new(text))
         .map_err(|e| corrupt(e.to_string()))?;
-    let mut batches = Vec::new();
+    let schema = schema.clone();
     let mut first_row = 0;
-    for batch in reader {
+    Ok(reader.map(move |batch| {
         let batch = batch.map_err(|e| corrupt(e.to_string()))?;
         let columns = batch
             .columns()
@@ -265,14 +266,11 @@ pub(super) fn decode(
             .map(|(column, field)| from_text(column, field, field.name(), first_row))
             .collect::<Result<Vec<_>, _>>()?;
         first_row += batch.num_rows();
-        batches.push(RecordBatch::try_new(schema.clone(), columns).map_err(|e| {
-            FormatError::FileSchema {
-                format: Format::Json,
-                message: e.to_string(),
-            }
-        })?);
-    }
-    Ok(batches)
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| FormatError::FileSchema {
+            format: Format::Json,
+            message: e.to_string(),
+        })
+    }))
 }
 
 fn corrupt(message: String) -> FormatError {

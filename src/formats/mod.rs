@@ -45,6 +45,7 @@ mod compression;
 mod conform;
 mod csv;
 mod json;
+mod ocf;
 mod options;
 mod parquet;
 pub mod sample;
@@ -52,9 +53,11 @@ pub mod sample;
 mod testdata;
 mod text;
 
+use std::io::Read;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::error::{Error, FieldError};
 
@@ -63,7 +66,9 @@ pub use options::{
     Compression, DEFAULT_BATCH_SIZE, DEFAULT_CSV_DELIMITER, DecodeOptions, EncodeOptions, Format,
     ParseNameError, disallowed_compression, file_extension,
 };
-pub use parquet::{ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS};
+pub use parquet::{
+    FooterParse, ParquetLayout, ROW_GROUP_MAX_BYTES, ROW_GROUP_MAX_ROWS, RowGroupRange,
+};
 
 /// Why a file could not be encoded or decoded. Messages name the column and row, never a value
 /// (values are user data and errors get logged).
@@ -264,6 +269,7 @@ fn same_shape(a: &DataType, b: &DataType) -> bool {
 
 /// Decodes one whole file into batches with exactly `schema` (the schema recorded at backup
 /// time): same types, field names, nullability and metadata. Columns are matched by position.
+/// The same decoders as [`decode_stream`] and [`ParquetLayout`], over bytes already in memory.
 pub fn decode(
     bytes: Bytes,
     schema: SchemaRef,
@@ -271,14 +277,85 @@ pub fn decode(
 ) -> Result<Vec<RecordBatch>, FormatError> {
     opts.validate()?;
     let format = opts.format;
+    match format {
+        Format::Parquet => catch_panics(format, move || {
+            parquet::decode(bytes, &schema, opts.batch_size)
+        }),
+        Format::Avro | Format::Csv | Format::Json => {
+            decode_stream(bytes.reader(), schema, opts)?.collect()
+        }
+    }
+}
+
+/// Decodes an AVRO, CSV or JSON file from `input` as its bytes arrive, a batch of `schema` at a
+/// time (blocks and lines are decoded as they come): memory holds a block or a batch of text and
+/// the batch being built, never the file. Truncation is an error wherever the format shows it
+/// (a cut-off Avro block, gzip stream, CSV record or JSON line). PARQUET keeps its footer at the
+/// end and is read row group by row group instead: see [`ParquetLayout`].
+pub fn decode_stream<'a>(
+    input: impl Read + 'a,
+    schema: SchemaRef,
+    opts: &DecodeOptions,
+) -> Result<BatchDecoder<'a>, FormatError> {
+    opts.validate()?;
+    let format = opts.format;
     // The decoders below come from other crates; a panic on malformed input there must become
     // an error here, not take down the worker thread.
-    catch_panics(format, move || match format {
-        Format::Avro => avro::decode(&bytes, &schema, opts.batch_size),
-        Format::Parquet => parquet::decode(bytes, &schema, opts.batch_size),
-        Format::Csv => csv::decode(&bytes, &schema, opts),
-        Format::Json => json::decode(&bytes, &schema, opts.batch_size),
+    catch_panics(format, move || {
+        Ok(match format {
+            Format::Avro => {
+                BatchDecoder::new(format, avro::decode(input, &schema, opts.batch_size)?)
+            }
+            Format::Csv => BatchDecoder::new(format, csv::decode(input, &schema, opts)?),
+            Format::Json => {
+                BatchDecoder::new(format, json::decode(input, &schema, opts.batch_size)?)
+            }
+            Format::Parquet => {
+                return Err(FormatError::InvalidOptions(vec![FieldError::new(
+                    "format",
+                    "PARQUET is read row group by row group (ParquetLayout), not front to back",
+                )]));
+            }
+        })
     })
+}
+
+/// Batches decoded one at a time. A panic inside a decoder is an error; after the first error
+/// (or the end) it yields nothing more.
+pub struct BatchDecoder<'a> {
+    format: Format,
+    inner: Box<dyn Iterator<Item = Result<RecordBatch, FormatError>> + 'a>,
+    done: bool,
+}
+
+impl<'a> BatchDecoder<'a> {
+    fn new(
+        format: Format,
+        inner: impl Iterator<Item = Result<RecordBatch, FormatError>> + 'a,
+    ) -> Self {
+        Self {
+            format,
+            inner: Box::new(inner),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for BatchDecoder<'_> {
+    type Item = Result<RecordBatch, FormatError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let inner = &mut self.inner;
+        let next = catch_panics(self.format, || Ok(inner.next())).transpose();
+        match &next {
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => self.done = true,
+        }
+        next.map(|r| r.and_then(|batch| batch))
+    }
 }
 
 /// The Arrow schema stored in an AVRO or PARQUET file. Files written here give back the exact
@@ -356,5 +433,7 @@ fn catch_panics<T>(
     })
 }
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

@@ -21,16 +21,19 @@
 //! `parquet` crate does by default. Row groups close at [`ROW_GROUP_MAX_BYTES`] (estimated,
 //! encoded) or [`ROW_GROUP_MAX_ROWS`], whichever comes first, bounding the encoder's memory.
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::basic::{GzipLevel, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{ChunkReader, Length};
 
 use super::compression::SharedBuffer;
 use super::conform::{bigquery_labels, conform_batch};
@@ -117,23 +120,214 @@ fn corrupt(message: String) -> FormatError {
     }
 }
 
-/// Decodes a whole file into batches of `schema`.
+/// Decodes a whole file into batches of `schema`, row group by row group as
+/// [`ParquetLayout`] does for a file read in parts.
 pub(super) fn decode(
     bytes: Bytes,
     schema: &SchemaRef,
     batch_size: usize,
 ) -> Result<Vec<RecordBatch>, FormatError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| corrupt(e.to_string()))?
-        .with_batch_size(batch_size)
-        .build()
-        .map_err(|e| corrupt(e.to_string()))?;
-    reader
-        .map(|batch| {
-            let batch = batch.map_err(|e| corrupt(e.to_string()))?;
-            conform_batch(&batch, schema, Format::Parquet)
+    let footer = match ParquetLayout::parse(&bytes, bytes.len() as u64)? {
+        FooterParse::Parsed(footer) => footer,
+        FooterParse::NeedTail(_) => return Err(corrupt("the footer is cut off".to_string())),
+    };
+    let mut batches = Vec::new();
+    for group in footer.row_groups() {
+        let part = bytes.slice(to_usize(group.start)?..to_usize(group.end)?);
+        for batch in footer.decode_row_group(*group, part, schema, batch_size)? {
+            batches.push(batch?);
+        }
+    }
+    Ok(batches)
+}
+
+fn to_usize(offset: u64) -> Result<usize, FormatError> {
+    usize::try_from(offset).map_err(|_| corrupt(format!("offset {offset} is out of range")))
+}
+
+/// Where a row group's bytes are in the file (`start..end`), by its index in the footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroupRange {
+    pub index: usize,
+    pub start: u64,
+    pub end: u64,
+    pub rows: u64,
+}
+
+/// What [`ParquetLayout::parse`] made of the last bytes of a file.
+pub enum FooterParse {
+    Parsed(ParquetLayout),
+    /// The footer is longer than the bytes given: this many bytes from the end hold it.
+    NeedTail(u64),
+}
+
+/// A PARQUET file's footer, read first (it is at the end): where each row group is, and how to
+/// decode one from its bytes alone. A reader fetches and decodes the file row group by row
+/// group, so memory holds one row group, never the file.
+pub struct ParquetLayout {
+    metadata: ArrowReaderMetadata,
+    file_size: u64,
+    footer_start: u64,
+    row_groups: Vec<RowGroupRange>,
+}
+
+impl ParquetLayout {
+    /// Parses the footer from `tail`, the last bytes of a file of `file_size` bytes.
+    pub fn parse(tail: &Bytes, file_size: u64) -> Result<FooterParse, FormatError> {
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(tail, file_size) {
+            Ok(()) => {}
+            Err(ParquetError::NeedMoreData(needed)) => {
+                return Ok(FooterParse::NeedTail(needed as u64));
+            }
+            Err(e) => return Err(corrupt(e.to_string())),
+        }
+        let metadata = reader.finish().map_err(|e| corrupt(e.to_string()))?;
+        // The last 8 bytes: the footer's length (little-endian u32), then the magic `PAR1`.
+        let length_at = tail.len().saturating_sub(8);
+        let footer_len = tail
+            .get(length_at..length_at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| corrupt("the file has no footer".to_string()))?;
+        let footer_start = file_size
+            .checked_sub(8 + u64::from(footer_len))
+            .ok_or_else(|| corrupt("the footer is longer than the file".to_string()))?;
+        let mut row_groups = Vec::with_capacity(metadata.num_row_groups());
+        for (index, group) in metadata.row_groups().iter().enumerate() {
+            let mut range: Option<(u64, u64)> = None;
+            for column in group.columns() {
+                // The bytes the reader reads for a column chunk (`byte_range`), checked here
+                // rather than by that method's assertion.
+                let start = column
+                    .dictionary_page_offset()
+                    .unwrap_or(column.data_page_offset());
+                let (Ok(start), Ok(len)) = (
+                    u64::try_from(start),
+                    u64::try_from(column.compressed_size()),
+                ) else {
+                    return Err(corrupt(format!(
+                        "row group {index} has a column chunk at a negative offset or size"
+                    )));
+                };
+                let end = start.saturating_add(len);
+                range = Some(range.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+            }
+            let (start, end) = range.unwrap_or((footer_start, footer_start));
+            if end > footer_start {
+                return Err(corrupt(format!(
+                    "row group {index} reaches past the start of the footer"
+                )));
+            }
+            row_groups.push(RowGroupRange {
+                index,
+                start,
+                end,
+                rows: u64::try_from(group.num_rows()).unwrap_or(0),
+            });
+        }
+        row_groups.sort_by_key(|g| (g.start, g.index));
+        let metadata = ArrowReaderMetadata::try_new(Arc::new(metadata), Default::default())
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(FooterParse::Parsed(ParquetLayout {
+            metadata,
+            file_size,
+            footer_start,
+            row_groups,
+        }))
+    }
+
+    /// The row groups in file order (by where their bytes start).
+    pub fn row_groups(&self) -> &[RowGroupRange] {
+        &self.row_groups
+    }
+
+    /// Where the footer starts: bytes from the last row group to here hold page indexes or
+    /// bloom filters, which decoding does not need (but a checksum covers).
+    pub fn footer_start(&self) -> u64 {
+        self.footer_start
+    }
+
+    /// The rows the footer records, over every row group.
+    pub fn rows(&self) -> u64 {
+        self.row_groups.iter().map(|g| g.rows).sum()
+    }
+
+    /// Decodes row group `group` from `bytes`, the file's bytes `group.start..group.end`, into
+    /// batches of `schema`.
+    pub fn decode_row_group(
+        &self,
+        group: RowGroupRange,
+        bytes: Bytes,
+        schema: &SchemaRef,
+        batch_size: usize,
+    ) -> Result<super::BatchDecoder<'static>, FormatError> {
+        if bytes.len() as u64 != group.end - group.start {
+            return Err(corrupt(format!(
+                "row group {} needs {} bytes, {} were given",
+                group.index,
+                group.end - group.start,
+                bytes.len()
+            )));
+        }
+        let part = RowGroupBytes {
+            start: group.start,
+            bytes,
+            file_size: self.file_size,
+        };
+        let schema = schema.clone();
+        super::catch_panics(Format::Parquet, || {
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(part, self.metadata.clone())
+                    .with_row_groups(vec![group.index])
+                    .with_batch_size(batch_size)
+                    .build()
+                    .map_err(|e| corrupt(e.to_string()))?;
+            let batches = reader.map(move |batch| {
+                let batch = batch.map_err(|e| corrupt(e.to_string()))?;
+                conform_batch(&batch, &schema, Format::Parquet)
+            });
+            Ok(super::BatchDecoder::new(Format::Parquet, batches))
         })
-        .collect()
+    }
+}
+
+/// One row group's bytes, served to the `parquet` reader at their offsets in the file.
+struct RowGroupBytes {
+    start: u64,
+    bytes: Bytes,
+    file_size: u64,
+}
+
+impl Length for RowGroupBytes {
+    fn len(&self) -> u64 {
+        self.file_size
+    }
+}
+
+impl ChunkReader for RowGroupBytes {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let available = (self.start + self.bytes.len() as u64).saturating_sub(start);
+        Ok(self
+            .get_bytes(start, usize::try_from(available).unwrap_or(0))?
+            .reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let from = start
+            .checked_sub(self.start)
+            .and_then(|from| usize::try_from(from).ok());
+        match from.and_then(|from| Some(from..from.checked_add(length)?)) {
+            Some(range) if range.end <= self.bytes.len() => Ok(self.bytes.slice(range)),
+            _ => Err(ParquetError::General(format!(
+                "bytes {start}..+{length} lie outside the row group being read ({}..{})",
+                self.start,
+                self.start + self.bytes.len() as u64
+            ))),
+        }
+    }
 }
 
 /// The Arrow schema stored in the footer, or the one the Parquet schema maps to.
@@ -182,7 +376,7 @@ pub(super) fn read_footer_from_tail(
     let rows = u64::try_from(file.num_rows())
         .map_err(|_| corrupt(format!("records {} rows", file.num_rows())))?;
     let schema = if has_arrow_schema {
-        std::sync::Arc::new(schema)
+        Arc::new(schema)
     } else {
         bigquery_labels(&schema)
     };

@@ -1,6 +1,7 @@
 //! Request → restore plan: the backup (by id or the latest), the tables and their target names,
-//! and every refusal (missing backup, dataset or table: 404; a target that would be overwritten
-//! against the write disposition: 409) found before any data moves.
+//! and every refusal (missing backup, dataset or table: 404; a manifest whose files could not be
+//! restored — unreadable schema or format, columns the format cannot hold: 422; a target that
+//! would be overwritten against the write disposition: 409) found before any data moves.
 
 use std::sync::Arc;
 
@@ -9,11 +10,13 @@ use serde::Serialize;
 use super::legacy::legacy_manifest;
 use crate::bigquery::{BigQuery, TableKind};
 use crate::catalog::backup_ids;
-use crate::catalog::{self, Manifest};
+use crate::catalog::verify::{decode_options, table_schema};
+use crate::catalog::{self, Manifest, TableEntry};
 use crate::domain::{
     BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition,
 };
 use crate::error::{Error, FieldError};
+use crate::formats::{EncodeOptions, Format};
 use crate::storage::Store;
 
 /// What a restore will do: the run's input. A dry run answers with its
@@ -175,11 +178,15 @@ pub async fn plan_restore(
     let mut tables = Vec::new();
     let mut views = Vec::new();
     let mut conflicts = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in manifest
         .tables
         .iter()
         .filter(|t| spec.selects_table(&t.table.dataset, &t.table.table))
     {
+        if entry.kind.holds_data() && !entry.files.is_empty() {
+            unreadable.extend(file_problems(&manifest, entry));
+        }
         let target = target_of(&entry.table.dataset).table(entry.table.table.clone());
         let existing = bigquery.find_table(&target).await?;
         let is_view = matches!(entry.kind, TableKind::View | TableKind::MaterializedView);
@@ -210,6 +217,18 @@ pub async fn plan_restore(
             tables.push(planned)
         }
     }
+    if !unreadable.is_empty() {
+        // The damage a run would meet at its first file, found without reading any.
+        let key = manifest.key();
+        let text: Vec<String> = unreadable
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        let summary = Error::damaged(key, text.join("; "));
+        let mut details = summary.details().to_vec();
+        details.extend(unreadable);
+        return Err(summary.with_details(details));
+    }
     if !conflicts.is_empty() {
         let names: Vec<&str> = conflicts.iter().map(|c| c.field.as_str()).collect();
         return Err(Error::conflict(format!(
@@ -235,6 +254,65 @@ pub async fn plan_restore(
         warnings: spec.warnings.clone(),
         manifest: Arc::new(manifest),
     })
+}
+
+/// Why the files of `entry` could not be restored, found from the manifest alone (what the run
+/// would meet before loading anything): an unreadable Arrow schema or format, a column the
+/// format cannot hold or the load file cannot carry, columns other than the table schema's (the
+/// load job matches them by name). Each problem is named by the table.
+fn file_problems(manifest: &Manifest, entry: &TableEntry) -> Vec<FieldError> {
+    let table = entry.table.to_string();
+    let problem = |message: String| FieldError::new(table.clone(), message);
+    let damage = |e: Error| {
+        let message = e
+            .details()
+            .first()
+            .map_or_else(|| e.message().to_string(), |d| d.message.clone());
+        vec![problem(message)]
+    };
+    let schema = match table_schema(manifest, entry) {
+        Ok(schema) => schema,
+        Err(e) => return damage(e),
+    };
+    let options = decode_options(manifest, entry);
+    let mut problems = Vec::new();
+    // The files' format (compression, delimiter, columns it can hold), then the Parquet file
+    // the load job reads (columns of BigQuery's types only).
+    let file = EncodeOptions {
+        format: options.format,
+        compression: options.compression,
+        csv_header: options.csv_header,
+        csv_delimiter: options.csv_delimiter,
+    };
+    let load = EncodeOptions::new(Format::Parquet);
+    for (opts, what) in [(file, "its files"), (load, "the load job's file")] {
+        if let Err(found) = opts.validate(&schema) {
+            problems.extend(found.into_iter().map(|p| {
+                problem(format!(
+                    "{what} ({}): `{}`: {}",
+                    opts.format, p.field, p.message
+                ))
+            }));
+            break;
+        }
+    }
+    // Absent (or empty) in a resource that records no schema: nothing to compare with.
+    match entry.resource.schema_fields() {
+        Err(e) => problems.push(problem(format!("its recorded table resource's {e}"))),
+        Ok(fields) if !fields.is_empty() => {
+            let recorded: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+            let in_files: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            if recorded != in_files {
+                problems.push(problem(format!(
+                    "its files hold {} columns that differ from the {} of its table schema (in name or order)",
+                    in_files.len(),
+                    recorded.len()
+                )));
+            }
+        }
+        Ok(_) => {}
+    }
+    problems
 }
 
 /// The manifest of the requested backup, or of the newest complete one for `latest`. A backup

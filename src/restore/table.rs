@@ -1,8 +1,11 @@
 //! Restores one table: create it from the manifest when missing, then stream every file —
-//! checksum verified, decoded, row count checked, re-encoded as Parquet — into one load job with
-//! the recorded schema. Files of a legacy (Java-layout) manifest have no recorded size, checksum
-//! or rows: they are only decoded (a file that does not decode still fails the table). The job is created by the upload's final chunk, so a file that fails
-//! verification means no job at all; a table this restore created is then removed again.
+//! decoded a batch at a time while its checksum and size are computed on the way, re-encoded as
+//! Parquet, row count checked at its end — into one load job with the recorded schema. Memory
+//! holds a few batches, a row group on each side and an upload chunk, whatever the file size.
+//! Files of a legacy (Java-layout) manifest have no recorded size, checksum or rows: they are
+//! only decoded (a file that does not decode still fails the table). The job is created by the
+//! upload's final chunk, so a file that fails verification means no job at all; a table this
+//! restore created is then removed again.
 
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -15,7 +18,8 @@ use super::resources::table_for_create;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
 use crate::catalog::checksum::FileHasher;
-use crate::catalog::verify::{check_file, decode_options, open_file, read_file, table_schema};
+use crate::catalog::stream::read_batches;
+use crate::catalog::verify::{decode_options, open_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::Error;
 use crate::exec::on_rayon;
@@ -198,32 +202,33 @@ async fn load_files(
         // Before each file: the load job starts only with the last chunk, so stopping here
         // loads nothing (and the table we created is removed).
         stop_if_cancelled(cancel, table)?;
-        let bytes: Bytes = read_file(&os, &file.path)
+        // Streamed: a batch at a time is decoded, re-encoded and uploaded while the file's
+        // checks run on the way; they end before the next file starts, so a damaged file
+        // stops the table before the upload's last chunk creates any job.
+        let mut batches = read_batches(&os, file, schema.clone(), decode_options, verify);
+        while let Some(batch) = batches
+            .next()
             .await
-            .map_err(|problem| problem.into_error(&file.path))?;
-        let (checked, encoder_back, output) = {
-            let schema = schema.clone();
-            let expected = file.clone();
+            .map_err(|problem| problem.into_error(&file.path))?
+        {
+            stop_if_cancelled(cancel, table)?;
+            rows += batch.num_rows() as u64;
             let mut enc = encoder
                 .take()
                 .ok_or_else(|| Error::internal("encoder lost"))?;
-            on_rayon(move || -> Result<(u64, FileEncoder, Bytes), Error> {
-                let batches = check_file(bytes, &expected, schema, &decode_options, verify)
-                    .map_err(|problem| Error::damaged(&expected.path, problem))?;
-                let file_rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                for batch in &batches {
-                    enc.write(batch).map_err(|e| {
-                        Error::internal(format!("re-encoding {}: {e}", expected.path))
-                    })?;
-                }
+            let path = file.path.clone();
+            let (enc, output) = on_rayon(move || -> Result<(FileEncoder, Bytes), Error> {
+                enc.write(&batch)
+                    .map_err(|e| Error::internal(format!("re-encoding {path}: {e}")))?;
                 let output = enc.take_output();
-                Ok((file_rows, enc, output))
+                Ok((enc, output))
             })
-            .await??
-        };
-        encoder = Some(encoder_back);
-        rows += checked;
-        upload.write(&output).await?;
+            .await??;
+            encoder = Some(enc);
+            if !output.is_empty() {
+                upload.write(&output).await?;
+            }
+        }
     }
     if verify && rows != entry.rows {
         // Each file held the rows recorded for it: the table's own count disagrees.

@@ -25,6 +25,7 @@ mod helpers;
 mod independent;
 mod jobs;
 mod legacy;
+mod memory;
 mod metrics;
 mod openapi;
 mod pubsub;

@@ -326,6 +326,59 @@ async fn a_truncated_file_is_refused_before_anything_is_loaded() {
 }
 
 #[tokio::test]
+async fn a_dry_run_finds_a_manifest_whose_files_could_not_be_restored() {
+    let app = spawn_app().await;
+    let dataset = metadata_dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let backup_id = backup(&app, &dataset, &root, "AVRO", None).await;
+    let key = format!("backups/{backup_id}/manifest.json");
+    let original = crate::helpers::manifest_json(dir.path(), &backup_id);
+    let recorded = original["tables"][0]["arrowSchema"].as_str().unwrap();
+    let schema = bq_backup::catalog::decode_arrow_schema(recorded).unwrap();
+    let fewer_columns =
+        bq_backup::catalog::encode_arrow_schema(&schema.project(&[0, 1, 2]).unwrap());
+    let cases: [(&str, Value, &str); 3] = [
+        (
+            "/tables/0/arrowSchema",
+            json!("bm90IGFuIEFycm93IHNjaGVtYQ=="),
+            "unreadable Arrow schema",
+        ),
+        (
+            "/format/format",
+            json!("CSV"),
+            "CSV cannot hold RECORD or REPEATED columns",
+        ),
+        (
+            "/tables/0/arrowSchema",
+            json!(fewer_columns),
+            "3 columns that differ from the 4",
+        ),
+    ];
+    let mut request = restore_request(&root, &backup_id, &dataset);
+    request["dryRun"] = json!(true);
+    for (pointer, value, expected) in cases {
+        let mut manifest = original.clone();
+        *manifest.pointer_mut(pointer).unwrap() = value;
+        std::fs::write(dir.path().join(&key), manifest.to_string()).unwrap();
+        let (status, answer) = post(&app, "/api/v1/restore", &request).await;
+        assert_eq!(status, 422, "{pointer}: {answer}");
+        assert_eq!(answer["errorCode"], "BACKUP_DAMAGED", "{answer}");
+        let details = answer["details"].as_array().unwrap();
+        assert!(
+            details.iter().any(|d| d["field"] == key.as_str()),
+            "{answer}"
+        );
+        let table = format!("{PROJECT}.{dataset}.events");
+        assert!(
+            details.iter().any(|d| d["field"] == table.as_str()
+                && d["message"].as_str().unwrap().contains(expected)),
+            "{pointer}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_truncated_manifest_is_a_damaged_backup_to_restore_and_show_and_can_still_be_deleted() {
     let app = spawn_app().await;
     let dataset = metadata_dataset().await;

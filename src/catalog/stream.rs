@@ -1,0 +1,480 @@
+//! One recorded file read as checked batches while its bytes arrive: the checksum (SHA-256, or
+//! CRC32C for a file BigQuery wrote: see [`super::checksum`]) and the size are computed on the way, the batches handed over one at a time, and the manifest's size,
+//! checksum and row count compared at the end. Memory per file: the batches in flight plus, for
+//! AVRO, CSV and JSON, the decoder's block or line buffers; for PARQUET, one row group's bytes.
+//! Never the file, whatever its size.
+//!
+//! AVRO, CSV and JSON are read front to back from one GET. PARQUET keeps its footer at the end:
+//! the footer comes first (a ranged read), then each row group in file order (ranged reads), and
+//! the bytes between and after them are hashed too, so the checksum covers the whole file.
+//!
+//! Depends on `formats` (decoding), `storage` and `error`; shared by restore and verify. The
+//! checks at the end pass or fail only after every batch was handed over: a caller commits
+//! nothing (a load job) before [`FileBatches::next`] has answered `Ok(None)`.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::checksum::FileHasher;
+use super::manifest::FileEntry;
+use super::verify::FileProblem;
+use crate::error::Error;
+use crate::formats::{
+    DecodeOptions, FooterParse, Format, FormatError, ParquetLayout, decode_stream,
+};
+use crate::storage::{Failure, object_error};
+
+/// Batches decoded ahead of the consumer: decoding goes on while the consumer encodes or
+/// uploads, and memory holds at most this many batches more than the one in use.
+const BATCHES_AHEAD: usize = 2;
+/// Bytes read from the end of a PARQUET file first: the footer of most files fits.
+const PARQUET_TAIL: u64 = 64 * 1024;
+
+/// The batches of one file, decoded on a thread of their own as its bytes arrive.
+pub struct FileBatches {
+    rx: mpsc::Receiver<Message>,
+    finished: bool,
+}
+
+enum Message {
+    Batch(RecordBatch),
+    /// Every byte was read and every check passed.
+    Done,
+    Failed(FileProblem),
+}
+
+/// Starts reading `file` (decoded with `schema` and `options`). With `check`, its size, checksum
+/// and row count must match `file`; without (a legacy backup records none), it is only decoded.
+/// Must be called inside the tokio runtime.
+pub fn read_batches(
+    os: &Arc<dyn ObjectStore>,
+    file: &FileEntry,
+    schema: SchemaRef,
+    options: DecodeOptions,
+    check: bool,
+) -> FileBatches {
+    let (tx, rx) = mpsc::channel(BATCHES_AHEAD);
+    let reader = Reader {
+        os: os.clone(),
+        file: file.clone(),
+        schema,
+        options,
+        check,
+        handle: Handle::current(),
+        tx: tx.clone(),
+    };
+    // A thread of the blocking pool, not rayon: between batches the decoder waits for the
+    // network, and rayon's few threads must stay free for encoding.
+    tokio::task::spawn_blocking(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.run()));
+        let last = match outcome {
+            Ok(Ok(())) => Message::Done,
+            Ok(Err(Stop::Problem(problem))) => Message::Failed(problem),
+            // Nobody is listening any more.
+            Ok(Err(Stop::Abandoned)) => return,
+            Err(_) => Message::Failed(FileProblem::Storage(Error::internal(
+                "reading the file panicked",
+            ))),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    FileBatches {
+        rx,
+        finished: false,
+    }
+}
+
+impl FileBatches {
+    /// The next batch. `Ok(None)` comes only once the whole file was read and every check
+    /// passed: a caller that stops earlier has not verified the file.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, FileProblem> {
+        if self.finished {
+            return Ok(None);
+        }
+        let message = self.rx.recv().await;
+        self.finished = !matches!(message, Some(Message::Batch(_)));
+        match message {
+            Some(Message::Batch(batch)) => Ok(Some(batch)),
+            Some(Message::Done) => Ok(None),
+            Some(Message::Failed(problem)) => Err(problem),
+            None => Err(FileProblem::Storage(Error::internal(
+                "the file's reader stopped without an answer",
+            ))),
+        }
+    }
+
+    /// Reads to the end, dropping the batches: the rows of a file that passed every check.
+    pub async fn count_rows(mut self) -> Result<u64, FileProblem> {
+        let mut rows = 0;
+        while let Some(batch) = self.next().await? {
+            rows += batch.num_rows() as u64;
+        }
+        Ok(rows)
+    }
+}
+
+/// Why reading stopped early.
+enum Stop {
+    Problem(FileProblem),
+    /// The consumer dropped its [`FileBatches`].
+    Abandoned,
+}
+
+impl From<FileProblem> for Stop {
+    fn from(problem: FileProblem) -> Self {
+        Stop::Problem(problem)
+    }
+}
+
+fn undecodable(e: FormatError) -> Stop {
+    Stop::Problem(FileProblem::Damaged(format!("cannot be decoded: {e}")))
+}
+
+/// A store failure while reading `path`: a file that is not there is damage, anything else is
+/// the store's.
+fn store_problem(path: &Path, e: object_store::Error) -> FileProblem {
+    match Failure::of(&e) {
+        Failure::NotFound => FileProblem::Damaged("is missing".into()),
+        _ => FileProblem::Storage(object_error("reading", path, e)),
+    }
+}
+
+/// What was read of a file, to compare with its manifest entry at the end.
+struct Tally {
+    hasher: FileHasher,
+    bytes: u64,
+    rows: u64,
+}
+
+impl Tally {
+    /// Nothing read yet; hashing with the algorithm `file`'s entry names.
+    fn new(file: &FileEntry) -> Self {
+        Self {
+            hasher: FileHasher::for_entry(file),
+            bytes: 0,
+            rows: 0,
+        }
+    }
+
+    fn hash(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+    }
+}
+
+/// Runs on a blocking thread: network calls through `handle.block_on`, decoding in place.
+struct Reader {
+    os: Arc<dyn ObjectStore>,
+    file: FileEntry,
+    schema: SchemaRef,
+    options: DecodeOptions,
+    check: bool,
+    handle: Handle,
+    tx: mpsc::Sender<Message>,
+}
+
+impl Reader {
+    fn run(&self) -> Result<(), Stop> {
+        let path = Path::parse(&self.file.path)
+            .map_err(|e| FileProblem::Damaged(format!("is not a valid key: {e}")))?;
+        let tally = match self.options.format {
+            Format::Parquet => self.read_parquet(&path)?,
+            Format::Avro | Format::Csv | Format::Json => self.read_sequential(&path)?,
+        };
+        self.check_end(tally)?;
+        Ok(())
+    }
+
+    fn send(&self, batch: RecordBatch) -> Result<(), Stop> {
+        self.tx
+            .blocking_send(Message::Batch(batch))
+            .map_err(|_| Stop::Abandoned)
+    }
+
+    /// A size that differs from the manifest's is damage found before reading any data.
+    fn check_size(&self, size: u64) -> Result<(), FileProblem> {
+        if self.check && size != self.file.bytes {
+            return Err(FileProblem::Damaged(format!(
+                "has {size} bytes, the manifest says {}",
+                self.file.bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_end(&self, tally: Tally) -> Result<(), FileProblem> {
+        if !self.check {
+            return Ok(());
+        }
+        self.check_size(tally.bytes)?;
+        tally.hasher.check().map_err(FileProblem::Damaged)?;
+        if tally.rows != self.file.rows {
+            return Err(FileProblem::Damaged(format!(
+                "holds {} rows, the manifest says {}",
+                tally.rows, self.file.rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// AVRO, CSV, JSON: one GET, decoded front to back as its chunks arrive.
+    fn read_sequential(&self, path: &Path) -> Result<Tally, Stop> {
+        let result = self
+            .handle
+            .block_on(self.os.get(path))
+            .map_err(|e| store_problem(path, e))?;
+        self.check_size(result.meta.size)?;
+        let mut body = Body {
+            handle: &self.handle,
+            stream: result.into_stream(),
+            chunk: Bytes::new(),
+            tally: Tally::new(&self.file),
+            failure: None,
+        };
+        let mut rows = 0;
+        let decoded = self.decode_sequential(&mut body, &mut rows);
+        // A read that failed surfaces in the decoder as an I/O error: it is the store's.
+        if let Some(e) = body.failure.take() {
+            return Err(store_problem(path, e).into());
+        }
+        // Bytes the decoder did not need (none, in a file this service wrote) still count, and
+        // after a decoding error the rest is hashed to tell a changed file from a bug.
+        let drained = std::io::copy(&mut body, &mut std::io::sink());
+        if let Some(e) = body.failure.take() {
+            return Err(store_problem(path, e).into());
+        }
+        drained.map_err(|e| FileProblem::Storage(Error::internal(e.to_string())))?;
+        let tally = Tally { rows, ..body.tally };
+        match decoded {
+            Err(stop) => Err(self.changed_or(stop, tally)),
+            Ok(()) => Ok(tally),
+        }
+    }
+
+    /// `stop` (a file that does not decode), or, when the file's checksum (the whole file
+    /// hashed in `tally`) differs from the manifest's, that: the file was changed after the
+    /// backup wrote it, which says more than where its decoder gave up.
+    fn changed_or(&self, stop: Stop, tally: Tally) -> Stop {
+        let damaged = matches!(stop, Stop::Problem(FileProblem::Damaged(_)));
+        if damaged
+            && self.check
+            && tally.bytes == self.file.bytes
+            && let Err(changed) = tally.hasher.check()
+        {
+            return FileProblem::Damaged(changed).into();
+        }
+        stop
+    }
+
+    fn decode_sequential(&self, body: &mut Body<'_>, rows: &mut u64) -> Result<(), Stop> {
+        let decoder =
+            decode_stream(&mut *body, self.schema.clone(), &self.options).map_err(undecodable)?;
+        for batch in decoder {
+            let batch = batch.map_err(undecodable)?;
+            *rows += batch.num_rows() as u64;
+            self.send(batch)?;
+        }
+        Ok(())
+    }
+
+    /// PARQUET: the footer first, then row group by row group in file order, hashing every
+    /// byte in order (the leading magic, gaps, page indexes and the footer included).
+    fn read_parquet(&self, path: &Path) -> Result<Tally, Stop> {
+        let size = self
+            .handle
+            .block_on(self.os.head(path))
+            .map_err(|e| store_problem(path, e))?
+            .size;
+        self.check_size(size)?;
+        let (footer, tail) = self.read_footer(path, size)?;
+        if self.check && footer.rows() != self.file.rows {
+            // Found from the footer alone, before any data is read.
+            return Err(FileProblem::Damaged(format!(
+                "holds {} rows, the manifest says {}",
+                footer.rows(),
+                self.file.rows
+            ))
+            .into());
+        }
+        let tail_start = size - tail.len() as u64;
+        let mut tally = Tally::new(&self.file);
+        let decoded = self.decode_row_groups(path, &footer, &tail, tail_start, &mut tally);
+        if matches!(decoded, Err(Stop::Abandoned)) {
+            return decoded.map(|()| tally);
+        }
+        // After the last row group (or the one that did not decode): page indexes, bloom
+        // filters, then the footer already held.
+        if tally.bytes < tail_start {
+            self.hash_range(path, tally.bytes..tail_start, &mut tally)?;
+        }
+        let held = usize::try_from(tally.bytes.saturating_sub(tail_start)).unwrap_or(usize::MAX);
+        if let Some(rest) = tail.get(held..) {
+            tally.hash(rest);
+        }
+        match decoded {
+            Err(stop) => Err(self.changed_or(stop, tally)),
+            Ok(()) => Ok(tally),
+        }
+    }
+
+    /// Fetches, hashes and decodes each row group in file order.
+    fn decode_row_groups(
+        &self,
+        path: &Path,
+        footer: &ParquetLayout,
+        tail: &Bytes,
+        tail_start: u64,
+        tally: &mut Tally,
+    ) -> Result<(), Stop> {
+        for group in footer.row_groups() {
+            // From where hashing stopped (or the group's start, for a group that overlaps
+            // bytes already hashed) to the group's end: gaps are hashed, the group kept.
+            let from = group.start.min(tally.bytes);
+            let bytes = self.fetch(path, from..group.end, tail, tail_start)?;
+            let new = usize::try_from(tally.bytes.saturating_sub(from)).unwrap_or(usize::MAX);
+            if let Some(unhashed) = bytes.get(new..) {
+                tally.hash(unhashed);
+            }
+            let part = bytes.slice(usize::try_from(group.start - from).unwrap_or(0)..);
+            let decoder = footer
+                .decode_row_group(*group, part, &self.schema, self.options.batch_size)
+                .map_err(undecodable)?;
+            for batch in decoder {
+                let batch = batch.map_err(undecodable)?;
+                tally.rows += batch.num_rows() as u64;
+                self.send(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The footer, from the file's last bytes (more of them when the footer is longer).
+    fn read_footer(&self, path: &Path, size: u64) -> Result<(ParquetLayout, Bytes), Stop> {
+        let mut tail_len = PARQUET_TAIL.min(size);
+        loop {
+            let tail = self.get_range(path, size - tail_len..size)?;
+            match ParquetLayout::parse(&tail, size).map_err(undecodable)? {
+                FooterParse::Parsed(footer) => return Ok((footer, tail)),
+                FooterParse::NeedTail(needed) if needed > tail_len && needed <= size => {
+                    tail_len = needed;
+                }
+                FooterParse::NeedTail(_) => {
+                    return Err(FileProblem::Damaged(
+                        "cannot be decoded: PARQUET: the footer is cut off".into(),
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+
+    /// The bytes `range`, from the tail already held when they lie in it.
+    fn fetch(
+        &self,
+        path: &Path,
+        range: Range<u64>,
+        tail: &Bytes,
+        tail_start: u64,
+    ) -> Result<Bytes, FileProblem> {
+        if range.start >= tail_start {
+            let from = usize::try_from(range.start - tail_start).unwrap_or(usize::MAX);
+            let to = usize::try_from(range.end - tail_start).unwrap_or(usize::MAX);
+            if let Some(held) = tail.get(from..to) {
+                return Ok(tail.slice_ref(held));
+            }
+        }
+        self.get_range(path, range)
+    }
+
+    fn get_range(&self, path: &Path, range: Range<u64>) -> Result<Bytes, FileProblem> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        self.handle.block_on(async {
+            let mut stream = self
+                .os
+                .get_opts(path, ranged(range.clone()))
+                .await
+                .map_err(|e| store_problem(path, e))?
+                .into_stream();
+            let mut bytes = BytesMut::with_capacity(
+                usize::try_from(range.end - range.start).unwrap_or_default(),
+            );
+            while let Some(chunk) = stream.next().await {
+                bytes.extend_from_slice(&chunk.map_err(|e| store_problem(path, e))?);
+            }
+            Ok(bytes.freeze())
+        })
+    }
+
+    /// Hashes the bytes `range` as they arrive, holding none of them.
+    fn hash_range(
+        &self,
+        path: &Path,
+        range: Range<u64>,
+        tally: &mut Tally,
+    ) -> Result<(), FileProblem> {
+        self.handle.block_on(async {
+            let mut stream = self
+                .os
+                .get_opts(path, ranged(range))
+                .await
+                .map_err(|e| store_problem(path, e))?
+                .into_stream();
+            while let Some(chunk) = stream.next().await {
+                tally.hash(&chunk.map_err(|e| store_problem(path, e))?);
+            }
+            Ok(())
+        })
+    }
+}
+
+fn ranged(range: Range<u64>) -> GetOptions {
+    GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        ..Default::default()
+    }
+}
+
+/// A GET's body as a blocking `Read` for the decoders, hashing and counting each chunk as it
+/// arrives. A failed read is kept in `failure` (the decoder only sees an I/O error).
+struct Body<'a> {
+    handle: &'a Handle,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    chunk: Bytes,
+    tally: Tally,
+    failure: Option<object_store::Error>,
+}
+
+impl std::io::Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    self.tally.hash(&chunk);
+                    self.chunk = chunk;
+                }
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    self.failure = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
+}

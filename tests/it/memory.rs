@@ -1,0 +1,303 @@
+//! Restore and verify stream a file: their memory does not follow its size. Each command runs as
+//! its own process (the CLI, as a user runs it) and its peak RSS is read exactly from `wait4`.
+//!
+//! The large files are written here with bq-backup's own encoder (the bytes a backup writes) into
+//! a copy of a real backup of a small table, its manifest updated with their size, rows and
+//! SHA-256: pushing hundreds of MB through the emulator's Read API first would only slow the
+//! test down. Restore then loads them into the emulator for real.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use bq_backup::formats::{EncodeOptions, FileEncoder, Format};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestServices, bq_backup_command, manifest_json, unique_dataset,
+};
+
+const MIB: u64 = 1024 * 1024;
+
+/// A finished child process: its peak resident set and what it printed.
+struct Measured {
+    peak_rss_mib: f64,
+    stdout: String,
+    stderr: String,
+    success: bool,
+}
+
+/// Starts the command given as arguments and reports `wait4`'s exit code and peak RSS of it.
+///
+/// A process started straight from this test binary would report the test binary's own peak:
+/// std spawns with `vfork`, and Linux carries the old address space's high-water mark across
+/// `exec` into `ru_maxrss`, so every child would show this (large, multi-test) process's peak.
+/// Python's few MB are the floor here instead, far below what bq-backup itself uses.
+const WAIT4: &str = r#"
+import os, sys
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"#;
+
+/// Runs `bq-backup args…` and measures its peak RSS exactly (`ru_maxrss`, KiB on Linux).
+fn run_measured(args: &[&str]) -> Measured {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err, report) = (
+        dir.path().join("stdout"),
+        dir.path().join("stderr"),
+        dir.path().join("wait4"),
+    );
+    let mut inner = bq_backup_command(TestServices::get().env_with(&[("BQB_LOG_LEVEL", "warn")]));
+    inner.args(args);
+    let venv =
+        std::env::var("BQB_TEST_VENV").expect("BQB_TEST_VENV (scripts/test-services.sh env)");
+    let mut command = Command::new(format!("{venv}/bin/python"));
+    command
+        .arg("-c")
+        .arg(WAIT4)
+        .arg(&report)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let status = command.status().expect("python runs");
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(status.success(), "the wait4 wrapper failed: {stderr}");
+    let report = std::fs::read_to_string(&report).unwrap();
+    let (code, peak_kib) = report.split_once(' ').expect("exit code and peak");
+    Measured {
+        peak_rss_mib: peak_kib.parse::<f64>().unwrap() / 1024.0,
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr,
+        success: code == "0",
+    }
+}
+
+fn write_request(dir: &Path, name: &str, body: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body.to_string()).unwrap();
+    path
+}
+
+/// `rows` rows of `schema` (`id`, `payload`): ids from 0, payloads of 200 pseudo-random
+/// lowercase letters (xorshift), which no codec shrinks much.
+fn batches(schema: &SchemaRef, rows: u64) -> impl Iterator<Item = RecordBatch> + '_ {
+    const BATCH: u64 = 8192;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..rows.div_ceil(BATCH)).map(move |n| {
+        let first = n * BATCH;
+        let count = BATCH.min(rows - first);
+        let ids = Int64Array::from_iter_values((first..first + count).map(|i| i as i64));
+        let payloads = StringArray::from_iter_values((0..count).map(|_| {
+            let mut text = String::with_capacity(200);
+            for _ in 0..25 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut word = state;
+                for _ in 0..8 {
+                    text.push(char::from(b'a' + (word % 26) as u8));
+                    word /= 26;
+                }
+            }
+            text
+        }));
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(ids) as ArrayRef, Arc::new(payloads) as ArrayRef],
+        )
+        .unwrap()
+    })
+}
+
+/// A copy of the one-table backup at `small_root` (backup `id`) in `root`, its only file replaced
+/// by one of about `target_bytes` in `format`, and the manifest recording it. Returns the size.
+fn with_large_file(
+    small_root: &Path,
+    root: &Path,
+    id: &str,
+    format: Format,
+    target_bytes: u64,
+) -> u64 {
+    let mut manifest = manifest_json(small_root, id);
+    let table = &mut manifest["tables"][0];
+    let schema: SchemaRef = Arc::new(
+        bq_backup::catalog::decode_arrow_schema(table["arrowSchema"].as_str().unwrap()).unwrap(),
+    );
+    let file = table["files"][0]["path"].as_str().unwrap().to_string();
+    // About 208 bytes a row in either format.
+    let rows = target_bytes / 208;
+    let mut encoder = FileEncoder::new(schema.clone(), &EncodeOptions::new(format)).unwrap();
+    let mut bytes = Vec::new();
+    for batch in batches(&schema, rows) {
+        encoder.write(&batch).unwrap();
+        bytes.extend_from_slice(&encoder.take_output());
+    }
+    bytes.extend_from_slice(&encoder.finish().unwrap());
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+    let path = root.join(&file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    table["files"][0] = json!({ "path": file, "bytes": size, "rows": rows, "sha256": sha256 });
+    table["rows"] = json!(rows);
+    table["bytes"] = json!(size);
+    manifest["totals"]["rows"] = json!(rows);
+    manifest["totals"]["bytes"] = json!(size);
+    let manifest_path = root.join(format!("backups/{id}/manifest.json"));
+    std::fs::create_dir_all(manifest_path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    size
+}
+
+/// Peak RSS (MiB) of `verify` and of `restore` (into datasets prefixed `prefix`) of backup `id`.
+fn verify_and_restore(
+    dir: &Path,
+    root: &Path,
+    id: &str,
+    dataset: &str,
+    prefix: &str,
+) -> (f64, f64) {
+    let uri = format!("file://{}", root.display());
+    let verify = run_measured(&["verify", id, "--uri", &uri]);
+    assert!(
+        verify.success,
+        "verify failed: {}\n{}",
+        verify.stdout, verify.stderr
+    );
+    let report: Value = serde_json::from_str(&verify.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let request = write_request(
+        dir,
+        &format!("{prefix}restore.json"),
+        &json!({
+            "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+            "restoreStorage": { "uri": uri },
+            "backupId": id,
+            "datasetPrefix": prefix,
+        }),
+    );
+    let restore = run_measured(&["restore", "--request", request.to_str().unwrap()]);
+    assert!(
+        restore.success,
+        "restore failed: {}\n{}",
+        restore.stdout, restore.stderr
+    );
+    let summary: Value = serde_json::from_str(&restore.stdout).unwrap();
+    assert_eq!(summary["status"], "SUCCEEDED", "{summary}");
+    assert_eq!(summary["rows"], report["rowsChecked"], "{summary}");
+    (verify.peak_rss_mib, restore.peak_rss_mib)
+}
+
+async fn drop_dataset(dataset: &str) {
+    let url = format!(
+        "{}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}?deleteContents=true",
+        TestServices::get().bigquery_rest
+    );
+    // Frees the emulator's memory for the tests that follow; a failure here changes no result.
+    let _ = reqwest::Client::new().delete(url).send().await;
+}
+
+/// Backs up a small table in `format`, then verifies and restores it and two copies whose one
+/// file is `small` and `large` bytes: the peak memory of both commands must not follow the file.
+async fn memory_stays_flat_as_the_file_grows(format: Format) {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = unique_dataset("mem");
+    let fixtures = BigQueryFixtures::new();
+    fixtures.create_dataset(&dataset, json!({})).await;
+    fixtures
+        .create_table(
+            &dataset,
+            json!({
+                "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "big" },
+                "schema": { "fields": [
+                    { "name": "id", "type": "INT64", "mode": "REQUIRED" },
+                    { "name": "payload", "type": "STRING" }
+                ] }
+            }),
+        )
+        .await;
+    fixtures
+        .insert_rows(
+            &dataset,
+            "big",
+            vec![
+                json!({ "id": 1, "payload": "a" }),
+                json!({ "id": 2, "payload": "b" }),
+            ],
+        )
+        .await;
+    let tiny = dir.path().join("tiny");
+    let backup = run_measured(&[
+        "backup",
+        "--request",
+        write_request(dir.path(), "backup.json", &json!({
+            "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+            "backupStorage": { "uri": format!("file://{}", tiny.display()), "exportOptions": { "format": format.as_str() } },
+            "fileSizeBytes": 5_368_709_120_u64
+        }))
+        .to_str()
+        .unwrap(),
+    ]);
+    assert!(backup.success, "backup failed: {}", backup.stderr);
+    let id = serde_json::from_str::<Value>(&backup.stdout).unwrap()["backupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (small_root, large_root) = (dir.path().join("small"), dir.path().join("large"));
+    let small = with_large_file(&tiny, &small_root, &id, format, 32 * MIB);
+    let large = with_large_file(&tiny, &large_root, &id, format, 128 * MIB);
+
+    let (verify_tiny, restore_tiny) = verify_and_restore(dir.path(), &tiny, &id, &dataset, "t_");
+    let (verify_small, restore_small) =
+        verify_and_restore(dir.path(), &small_root, &id, &dataset, "s_");
+    let (verify_large, restore_large) =
+        verify_and_restore(dir.path(), &large_root, &id, &dataset, "l_");
+    for prefix in ["t_", "s_", "l_"] {
+        drop_dataset(&format!("{prefix}{dataset}")).await;
+    }
+    drop_dataset(&dataset).await;
+
+    let (small_mib, large_mib) = (small as f64 / MIB as f64, large as f64 / MIB as f64);
+    let figures = format!(
+        "{format}: files of {small_mib:.0} and {large_mib:.0} MiB; peak RSS MiB: verify {verify_tiny:.0} (tiny) / {verify_small:.0} / {verify_large:.0}, restore {restore_tiny:.0} (tiny) / {restore_small:.0} / {restore_large:.0}"
+    );
+    eprintln!("{figures}");
+    // Flat: a file four times as large may cost a little more (allocator noise), nowhere near
+    // the extra bytes themselves. Holding the file once would add all of them.
+    let allowed = (large_mib - small_mib) / 4.0;
+    assert!(
+        verify_large - verify_small < allowed,
+        "verify grows with the file: {figures}"
+    );
+    assert!(
+        restore_large - restore_small < allowed,
+        "restore grows with the file: {figures}"
+    );
+    // And well below the file itself above what a tiny restore needs.
+    assert!(verify_large - verify_tiny < large_mib / 2.0, "{figures}");
+    assert!(restore_large - restore_tiny < large_mib / 2.0, "{figures}");
+}
+
+#[tokio::test]
+async fn restore_and_verify_of_a_large_parquet_file_use_bounded_memory() {
+    memory_stays_flat_as_the_file_grows(Format::Parquet).await;
+}
+
+#[tokio::test]
+async fn restore_and_verify_of_a_large_avro_file_use_bounded_memory() {
+    memory_stays_flat_as_the_file_grows(Format::Avro).await;
+}
