@@ -59,7 +59,7 @@ pub(crate) async fn restore_table(
         bigquery.create_table(&table.target, resource).await?;
         true
     };
-    let result = match server_side_format(store, plan) {
+    let result = match server_side_format(store, plan, entry) {
         _ if entry.files.is_empty() => load_files(bigquery, store, plan, table, entry, cancel)
             .await
             .map(|r| (r, LoadMethod::None)),
@@ -82,10 +82,16 @@ pub(crate) async fn restore_table(
 /// gs:// backups in PARQUET are loaded by BigQuery itself from the files (no data through the
 /// service): Parquet carries exact types and any column name. AVRO is not: Avro's name rules make
 /// the files carry sanitised names for BigQuery's flexible column names (mapped back only by our
-/// decoder); text formats are typed by our decoder too. Those stream through the service.
-fn server_side_format(store: &Store, plan: &RestorePlan) -> Option<Format> {
-    let format = plan.manifest.format.format;
-    (store.uri().scheme() == StorageScheme::Gs && format == Format::Parquet).then_some(format)
+/// decoder); text formats are typed by our decoder too. Those stream through the service, and
+/// so do the files of a Java-layout backup: no size, checksum or row count was recorded to
+/// check first, so decoding each file with the table's schema is the only check there is. The
+/// format is the table's own (a Java-layout backup mixes formats).
+fn server_side_format(store: &Store, plan: &RestorePlan, entry: &TableEntry) -> Option<Format> {
+    let format = plan.manifest.format_of(entry).format;
+    (!plan.manifest.legacy
+        && store.uri().scheme() == StorageScheme::Gs
+        && format == Format::Parquet)
+        .then_some(format)
 }
 
 /// Verifies every file (size and checksum, streamed) and then runs one load job over all of them.

@@ -239,6 +239,28 @@ async fn a_java_layout_backup_on_gcs_restores_with_the_java_request_unchanged() 
     restores_a_java_layout_backup("gs").await;
 }
 
+#[tokio::test]
+async fn a_java_layout_parquet_backup_on_gcs_streams_through_the_service() {
+    // No checksum was recorded for a Java-layout file, so BigQuery is not handed the files
+    // to load: each is decoded with the table's schema on the way.
+    let app = spawn_app().await;
+    let typed = unique_dataset("java_pq");
+    BigQueryFixtures::new()
+        .create_all_types_dataset_without(&typed, &["geo"])
+        .await;
+    let source = TableRef::new(PROJECT, &typed, "all_types");
+    let root = unique_root("gs");
+    let store = open_store(&root);
+    let batches = as_bigquery_gives_them(&read_batches(&source).await);
+    let parquet = encode(&batches, Format::Parquet);
+    put_java_file(&store, &typed, "events-000000000000.parquet", parquet).await;
+    let (status, report) = post(&app, &java_request(&root, &[&typed])).await;
+    assert_eq!(status, 200, "restore: {report}");
+    assert_eq!(report["tables"][0]["method"], "UPLOAD", "{report}");
+    let target = TableRef::new(PROJECT, format!("restored_{typed}"), "events");
+    assert_eq!(rows_of(&target).await, rows_of(&source).await);
+}
+
 fn small_batch(ids: &[i64]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
