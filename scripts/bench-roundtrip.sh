@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Restore and verify next to backup on the same data: time and peak RSS (not a test):
-#   scripts/bench-roundtrip.sh [ROWS]      ROWS defaults to 1000000
+# Backup, verify and restore of the same data: time and peak RSS (not a test):
+#   scripts/bench-roundtrip.sh [ROWS...]      ROWS defaults to 1000000; several sizes show
+#                                             whether memory stays flat (e.g. 1000000 10000000)
 # Starts its own services (own ports and state dir), builds the release binary (profile
-# `bench`), loads ROWS generated rows into the emulator, times `bq-backup backup` (files of up to
-# BQB_TEST_BENCH_FILE_SIZE bytes, 1 GiB by default: one file per table here), `bq-backup verify`
+# `bench`), creates each table of ROWS generated rows inside the emulator, times `bq-backup
+# backup` (files of up to BQB_TEST_BENCH_FILE_SIZE bytes, 1 GiB by default), `bq-backup verify`
 # and `bq-backup restore` and prints a Markdown table. The emulator does the BigQuery side on this
 # machine, so the figures measure bq-backup plus bqemulator, not BigQuery.
-# BQB_TEST_BENCH_FORMAT=AVRO for Avro; BQB_TEST_BENCH_PORT_BASE (default 19300) moves its services;
-# BQB_TEST_BENCH_BINARY runs that binary instead of building one (to compare two commits).
+# BQB_TEST_BENCH_FORMAT=AVRO for Avro; BQB_READ_STREAMS_PER_TABLE=1 for one file per table;
+# BQB_TEST_BENCH_PORT_BASE (default 19300) moves its services; BQB_TEST_BENCH_BINARY runs that
+# binary instead of building one (to compare two commits).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-rows=${1:-1000000}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/bq-backup-bench-target}
 export BQB_TEST_SERVICES_DIR=$repo/.bench-services
 base=${BQB_TEST_BENCH_PORT_BASE:-19300}
@@ -34,6 +35,6 @@ else
 fi
 work=$(mktemp -d)
 echo "load at start: $(uptime)" >&2
-"$BQB_TEST_VENV/bin/python" scripts/bench/roundtrip.py "$binary" "$BQB_BIGQUERY_ENDPOINT" "$rows" "$work"
+"$BQB_TEST_VENV/bin/python" scripts/bench/roundtrip.py "$binary" "$BQB_BIGQUERY_ENDPOINT" "$work" "${@:-1000000}"
 echo "load at end: $(uptime)" >&2
 rm -rf "$work"

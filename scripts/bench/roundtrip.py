@@ -1,83 +1,65 @@
 """Backup, restore and verify throughput and memory on the same data, through the real CLI
-(bench-roundtrip.sh).
+(bench-roundtrip.sh), at one or more table sizes.
 
-Generates ROWS rows of mixed types with pyarrow, loads them into the BigQuery emulator with a load
-job upload, then times `bq-backup backup` (to file://, files of up to BQB_TEST_BENCH_FILE_SIZE
-bytes, 1 GiB by default), `bq-backup verify` and `bq-backup restore` of that backup as separate
-processes, reading each one's peak RSS from getrusage(RUSAGE_CHILDREN).
+For each ROWS, creates a table of ROWS rows of 7 mixed-type columns inside the BigQuery emulator
+with one `CREATE TABLE AS SELECT` (generated where the data lives: no upload, little emulator
+memory), then times `bq-backup backup` (to file://, files of up to BQB_TEST_BENCH_FILE_SIZE bytes,
+1 GiB by default), `bq-backup verify` and `bq-backup restore` of that backup as separate processes,
+reading each one's peak RSS from getrusage(RUSAGE_CHILDREN), and drops the datasets again before
+the next size.
 
-    python roundtrip.py BINARY REST_URL ROWS WORKDIR
+    python roundtrip.py BINARY REST_URL WORKDIR ROWS [ROWS...]
 """
-import datetime
-import decimal
-import io
 import json
 import os
-import random
 import subprocess
 import sys
 import time
 import urllib.request
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 PROJECT = "test-project"
 
 
-def call(method, url, body=None, headers=None, data=None):
+def call(method, url, body=None):
+    data, headers = None, {}
     if body is not None:
         data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **(headers or {})}
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=3600) as resp:
         text = resp.read()
         return json.loads(text) if text else None
 
 
-def generate(rows):
-    rnd = random.Random(42)
-    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    batch = 100_000
-    schema = pa.schema([
-        ("id", pa.int64()), ("amount", pa.float64()), ("price", pa.decimal128(38, 9)),
-        ("flag", pa.bool_()), ("name", pa.string()), ("day", pa.date32()),
-        ("ts", pa.timestamp("us", tz="UTC")),
-    ])
-    sink = io.BytesIO()
-    with pq.ParquetWriter(sink, schema) as writer:
-        for start in range(0, rows, batch):
-            n = min(batch, rows - start)
-            ids = list(range(start, start + n))
-            writer.write_table(pa.table({
-                "id": ids,
-                "amount": [rnd.random() * 1000 for _ in ids],
-                "price": [decimal.Decimal(i % 100000) / 100 for i in ids],
-                "flag": [i % 3 == 0 for i in ids],
-                "name": [f"customer-{rnd.randrange(10**9):09d}" for _ in ids],
-                "day": [datetime.date(2026, 1, 1) + datetime.timedelta(days=i % 365) for i in ids],
-                "ts": [base + datetime.timedelta(seconds=i) for i in ids],
-            }, schema=schema))
-    return sink.getvalue()
+# Ids 0..rows-1; every other column derived from the id (RAND() for the doubles), so the table
+# has the shape of a sales fact table: numbers, a decimal, a flag, a 18-character string, a date
+# and a timestamp.
+GENERATE = """CREATE TABLE `{dataset}.sales` AS
+SELECT id,
+       RAND() * 1000 AS amount,
+       CAST(MOD(id, 100000) / 100 AS NUMERIC) AS price,
+       MOD(id, 3) = 0 AS flag,
+       CONCAT("customer-", FORMAT("%09d", MOD(id * 7919, 1000000000))) AS name,
+       DATE_ADD(DATE "2026-01-01", INTERVAL MOD(id, 365) DAY) AS day,
+       TIMESTAMP_ADD(TIMESTAMP "2026-01-01 00:00:00+00", INTERVAL id SECOND) AS ts
+FROM UNNEST(GENERATE_ARRAY(0, {last})) AS id"""
 
 
-def load(rest, dataset, parquet):
+def create(rest, dataset, rows):
     call("POST", f"{rest}/bigquery/v2/projects/{PROJECT}/datasets",
          {"datasetReference": {"projectId": PROJECT, "datasetId": dataset}})
-    fields = [{"name": "id", "type": "INT64"}, {"name": "amount", "type": "FLOAT64"},
-              {"name": "price", "type": "NUMERIC"}, {"name": "flag", "type": "BOOL"},
-              {"name": "name", "type": "STRING"}, {"name": "day", "type": "DATE"},
-              {"name": "ts", "type": "TIMESTAMP"}]
-    config = {"configuration": {"load": {
-        "destinationTable": {"projectId": PROJECT, "datasetId": dataset, "tableId": "sales"},
-        "schema": {"fields": fields}, "sourceFormat": "PARQUET"}}}
-    boundary = "bqbbench"
-    body = (f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{json.dumps(config)}\r\n"
-            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + parquet + f"\r\n--{boundary}--\r\n".encode()
-    job = call("POST", f"{rest}/upload/bigquery/v2/projects/{PROJECT}/jobs?uploadType=multipart", data=body,
-               headers={"Content-Type": f"multipart/related; boundary={boundary}"})
-    if job["status"].get("errorResult"):
-        sys.exit(f"loading the benchmark table failed: {job['status']['errorResult']}")
+    answer = call("POST", f"{rest}/bigquery/v2/projects/{PROJECT}/queries", {
+        "query": GENERATE.format(dataset=dataset, last=rows - 1), "useLegacySql": False,
+        "timeoutMs": 3_600_000})
+    if answer.get("errors") or not answer.get("jobComplete"):
+        sys.exit(f"creating the benchmark table failed: {answer}")
+
+
+def drop(rest, dataset):
+    try:
+        call("DELETE", f"{rest}/bigquery/v2/projects/{PROJECT}/datasets/{dataset}?deleteContents=true")
+    except OSError as e:
+        print(f"dropping {dataset}: {e}", file=sys.stderr)
 
 
 # Runs one command in a wrapper process of its own, so that getrusage(RUSAGE_CHILDREN) there is
@@ -105,35 +87,56 @@ def run(binary, args, request, env):
     return json.loads(body), float(seconds), int(rss_kib) / 1024
 
 
-def main():
-    binary, rest, rows, workdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    dataset = f"bench_{int(time.time())}"
+def measure(binary, rest, workdir, rows, env):
+    """(rows, MB written, files, [(operation, seconds, peak RSS MB)]) for one table size."""
+    dataset = f"bench_{rows}_{int(time.time())}"
     t0 = time.monotonic()
-    parquet = generate(rows)
-    load(rest, dataset, parquet)
-    print(f"loaded {rows} rows ({len(parquet) / 1e6:.1f} MB Parquet) in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-    env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
+    create(rest, dataset, rows)
+    print(f"created {rows} rows in the emulator in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     root = f"file://{workdir}/backups-{dataset}"
     fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
     file_size = int(os.environ.get("BQB_TEST_BENCH_FILE_SIZE", str(1 << 30)))
-    backup, b_s, b_rss = run(binary, ["backup", "--request", "-"], {
-        "bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
-        "backupStorage": {"uri": root, "exportOptions": {"format": fmt}},
-        "fileSizeBytes": file_size}, env)
-    verify, v_s, v_rss = run(binary, ["verify", backup["backupId"], "--uri", root], None, env)
-    assert verify["ok"] and verify["rowsChecked"] == rows, verify
-    restore, r_s, r_rss = run(binary, ["restore", "--request", "-"], {
-        "bigQuery": {"projectId": PROJECT, "datasetsToRestore": [dataset]},
-        "restoreStorage": {"uri": root}, "backupId": backup["backupId"]}, env)
-    assert restore["rows"] == rows, restore
-    mb = backup["totals"]["bytes"] / 1e6
-    files = backup["totals"]["files"]
-    print(f"| operation | rows | seconds | rows/s | MB/s ({fmt}) | peak RSS MB |")
-    print(f"|---|---|---|---|---|---|")
-    print(f"| backup (Read API → {fmt} → file://) | {rows} | {b_s:.1f} | {rows / b_s:,.0f} | {mb / b_s:.1f} | {b_rss:.0f} |")
-    print(f"| verify (file:// → checksum, decode) | {rows} | {v_s:.1f} | {rows / v_s:,.0f} | {mb / v_s:.1f} | {v_rss:.0f} |")
-    print(f"| restore (file:// → verify → load job) | {rows} | {r_s:.1f} | {rows / r_s:,.0f} | {mb / r_s:.1f} | {r_rss:.0f} |")
-    print(f"\n{fmt} backup: {mb:.1f} MB in {files} file(s) (fileSizeBytes {file_size}); emulator: bqemulator 1.4.0 on 127.0.0.1",
+    try:
+        backup, b_s, b_rss = run(binary, ["backup", "--request", "-"], {
+            "bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
+            "backupStorage": {"uri": root, "exportOptions": {"format": fmt}},
+            "fileSizeBytes": file_size}, env)
+        verify, v_s, v_rss = run(binary, ["verify", backup["backupId"], "--uri", root], None, env)
+        assert verify["ok"] and verify["rowsChecked"] == rows, verify
+        restore, r_s, r_rss = run(binary, ["restore", "--request", "-"], {
+            "bigQuery": {"projectId": PROJECT, "datasetsToRestore": [dataset]},
+            "restoreStorage": {"uri": root}, "backupId": backup["backupId"]}, env)
+        assert restore["rows"] == rows, restore
+    finally:
+        drop(rest, dataset)
+        drop(rest, f"restored_{dataset}")
+    subprocess.run(["rm", "-rf", f"{workdir}/backups-{dataset}"], check=False)
+    return (rows, backup["totals"]["bytes"] / 1e6, backup["totals"]["files"],
+            [("backup", b_s, b_rss), ("verify", v_s, v_rss), ("restore", r_s, r_rss)])
+
+
+def main():
+    binary, rest, workdir = sys.argv[1], sys.argv[2], sys.argv[3]
+    sizes = [int(r) for r in sys.argv[4:]] or [1_000_000]
+    env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
+    fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
+    file_size = int(os.environ.get("BQB_TEST_BENCH_FILE_SIZE", str(1 << 30)))
+    results = [measure(binary, rest, workdir, rows, env) for rows in sizes]
+    print(f"| rows | {fmt} files | operation | seconds | rows/s | MB/s | peak RSS MB |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for rows, mb, files, operations in results:
+        for i, (operation, seconds, rss) in enumerate(operations):
+            written = f"{mb:.1f} MB in {files}" if i == 0 else ""
+            print(f"| {rows:,} | {written} | {operation} | {seconds:.1f} | {rows / seconds:,.0f} "
+                  f"| {mb / seconds:.1f} | {rss:.0f} |")
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        print()
+        for i, (operation, _, _) in enumerate(first[3]):
+            print(f"- {operation}: peak RSS {first[3][i][2]:.0f} MB at {first[0]:,} rows, "
+                  f"{last[3][i][2]:.0f} MB at {last[0]:,} rows "
+                  f"(×{last[3][i][2] / first[3][i][2]:.2f} for ×{last[0] / first[0]:.0f} rows)")
+    print(f"\n{fmt}, fileSizeBytes {file_size}; emulator: bqemulator 1.4.0 on 127.0.0.1",
           file=sys.stderr)
 
 
