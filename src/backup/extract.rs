@@ -196,7 +196,7 @@ impl Snapshots {
             .collect();
         for project in projects {
             let found = match bigquery
-                .datasets_named(project, EXTRACT_DATASET_PREFIX)
+                .datasets_labelled(project, EXTRACT_DATASET_PREFIX, PURPOSE_LABEL)
                 .await
             {
                 Ok(found) => found,
@@ -206,9 +206,7 @@ impl Snapshots {
                 }
             };
             for (dataset, labels) in found {
-                if labels.get(REPOSITORY_LABEL) != Some(&repository)
-                    || labels.get(PURPOSE_LABEL.0).map(String::as_str) != Some(PURPOSE_LABEL.1)
-                {
+                if labels.get(REPOSITORY_LABEL) != Some(&repository) {
                     continue;
                 }
                 let Some(id) = labels

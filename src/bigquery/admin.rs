@@ -123,23 +123,42 @@ impl BigQuery {
         &self,
         dataset: &DatasetRef,
     ) -> Result<bool, BigQueryError> {
+        match self.delete_dataset(dataset, false).await {
+            Ok(()) => Ok(true),
+            // "still in use": BigQuery answers 400 for a dataset that is not empty.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    crate::ErrorKind::InvalidInput | crate::ErrorKind::Conflict
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `datasets.delete`, with its tables when `contents`; one already gone is not an error.
+    pub(super) async fn delete_dataset(
+        &self,
+        dataset: &DatasetRef,
+        contents: bool,
+    ) -> Result<(), BigQueryError> {
         match self
             .inner
             .datasets
             .delete_dataset()
             .set_project_id(&dataset.project)
             .set_dataset_id(&dataset.dataset)
-            .set_delete_contents(false)
+            .set_delete_contents(contents)
             .send()
             .await
         {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(()),
             Err(e) => {
                 let err = BigQueryError::api(format!("datasets.delete({dataset})"), e);
                 match err.kind() {
-                    crate::ErrorKind::NotFound => Ok(true),
-                    // "still in use": BigQuery answers 400 for a dataset that is not empty.
-                    crate::ErrorKind::InvalidInput | crate::ErrorKind::Conflict => Ok(false),
+                    crate::ErrorKind::NotFound => Ok(()),
                     _ => Err(err),
                 }
             }

@@ -94,12 +94,13 @@ impl BigQuery {
         }
     }
 
-    /// The datasets of `project` whose id starts with `prefix`, hidden ones included, with
-    /// their labels.
-    pub async fn datasets_named(
+    /// The datasets of `project` whose id starts with `prefix` and that carry `label` (key,
+    /// value), hidden ones included, with all their labels.
+    pub async fn datasets_labelled(
         &self,
         project: &str,
         prefix: &str,
+        label: (&str, &str),
     ) -> Result<Vec<(DatasetRef, HashMap<String, String>)>, Error> {
         let mut pages = self
             .inner
@@ -107,6 +108,8 @@ impl BigQuery {
             .list_datasets()
             .set_project_id(project)
             .set_all(true)
+            // Filtered by BigQuery (emulators may ignore it: checked again below).
+            .set_filter(format!("labels.{}:{}", label.0, label.1))
             .by_item();
         let mut out = Vec::new();
         while let Some(item) = pages.next().await {
@@ -114,6 +117,7 @@ impl BigQuery {
                 item.map_err(|e| BigQueryError::api(format!("datasets.list({project})"), e))?;
             if let Some(reference) = item.dataset_reference
                 && reference.dataset_id.starts_with(prefix)
+                && item.labels.get(label.0).map(String::as_str) == Some(label.1)
             {
                 out.push((
                     DatasetRef::new(reference.project_id, reference.dataset_id),
@@ -126,26 +130,9 @@ impl BigQuery {
 
     /// Deletes a dataset and every table in it; one that is already gone is not an error.
     pub async fn delete_dataset_and_contents(&self, dataset: &DatasetRef) -> Result<(), Error> {
-        match self
-            .inner
-            .datasets
-            .delete_dataset()
-            .set_project_id(&dataset.project)
-            .set_dataset_id(&dataset.dataset)
-            .set_delete_contents(true)
-            .send()
+        self.delete_dataset(dataset, true)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = BigQueryError::api(format!("datasets.delete({dataset})"), e);
-                if err.kind() == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(err.into())
-                }
-            }
-        }
+            .map_err(Error::from)
     }
 
     /// Snapshots `source` as it was at `at` into `destination` (a copy job with

@@ -15,10 +15,10 @@ use object_store::path::Path;
 use serde_json::{Value, json};
 
 use crate::faults::proxy::Proxies;
-use crate::faults::rows_of;
+use crate::faults::{exists, rows_of};
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestServices, bigquery_client, create_flat_table, open_store,
-    spawn_app, spawn_app_with, unique_dataset, unique_root,
+    BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, create_flat_table,
+    open_store, spawn_app, spawn_app_with, unique_dataset, unique_root,
 };
 
 /// A request for every table of `dataset` in PARQUET to `root`. The snapshot time is a random
@@ -115,6 +115,26 @@ async fn manifest(root: &str, backup_id: &str) -> Manifest {
     serde_json::from_slice(&bytes).expect("the manifest parses")
 }
 
+/// Verifies backup `id` in `root` through `app` and waits: the report.
+async fn verified(app: &TestApp, root: &str, id: &str) -> Value {
+    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
+    let (status, report) = app.post_json(&verify, &json!({ "wait": true })).await;
+    assert_eq!(status, 200, "{report}");
+    report
+}
+
+async fn has_manifest(root: &str, id: &str) -> bool {
+    exists(root, &format!("backups/{id}/manifest.json")).await
+}
+
+/// A server whose BigQuery calls go through the fault proxy.
+async fn app_behind(proxies: &Proxies) -> TestApp {
+    spawn_app_with(
+        TestServices::get().settings_with(&[("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str())]),
+    )
+    .await
+}
+
 async fn dataset_with_all_types() -> String {
     let dataset = unique_dataset("ex");
     // GEOGRAPHY is left out as in every restore test: bqemulator cannot load it back.
@@ -190,9 +210,7 @@ async fn an_extract_backup_round_trips_identically_and_verifies_its_crc32c() {
     );
     assert!(temporary_datasets(&id).await.is_empty());
 
-    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
-    let (status, verified) = app.post_json(&verify, &json!({ "wait": true })).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = verified(&app, &root, &id).await;
     assert_eq!(verified["ok"], true, "{verified}");
     assert_eq!(verified["filesRead"], 1, "{verified}");
     assert_eq!(verified["rowsChecked"], 3, "{verified}");
@@ -253,9 +271,7 @@ async fn a_file_that_does_not_match_its_crc32c_fails_verify() {
         .to_vec();
     bytes[4] ^= 0x01;
     store.object_store().put(&path, bytes.into()).await.unwrap();
-    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
-    let (status, verified) = app.post_json(&verify, &json!({ "wait": true })).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = verified(&app, &root, id).await;
     let text = verified.to_string();
     assert!(
         text.contains("CRC32C") && text.contains(&file.path),
@@ -394,25 +410,16 @@ async fn the_snapshots_are_removed_when_the_backup_fails() {
         temporary_datasets(&id).await.is_empty(),
         "no snapshot outlives the failed backup"
     );
-    assert!(
-        store
-            .object_store()
-            .head(&Path::from(format!("backups/{id}/manifest.json")))
-            .await
-            .is_err(),
-        "no manifest"
-    );
+    assert!(!has_manifest(&root, &id).await, "no manifest");
 }
 
 #[tokio::test]
 async fn extract_jobs_refused_for_a_while_are_retried_and_a_cancel_removes_the_snapshots() {
     let proxies = Proxies::lock().await;
-    let settings =
-        TestServices::get().settings_with(&[("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str())]);
-    let app = spawn_app_with(settings).await;
+    let app = app_behind(&proxies).await;
     let dataset = dataset_with_all_types().await;
 
-    // Rate limited: every job insert answered 503 for a second, then accepted.
+    // Rate limited: job inserts answered 503 until three were refused, then accepted.
     proxies
         .configure(
             &proxies.bigquery,
@@ -422,8 +429,22 @@ async fn extract_jobs_refused_for_a_while_are_retried_and_a_cancel_removes_the_s
     let calm = {
         let endpoint = proxies.bigquery.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1200)).await;
-            reqwest::Client::new()
+            let client = reqwest::Client::new();
+            loop {
+                let stats: Value = client
+                    .get(format!("{endpoint}/__faults/stats"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if stats["p503"].as_u64() >= Some(3) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            client
                 .post(format!("{endpoint}/__faults/config"))
                 .json(&json!({ "p503": 0.0 }))
                 .send()
@@ -502,21 +523,14 @@ async fn an_extract_backup_of_an_empty_table_records_one_empty_file() {
         .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["tables"][0]["rows"], 0, "{report}");
-    let verify = format!(
-        "/api/v1/backups/{}:verify?uri={root}",
-        report["backupId"].as_str().unwrap()
-    );
-    let (status, verified) = app.post_json(&verify, &json!({ "wait": true })).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = verified(&app, &root, report["backupId"].as_str().unwrap()).await;
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
 #[tokio::test]
 async fn auto_streams_when_bigquery_refuses_the_snapshots_and_an_asked_extract_fails_naming_them() {
     let proxies = Proxies::lock().await;
-    let settings =
-        TestServices::get().settings_with(&[("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str())]);
-    let app = spawn_app_with(settings).await;
+    let app = app_behind(&proxies).await;
     let dataset = dataset_with_all_types().await;
     // A service account that may read but not create datasets: the temporary dataset of the
     // snapshots is refused.
@@ -562,9 +576,7 @@ async fn auto_streams_when_bigquery_refuses_the_snapshots_and_an_asked_extract_f
         "the manifest says every table streamed"
     );
     assert!(temporary_datasets(id).await.is_empty());
-    let verify = format!("/api/v1/backups/{id}:verify?uri={root}");
-    let (status, verified) = app.post_json(&verify, &json!({ "wait": true })).await;
-    assert_eq!(status, 200, "{verified}");
+    let verified = verified(&app, &root, id).await;
     assert_eq!(verified["ok"], true, "{verified}");
 
     // EXTRACT asked for by name is not replaced behind the caller's back.
@@ -583,13 +595,6 @@ async fn auto_streams_when_bigquery_refuses_the_snapshots_and_an_asked_extract_f
         .strip_prefix("backup ")
         .and_then(|m| m.split_whitespace().next())
         .unwrap_or_else(|| panic!("the error names the backup: {failed}"));
-    assert!(
-        open_store(&root)
-            .object_store()
-            .head(&Path::from(format!("backups/{id}/manifest.json")))
-            .await
-            .is_err(),
-        "no manifest"
-    );
+    assert!(!has_manifest(&root, id).await, "no manifest");
     assert!(temporary_datasets(id).await.is_empty());
 }
