@@ -1,6 +1,6 @@
 """EXTRACT against STREAM on one table, through the real CLI (bench-extract.sh).
 
-Loads ROWS generated rows (roundtrip.py's table) into the BigQuery emulator, then backs the table
+Creates ROWS generated rows (roundtrip.py's table) inside the BigQuery emulator, then backs the table
 up to gs:// in PARQUET with `"method": "STREAM"` and with `"method": "EXTRACT"`, each in its own
 process, twice: once timed, once under strace to count the bytes the process sent and received
 on TCP sockets (every byte through the service: for STREAM the Read API's rows and the uploads,
@@ -17,7 +17,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from roundtrip import PROJECT, generate, load  # noqa: E402
+from roundtrip import PROJECT, create  # noqa: E402
 
 # `fd<TCP:[...]>` lines of socket reads and writes, and their byte counts (one file per thread,
 # `strace -ff`, so that no call is split into "unfinished" and "resumed" lines).
@@ -63,7 +63,7 @@ def traced_bytes(binary, body, env):
 def main():
     binary, rest, rows, bucket = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     dataset = f"bench_extract_{int(time.time())}"
-    load(rest, dataset, generate(rows))
+    create(rest, dataset, rows)
     env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
     print("| method | rows | seconds | files | file MB | MB received by the service | MB sent by the service |")
     print("|---|---:|---:|---:|---:|---:|---:|")
