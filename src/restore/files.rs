@@ -27,16 +27,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::staging_table_for_create;
+use super::run::RestoreContext;
 use super::table::{load_configuration, stop_if_cancelled};
 use crate::bigquery::{BigQuery, LoadOutcome, UPLOAD_CHUNK};
 use crate::catalog::checksum::FileHasher;
 use crate::catalog::stream::store_problem;
 use crate::catalog::{FileEntry, TableEntry};
-use crate::domain::{TableRef, WriteDisposition};
+use crate::domain::{JobId, TableRef, WriteDisposition};
 use crate::error::Error;
 use crate::exec::on_rayon;
 use crate::formats::{FooterParse, Format, ParquetLayout};
-use crate::storage::Store;
 
 /// How long a staging table lives should its removal fail: far longer than any restore of one
 /// table takes, short enough that a forgotten one goes by itself.
@@ -54,17 +54,25 @@ pub(super) fn loads_as_they_are(plan: &RestorePlan, entry: &TableEntry) -> bool 
 /// Loads every file of `entry` (at least one) into `table.target`. `created`: this restore
 /// created the target (it is empty).
 pub(super) async fn upload_files(
-    bigquery: &BigQuery,
-    store: &Store,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
     entry: &TableEntry,
     created: bool,
-    cancel: &CancellationToken,
 ) -> Result<u64, Error> {
-    let os = store.object_store();
+    let (bigquery, cancel) = (&ctx.bigquery, &ctx.cancel);
+    let os = ctx.store.object_store();
     let [file] = entry.files.as_slice() else {
-        return through_staging(bigquery, os, plan, table, entry, created, cancel).await;
+        let staging = TableRef::new(
+            &table.target.project,
+            &table.target.dataset,
+            format!(
+                "{}{}",
+                staging_prefix(&ctx.job_id),
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+        );
+        return through_staging(bigquery, os, plan, table, entry, created, &staging, cancel).await;
     };
     // One file: one load job straight into the target, as atomic as the copy would be.
     let configuration = load_configuration(plan, table, entry)?;
@@ -80,7 +88,14 @@ pub(super) async fn upload_files(
     Ok(entry.rows)
 }
 
-/// Several files: loaded in parallel into a staging table, then one copy job into the target.
+/// The start of the name of every staging table restore job `job` creates: `recovery` removes
+/// those of a restore that died by it. The rest of a name is random, so none can clash.
+pub(crate) fn staging_prefix(job: &JobId) -> String {
+    format!("bqb_staging_{}_", job.as_str().replace('-', "_"))
+}
+
+/// Several files: loaded in parallel into the `staging` table, then one copy job into the target.
+#[allow(clippy::too_many_arguments)]
 async fn through_staging(
     bigquery: &BigQuery,
     os: &Arc<dyn ObjectStore>,
@@ -88,14 +103,10 @@ async fn through_staging(
     table: &RestoreTable,
     entry: &TableEntry,
     created: bool,
+    staging: &TableRef,
     cancel: &CancellationToken,
 ) -> Result<u64, Error> {
     let target = &table.target;
-    let staging = TableRef::new(
-        &target.project,
-        &target.dataset,
-        format!("bqb_staging_{}", uuid::Uuid::new_v4().simple()),
-    );
     // A copy needs the partitioning and clustering of a target that was there before.
     let existing = match created {
         true => None,
@@ -104,7 +115,7 @@ async fn through_staging(
     let now = chrono::Utc::now();
     let resource = staging_table_for_create(
         &entry.resource,
-        &staging,
+        staging,
         target,
         existing.as_ref(),
         now,
@@ -112,12 +123,12 @@ async fn through_staging(
     )
     .map_err(|e| plan.manifest.damaged_resource(&table.source, e))?;
     stop_if_cancelled(cancel, table)?;
-    bigquery.create_table(&staging, resource).await?;
+    bigquery.create_table(staging, resource).await?;
     tracing::info!(staging = %staging, files = entry.files.len(), "staging table created");
-    let result = stage_and_copy(bigquery, os, plan, table, entry, created, &staging, cancel).await;
+    let result = stage_and_copy(bigquery, os, plan, table, entry, created, staging, cancel).await;
     // Whatever happened (done, failed, cancelled): the staging table goes. Its expiration
     // removes it should this fail too.
-    if let Err(e) = bigquery.delete_table(&staging).await {
+    if let Err(e) = bigquery.delete_table(staging).await {
         tracing::warn!(staging = %staging, error = %e, "removing the staging table failed; it expires within a day");
     }
     result

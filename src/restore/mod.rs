@@ -16,6 +16,7 @@ mod run;
 mod sql_rewrite;
 mod table;
 
+pub(crate) use files::staging_prefix;
 pub use order::RestoreOrder;
 pub use plan::{RestorePlan, RestorePreview, RestoreTable, plan_restore};
 pub use run::{RestoreContext, RestoreReport, TableRestoreReport, run_restore};

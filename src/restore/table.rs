@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::files::{loads_as_they_are, upload_files};
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
+use super::run::RestoreContext;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
 use crate::catalog::checksum::FileHasher;
@@ -48,12 +49,11 @@ pub enum LoadMethod {
 /// Restores `table`; returns the rows loaded and how.
 #[tracing::instrument(skip_all, fields(table = %table.target, backup_id = %plan.backup_id))]
 pub(crate) async fn restore_table(
-    bigquery: &BigQuery,
-    store: &Store,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
-    cancel: &CancellationToken,
 ) -> Result<(u64, LoadMethod), Error> {
+    let (bigquery, store, cancel) = (&ctx.bigquery, &ctx.store, &ctx.cancel);
     let entry = plan
         .manifest
         .table(&table.source)
@@ -73,11 +73,9 @@ pub(crate) async fn restore_table(
         Some(format) => load_from_gcs(bigquery, store, plan, table, entry, format, cancel)
             .await
             .map(|r| (r, LoadMethod::GcsLoadJob)),
-        None if loads_as_they_are(plan, entry) => {
-            upload_files(bigquery, store, plan, table, entry, created, cancel)
-                .await
-                .map(|r| (r, LoadMethod::UploadFiles))
-        }
+        None if loads_as_they_are(plan, entry) => upload_files(ctx, plan, table, entry, created)
+            .await
+            .map(|r| (r, LoadMethod::UploadFiles)),
         None => load_files(bigquery, store, plan, table, entry, cancel)
             .await
             .map(|r| (r, LoadMethod::Upload)),
