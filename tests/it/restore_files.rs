@@ -36,7 +36,7 @@ async fn get(path: &str) -> Value {
 
 /// A dataset with table `multi`: a REQUIRED described column, nested and repeated columns,
 /// partitioned by day and clustered, holding [`ROWS`] rows.
-async fn multi_file_dataset(prefix: &str) -> String {
+pub(crate) async fn multi_file_dataset(prefix: &str) -> String {
     let dataset = unique_dataset(prefix);
     let f = BigQueryFixtures::new();
     f.create_dataset(&dataset, json!({})).await;
@@ -75,7 +75,7 @@ async fn multi_file_dataset(prefix: &str) -> String {
 }
 
 /// Backs `dataset` up in PARQUET files of 1 MiB; the backup id and its number of files.
-async fn backup_in_files(app: &TestApp, dataset: &str, root: &str) -> (String, u64) {
+pub(crate) async fn backup_in_files(app: &TestApp, dataset: &str, root: &str) -> (String, u64) {
     let body = json!({
         "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
         "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
@@ -125,7 +125,7 @@ async fn table_names(dataset: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn staging_tables(dataset: &str) -> Vec<String> {
+pub(crate) async fn staging_tables(dataset: &str) -> Vec<String> {
     table_names(dataset)
         .await
         .into_iter()
