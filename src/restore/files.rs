@@ -23,13 +23,12 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::staging_table_for_create;
 use super::run::RestoreContext;
 use super::table::{load_configuration, stop_if_cancelled};
-use crate::bigquery::{BigQuery, LoadOutcome, UPLOAD_CHUNK};
+use crate::bigquery::{LoadOutcome, UPLOAD_CHUNK};
 use crate::catalog::checksum::FileHasher;
 use crate::catalog::stream::store_problem;
 use crate::catalog::{FileEntry, TableEntry};
@@ -60,23 +59,12 @@ pub(super) async fn upload_files(
     entry: &TableEntry,
     created: bool,
 ) -> Result<u64, Error> {
-    let (bigquery, cancel) = (&ctx.bigquery, &ctx.cancel);
-    let os = ctx.store.object_store();
     let [file] = entry.files.as_slice() else {
-        let staging = TableRef::new(
-            &table.target.project,
-            &table.target.dataset,
-            format!(
-                "{}{}",
-                staging_prefix(&ctx.job_id),
-                &uuid::Uuid::new_v4().simple().to_string()[..12]
-            ),
-        );
-        return through_staging(bigquery, os, plan, table, entry, created, &staging, cancel).await;
+        return through_staging(ctx, plan, table, entry, created).await;
     };
     // One file: one load job straight into the target, as atomic as the copy would be.
     let configuration = load_configuration(plan, table, entry)?;
-    let outcome = upload_file(bigquery, os, plan, table, file, configuration, cancel).await?;
+    let outcome = upload_file(ctx, plan, table, file, configuration).await?;
     let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
     if exact && outcome.output_rows != entry.rows {
         return Err(Error::upstream(format!(
@@ -94,19 +82,23 @@ pub(crate) fn staging_prefix(job: &JobId) -> String {
     format!("bqb_staging_{}_", job.as_str().replace('-', "_"))
 }
 
-/// Several files: loaded in parallel into the `staging` table, then one copy job into the target.
-#[allow(clippy::too_many_arguments)]
+/// Several files: loaded in parallel into a staging table, then one copy job into the target.
 async fn through_staging(
-    bigquery: &BigQuery,
-    os: &Arc<dyn ObjectStore>,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
     entry: &TableEntry,
     created: bool,
-    staging: &TableRef,
-    cancel: &CancellationToken,
 ) -> Result<u64, Error> {
+    let bigquery = &ctx.bigquery;
     let target = &table.target;
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let staging = TableRef::new(
+        &target.project,
+        &target.dataset,
+        format!("{}{}", staging_prefix(&ctx.job_id), &random[..12]),
+    );
+    let staging = &staging;
     // A copy needs the partitioning and clustering of a target that was there before.
     let existing = match created {
         true => None,
@@ -122,10 +114,10 @@ async fn through_staging(
         now + STAGING_TTL,
     )
     .map_err(|e| plan.manifest.damaged_resource(&table.source, e))?;
-    stop_if_cancelled(cancel, table)?;
+    stop_if_cancelled(&ctx.cancel, table)?;
     bigquery.create_table(staging, resource).await?;
     tracing::info!(staging = %staging, files = entry.files.len(), "staging table created");
-    let result = stage_and_copy(bigquery, os, plan, table, entry, created, staging, cancel).await;
+    let result = stage_and_copy(ctx, plan, table, entry, created, staging).await;
     // Whatever happened (done, failed, cancelled): the staging table goes. Its expiration
     // removes it should this fail too.
     if let Err(e) = bigquery.delete_table(staging).await {
@@ -134,17 +126,15 @@ async fn through_staging(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn stage_and_copy(
-    bigquery: &BigQuery,
-    os: &Arc<dyn ObjectStore>,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
     entry: &TableEntry,
     created: bool,
     staging: &TableRef,
-    cancel: &CancellationToken,
 ) -> Result<u64, Error> {
+    let bigquery = &ctx.bigquery;
     let mut configuration = load_configuration(plan, table, entry)?;
     let load = &mut configuration["load"];
     load["destinationTable"] = json!({ "projectId": staging.project, "datasetId": staging.dataset, "tableId": staging.table });
@@ -156,17 +146,7 @@ async fn stage_and_copy(
     let uploads: Vec<_> = entry
         .files
         .iter()
-        .map(|file| {
-            upload_file(
-                bigquery,
-                os,
-                plan,
-                table,
-                file,
-                configuration.clone(),
-                cancel,
-            )
-        })
+        .map(|file| upload_file(ctx, plan, table, file, configuration.clone()))
         .collect();
     let loads: Vec<LoadOutcome> = futures::stream::iter(uploads)
         .buffer_unordered(parallel)
@@ -189,7 +169,7 @@ async fn stage_and_copy(
         )));
     }
     // The last moment to stop: the copy is where the target changes.
-    stop_if_cancelled(cancel, table)?;
+    stop_if_cancelled(&ctx.cancel, table)?;
     // A table this restore created is empty: WRITE_EMPTY keeps it as created and refuses
     // should anything else have written to it meanwhile.
     let disposition = match created {
@@ -217,14 +197,13 @@ async fn stage_and_copy(
 /// the job. The job is created only after the file's size, checksum and footer row count matched
 /// its manifest entry: a damaged file creates no job.
 async fn upload_file(
-    bigquery: &BigQuery,
-    os: &Arc<dyn ObjectStore>,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
     file: &FileEntry,
     configuration: serde_json::Value,
-    cancel: &CancellationToken,
 ) -> Result<LoadOutcome, Error> {
+    let (bigquery, os, cancel) = (&ctx.bigquery, ctx.store.object_store(), &ctx.cancel);
     let damaged = |problem: String| Error::damaged(&file.path, problem);
     stop_if_cancelled(cancel, table)?;
     let path = Path::parse(&file.path).map_err(|e| damaged(format!("is not a valid key: {e}")))?;
