@@ -75,6 +75,7 @@ pub static VARIABLES: &[&Variable] = &[
     &server::SHUTDOWN_GRACE_SECS,
     &exec::MAX_PARALLEL_TABLES,
     &bigquery::READ_STREAMS_PER_TABLE,
+    &bigquery::LOAD_FILES_PER_TABLE,
     &jobs::STATE_URI,
     &storage::ALLOWED_STORAGE,
     &jobs::MAX_RUNNING_JOBS,

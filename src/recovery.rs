@@ -7,8 +7,9 @@
 //! died: every instance looks for those every few heartbeats ([`run_recovery`]). A target is
 //! removed only when it was created while the dead job ran (creation time between its start and
 //! its last heartbeat: never a table that existed before, nor one a rerun created since) and is
-//! empty (a table gets its rows from one load job, all at once, so an empty one is one the
-//! restore created and never filled). A dataset goes only when nothing is left in it.
+//! empty (a table gets its rows from one load or copy job, all at once, so an empty one is one
+//! the restore created and never filled). The dead job's staging tables (their names carry its
+//! id) go first. A dataset goes only when nothing is left in it.
 //!
 //! Joins the job store (`jobs`), restore plans (`restore`) and BigQuery, which know nothing of
 //! each other: `api` keeps a restore job's marker, `app` runs the periodic pass.
@@ -26,7 +27,7 @@ use crate::bigquery::BigQuery;
 use crate::domain::{DatasetRef, JobId, TableRef};
 use crate::error::Error;
 use crate::jobs::JobStore;
-use crate::restore::RestorePlan;
+use crate::restore::{RestorePlan, staging_prefix};
 use crate::storage::versioned::{self, VersionedFile};
 use crate::storage::{delete_if_exists, layout, object_error};
 
@@ -167,6 +168,20 @@ async fn cleanup(
 ) -> Result<(), Error> {
     let created_then =
         |ms: i64| DateTime::from_timestamp_millis(ms).is_some_and(|at| at >= from && at <= until);
+    // The dead job's staging tables, by the job id in their names (in the target datasets,
+    // whether the restore created them or not): never anyone's data.
+    let staging = staging_prefix(&marker.job_id);
+    for dataset in &marker.datasets {
+        if bigquery.find_dataset(dataset).await?.is_none() {
+            continue;
+        }
+        for found in bigquery.list_tables(dataset).await? {
+            if found.table.table.starts_with(&staging) {
+                bigquery.delete_table(&found.table).await?;
+                recovered.tables_removed.push(found.table.to_string());
+            }
+        }
+    }
     for table in &marker.tables {
         let Some(found) = bigquery.find_table(table).await? else {
             continue;

@@ -23,6 +23,8 @@ pub struct BigQueryConfig {
     pub default_project: Option<String>,
     /// Storage Read API streams per table.
     pub read_streams_per_table: usize,
+    /// Files of one table a restore loads at once.
+    pub load_files_per_table: usize,
 }
 
 impl BigQueryConfig {
@@ -33,6 +35,7 @@ impl BigQueryConfig {
             storage_endpoint,
             anonymous,
             read_streams_per_table,
+            load_files_per_table,
         } = settings.clone();
         Self {
             endpoint,
@@ -40,6 +43,7 @@ impl BigQueryConfig {
             anonymous,
             default_project: project_id,
             read_streams_per_table,
+            load_files_per_table,
         }
     }
 

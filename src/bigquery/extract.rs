@@ -214,7 +214,7 @@ impl BigQuery {
 
     /// Inserts a job and waits until it is DONE; a job that failed for a transient reason is run
     /// again under a new id (at most [`JOB_ATTEMPTS`] runs). Returns the finished job resource.
-    async fn run_job(
+    pub(super) async fn run_job(
         &self,
         project: &str,
         location: Option<&str>,
@@ -312,7 +312,16 @@ impl BigQuery {
                     }
                     error.to_string()
                 }
-                Err(e) if attempt < retry::MAX_ATTEMPTS && !e.is_builder() => e.to_string(),
+                Err(e) if attempt < retry::MAX_ATTEMPTS && !e.is_builder() => {
+                    // The request may have reached BigQuery and only its answer been lost (a
+                    // reset, a timeout): then the job under our id is the one. Asking costs one
+                    // GET and does not rest on the server refusing a second insert of that id.
+                    if let Ok(created) = self.job_by_id(project, location, job_id).await {
+                        tracing::warn!(job_id, error = %e, "the answer to a job insert was lost; the job exists");
+                        return Ok(created);
+                    }
+                    e.to_string()
+                }
                 Err(e) => {
                     return match self.job_by_id(project, location, job_id).await {
                         Ok(created) if attempt > 1 => Ok(created),

@@ -17,6 +17,8 @@ use crate::error::{Error, ErrorKind};
 
 /// Upload chunk size: a multiple of 256 KiB, as the protocol requires for non-final chunks.
 pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
+/// Every chunk but the last is a whole number of these.
+const CHUNK_GRANULARITY: usize = 256 * 1024;
 /// How often a running job is polled.
 const JOB_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// A load job that has not finished after this long is reported as failed.
@@ -291,6 +293,25 @@ impl LoadUpload {
             self.put(chunk, range, false).await?;
         }
         Ok(())
+    }
+
+    /// Sends `chunk`, which is not the upload's last bytes, as it is (no copy) when nothing is
+    /// pending and it is a whole number of 256 KiB blocks, as the protocol asks of every chunk
+    /// but the last; otherwise takes it as [`Self::write`] does. A file read in ranges of
+    /// [`UPLOAD_CHUNK`] goes up range by range, its last range kept back by the caller.
+    pub async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
+        if !self.pending.is_empty()
+            || chunk.is_empty()
+            || !chunk.len().is_multiple_of(CHUNK_GRANULARITY)
+        {
+            return self.write(&chunk).await;
+        }
+        let range = format!(
+            "bytes {}-{}/*",
+            self.sent,
+            self.sent + chunk.len() as u64 - 1
+        );
+        self.put(chunk, range, false).await.map(|_| ())
     }
 
     /// Bytes accepted so far (sent plus pending).

@@ -1,5 +1,5 @@
 //! The BigQuery client: dataset and table metadata over REST (`google-cloud-bigquery-v2`), table
-//! data over the Storage Read API as Arrow, snapshot and extract jobs for the EXTRACT method (`google-cloud-bigquery`), credentials from
+//! data over the Storage Read API as Arrow, snapshot and extract jobs for the EXTRACT method, load and copy jobs for restore (`google-cloud-bigquery`), credentials from
 //! `google-cloud-auth` (Application Default Credentials, or anonymous for emulators).
 //!
 //! Every call retries transient failures through the one policy in [`retry`]. Errors leave this
@@ -9,6 +9,7 @@
 
 mod admin;
 mod client;
+mod copy;
 mod error;
 mod extract;
 mod load;

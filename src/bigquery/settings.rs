@@ -1,11 +1,13 @@
-//! BigQuery settings: the default project, the endpoints, credentials or none, and how many
-//! Storage Read streams one table is read with.
+//! BigQuery settings: the default project, the endpoints, credentials or none, how many
+//! Storage Read streams one table is read with, and how many files of one table a restore loads
+//! at once.
 
 use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
 pub(crate) const DEFAULT_BIGQUERY_STORAGE_ENDPOINT: &str = "https://bigquerystorage.googleapis.com";
 pub(crate) const DEFAULT_READ_STREAMS_PER_TABLE: usize = 4;
+pub(crate) const DEFAULT_LOAD_FILES_PER_TABLE: usize = 4;
 /// The platform's own project variable (Cloud Run, Cloud Functions, gcloud), used when
 /// `BQB_PROJECT_ID` is unset.
 const GOOGLE_CLOUD_PROJECT: &str = "GOOGLE_CLOUD_PROJECT";
@@ -35,6 +37,11 @@ pub(crate) static READ_STREAMS_PER_TABLE: Variable = Variable {
     default: "4",
     doc: "Storage Read API streams read in parallel per table.",
 };
+pub(crate) static LOAD_FILES_PER_TABLE: Variable = Variable {
+    name: "BQB_LOAD_FILES_PER_TABLE",
+    default: "4",
+    doc: "Files of one table a restore loads in parallel when BigQuery loads them as they are (PARQUET not on gs://), each through its own load job into a staging table.",
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BigQuerySettings {
@@ -44,6 +51,7 @@ pub struct BigQuerySettings {
     pub storage_endpoint: String,
     pub anonymous: bool,
     pub read_streams_per_table: usize,
+    pub load_files_per_table: usize,
 }
 
 impl BigQuerySettings {
@@ -69,6 +77,8 @@ impl BigQuerySettings {
             anonymous: read.flag(&GOOGLE_ANONYMOUS),
             read_streams_per_table: read
                 .positive(&READ_STREAMS_PER_TABLE, DEFAULT_READ_STREAMS_PER_TABLE),
+            load_files_per_table: read
+                .positive(&LOAD_FILES_PER_TABLE, DEFAULT_LOAD_FILES_PER_TABLE),
         };
         read.finish(settings)
     }

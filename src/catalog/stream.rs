@@ -142,7 +142,7 @@ fn undecodable(e: FormatError) -> Stop {
 
 /// A store failure while reading `path`: a file that is not there is damage, anything else is
 /// the store's.
-fn store_problem(path: &Path, e: object_store::Error) -> FileProblem {
+pub(crate) fn store_problem(path: &Path, e: object_store::Error) -> FileProblem {
     match Failure::of(&e) {
         Failure::NotFound => FileProblem::Damaged("is missing".into()),
         _ => FileProblem::Storage(object_error("reading", path, e)),

@@ -53,8 +53,9 @@ impl Engine {
             .submit(slot, job, move |run| async move {
                 // Written before anything is created: if this process dies, another instance
                 // removes what the restore created and never filled (`recovery`).
-                let marker = ActiveRestore::begin(&job_store, run.job_id, &plan).await?;
+                let marker = ActiveRestore::begin(&job_store, run.job_id.clone(), &plan).await?;
                 let ctx = RestoreContext {
+                    job_id: run.job_id,
                     bigquery,
                     store: store.clone(),
                     cancel: run.cancel,

@@ -65,6 +65,16 @@ pub(crate) fn table_for_create(
     view_query: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<Table, ResourceError> {
+    to_model(table_fields(resource, target, view_query, now)?)
+}
+
+/// The fields of [`table_for_create`]'s table, before they become the REST model.
+fn table_fields(
+    resource: &TableResource,
+    target: &TableRef,
+    view_query: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Map<String, Value>, ResourceError> {
     let mut table = keep(resource.as_map(), TABLE_FIELDS);
     table.insert(
         "tableReference".into(),
@@ -87,6 +97,53 @@ pub(crate) fn table_for_create(
             mv.insert("query".into(), Value::String(query));
         }
     }
+    Ok(table)
+}
+
+/// Fields that must match between a copy job's source and its destination.
+const COPY_MATCHED_FIELDS: &[&str] = &["timePartitioning", "rangePartitioning", "clustering"];
+
+/// The staging table a restore loads `target`'s files into before one copy job moves them all
+/// in: the recorded table as [`table_for_create`] makes it (the definition of a target this
+/// restore creates), but with the partitioning and clustering of `existing`, the target as it
+/// is when the restore did not create it, since a copy needs them to match. No labels (it is
+/// nobody's table), a description naming the target, and an expiration at `expires`: a safety
+/// net for a staging table whose removal failed.
+pub(crate) fn staging_table_for_create(
+    resource: &TableResource,
+    staging: &TableRef,
+    target: &TableRef,
+    existing: Option<&Table>,
+    now: DateTime<Utc>,
+    expires: DateTime<Utc>,
+) -> Result<Table, ResourceError> {
+    let mut table = table_fields(resource, staging, None, now)?;
+    if let Some(existing) = existing {
+        let existing = match serde_json::to_value(existing) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for field in COPY_MATCHED_FIELDS {
+            table.remove(*field);
+            if let Some(value) = existing.get(*field).filter(|v| !v.is_null()) {
+                table.insert((*field).to_string(), value.clone());
+            }
+        }
+        table.remove("requirePartitionFilter");
+    }
+    for field in ["labels", "friendlyName"] {
+        table.remove(field);
+    }
+    table.insert(
+        "description".into(),
+        Value::String(format!(
+            "Staging table of a bq-backup restore into {target}; removed when that restore ends."
+        )),
+    );
+    table.insert(
+        "expirationTime".into(),
+        Value::String(expires.timestamp_millis().to_string()),
+    );
     to_model(table)
 }
 

@@ -15,7 +15,7 @@ use super::sql_rewrite::rewrite_references;
 use super::table::{LoadMethod, restore_table};
 use crate::bigquery::BigQuery;
 use crate::catalog::lease::{Lease, LeaseTiming};
-use crate::domain::{DatasetRef, WriteDisposition};
+use crate::domain::{DatasetRef, JobId, WriteDisposition};
 use crate::error::{Error, FieldError, most_telling};
 use crate::exec::Progress;
 use crate::storage::Store;
@@ -23,6 +23,9 @@ use crate::storage::layout::SharedLease;
 
 #[derive(Clone)]
 pub struct RestoreContext {
+    /// The restore's job: its staging tables carry its id, so that what a restore that died
+    /// left behind can be told apart (`recovery`).
+    pub job_id: JobId,
     pub bigquery: BigQuery,
     pub store: Store,
     pub cancel: CancellationToken,
@@ -235,7 +238,7 @@ async fn restore_one<'a>(
     if let Some(progress) = &ctx.progress {
         progress.table_started(&name);
     }
-    let result = restore_table(&ctx.bigquery, &ctx.store, plan, table, &ctx.cancel)
+    let result = restore_table(ctx, plan, table)
         .await
         .map(|(rows, method)| TableRestoreReport {
             source: table.source.to_string(),

@@ -1,11 +1,14 @@
-//! Restores one table: create it from the manifest when missing, then stream every file —
-//! decoded a batch at a time while its checksum and size are computed on the way, re-encoded as
-//! Parquet, row count checked at its end — into one load job with the recorded schema. Memory
-//! holds a few batches, a row group on each side and an upload chunk, whatever the file size.
-//! Files of a legacy (Java-layout) manifest have no recorded size, checksum or rows: they are
-//! only decoded (a file that does not decode still fails the table). The job is created by the
-//! upload's final chunk, so a file that fails verification means no job at all; a table this
-//! restore created is then removed again.
+//! Restores one table: create it from the manifest when missing, then load its files by one of
+//! three paths. gs:// PARQUET: BigQuery reads the files itself once their checksums are checked
+//! (`GCS_LOAD_JOB`). Other PARQUET backups of ours: each file's bytes go to a load job unchanged
+//! (`UPLOAD_FILES`, see [`super::files`]). Everything else (AVRO, CSV, JSON, the Java layout):
+//! every file is streamed — decoded a batch at a time while its checksum and size are computed
+//! on the way, re-encoded as Parquet, row count checked at its end — into one load job with the
+//! recorded schema (`UPLOAD`). Memory holds a few batches, a row group on each side and an
+//! upload chunk, whatever the file size. Files of a legacy (Java-layout) manifest have no
+//! recorded size, checksum or rows: they are only decoded (a file that does not decode still
+//! fails the table). The job is created by the upload's final chunk, so a file that fails
+//! verification means no job at all; a table this restore created is then removed again.
 
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
@@ -13,8 +16,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::files::{loads_as_they_are, upload_files};
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
+use super::run::RestoreContext;
 use crate::bigquery::{BigQuery, LoadUpload};
 use crate::catalog::TableEntry;
 use crate::catalog::checksum::FileHasher;
@@ -30,8 +35,11 @@ use crate::storage::{Store, object_error};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum LoadMethod {
-    /// Streamed through the service into a load job (every store).
+    /// Decoded and re-encoded through the service into one load job (every store).
     Upload,
+    /// Each file's bytes sent unchanged to a load job of its own; several files through a
+    /// staging table and one copy job (every store but gs://, PARQUET backups of ours).
+    UploadFiles,
     /// Loaded by BigQuery from the gs:// files themselves.
     GcsLoadJob,
     /// Nothing to load (an empty table).
@@ -41,12 +49,11 @@ pub enum LoadMethod {
 /// Restores `table`; returns the rows loaded and how.
 #[tracing::instrument(skip_all, fields(table = %table.target, backup_id = %plan.backup_id))]
 pub(crate) async fn restore_table(
-    bigquery: &BigQuery,
-    store: &Store,
+    ctx: &RestoreContext,
     plan: &RestorePlan,
     table: &RestoreTable,
-    cancel: &CancellationToken,
 ) -> Result<(u64, LoadMethod), Error> {
+    let (bigquery, store, cancel) = (&ctx.bigquery, &ctx.store, &ctx.cancel);
     let entry = plan
         .manifest
         .table(&table.source)
@@ -66,6 +73,9 @@ pub(crate) async fn restore_table(
         Some(format) => load_from_gcs(bigquery, store, plan, table, entry, format, cancel)
             .await
             .map(|r| (r, LoadMethod::GcsLoadJob)),
+        None if loads_as_they_are(plan, entry) => upload_files(ctx, plan, table, entry, created)
+            .await
+            .map(|r| (r, LoadMethod::UploadFiles)),
         None => load_files(bigquery, store, plan, table, entry, cancel)
             .await
             .map(|r| (r, LoadMethod::Upload)),
@@ -255,7 +265,10 @@ async fn load_files(
     finish(upload, table, rows, exact).await
 }
 
-fn stop_if_cancelled(cancel: &CancellationToken, table: &RestoreTable) -> Result<(), Error> {
+pub(super) fn stop_if_cancelled(
+    cancel: &CancellationToken,
+    table: &RestoreTable,
+) -> Result<(), Error> {
     if cancel.is_cancelled() {
         return Err(Error::cancelled(format!(
             "the restore of {} was cancelled before its data was loaded",
@@ -287,7 +300,7 @@ async fn finish(
 
 /// The load job: the recorded schema (never autodetect), Parquet with list inference so that
 /// REPEATED fields load as arrays, and the requested write disposition.
-fn load_configuration(
+pub(super) fn load_configuration(
     plan: &RestorePlan,
     table: &RestoreTable,
     entry: &TableEntry,

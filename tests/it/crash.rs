@@ -395,6 +395,76 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     }
 }
 
+/// A restore killed while it loads a table's files into a staging table: the next instance
+/// removes the staging table (its name carries the dead job's id), then the dataset the restore
+/// created, now empty.
+#[tokio::test]
+async fn a_restore_killed_while_loading_files_leaves_no_staging_table() {
+    let proxies = Proxies::lock().await;
+    let app = spawn_app().await;
+    let dataset = crate::restore_files::multi_file_dataset("crash_files").await;
+    let root = unique_root("file");
+    let (backup_id, _) = crate::restore_files::backup_in_files(&app, &dataset, &root).await;
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    let extra = [
+        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+        ("BQB_JOB_HEARTBEAT_SECS", "1"),
+    ];
+    // Every upload chunk waits 3 s: the restore is killed while the files are loading.
+    proxies
+        .configure(
+            &proxies.bigquery,
+            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
+        )
+        .await;
+    let target = format!("{dataset}_s");
+    let request = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+        "restoreStorage": { "uri": root },
+        "backupId": backup_id,
+        "targetDatasets": { dataset.as_str(): target },
+    });
+    let mut first = Serve::start(&extra).await;
+    let (status, accepted) = first.post("/api/v1/restore", &request).await;
+    assert_eq!(status, 202, "{accepted}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::restore_files::staging_tables(&target)
+        .await
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no staging table appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill9();
+    proxies.quiet_all().await;
+    assert!(
+        !crate::restore_files::staging_tables(&target)
+            .await
+            .is_empty(),
+        "the killed restore left its staging table behind"
+    );
+
+    let _second = Serve::start(&extra).await;
+    let bq = bigquery_client().await;
+    let target_ref = bq_backup::domain::DatasetRef::new(PROJECT, &target);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while bq
+        .find_dataset(&target_ref)
+        .await
+        .expect("datasets.get")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the dataset the dead restore created is still there: {:?}",
+            crate::restore_files::staging_tables(&target).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Many processes finding the same dead claim at once: exactly one takes it over, every time,
 /// on every kind of store (the takeover is a create-if-absent of the next epoch).
 #[tokio::test]

@@ -30,5 +30,6 @@ mod metrics;
 mod openapi;
 mod pubsub;
 mod restore;
+mod restore_files;
 mod schedules;
 mod storage;

@@ -119,20 +119,22 @@ fn batches(schema: &SchemaRef, rows: u64) -> impl Iterator<Item = RecordBatch> +
 }
 
 /// A copy of the one-table backup at `small_root` (backup `id`) in `root`, its only file replaced
-/// by one of about `target_bytes` in `format`, and the manifest recording it. Returns the size.
-fn with_large_file(
+/// by `count` files of about `target_bytes` each in `format` (the same rows in each), and the
+/// manifest recording them. Returns the size of all of them.
+fn with_large_files(
     small_root: &Path,
     root: &Path,
     id: &str,
     format: Format,
     target_bytes: u64,
+    count: usize,
 ) -> u64 {
     let mut manifest = manifest_json(small_root, id);
     let table = &mut manifest["tables"][0];
     let schema: SchemaRef = Arc::new(
         bq_backup::catalog::decode_arrow_schema(table["arrowSchema"].as_str().unwrap()).unwrap(),
     );
-    let file = table["files"][0]["path"].as_str().unwrap().to_string();
+    let first = table["files"][0]["path"].as_str().unwrap().to_string();
     // About 208 bytes a row in either format.
     let rows = target_bytes / 208;
     let mut encoder = FileEncoder::new(schema.clone(), &EncodeOptions::new(format)).unwrap();
@@ -144,10 +146,17 @@ fn with_large_file(
     bytes.extend_from_slice(&encoder.finish().unwrap());
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let size = bytes.len() as u64;
-    let path = root.join(&file);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, &bytes).unwrap();
-    table["files"][0] = json!({ "path": file, "bytes": size, "rows": rows, "sha256": sha256 });
+    let mut files = Vec::new();
+    for n in 0..count {
+        // part-00000.ext, part-00001.ext, ...: the first file's name with the part number changed.
+        let file = first.replace("part-00000", &format!("part-{n:05}"));
+        let path = root.join(&file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        files.push(json!({ "path": file, "bytes": size, "rows": rows, "sha256": sha256 }));
+    }
+    let (rows, size) = (rows * count as u64, size * count as u64);
+    table["files"] = json!(files);
     table["rows"] = json!(rows);
     table["bytes"] = json!(size);
     manifest["totals"]["rows"] = json!(rows);
@@ -211,8 +220,15 @@ async fn drop_dataset(dataset: &str) {
 }
 
 /// Backs up a small table in `format`, then verifies and restores it and two copies whose one
-/// file is `small` and `large` bytes: the peak memory of both commands must not follow the file.
+/// file is 32 and 128 MiB: the peak memory of both commands must not follow the file.
 async fn memory_stays_flat_as_the_file_grows(format: Format) {
+    memory_stays_flat_as_the_files_grow(format, 1, 32 * MIB, 128 * MIB).await;
+}
+
+/// Backs up a small table in `format`, then verifies and restores it and two copies whose
+/// `count` files are `small` and `large` bytes each: the peak memory of both commands must not
+/// follow the files.
+async fn memory_stays_flat_as_the_files_grow(format: Format, count: usize, small: u64, large: u64) {
     let dir = tempfile::tempdir().unwrap();
     let dataset = unique_dataset("mem");
     let fixtures = BigQueryFixtures::new();
@@ -258,8 +274,8 @@ async fn memory_stays_flat_as_the_file_grows(format: Format) {
         .to_string();
 
     let (small_root, large_root) = (dir.path().join("small"), dir.path().join("large"));
-    let small = with_large_file(&tiny, &small_root, &id, format, 32 * MIB);
-    let large = with_large_file(&tiny, &large_root, &id, format, 128 * MIB);
+    let small = with_large_files(&tiny, &small_root, &id, format, small, count);
+    let large = with_large_files(&tiny, &large_root, &id, format, large, count);
 
     let (verify_tiny, restore_tiny) = verify_and_restore(dir.path(), &tiny, &id, &dataset, "t_");
     let (verify_small, restore_small) =
@@ -273,7 +289,7 @@ async fn memory_stays_flat_as_the_file_grows(format: Format) {
 
     let (small_mib, large_mib) = (small as f64 / MIB as f64, large as f64 / MIB as f64);
     let figures = format!(
-        "{format}: files of {small_mib:.0} and {large_mib:.0} MiB; peak RSS MiB: verify {verify_tiny:.0} (tiny) / {verify_small:.0} / {verify_large:.0}, restore {restore_tiny:.0} (tiny) / {restore_small:.0} / {restore_large:.0}"
+        "{format}: {count} file(s) of {small_mib:.0} and {large_mib:.0} MiB in all; peak RSS MiB: verify {verify_tiny:.0} (tiny) / {verify_small:.0} / {verify_large:.0}, restore {restore_tiny:.0} (tiny) / {restore_small:.0} / {restore_large:.0}"
     );
     eprintln!("{figures}");
     // Flat: a file four times as large may cost a little more (allocator noise), nowhere near
@@ -300,4 +316,11 @@ async fn restore_and_verify_of_a_large_parquet_file_use_bounded_memory() {
 #[tokio::test]
 async fn restore_and_verify_of_a_large_avro_file_use_bounded_memory() {
     memory_stays_flat_as_the_file_grows(Format::Avro).await;
+}
+
+/// Several PARQUET files of a table are loaded at once (`BQB_LOAD_FILES_PER_TABLE`, 4), each
+/// through a staging table: memory holds two 8 MiB ranges per file, whatever the files' size.
+#[tokio::test]
+async fn restore_of_several_large_parquet_files_at_once_uses_bounded_memory() {
+    memory_stays_flat_as_the_files_grow(Format::Parquet, 4, 16 * MIB, 48 * MIB).await;
 }

@@ -117,6 +117,13 @@ async fn avro_round_trips_through_faulty_s3_and_bigquery_wires_are_identical() {
     round_trips_under_wire_faults("s3", "AVRO").await;
 }
 
+/// PARQUET on s3:// is restored by sending its files as they are (`UPLOAD_FILES`): the wide
+/// table's file goes up in two upload chunks, its ranges read through the faulty S3 wire.
+#[tokio::test]
+async fn parquet_round_trips_through_faulty_s3_and_bigquery_wires_are_identical() {
+    round_trips_under_wire_faults("s3", "PARQUET").await;
+}
+
 /// PARQUET to gs:// is backed up by EXTRACT (AUTO): snapshot and extract jobs, the checksum
 /// listing and the footer reads all go through the faulty wires.
 #[tokio::test]

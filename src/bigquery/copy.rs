@@ -1,0 +1,59 @@
+//! Copy jobs that move a restore's staging table into its target: one job, which BigQuery
+//! applies whole or not at all, so the target sees every file of a table or none of them.
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::client::BigQuery;
+use crate::domain::TableRef;
+use crate::error::Error;
+
+impl BigQuery {
+    /// Copies every row of `source` into `destination`, an existing table (never created here),
+    /// with `write_disposition`, and waits for the job; returns its id. Inserting is retried
+    /// under the same job id (a copy whose answer was lost is found by it, never run twice), and
+    /// a job that failed for a transient reason, having written nothing, is run again.
+    ///
+    /// Not cancellable: the copy is the moment the target changes, and a cancel sent to BigQuery
+    /// while it runs could still lose the race, leaving a caller unsure whether it landed. Once
+    /// started, it is waited for.
+    pub async fn copy_table(
+        &self,
+        source: &TableRef,
+        destination: &TableRef,
+        write_disposition: &str,
+        location: Option<&str>,
+    ) -> Result<String, Error> {
+        let configuration = json!({
+            "copy": {
+                "sourceTable": {
+                    "projectId": source.project,
+                    "datasetId": source.dataset,
+                    "tableId": source.table,
+                },
+                "destinationTable": {
+                    "projectId": destination.project,
+                    "datasetId": destination.dataset,
+                    "tableId": destination.table,
+                },
+                "operationType": "COPY",
+                "createDisposition": "CREATE_NEVER",
+                "writeDisposition": write_disposition,
+            }
+        });
+        let what = format!("copy of {source} into {destination}");
+        let done = self
+            .run_job(
+                &destination.project,
+                location,
+                configuration,
+                &what,
+                &CancellationToken::new(),
+            )
+            .await?;
+        Ok(done["jobReference"]["jobId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+}
