@@ -316,34 +316,12 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     assert_eq!(status, 200, "{backup}");
     let backup_id = backup["backupId"].as_str().expect("backupId").to_string();
 
-    // Every upload chunk through the proxy in front of BigQuery waits 3 s: the restore is
-    // killed after it created its dataset and tables, before any data arrived.
-    let state = tempfile::tempdir().expect("temp dir");
-    let state_uri = format!("file://{}", state.path().display());
-    let extra = [
-        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_JOB_HEARTBEAT_SECS", "1"),
-    ];
-    proxies
-        .configure(
-            &proxies.bigquery,
-            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
-        )
-        .await;
-    let target = format!("{dataset}_k");
-    let request = json!({
-        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
-        "restoreStorage": { "uri": root },
-        "backupId": backup_id,
-        "targetDatasets": { dataset.as_str(): target },
-    });
-    let mut first = Serve::start(&extra).await;
-    let (status, accepted) = first.post("/api/v1/restore", &request).await;
-    assert_eq!(status, 202, "{accepted}");
-    let job_id = accepted["jobId"].as_str().expect("jobId").to_string();
+    // The restore is killed after it created its dataset and tables, before any data arrived.
+    let mut slow = SlowRestore::start(&proxies, &dataset, &root, &backup_id, "k").await;
+    let target = slow.target.clone();
+    let target = target.as_str();
     let bq = bigquery_client().await;
-    let wide = TableRef::new(PROJECT, &target, "wide");
+    let wide = TableRef::new(PROJECT, target, "wide");
     let deadline = Instant::now() + Duration::from_secs(30);
     while bq.find_table(&wide).await.expect("tables.get").is_none() {
         assert!(
@@ -353,7 +331,7 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    first.kill9();
+    slow.first.kill9();
     proxies.quiet_all().await;
     assert!(
         bq.find_table(&wide).await.expect("tables.get").is_some(),
@@ -361,26 +339,13 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     );
 
     // Another instance notices the dead restore and removes what it created and never filled.
-    let second = Serve::start(&extra).await;
-    let target_ref = bq_backup::domain::DatasetRef::new(PROJECT, &target);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while bq
-        .find_dataset(&target_ref)
-        .await
-        .expect("datasets.get")
-        .is_some()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the dataset the dead restore created is still there"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (_, job) = second.get(&format!("/api/v1/jobs/{job_id}")).await;
+    let second = Serve::start(&slow.env(&proxies)).await;
+    wait_until_dataset_gone(target).await;
+    let (_, job) = second.get(&format!("/api/v1/jobs/{}", slow.job_id)).await;
     assert_eq!(job["state"], "FAILED", "{job}");
 
     // The same request then restores everything.
-    let (status, again) = second.post("/api/v1/restore", &request).await;
+    let (status, again) = second.post("/api/v1/restore", &slow.request).await;
     assert_eq!(status, 202, "{again}");
     let done = second
         .job_ended(again["jobId"].as_str().expect("jobId"))
@@ -388,7 +353,7 @@ async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() 
     assert_eq!(done["state"], "SUCCEEDED", "{done}");
     for table in ["all_types", "numbers", "wide"] {
         assert_eq!(
-            rows_of(&TableRef::new(PROJECT, &target, table)).await,
+            rows_of(&TableRef::new(PROJECT, target, table)).await,
             rows_of(&TableRef::new(PROJECT, &dataset, table)).await,
             "{table}"
         );
@@ -405,50 +370,97 @@ async fn a_restore_killed_while_loading_files_leaves_no_staging_table() {
     let dataset = crate::restore_files::multi_file_dataset("crash_files").await;
     let root = unique_root("file");
     let (backup_id, _) = crate::restore_files::backup_in_files(&app, &dataset, &root).await;
-    let state = tempfile::tempdir().expect("temp dir");
-    let state_uri = format!("file://{}", state.path().display());
-    let extra = [
-        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_JOB_HEARTBEAT_SECS", "1"),
-    ];
-    // Every upload chunk waits 3 s: the restore is killed while the files are loading.
-    proxies
-        .configure(
-            &proxies.bigquery,
-            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
-        )
-        .await;
-    let target = format!("{dataset}_s");
-    let request = json!({
-        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
-        "restoreStorage": { "uri": root },
-        "backupId": backup_id,
-        "targetDatasets": { dataset.as_str(): target },
-    });
-    let mut first = Serve::start(&extra).await;
-    let (status, accepted) = first.post("/api/v1/restore", &request).await;
-    assert_eq!(status, 202, "{accepted}");
+    // The restore is killed while the files are loading.
+    let mut slow = SlowRestore::start(&proxies, &dataset, &root, &backup_id, "s").await;
+    let target = slow.target.clone();
+    let target = target.as_str();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while crate::restore_files::staging_tables(&target)
+    while crate::restore_files::staging_tables(target)
         .await
         .is_empty()
     {
         assert!(Instant::now() < deadline, "no staging table appeared");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    first.kill9();
+    slow.first.kill9();
     proxies.quiet_all().await;
     assert!(
-        !crate::restore_files::staging_tables(&target)
+        !crate::restore_files::staging_tables(target)
             .await
             .is_empty(),
         "the killed restore left its staging table behind"
     );
 
-    let _second = Serve::start(&extra).await;
+    let _second = Serve::start(&slow.env(&proxies)).await;
+    wait_until_dataset_gone(target).await;
+}
+
+/// A restore accepted by a `serve` whose BigQuery calls go through the proxy with every upload
+/// chunk held 3 s, so that the test can kill it mid-run; [`Self::env`] starts the next instance
+/// on the same state store.
+struct SlowRestore {
+    first: Serve,
+    job_id: String,
+    /// `{dataset}_{suffix}`.
+    target: String,
+    request: Value,
+    state_uri: String,
+    _state: tempfile::TempDir,
+}
+
+impl SlowRestore {
+    async fn start(
+        proxies: &Proxies,
+        dataset: &str,
+        root: &str,
+        backup_id: &str,
+        suffix: &str,
+    ) -> Self {
+        let state = tempfile::tempdir().expect("temp dir");
+        let state_uri = format!("file://{}", state.path().display());
+        proxies
+            .configure(
+                &proxies.bigquery,
+                json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
+            )
+            .await;
+        let target = format!("{dataset}_{suffix}");
+        let request = json!({
+            "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+            "restoreStorage": { "uri": root },
+            "backupId": backup_id,
+            "targetDatasets": { dataset: target },
+        });
+        let first = Serve::start(&Self::env_of(proxies, &state_uri)).await;
+        let (status, accepted) = first.post("/api/v1/restore", &request).await;
+        assert_eq!(status, 202, "{accepted}");
+        Self {
+            first,
+            job_id: accepted["jobId"].as_str().expect("jobId").to_string(),
+            target,
+            request,
+            state_uri,
+            _state: state,
+        }
+    }
+
+    fn env<'a>(&'a self, proxies: &'a Proxies) -> [(&'a str, &'a str); 3] {
+        Self::env_of(proxies, &self.state_uri)
+    }
+
+    fn env_of<'a>(proxies: &'a Proxies, state_uri: &'a str) -> [(&'a str, &'a str); 3] {
+        [
+            ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
+            ("BQB_STATE_URI", state_uri),
+            ("BQB_JOB_HEARTBEAT_SECS", "1"),
+        ]
+    }
+}
+
+/// Waits until dataset `target` is gone (removed by the recovery of a dead restore).
+async fn wait_until_dataset_gone(target: &str) {
     let bq = bigquery_client().await;
-    let target_ref = bq_backup::domain::DatasetRef::new(PROJECT, &target);
+    let target_ref = bq_backup::domain::DatasetRef::new(PROJECT, target);
     let deadline = Instant::now() + Duration::from_secs(40);
     while bq
         .find_dataset(&target_ref)
@@ -459,7 +471,7 @@ async fn a_restore_killed_while_loading_files_leaves_no_staging_table() {
         assert!(
             Instant::now() < deadline,
             "the dataset the dead restore created is still there: {:?}",
-            crate::restore_files::staging_tables(&target).await
+            crate::restore_files::staging_tables(target).await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
