@@ -27,7 +27,7 @@ use serde_json::json;
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::staging_table_for_create;
 use super::run::RestoreContext;
-use super::table::{load_configuration, stop_if_cancelled};
+use super::table::{check_loaded_rows, load_configuration, stop_if_cancelled};
 use crate::bigquery::{LoadOutcome, UPLOAD_CHUNK};
 use crate::catalog::checksum::FileHasher;
 use crate::catalog::stream::store_problem;
@@ -65,13 +65,7 @@ pub(super) async fn upload_files(
     // One file: one load job straight into the target, as atomic as the copy would be.
     let configuration = load_configuration(plan, table, entry)?;
     let outcome = upload_file(ctx, plan, table, file, configuration).await?;
-    let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
-    if exact && outcome.output_rows != entry.rows {
-        return Err(Error::upstream(format!(
-            "load job {} wrote {} rows into {}, the manifest says {}",
-            outcome.job_id, outcome.output_rows, table.target, entry.rows
-        )));
-    }
+    check_loaded_rows(plan, table, &outcome, entry.rows)?;
     tracing::info!(rows = entry.rows, job_id = %outcome.job_id, "table restored from its file");
     Ok(entry.rows)
 }

@@ -20,7 +20,7 @@ use super::files::{loads_as_they_are, upload_files};
 use super::plan::{RestorePlan, RestoreTable};
 use super::resources::table_for_create;
 use super::run::RestoreContext;
-use crate::bigquery::{BigQuery, LoadUpload};
+use crate::bigquery::{BigQuery, LoadOutcome};
 use crate::catalog::TableEntry;
 use crate::catalog::checksum::FileHasher;
 use crate::catalog::stream::read_batches;
@@ -160,13 +160,7 @@ async fn load_from_gcs(
             configuration,
         )
         .await?;
-    let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
-    if exact && outcome.output_rows != entry.rows {
-        return Err(Error::upstream(format!(
-            "load job {} wrote {} rows into {}, the manifest says {}",
-            outcome.job_id, outcome.output_rows, table.target, entry.rows
-        )));
-    }
+    check_loaded_rows(plan, table, &outcome, entry.rows)?;
     tracing::info!(rows = entry.rows, job_id = %outcome.job_id, "table restored by a load job from gs://");
     Ok(entry.rows)
 }
@@ -261,8 +255,28 @@ async fn load_files(
         .await?
         .map_err(|e| Error::internal(format!("finishing the load file: {e}")))?;
     upload.write(&tail).await?;
+    let outcome = upload.finish().await?;
+    check_loaded_rows(plan, table, &outcome, rows)?;
+    tracing::info!(rows, job_id = %outcome.job_id, "table restored");
+    Ok(rows)
+}
+
+/// A load job must have written exactly `rows` rows, unless it appended to a table that
+/// already held some (then BigQuery's count includes nothing to compare with).
+pub(super) fn check_loaded_rows(
+    plan: &RestorePlan,
+    table: &RestoreTable,
+    outcome: &LoadOutcome,
+    rows: u64,
+) -> Result<(), Error> {
     let exact = plan.disposition != WriteDisposition::WriteAppend || !table.target_exists;
-    finish(upload, table, rows, exact).await
+    if exact && outcome.output_rows != rows {
+        return Err(Error::upstream(format!(
+            "load job {} wrote {} rows into {}, expected {rows}",
+            outcome.job_id, outcome.output_rows, table.target
+        )));
+    }
+    Ok(())
 }
 
 pub(super) fn stop_if_cancelled(
@@ -281,23 +295,6 @@ pub(super) fn stop_if_cancelled(
 /// Sends the last chunk and waits for the job. With `exact`, the job must report exactly the
 /// rows sent; when appending to a table that had rows, the files' verification and the job's
 /// atomicity are the guarantee (what a job reports as `outputRows` there varies by server).
-async fn finish(
-    upload: LoadUpload,
-    table: &RestoreTable,
-    rows: u64,
-    exact: bool,
-) -> Result<u64, Error> {
-    let outcome = upload.finish().await?;
-    if exact && outcome.output_rows != rows {
-        return Err(Error::upstream(format!(
-            "load job {} wrote {} rows into {}, expected {rows}",
-            outcome.job_id, outcome.output_rows, table.target
-        )));
-    }
-    tracing::info!(rows, job_id = %outcome.job_id, "table restored");
-    Ok(rows)
-}
-
 /// The load job: the recorded schema (never autodetect), Parquet with list inference so that
 /// REPEATED fields load as arrays, and the requested write disposition.
 pub(super) fn load_configuration(
