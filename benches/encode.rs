@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! encode --bench [--rows N] [--batch-rows N] --write-input PATH.parquet   the table, for the others
-//! encode --bench [--rows N] [--batch-rows N] --format F [--out PATH]      F only, one JSON line
+//! encode --bench [--rows N] [--batch-rows N] --format F [--out PATH] [--threads N]
+//!                                                             F only, one JSON line
 //! encode --bench [--rows N]                                   every format in turn (`cargo bench`)
 //! encode                                                      smoke run (`cargo test --all-targets`)
 //! ```
@@ -17,6 +18,13 @@
 //! benchmark still works, over in a moment even in a debug build.
 //!
 //! `--columns int64,string` encodes only those columns: where a format's time goes, per type.
+//!
+//! `--threads N` (default 1) encodes the table as a backup does with N read streams: the batches
+//! split into N contiguous parts, each encoded by its own [`FileEncoder`] into its own file
+//! (`PATH.0`, `PATH.1`, …), all on a rayon pool of N threads, so that any parallelism inside the
+//! encoders stays within N threads too. The figure to compare with another tool at N threads.
+//! `seconds` is then the slowest part's encoding time: each thread also generates its own
+//! batches, which is not counted (on N free cores the parts run side by side).
 //!
 //! The table is generated batch by batch from a seeded xorshift, so the same `--rows` gives the
 //! same bytes in every process and memory holds one batch at a time, never the table. Only flat
@@ -42,7 +50,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
+// Send + Sync: parts encoded on other threads hand their errors back.
+type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
 const DEFAULT_ROWS: u64 = 10_000_000;
 /// Rows of the smoke run (no `--bench`).
@@ -66,6 +75,8 @@ struct Args {
     write_input: Option<PathBuf>,
     /// Indices of the columns to encode; all when empty.
     columns: Vec<usize>,
+    /// Parts encoded in parallel, one encoder and one output file each.
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -76,6 +87,7 @@ fn parse_args() -> Result<Args> {
         out: None,
         write_input: None,
         columns: Vec::new(),
+        threads: 1,
     };
     if !std::env::args().any(|arg| arg == "--bench") {
         args.rows = SMOKE_ROWS;
@@ -87,6 +99,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--rows" => args.rows = value()?.replace('_', "").parse()?,
             "--batch-rows" => args.batch_rows = value()?.parse()?,
+            "--threads" => args.threads = value()?.parse()?,
             "--format" => args.format = Some(value()?.parse()?),
             "--out" => args.out = Some(value()?.into()),
             "--write-input" => args.write_input = Some(value()?.into()),
@@ -102,6 +115,9 @@ fn parse_args() -> Result<Args> {
     }
     if args.batch_rows == 0 {
         return Err("--batch-rows must be positive".into());
+    }
+    if args.threads == 0 {
+        return Err("--threads must be positive".into());
     }
     Ok(args)
 }
@@ -280,6 +296,15 @@ impl Sink {
     }
 }
 
+/// What one encoder did with its part of the table.
+#[derive(Default)]
+struct Part {
+    encoding: Duration,
+    generating: Duration,
+    input_bytes: u64,
+    output_bytes: u64,
+}
+
 fn encode(args: &Args, format: Format) -> Result<()> {
     let all = schema();
     let schema = if args.columns.is_empty() {
@@ -288,38 +313,52 @@ fn encode(args: &Args, format: Format) -> Result<()> {
         Arc::new(all.project(&args.columns)?)
     };
     let opts = EncodeOptions::new(format);
-    let mut sink = Sink {
-        file: args.out.as_ref().map(File::create).transpose()?,
-        bytes: 0,
-    };
-    let mut generating = Duration::ZERO;
-    let mut encoding = Duration::ZERO;
-    let mut input_bytes = 0;
+    let batches: Vec<(u64, usize)> = batches(args).collect();
+    let per_part = batches.len().div_ceil(args.threads).max(1);
+    // One output per part: the path itself with one thread, PATH.i with several.
+    let outs: Vec<Option<PathBuf>> = (0..batches.len().div_ceil(per_part))
+        .map(|i| match &args.out {
+            Some(path) if args.threads > 1 => {
+                Some(PathBuf::from(format!("{}.{i}", path.display())))
+            }
+            other => other.clone(),
+        })
+        .collect();
 
+    // Even one thread runs in a pool of its own: rayon work inside the encoders stays on it.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()?;
+    let results = std::sync::Mutex::new(Vec::new());
     let started = Instant::now();
-    let mut encoder = FileEncoder::new(schema.clone(), &opts)?;
-    encoding += started.elapsed();
-    for (index, rows) in batches(args) {
-        let generated = Instant::now();
-        let mut batch = generate(&all, index, rows)?;
-        if !args.columns.is_empty() {
-            batch = batch.project(&args.columns)?;
+    pool.scope(|scope| {
+        for (chunk, out) in batches.chunks(per_part).zip(&outs) {
+            let (all, schema, opts, results) = (&all, &schema, &opts, &results);
+            scope.spawn(move |_| {
+                let part = encode_part(args, all, schema, opts, chunk, out.as_ref());
+                // A poisoned lock only means another part panicked: that panic ends the run.
+                if let Ok(mut results) = results.lock() {
+                    results.push(part);
+                }
+            });
         }
-        input_bytes += arrow_bytes(&batch)?;
-        let encoded = Instant::now();
-        generating += encoded - generated;
-        encoder.write(&batch)?;
-        sink.write(&encoder.take_output())?;
-        encoding += encoded.elapsed();
-    }
-    let finished = Instant::now();
-    sink.write(&encoder.finish()?)?;
-    if let Some(file) = &mut sink.file {
-        file.flush()?;
-    }
-    encoding += finished.elapsed();
+    });
+    let wall = started.elapsed();
+    let parts = results
+        .into_inner()
+        .map_err(|_| "an encoding thread panicked")?;
+    let parts = parts.into_iter().collect::<Result<Vec<Part>>>()?;
 
-    let seconds = encoding.as_secs_f64();
+    // The slowest part's encoding time: what the run took, generation aside.
+    let seconds = parts
+        .iter()
+        .map(|p| p.encoding)
+        .max()
+        .unwrap_or_default()
+        .as_secs_f64();
+    let generating: Duration = parts.iter().map(|p| p.generating).sum();
+    let input_bytes: u64 = parts.iter().map(|p| p.input_bytes).sum();
+    let output_bytes: u64 = parts.iter().map(|p| p.output_bytes).sum();
     let mb = 1e6;
     let line = json!({
         "tool": "bq-backup",
@@ -330,15 +369,59 @@ fn encode(args: &Args, format: Format) -> Result<()> {
         "seconds": seconds,
         "rows_per_s": args.rows as f64 / seconds,
         "input_mb_per_s": input_bytes as f64 / mb / seconds,
-        "output_mb_per_s": sink.bytes as f64 / mb / seconds,
+        "output_mb_per_s": output_bytes as f64 / mb / seconds,
         "input_bytes": input_bytes,
-        "output_bytes": sink.bytes,
+        "output_bytes": output_bytes,
         "generate_seconds": generating.as_secs_f64(),
+        "part_seconds": parts.iter().map(|p| p.encoding.as_secs_f64()).collect::<Vec<_>>(),
+        "wall_seconds": wall.as_secs_f64(),
         "peak_rss_mb": peak_rss_mb(),
-        "threads": 1,
+        "threads": args.threads,
+        "files": parts.len(),
     });
     println!("{line}");
     Ok(())
+}
+
+/// Encodes `batches` of the table with one [`FileEncoder`] into `out` (or counts the bytes).
+fn encode_part(
+    args: &Args,
+    all: &SchemaRef,
+    schema: &SchemaRef,
+    opts: &EncodeOptions,
+    batches: &[(u64, usize)],
+    out: Option<&PathBuf>,
+) -> Result<Part> {
+    let mut sink = Sink {
+        file: out.map(File::create).transpose()?,
+        bytes: 0,
+    };
+    let mut part = Part::default();
+
+    let started = Instant::now();
+    let mut encoder = FileEncoder::new(schema.clone(), opts)?;
+    part.encoding += started.elapsed();
+    for &(index, rows) in batches {
+        let generated = Instant::now();
+        let mut batch = generate(all, index, rows)?;
+        if !args.columns.is_empty() {
+            batch = batch.project(&args.columns)?;
+        }
+        part.input_bytes += arrow_bytes(&batch)?;
+        let encoded = Instant::now();
+        part.generating += encoded - generated;
+        encoder.write(&batch)?;
+        sink.write(&encoder.take_output())?;
+        part.encoding += encoded.elapsed();
+    }
+    let finished = Instant::now();
+    sink.write(&encoder.finish()?)?;
+    if let Some(file) = &mut sink.file {
+        file.flush()?;
+    }
+    part.encoding += finished.elapsed();
+    part.output_bytes = sink.bytes;
+    Ok(part)
 }
 
 /// The process's peak resident set (VmHWM) in MB, or null where /proc is not available.

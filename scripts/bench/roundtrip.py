@@ -1,23 +1,38 @@
-"""Backup, restore and verify throughput and memory on the same data, through the real CLI
-(bench-roundtrip.sh), at one or more table sizes.
+"""Backup, restore and verify throughput, CPU and memory on the same data, through the real CLI
+(bench-roundtrip.sh), at one or more table sizes, next to the backup a user would write in Python.
 
 For each ROWS, creates a table of ROWS rows of 7 mixed-type columns inside the BigQuery emulator
 with one `CREATE TABLE AS SELECT` (generated where the data lives: no upload, little emulator
-memory), then times `bq-backup backup` (to file://, files of up to BQB_TEST_BENCH_FILE_SIZE bytes,
-1 GiB by default), `bq-backup verify` and `bq-backup restore` of that backup as separate processes,
-reading each one's peak RSS from getrusage(RUSAGE_CHILDREN), and drops the datasets again before
-the next size.
+memory), then runs, each as a process of its own:
 
-    python roundtrip.py BINARY REST_URL WORKDIR ROWS [ROWS...]
+0. `bq-backup backup`, not counted: the emulator's first read of a table costs it more;
+1. `bq-backup backup` on every core (to file://, files of up to BQB_TEST_BENCH_FILE_SIZE bytes,
+   1 GiB by default);
+2. the same backup under `taskset -c 0` (one core; the emulator keeps both): 1 → 2 core scaling;
+3. the Python reference client (reference_client.py: google-cloud-bigquery-storage, 4 streams,
+   Arrow, pyarrow writing Parquet), when CLIENT_PYTHON is given and the format is PARQUET;
+4. `bq-backup verify` and `bq-backup restore` of the first backup;
+
+reading each one's wall time, CPU seconds (user + system) and peak RSS from getrusage
+(RUSAGE_CHILDREN) in a wrapper process of its own, and the emulator's CPU seconds over the same
+span from /proc/EMULATOR_PID/stat. Drops the datasets again before the next size. Prints a
+Markdown table and the ratios of issue 13.
+
+    python roundtrip.py BINARY REST_URL GRPC_HOST:PORT WORKDIR EMULATOR_PID CLIENT_PYTHON ROWS...
+
+CLIENT_PYTHON: the interpreter with google-cloud-bigquery-storage and pyarrow, or "" to skip it.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 
 PROJECT = "test-project"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def call(method, url, body=None):
@@ -63,81 +78,178 @@ def drop(rest, dataset):
 
 
 # Runs one command in a wrapper process of its own, so that getrusage(RUSAGE_CHILDREN) there is
-# the peak RSS of that command alone.
+# that command's alone: peak RSS and CPU seconds (user + system, every thread).
 WRAPPER = """
 import resource, subprocess, sys, time
 started = time.monotonic()
 out = subprocess.run(sys.argv[1:], stdin=sys.stdin, capture_output=True)
 seconds = time.monotonic() - started
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 sys.stderr.buffer.write(out.stderr)
 sys.stdout.buffer.write(out.stdout)
-print(f"\\n@@ {seconds} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss} {out.returncode}")
+print(f"\\n@@ {seconds} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime} {out.returncode}")
 """
 
 
-def run(binary, args, request, env):
-    """Runs `binary args…` (the request, if any, on stdin); its JSON answer, seconds, peak RSS MB."""
-    out = subprocess.run([sys.executable, "-c", WRAPPER, binary, *args],
-                         input=json.dumps(request).encode() if request else b"", capture_output=True, env=env)
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (0 when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The fields after the parenthesised name: utime and stime are the 12th and 13th.
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Run:
+    """One measured command: its JSON answer, wall seconds, CPU seconds, peak RSS MB, and the
+    emulator's CPU seconds over the same span."""
+
+    def __init__(self, answer, seconds, cpu, rss_mb, emulator_cpu):
+        self.answer, self.seconds, self.cpu = answer, seconds, cpu
+        self.rss_mb, self.emulator_cpu = rss_mb, emulator_cpu
+
+
+def run(command, request, env, emulator_pid):
+    """Runs `command` (the request, if any, as JSON on stdin) in the wrapper."""
+    before = cpu_seconds(emulator_pid)
+    out = subprocess.run([sys.executable, "-c", WRAPPER, *command],
+                         input=json.dumps(request).encode() if request else b"",
+                         capture_output=True, env=env)
+    emulator_cpu = cpu_seconds(emulator_pid) - before
     text = out.stdout.decode()
     body, _, tail = text.rpartition("\n@@ ")
-    seconds, rss_kib, code = tail.split()
+    seconds, rss_kib, cpu, code = tail.split()
     if int(code) != 0:
-        sys.exit(f"{args[0]} failed: {out.stderr.decode()[-2000:]}")
-    return json.loads(body), float(seconds), int(rss_kib) / 1024
+        sys.exit(f"{' '.join(command[:2])} failed: {out.stderr.decode()[-2000:]}")
+    return Run(json.loads(body), float(seconds), float(cpu), int(rss_kib) / 1024, emulator_cpu)
 
 
-def measure(binary, rest, workdir, rows, env):
-    """(rows, MB written, files, [(operation, seconds, peak RSS MB)]) for one table size."""
+def measure(binary, rest, grpc, workdir, emulator_pid, client_python, rows, env):
+    """(rows, MB written, files, [(key, operation, Run, MB)]) for one table size."""
     dataset = f"bench_{rows}_{int(time.time())}"
     t0 = time.monotonic()
     create(rest, dataset, rows)
     print(f"created {rows} rows in the emulator in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     root = f"file://{workdir}/backups-{dataset}"
+    one_core_root = f"file://{workdir}/backups-1core-{dataset}"
+    warm_root = f"file://{workdir}/backups-warm-{dataset}"
+    reference_dir = f"{workdir}/reference-{dataset}"
     fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
     file_size = int(os.environ.get("BQB_TEST_BENCH_FILE_SIZE", str(1 << 30)))
+    operations = []
+
+    def backup_request(uri):
+        return {"bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
+                "backupStorage": {"uri": uri, "exportOptions": {"format": fmt}},
+                "fileSizeBytes": file_size}
+
     try:
-        backup, b_s, b_rss = run(binary, ["backup", "--request", "-"], {
-            "bigQuery": {"projectId": PROJECT, "tablesToBackup": [{"datasetName": dataset}]},
-            "backupStorage": {"uri": root, "exportOptions": {"format": fmt}},
-            "fileSizeBytes": file_size}, env)
-        verify, v_s, v_rss = run(binary, ["verify", backup["backupId"], "--uri", root], None, env)
-        assert verify["ok"] and verify["rowsChecked"] == rows, verify
-        restore, r_s, r_rss = run(binary, ["restore", "--request", "-"], {
+        # The emulator's first read of a table costs it more than the next ones (about twice
+        # its CPU at 500,000 rows): a backup first, not counted, so that the timed ones compare.
+        warm = run([binary, "backup", "--request", "-"], backup_request(warm_root), env,
+                   emulator_pid)
+        operations.append(("warm-up", "backup, warm-up (first read; not in the ratios)", warm,
+                           warm.answer["totals"]["bytes"] / 1e6))
+        shutil.rmtree(warm_root.removeprefix("file://"), ignore_errors=True)
+        backup = run([binary, "backup", "--request", "-"], backup_request(root), env, emulator_pid)
+        mb = backup.answer["totals"]["bytes"] / 1e6
+        operations.append(("backup", "backup", backup, mb))
+        if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+            one_core = run(["taskset", "-c", "0", binary, "backup", "--request", "-"],
+                           backup_request(one_core_root), env, emulator_pid)
+            operations.append(("backup-1core", "backup, 1 core (taskset -c 0)", one_core,
+                               one_core.answer["totals"]["bytes"] / 1e6))
+        if client_python and fmt == "PARQUET":
+            reference = run([client_python, f"{HERE}/reference_client.py", grpc, PROJECT, dataset,
+                             "sales", reference_dir, "4"], None, env, emulator_pid)
+            assert reference.answer["rows"] == rows, reference.answer
+            operations.append(("python", "Python client (Read API, 4 streams, pyarrow Parquet)",
+                               reference, reference.answer["bytes"] / 1e6))
+        verify = run([binary, "verify", backup.answer["backupId"], "--uri", root], None, env,
+                     emulator_pid)
+        assert verify.answer["ok"] and verify.answer["rowsChecked"] == rows, verify.answer
+        operations.append(("verify", "verify", verify, mb))
+        restore = run([binary, "restore", "--request", "-"], {
             "bigQuery": {"projectId": PROJECT, "datasetsToRestore": [dataset]},
-            "restoreStorage": {"uri": root}, "backupId": backup["backupId"]}, env)
-        assert restore["rows"] == rows, restore
+            "restoreStorage": {"uri": root}, "backupId": backup.answer["backupId"]},
+            env, emulator_pid)
+        assert restore.answer["rows"] == rows, restore.answer
+        operations.append(("restore", "restore", restore, mb))
     finally:
         drop(rest, dataset)
         drop(rest, f"restored_{dataset}")
-    subprocess.run(["rm", "-rf", f"{workdir}/backups-{dataset}"], check=False)
-    return (rows, backup["totals"]["bytes"] / 1e6, backup["totals"]["files"],
-            [("backup", b_s, b_rss), ("verify", v_s, v_rss), ("restore", r_s, r_rss)])
+        for path in (root, one_core_root, warm_root):
+            shutil.rmtree(path.removeprefix("file://"), ignore_errors=True)
+        shutil.rmtree(reference_dir, ignore_errors=True)
+    return rows, mb, backup.answer["totals"]["files"], operations
+
+
+def ratio(numerator, denominator):
+    return f"{numerator / denominator:.2f}×" if denominator else "n/a"
 
 
 def main():
-    binary, rest, workdir = sys.argv[1], sys.argv[2], sys.argv[3]
-    sizes = [int(r) for r in sys.argv[4:]] or [1_000_000]
+    if len(sys.argv) < 8:
+        sys.exit(__doc__)
+    binary, rest, grpc, workdir, emulator_pid, client_python = sys.argv[1:7]
+    sizes = [int(r) for r in sys.argv[7:]]
     env = {**os.environ, "BQB_PROJECT_ID": PROJECT, "BQB_LOG_LEVEL": "warn"}
     fmt = os.environ.get("BQB_TEST_BENCH_FORMAT", "PARQUET")
     file_size = int(os.environ.get("BQB_TEST_BENCH_FILE_SIZE", str(1 << 30)))
-    results = [measure(binary, rest, workdir, rows, env) for rows in sizes]
-    print(f"| rows | {fmt} files | operation | seconds | rows/s | MB/s | peak RSS MB |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
+    results = [measure(binary, rest, grpc, workdir, emulator_pid, client_python, rows, env)
+               for rows in sizes]
+
+    print(f"| rows | {fmt} files | operation | seconds | CPU s | emulator CPU s | rows/s | MB/s "
+          "| peak RSS MB |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for rows, mb, files, operations in results:
-        for i, (operation, seconds, rss) in enumerate(operations):
-            written = f"{mb:.1f} MB in {files}" if i == 0 else ""
-            print(f"| {rows:,} | {written} | {operation} | {seconds:.1f} | {rows / seconds:,.0f} "
-                  f"| {mb / seconds:.1f} | {rss:.0f} |")
+        for i, (_, operation, r, written) in enumerate(operations):
+            size = f"{mb:.1f} MB in {files}" if i == 1 else ""
+            print(f"| {rows:,} | {size} | {operation} | {r.seconds:.2f} | {r.cpu:.2f} "
+                  f"| {r.emulator_cpu:.2f} | {rows / r.seconds:,.0f} | {written / r.seconds:.1f} "
+                  f"| {r.rss_mb:.0f} |")
+    print("\nCPU s: user + system seconds of that process (every thread); emulator CPU s: "
+          "bqemulator's over the same span (it shares the cores). MB/s: the files written "
+          "(backup, Python client) or read (verify, restore).")
+
+    print("\n### Issue 13 ratios\n")
+    print("| rows | measure | value | target |")
+    print("|---:|---|---:|---|")
+    for rows, _, _, operations in results:
+        ops = {key: r for key, _, r, _ in operations}
+        backup, restore = ops["backup"], ops["restore"]
+        lines = []
+        if "backup-1core" in ops:
+            lines.append(("backup, 1 → 2 cores (wall on 1 core / on 2)",
+                          ratio(ops["backup-1core"].seconds, backup.seconds), "≥ 1.8×"))
+        if "python" in ops:
+            py = ops["python"]
+            lines += [
+                ("backup vs Python client: wall (Python seconds / bq-backup seconds)",
+                 ratio(py.seconds, backup.seconds), "≥ 3×"),
+                (f"the same without Python's imports ({py.answer['import_seconds']:.2f} s)",
+                 ratio(py.seconds - py.answer["import_seconds"], backup.seconds), "—"),
+                ("backup vs Python client: CPU (bq-backup CPU s / Python CPU s)",
+                 ratio(backup.cpu, py.cpu), "≤ 0.33×"),
+                ("backup vs Python client: peak RSS MB",
+                 f"{backup.rss_mb:.0f} vs {py.rss_mb:.0f}", "—"),
+            ]
+        lines.append((f"restore throughput / backup throughput ({fmt})",
+                      ratio(backup.seconds, restore.seconds), "≥ 0.8×"))
+        for measure_, value, target in lines:
+            print(f"| {rows:,} | {measure_} | {value} | {target} |")
+
     if len(results) > 1:
         first, last = results[0], results[-1]
         print()
-        for i, (operation, _, _) in enumerate(first[3]):
-            print(f"- {operation}: peak RSS {first[3][i][2]:.0f} MB at {first[0]:,} rows, "
-                  f"{last[3][i][2]:.0f} MB at {last[0]:,} rows "
-                  f"(×{last[3][i][2] / first[3][i][2]:.2f} for ×{last[0] / first[0]:.0f} rows)")
-    print(f"\n{fmt}, fileSizeBytes {file_size}; emulator: bqemulator 1.4.0 on 127.0.0.1",
-          file=sys.stderr)
+        for (_, operation, r0, _), (_, _, r1, _) in zip(first[3], last[3]):
+            print(f"- {operation}: peak RSS {r0.rss_mb:.0f} MB at {first[0]:,} rows, "
+                  f"{r1.rss_mb:.0f} MB at {last[0]:,} rows "
+                  f"(×{r1.rss_mb / r0.rss_mb:.2f} for ×{last[0] / first[0]:.0f} rows)")
+    print(f"\n{fmt}, fileSizeBytes {file_size}; emulator: bqemulator 1.4.0 on 127.0.0.1; "
+          f"{os.cpu_count()} cores", file=sys.stderr)
 
 
 if __name__ == "__main__":
