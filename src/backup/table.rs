@@ -1,17 +1,32 @@
-//! Exports one table: one read session at the snapshot time, its streams read and written in
-//! parallel (one file sequence per stream), the table's manifest entry assembled at the end.
+//! Exports one table: one read session at the snapshot time, its streams read in parallel into
+//! one bounded queue of batches, which a few writers (one per core, never more than streams)
+//! encode and upload as files, the table's manifest entry assembled at the end.
+//!
+//! Readers and writers are decoupled so that memory does not follow the number of streams (each
+//! writer holds a Parquet row group in progress and its upload; a stream only the batch it is
+//! handing over), and so that the next batches are read while the current ones are encoded.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
+use arrow::array::RecordBatch;
+use futures::StreamExt;
 use object_store::ObjectStore;
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{BackupPlan, PlannedTable};
 use super::writer::TableFiles;
-use crate::bigquery::{BigQuery, ReadOptions, TableResource};
+use crate::bigquery::{BatchStream, BigQuery, ReadOptions, TableResource};
 use crate::catalog::TableEntry;
 use crate::error::Error;
+
+/// Writers (files being written at once) of a table with `streams` read streams: one per rayon
+/// thread, as each encodes on one, and never more than the streams, so that a table read
+/// through one stream is still one file (below `fileSizeBytes`).
+fn writer_count(streams: usize) -> usize {
+    streams.min(rayon::current_num_threads()).max(1)
+}
 
 #[tracing::instrument(skip_all, fields(table = %planned.table, backup_id = %plan.backup_id))]
 pub(crate) async fn export_table(
@@ -36,26 +51,52 @@ pub(crate) async fn export_table(
         file_size_bytes: plan.file_size_bytes,
         next_index: AtomicUsize::new(0),
     });
-    // One stream failing stops its siblings through `streams_stop`, and every stream is awaited
-    // to its end: a stream that stops aborts its unfinished upload, where a dropped future
-    // would leave the upload's parts behind in the store.
-    let streams_stop = cancel.child_token();
-    let streams = (0..reader.stream_count()).map(|i| {
+    let writers = writer_count(reader.stream_count());
+    // One batch waiting per writer: enough for a writer to find the next batch ready when it
+    // finishes one, few enough that queued batches stay a small part of memory.
+    let (queue, batches) = mpsc::channel::<RecordBatch>(writers);
+    let batches = Arc::new(Mutex::new(batches));
+    // A reader or writer failing stops the others through `stop`, and every one of them is
+    // awaited to its end: a writer that stops aborts its unfinished upload, where a dropped
+    // future would leave the upload's parts behind in the store.
+    let stop = cancel.child_token();
+    let readers: Vec<_> = (0..reader.stream_count())
+        .map(|i| {
+            let stream = reader.stream(i);
+            let queue = queue.clone();
+            let stop = stop.clone();
+            async move {
+                let result = read_stream(stream, queue, &stop).await;
+                if result.is_err() {
+                    stop.cancel();
+                }
+                result
+            }
+        })
+        .collect();
+    // Once every reader is done, the queue closes and the writers finish their files.
+    drop(queue);
+    let writing = (0..writers).map(|_| {
         let files = files.clone();
-        let stream = reader.stream(i);
-        let stop = streams_stop.clone();
+        let batches = batches.clone();
+        let stop = stop.clone();
         async move {
-            let result = files.export_stream(stream, &stop).await;
+            let result = files.write_batches(&batches, &stop).await;
             if result.is_err() {
                 stop.cancel();
             }
             result
         }
     });
-    let results = futures::future::join_all(streams).await;
+    let (read, written) = futures::future::join(
+        futures::future::join_all(readers),
+        futures::future::join_all(writing),
+    )
+    .await;
     let mut entries = Vec::new();
     let mut first_error: Option<Error> = None;
-    for result in results {
+    let read = read.into_iter().map(|r| r.map(|()| Vec::new()));
+    for result in read.chain(written) {
         match result {
             Ok(files) => entries.extend(files),
             // A sibling's stop is not the cause; keep the error that caused it.
@@ -90,4 +131,45 @@ pub(crate) async fn export_table(
 /// The table resource as stored in the manifest.
 pub(crate) fn table_resource(planned: &PlannedTable) -> Result<TableResource, Error> {
     TableResource::of(&planned.resource)
+}
+
+/// Hands every batch of `stream` to the writers, waiting while the queue is full.
+async fn read_stream(
+    mut stream: BatchStream,
+    queue: mpsc::Sender<RecordBatch>,
+    cancel: &CancellationToken,
+) -> Result<(), Error> {
+    loop {
+        let next = tokio::select! {
+            () = cancel.cancelled() => return Err(Error::cancelled("cancelled")),
+            next = stream.next() => next,
+        };
+        let Some(batch) = next else { return Ok(()) };
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Err(Error::cancelled("cancelled")),
+            sent = queue.send(batch) => {
+                // Every writer is gone: one failed and stopped the others.
+                if sent.is_err() {
+                    return Err(Error::cancelled("cancelled"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_gets_a_writer_per_core_but_never_more_than_its_streams() {
+        let cores = rayon::current_num_threads();
+        assert_eq!(writer_count(0), 1);
+        assert_eq!(writer_count(1), 1);
+        assert_eq!(writer_count(64), cores.min(64));
+    }
 }

@@ -1,5 +1,6 @@
-//! Writes one read stream's batches into files of at most about `file_size_bytes`: encoding and
-//! hashing on rayon, bytes streamed to the store as they are produced. A file smaller than one
+//! Writes a table's batches (from any of its read streams) into files of at most about
+//! `file_size_bytes`: encoding and hashing on rayon, bytes streamed to the store as they are
+//! produced. A file smaller than one
 //! upload part is written with a single put; a larger one with a multipart upload whose
 //! in-flight parts are bounded, so memory stays bounded whatever the table size.
 
@@ -9,13 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::bigquery::BatchStream;
 use crate::catalog::FileEntry;
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
@@ -60,10 +60,11 @@ pub(crate) struct TableFiles {
 }
 
 impl TableFiles {
-    /// Exports every batch of `stream`; returns the files written (none for an empty stream).
-    pub(crate) async fn export_stream(
+    /// Writes batches taken from the table's queue until it closes; returns the files written
+    /// (none when the other writers took every batch).
+    pub(crate) async fn write_batches(
         self: &Arc<Self>,
-        mut stream: BatchStream,
+        batches: &Mutex<mpsc::Receiver<RecordBatch>>,
         cancel: &CancellationToken,
     ) -> Result<Vec<FileEntry>, Error> {
         let mut files = Vec::new();
@@ -74,21 +75,9 @@ impl TableFiles {
                     if let Some(f) = current.take() { f.abort().await; }
                     return Err(Error::cancelled("cancelled"));
                 }
-                next = stream.next() => next,
+                next = async { batches.lock().await.recv().await } => next,
             };
             let Some(batch) = next else { break };
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    if let Some(f) = current.take() {
-                        f.abort().await;
-                    }
-                    return Err(e.into());
-                }
-            };
-            if batch.num_rows() == 0 {
-                continue;
-            }
             // Large batches are written in slices (zero-copy) so that a file closes within about
             // a slice of `file_size_bytes`, however big the Read API's batches are.
             for slice in slices(&batch, self.file_size_bytes) {
@@ -188,13 +177,16 @@ impl OpenFile {
         self.written += output.len() as u64;
         if let Some(upload) = self.upload.as_mut() {
             // Part by part, waiting for capacity before each: a large output (a whole Parquet
-            // row group) never queues more than PARTS_IN_FLIGHT parts in memory.
-            for piece in output.chunks(PART_SIZE) {
+            // row group) never has more than PARTS_IN_FLIGHT parts uploading. The parts are
+            // slices of `output`, not copies: its memory is freed as its last part completes.
+            let mut output = output;
+            while !output.is_empty() {
+                let piece = output.split_to(output.len().min(PART_SIZE));
                 upload
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| object_error("writing", &self.path, e))?;
-                upload.write(piece);
+                upload.put(piece);
             }
             return Ok(());
         }
@@ -208,7 +200,7 @@ impl OpenFile {
                 .map_err(|e| object_error("writing", &self.path, e))?;
             let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
             for chunk in self.buffered.drain(..) {
-                upload.write(&chunk);
+                upload.put(chunk);
             }
             self.buffered_len = 0;
             self.upload = Some(upload);
@@ -242,7 +234,7 @@ impl OpenFile {
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| object_error("writing", &self.path, e))?;
-                upload.write(&tail);
+                upload.put(tail);
                 upload
                     .finish()
                     .await

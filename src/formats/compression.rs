@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 
+use super::FormatError;
+
 /// A `Write` sink whose bytes can be taken while another writer still owns a clone of it.
 /// The AVRO and PARQUET writers take their sink by value and only give it back at the end;
 /// sharing it lets [`super::FileEncoder::take_output`] stream bytes out as blocks are written.
@@ -45,29 +47,62 @@ impl Write for SharedBuffer {
 /// Where CSV and JSON text goes: straight into a buffer, or through gzip into it.
 pub(super) enum TextSink {
     Plain(Vec<u8>),
-    Gzip(Box<GzEncoder<Vec<u8>>>),
+    Gzip {
+        encoder: Box<GzEncoder<Vec<u8>>>,
+        /// One batch of text on its way into the encoder; kept to be reused by the next batch.
+        text: Vec<u8>,
+    },
 }
 
 impl TextSink {
     pub(super) fn new(gzip: bool) -> Self {
         if gzip {
-            TextSink::Gzip(Box::new(GzEncoder::new(
-                Vec::new(),
-                flate2::Compression::default(),
-            )))
+            TextSink::Gzip {
+                encoder: Box::new(GzEncoder::new(Vec::new(), flate2::Compression::default())),
+                text: Vec::new(),
+            }
         } else {
             TextSink::Plain(Vec::new())
         }
     }
 
-    /// Writes one encoded batch (one call per batch: gzip is slow on many small writes).
+    /// Writes bytes such as a header line.
     pub(super) fn write_all(&mut self, text: &[u8]) -> io::Result<()> {
         match self {
             TextSink::Plain(out) => {
                 out.extend_from_slice(text);
                 Ok(())
             }
-            TextSink::Gzip(gz) => gz.write_all(text),
+            TextSink::Gzip { encoder, .. } => encoder.write_all(text),
+        }
+    }
+
+    /// Lets `encode` append one batch's text to a buffer with `capacity` bytes to spare: the
+    /// output itself when plain, so the text is written once and never copied; a reused buffer
+    /// handed to gzip in one call otherwise (gzip is slow on many small writes). When `encode`
+    /// fails, nothing of the batch is kept; gzip's own errors go through `io_error`.
+    pub(super) fn write_batch(
+        &mut self,
+        capacity: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), FormatError>,
+        io_error: impl FnOnce(io::Error) -> FormatError,
+    ) -> Result<(), FormatError> {
+        match self {
+            TextSink::Plain(out) => {
+                let start = out.len();
+                out.reserve(capacity);
+                let result = encode(out);
+                if result.is_err() {
+                    out.truncate(start);
+                }
+                result
+            }
+            TextSink::Gzip { encoder, text } => {
+                text.clear();
+                text.reserve(capacity);
+                encode(text)?;
+                encoder.write_all(text).map_err(io_error)
+            }
         }
     }
 
@@ -76,7 +111,7 @@ impl TextSink {
     pub(super) fn take(&mut self) -> Bytes {
         let out = match self {
             TextSink::Plain(out) => out,
-            TextSink::Gzip(gz) => gz.get_mut(),
+            TextSink::Gzip { encoder, .. } => encoder.get_mut(),
         };
         Bytes::from(std::mem::take(out))
     }
@@ -85,14 +120,14 @@ impl TextSink {
         match self {
             TextSink::Plain(out) => out.len(),
             // Text still inside the compressor is not counted: at most its window (32 KiB).
-            TextSink::Gzip(gz) => gz.get_ref().len(),
+            TextSink::Gzip { encoder, .. } => encoder.get_ref().len(),
         }
     }
 
     pub(super) fn finish(self) -> io::Result<Bytes> {
         match self {
             TextSink::Plain(out) => Ok(Bytes::from(out)),
-            TextSink::Gzip(gz) => (*gz).finish().map(Bytes::from),
+            TextSink::Gzip { encoder, .. } => (*encoder).finish().map(Bytes::from),
         }
     }
 }

@@ -33,6 +33,8 @@ pub(super) struct JsonEncoder {
     schema: SchemaRef,
     sink: TextSink,
     rows: usize,
+    /// Text bytes per row of the last batch, to size the next batch's buffer.
+    bytes_per_row: usize,
 }
 
 impl JsonEncoder {
@@ -41,6 +43,7 @@ impl JsonEncoder {
             schema,
             sink: TextSink::new(compression == Compression::Gzip),
             rows: 0,
+            bytes_per_row: 0,
         }
     }
 
@@ -56,27 +59,43 @@ impl JsonEncoder {
             .zip(self.schema.fields())
             .map(|(column, field)| Ok((json_key(field.name()), Node::new(column, field.name())?)))
             .collect::<Result<Vec<_>, FormatError>>()?;
-        let mut text = Vec::with_capacity(batch.get_array_memory_size());
-        let mut scratch = Vec::new();
-        for row in 0..batch.num_rows() {
-            text.push(b'{');
-            for (i, (key, node)) in columns.iter().enumerate() {
-                if i > 0 {
-                    text.push(b',');
+        let rows = batch.num_rows();
+        let capacity = match self.bytes_per_row {
+            0 => batch.get_array_memory_size(),
+            // A little over the last batch's rate, so that one reservation is usually enough.
+            known => rows * (known + known / 8 + 1),
+        };
+        let first_row = self.rows;
+        let mut written = 0;
+        self.sink.write_batch(
+            capacity,
+            |text| {
+                let start = text.len();
+                for row in 0..rows {
+                    text.push(b'{');
+                    for (i, (key, node)) in columns.iter().enumerate() {
+                        if i > 0 {
+                            text.push(b',');
+                        }
+                        text.extend_from_slice(key);
+                        node.write(row, text)
+                            .map_err(|(column, message)| FormatError::Value {
+                                format: Format::Json,
+                                column,
+                                row: first_row + row,
+                                message,
+                            })?;
+                    }
+                    text.extend_from_slice(b"}\n");
                 }
-                text.extend_from_slice(key);
-                node.write(row, &mut text, &mut scratch)
-                    .map_err(|(column, message)| FormatError::Value {
-                        format: Format::Json,
-                        column,
-                        row: self.rows + row,
-                        message,
-                    })?;
-            }
-            text.extend_from_slice(b"}\n");
-        }
-        self.rows += batch.num_rows();
-        self.sink.write_all(&text).map_err(encode_error)
+                written = text.len() - start;
+                Ok(())
+            },
+            encode_error,
+        )?;
+        self.rows += rows;
+        self.bytes_per_row = written.div_ceil(rows.max(1));
+        Ok(())
     }
 
     pub(super) fn take_output(&mut self) -> Bytes {
@@ -114,25 +133,45 @@ fn json_key(name: &str) -> Vec<u8> {
     key
 }
 
-/// Appends `text` (UTF-8) as a JSON string.
+/// What each byte becomes inside a JSON string: 0 for itself, `u` for `\u00XX`, or the letter
+/// after a backslash (`"`, `\\`, `n`, `r`, `t`). Bytes from 0x80 up (UTF-8) stay as they are.
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Appends `text` (UTF-8) as a JSON string: runs of bytes that need no escape are copied whole.
 fn write_json_string(out: &mut Vec<u8>, text: &[u8]) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    for &b in text {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
+    let mut run = 0;
+    for (i, &b) in text.iter().enumerate() {
+        let escape = ESCAPES[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&text[run..i]);
+        run = i + 1;
+        if escape == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
         }
     }
+    out.extend_from_slice(&text[run..]);
     out.push(b'"');
 }
 
@@ -175,22 +214,30 @@ impl<'a> Node<'a> {
     }
 
     /// Writes the value at `index`; on error, the column path and the reason.
-    fn write(
-        &self,
-        index: usize,
-        out: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-    ) -> Result<(), (String, String)> {
+    fn write(&self, index: usize, out: &mut Vec<u8>) -> Result<(), (String, String)> {
         match self {
             Node::Leaf(leaf, path) => {
                 if leaf.is_null(index) {
                     out.extend_from_slice(b"null");
                     return Ok(());
                 }
-                scratch.clear();
-                match leaf.write(index, scratch).map_err(|m| (path.clone(), m))? {
-                    Style::Quoted => write_json_string(out, scratch),
-                    Style::Bare => out.extend_from_slice(scratch),
+                // Only strings can hold bytes JSON must escape; every other type's text (digits,
+                // dates, base64, `NaN`) goes in as it is, quoted or bare as its style says.
+                if let Some(strings) = leaf.strings() {
+                    write_json_string(out, strings.value(index).as_bytes());
+                    return Ok(());
+                }
+                let start = out.len();
+                out.push(b'"');
+                match leaf.write(index, out) {
+                    Ok(Style::Quoted) => out.push(b'"'),
+                    Ok(Style::Bare) => {
+                        out.remove(start);
+                    }
+                    Err(message) => {
+                        out.truncate(start);
+                        return Err((path.clone(), message));
+                    }
                 }
             }
             Node::Struct(array, children) => {
@@ -204,7 +251,7 @@ impl<'a> Node<'a> {
                         out.push(b',');
                     }
                     out.extend_from_slice(key);
-                    child.write(index, out, scratch)?;
+                    child.write(index, out)?;
                 }
                 out.push(b'}');
             }
@@ -220,7 +267,7 @@ impl<'a> Node<'a> {
                         out.push(b',');
                     }
                     // Offsets of a valid ListArray are non-negative.
-                    child_write(item, value, out, scratch)?;
+                    child_write(item, value, out)?;
                 }
                 out.push(b']');
             }
@@ -229,15 +276,10 @@ impl<'a> Node<'a> {
     }
 }
 
-fn child_write(
-    item: &Node<'_>,
-    offset: i32,
-    out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), (String, String)> {
+fn child_write(item: &Node<'_>, offset: i32, out: &mut Vec<u8>) -> Result<(), (String, String)> {
     let index = usize::try_from(offset)
         .map_err(|_| ("(list)".to_string(), "negative list offset".to_string()))?;
-    item.write(index, out, scratch)
+    item.write(index, out)
 }
 
 /// Decodes NDJSON (gzipped or not) from `input` as it is read, a batch of `schema` at a time.

@@ -52,6 +52,7 @@ pub mod sample;
 #[cfg(test)]
 mod testdata;
 mod text;
+mod write_text;
 
 use std::io::Read;
 

@@ -17,26 +17,28 @@
 //! Errors name the column and row but never the value: values are user data and errors are
 //! logged.
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder,
-    Date32Array, Date32Builder, Decimal128Array, Decimal128Builder, Decimal256Array,
-    Decimal256Builder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringArray,
-    Time64MicrosecondArray, Time64MicrosecondBuilder, TimestampMicrosecondArray,
-    TimestampMicrosecondBuilder,
+    Date32Builder, Decimal128Builder, Decimal256Array, Decimal256Builder, Float64Builder,
+    Int64Builder, StringArray, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Decimal256Type, Float64Type, Int64Type, TimeUnit, i256,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+
+use super::write_text::{
+    MICROS_PER_DAY, write_date, write_datetime, write_decimal_text, write_decimal128,
+    write_finite_float, write_int, write_time,
+};
 
 /// Days from 0001-01-01 (chrono's day 1 of the common era) to 1970-01-01.
 const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
-const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// How JSON must write a value's text: as a string, or bare (numbers, booleans).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,132 +47,143 @@ pub(super) enum Style {
     Bare,
 }
 
-/// Writes the values of one leaf column as text.
-pub(super) enum LeafFormatter<'a> {
-    Int64(&'a Int64Array),
-    Float64(&'a Float64Array),
-    Decimal128(&'a Decimal128Array, i8),
+/// Writes the values of one leaf column as text. Holds the column's validity and value slices
+/// directly: this runs once per value, and going through `dyn Array` each time showed in
+/// profiles.
+pub(super) struct LeafFormatter<'a> {
+    nulls: Option<&'a NullBuffer>,
+    values: Values<'a>,
+}
+
+enum Values<'a> {
+    Int64(&'a [i64]),
+    Float64(&'a [f64]),
+    Decimal128(&'a [i128], i8),
     Decimal256(&'a Decimal256Array, i8),
     Boolean(&'a BooleanArray),
     Utf8(&'a StringArray),
     Binary(&'a BinaryArray),
-    Date32(&'a Date32Array),
-    Time64(&'a Time64MicrosecondArray),
-    Timestamp(&'a TimestampMicrosecondArray, bool),
+    Date32(&'a [i32]),
+    Time64(&'a [i64]),
+    /// Microseconds since the epoch; `true` for TIMESTAMP (a zone: UTC), `false` for DATETIME.
+    Timestamp(&'a [i64], bool),
 }
 
 impl<'a> LeafFormatter<'a> {
     /// `None` when `array` is not a leaf type of BigQuery's Read API schema.
     pub(super) fn new(array: &'a ArrayRef) -> Option<Self> {
-        Some(match array.data_type() {
-            DataType::Int64 => Self::Int64(array.as_primitive::<Int64Type>()),
-            DataType::Float64 => Self::Float64(array.as_primitive::<Float64Type>()),
+        let values = match array.data_type() {
+            DataType::Int64 => Values::Int64(array.as_primitive::<Int64Type>().values()),
+            DataType::Float64 => Values::Float64(array.as_primitive::<Float64Type>().values()),
             DataType::Decimal128(_, scale) => {
-                Self::Decimal128(array.as_primitive::<Decimal128Type>(), *scale)
+                Values::Decimal128(array.as_primitive::<Decimal128Type>().values(), *scale)
             }
             DataType::Decimal256(_, scale) => {
-                Self::Decimal256(array.as_primitive::<Decimal256Type>(), *scale)
+                Values::Decimal256(array.as_primitive::<Decimal256Type>(), *scale)
             }
-            DataType::Boolean => Self::Boolean(array.as_boolean()),
-            DataType::Utf8 => Self::Utf8(array.as_string::<i32>()),
-            DataType::Binary => Self::Binary(array.as_binary::<i32>()),
-            DataType::Date32 => Self::Date32(array.as_primitive::<Date32Type>()),
-            DataType::Time64(TimeUnit::Microsecond) => {
-                Self::Time64(array.as_primitive::<arrow::datatypes::Time64MicrosecondType>())
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, zone) => Self::Timestamp(
-                array.as_primitive::<arrow::datatypes::TimestampMicrosecondType>(),
+            DataType::Boolean => Values::Boolean(array.as_boolean()),
+            DataType::Utf8 => Values::Utf8(array.as_string::<i32>()),
+            DataType::Binary => Values::Binary(array.as_binary::<i32>()),
+            DataType::Date32 => Values::Date32(array.as_primitive::<Date32Type>().values()),
+            DataType::Time64(TimeUnit::Microsecond) => Values::Time64(
+                array
+                    .as_primitive::<arrow::datatypes::Time64MicrosecondType>()
+                    .values(),
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, zone) => Values::Timestamp(
+                array
+                    .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                    .values(),
                 zone.is_some(),
             ),
             _ => return None,
+        };
+        Some(Self {
+            nulls: array.nulls(),
+            values,
         })
     }
 
-    fn array(&self) -> &dyn Array {
-        match self {
-            Self::Int64(a) => *a,
-            Self::Float64(a) => *a,
-            Self::Decimal128(a, _) => *a,
-            Self::Decimal256(a, _) => *a,
-            Self::Boolean(a) => *a,
-            Self::Utf8(a) => *a,
-            Self::Binary(a) => *a,
-            Self::Date32(a) => *a,
-            Self::Time64(a) => *a,
-            Self::Timestamp(a, _) => *a,
+    pub(super) fn is_null(&self, row: usize) -> bool {
+        self.nulls.is_some_and(|nulls| nulls.is_null(row))
+    }
+
+    /// The column's strings when it is a STRING (GEOGRAPHY, JSON) column: the only leaf whose
+    /// text may need escaping or quoting for its own sake.
+    pub(super) fn strings(&self) -> Option<&'a StringArray> {
+        match self.values {
+            Values::Utf8(a) => Some(a),
+            _ => None,
         }
     }
 
-    pub(super) fn is_null(&self, row: usize) -> bool {
-        self.array().is_null(row)
+    /// Whether a value's text can be empty: STRING and BYTES (whose empty value CSV must quote
+    /// to tell it from NULL). Every other type always writes something.
+    pub(super) fn can_be_empty(&self) -> bool {
+        matches!(self.values, Values::Utf8(_) | Values::Binary(_))
     }
 
     /// Appends the text of the (non-null) value at `row` to `out`. The error says why the value
-    /// cannot be written (a date outside what the text form can hold).
+    /// cannot be written (a date outside what the text form can hold); `out` is then unchanged.
     pub(super) fn write(&self, row: usize, out: &mut Vec<u8>) -> Result<Style, String> {
-        match self {
+        match self.values {
             // INT64 is quoted in JSON, as BigQuery exports it: readers that parse numbers as
             // doubles would lose precision past 2^53.
-            Self::Int64(a) => write_display(out, a.value(row), Style::Quoted),
-            Self::Float64(a) => Ok(write_float(out, a.value(row))),
-            Self::Decimal128(a, scale) => {
-                write_decimal(out, &a.value(row).to_string(), *scale);
+            Values::Int64(v) => {
+                write_int(out, v[row]);
                 Ok(Style::Quoted)
             }
-            Self::Decimal256(a, scale) => {
-                write_decimal(out, &a.value(row).to_string(), *scale);
+            Values::Float64(v) => Ok(write_float(out, v[row])),
+            Values::Decimal128(v, scale) => {
+                write_decimal128(out, v[row], scale);
                 Ok(Style::Quoted)
             }
-            Self::Boolean(a) => {
+            Values::Decimal256(a, scale) => {
+                write_decimal_text(out, &a.value(row).to_string(), scale);
+                Ok(Style::Quoted)
+            }
+            Values::Boolean(a) => {
                 out.extend_from_slice(if a.value(row) { b"true" } else { b"false" });
                 Ok(Style::Bare)
             }
-            Self::Utf8(a) => {
+            Values::Utf8(a) => {
                 out.extend_from_slice(a.value(row).as_bytes());
                 Ok(Style::Quoted)
             }
-            Self::Binary(a) => {
-                let mut text = String::new();
-                BASE64.encode_string(a.value(row), &mut text);
-                out.extend_from_slice(text.as_bytes());
+            Values::Binary(a) => {
+                let bytes = a.value(row);
+                let start = out.len();
+                // Padded base64 of n bytes: 4 characters per started 3 bytes.
+                out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+                let written = BASE64
+                    .encode_slice(bytes, &mut out[start..])
+                    .map_err(|e| e.to_string())?;
+                out.truncate(start + written);
                 Ok(Style::Quoted)
             }
-            Self::Date32(a) => {
-                let date = date_from_days(a.value(row))
-                    .ok_or_else(|| "the DATE is outside years 1 to 9999".to_string())?;
-                write_date(out, date);
+            Values::Date32(v) => {
+                if !write_date(out, i64::from(v[row])) {
+                    return Err("the DATE is outside years 1 to 9999".to_string());
+                }
                 Ok(Style::Quoted)
             }
-            Self::Time64(a) => {
-                write_time(out, a.value(row))?;
+            Values::Time64(v) => {
+                if !write_time(out, v[row]) {
+                    return Err("the TIME is outside 00:00:00 to 23:59:59.999999".to_string());
+                }
                 Ok(Style::Quoted)
             }
-            Self::Timestamp(a, utc) => {
-                let micros = a.value(row);
-                let dt = DateTime::from_timestamp_micros(micros)
-                    .filter(|dt| (1..=9999).contains(&dt.year()))
-                    .ok_or_else(|| "the timestamp is outside years 1 to 9999".to_string())?
-                    .naive_utc();
-                write_date(out, dt.date());
-                out.push(b'T');
-                write_time(out, micros.rem_euclid(MICROS_PER_DAY))?;
-                if *utc {
+            Values::Timestamp(v, utc) => {
+                if !write_datetime(out, v[row]) {
+                    return Err("the timestamp is outside years 1 to 9999".to_string());
+                }
+                if utc {
                     out.push(b'Z');
                 }
                 Ok(Style::Quoted)
             }
         }
     }
-}
-
-fn write_display(
-    out: &mut Vec<u8>,
-    value: impl std::fmt::Display,
-    style: Style,
-) -> Result<Style, String> {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value}");
-    Ok(style)
 }
 
 fn write_float(out: &mut Vec<u8>, value: f64) -> Style {
@@ -185,67 +198,12 @@ fn write_float(out: &mut Vec<u8>, value: f64) -> Style {
         });
         Style::Quoted
     } else {
-        // `Debug` is Rust's shortest round-trip form, switching to exponents for very large or
-        // small magnitudes (`1e300`), which keeps it a valid JSON number; `Display` would spell
-        // out 300 digits.
-        let _ = write!(out, "{value:?}");
+        // Rust's shortest round-trip form, switching to exponents for very large or small
+        // magnitudes (`1e300`), which keeps it a valid JSON number; spelling the value out
+        // would take 300 digits.
+        write_finite_float(out, value);
         Style::Bare
     }
-}
-
-/// Writes the unscaled integer `digits` (with its sign) with `scale` fractional digits, trailing
-/// fractional zeros removed, as BigQuery prints NUMERIC: `1500000000` at scale 9 is `1.5`.
-fn write_decimal(out: &mut Vec<u8>, digits: &str, scale: i8) {
-    let (sign, magnitude) = match digits.strip_prefix('-') {
-        Some(magnitude) => ("-", magnitude),
-        None => ("", digits),
-    };
-    out.extend_from_slice(sign.as_bytes());
-    if scale <= 0 {
-        out.extend_from_slice(magnitude.as_bytes());
-        out.extend(std::iter::repeat_n(b'0', usize::from(scale.unsigned_abs())));
-        return;
-    }
-    let scale = usize::from(scale.unsigned_abs());
-    let padded = format!("{magnitude:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    out.extend_from_slice(int.as_bytes());
-    let frac = frac.trim_end_matches('0');
-    if !frac.is_empty() {
-        out.push(b'.');
-        out.extend_from_slice(frac.as_bytes());
-    }
-}
-
-fn date_from_days(days: i32) -> Option<NaiveDate> {
-    NaiveDate::from_num_days_from_ce_opt(days.checked_add(UNIX_EPOCH_DAYS_FROM_CE)?)
-        .filter(|d| (1..=9999).contains(&d.year()))
-}
-
-fn write_date(out: &mut Vec<u8>, date: NaiveDate) {
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        date.month(),
-        date.day()
-    );
-}
-
-fn write_time(out: &mut Vec<u8>, micros: i64) -> Result<(), String> {
-    if !(0..MICROS_PER_DAY).contains(&micros) {
-        return Err("the TIME is outside 00:00:00 to 23:59:59.999999".to_string());
-    }
-    let seconds = micros / 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}.{:06}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60,
-        micros % 1_000_000
-    );
-    Ok(())
 }
 
 /// Parses a column of text (NULL where the file had none) into `target`, a leaf type.
@@ -516,7 +474,7 @@ mod tests {
 
     fn decimal(digits: &str, scale: i8) -> String {
         let mut out = Vec::new();
-        write_decimal(&mut out, digits, scale);
+        write_decimal_text(&mut out, digits, scale);
         String::from_utf8(out).unwrap()
     }
 
