@@ -411,11 +411,11 @@ fn encode_part(
         let encoded = Instant::now();
         part.generating += encoded - generated;
         encoder.write(&batch)?;
-        sink.write(&encoder.take_output())?;
+        sink.write(&encoder.take_output().to_bytes())?;
         part.encoding += encoded.elapsed();
     }
     let finished = Instant::now();
-    sink.write(&encoder.finish()?)?;
+    sink.write(&encoder.finish()?.to_bytes())?;
     if let Some(file) = &mut sink.file {
         file.flush()?;
     }

@@ -20,7 +20,7 @@ use crate::catalog::FileEntry;
 use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
 use crate::exec::on_rayon;
-use crate::formats::{EncodeOptions, FileEncoder, file_extension};
+use crate::formats::{EncodeOptions, Encoded, FileEncoder, file_extension};
 use crate::storage::{layout, object_error};
 
 /// Upload part size: S3's minimum for every part but the last; also the single-put threshold.
@@ -155,13 +155,15 @@ impl OpenFile {
             .take()
             .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
-        let (state, output) = on_rayon(move || -> Result<(EncodeState, Bytes), Error> {
+        let (state, output) = on_rayon(move || -> Result<(EncodeState, Encoded), Error> {
             state
                 .encoder
                 .write(&batch)
                 .map_err(|e| Error::internal(format!("encoding {path} failed: {e}")))?;
             let output = state.encoder.take_output();
-            state.hasher.update(&output);
+            for chunk in output.chunks() {
+                state.hasher.update(chunk);
+            }
             Ok((state, output))
         })
         .await??;
@@ -170,7 +172,14 @@ impl OpenFile {
         self.push(output).await
     }
 
-    async fn push(&mut self, output: Bytes) -> Result<(), Error> {
+    async fn push(&mut self, output: Encoded) -> Result<(), Error> {
+        for chunk in output {
+            self.push_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_chunk(&mut self, output: Bytes) -> Result<(), Error> {
         if output.is_empty() {
             return Ok(());
         }
@@ -214,7 +223,7 @@ impl OpenFile {
             .take()
             .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
-        let (rows, tail, sha256) = on_rayon(move || -> Result<(u64, Bytes, String), Error> {
+        let (rows, tail, sha256) = on_rayon(move || -> Result<(u64, Encoded, String), Error> {
             let EncodeState {
                 encoder,
                 mut hasher,
@@ -223,18 +232,22 @@ impl OpenFile {
             let tail = encoder
                 .finish()
                 .map_err(|e| Error::internal(format!("finishing {path} failed: {e}")))?;
-            hasher.update(&tail);
+            for chunk in tail.chunks() {
+                hasher.update(chunk);
+            }
             Ok((rows, tail, hex::encode(hasher.finalize())))
         })
         .await??;
         let bytes = self.written + tail.len() as u64;
         match self.upload.take() {
             Some(mut upload) => {
-                upload
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| object_error("writing", &self.path, e))?;
-                upload.put(tail);
+                for chunk in tail {
+                    upload
+                        .wait_for_capacity(PARTS_IN_FLIGHT)
+                        .await
+                        .map_err(|e| object_error("writing", &self.path, e))?;
+                    upload.put(chunk);
+                }
                 upload
                     .finish()
                     .await
@@ -242,7 +255,7 @@ impl OpenFile {
             }
             None => {
                 let mut parts: Vec<Bytes> = std::mem::take(&mut self.buffered);
-                parts.push(tail);
+                parts.extend(tail);
                 store
                     .put(&self.path, PutPayload::from_iter(parts))
                     .await

@@ -64,9 +64,9 @@ fn encode(batches: &[RecordBatch], opts: &EncodeOptions) -> Bytes {
     let mut out = Vec::new();
     for batch in batches {
         encoder.write(batch).unwrap();
-        out.extend_from_slice(&encoder.take_output());
+        out.extend_from_slice(&encoder.take_output().to_bytes());
     }
-    out.extend_from_slice(&encoder.finish().unwrap());
+    out.extend_from_slice(&encoder.finish().unwrap().to_bytes());
     Bytes::from(out)
 }
 

@@ -35,9 +35,8 @@ use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::writer::format::AvroOcfFormat;
 use arrow_avro::writer::{Writer, WriterBuilder};
 use base64::Engine;
-use bytes::Bytes;
 
-use super::compression::SharedBuffer;
+use super::compression::{Encoded, SharedBuffer};
 use super::conform::{bigquery_labels, conform_batch};
 use super::ocf::FramedRead;
 use super::{Compression, Format, FormatError};
@@ -76,7 +75,7 @@ impl AvroEncoder {
             .build::<_, AvroOcfFormat>(buffer.clone())
             .map_err(|e| encode_error(e.to_string()))?;
         // The header is all the buffer holds so far: add the Arrow schema to it.
-        let header = buffer.take();
+        let header = buffer.take().to_bytes();
         let mut buffer_writer = buffer.clone();
         let header = with_arrow_schema(&header, &schema).unwrap_or(header.to_vec());
         std::io::Write::write_all(&mut buffer_writer, &header)
@@ -99,7 +98,7 @@ impl AvroEncoder {
         result.map_err(|e| encode_error(e.to_string()))
     }
 
-    pub(super) fn take_output(&mut self) -> Bytes {
+    pub(super) fn take_output(&mut self) -> Encoded {
         self.buffer.take()
     }
 
@@ -108,7 +107,7 @@ impl AvroEncoder {
         self.buffer.len() as u64
     }
 
-    pub(super) fn finish(mut self) -> Result<Bytes, FormatError> {
+    pub(super) fn finish(mut self) -> Result<Encoded, FormatError> {
         self.writer
             .finish()
             .map_err(|e| encode_error(e.to_string()))?;
@@ -326,6 +325,7 @@ mod tests {
     use crate::formats::sample::all_types_batch;
     use crate::formats::testdata::encode;
     use crate::formats::{EncodeOptions, read_embedded_schema};
+    use bytes::Bytes;
 
     #[test]
     fn avro_files_carry_the_exact_arrow_schema() {

@@ -13,34 +13,113 @@ use super::FormatError;
 /// A `Write` sink whose bytes can be taken while another writer still owns a clone of it.
 /// The AVRO and PARQUET writers take their sink by value and only give it back at the end;
 /// sharing it lets [`super::FileEncoder::take_output`] stream bytes out as blocks are written.
+///
+/// Bytes are kept in chunks of [`CHUNK_BYTES`], never in one growing buffer: a Parquet row group
+/// (16 MiB) written into a `Vec` grew it by doubling, each step copying it, and a row group just
+/// over a power of two held twice its size, for each writer at once; in chunks it costs its own
+/// size, and each chunk goes to the upload as it is, without being joined.
 #[derive(Clone, Default)]
-pub(super) struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+pub(super) struct SharedBuffer(Arc<Mutex<Chunks>>);
+
+/// At glibc's mmap threshold (see `main.rs`): each chunk is a mapping of its own, returned to the
+/// system when its upload is done.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+#[derive(Default)]
+struct Chunks {
+    full: Vec<Bytes>,
+    current: Vec<u8>,
+    len: usize,
+}
 
 impl SharedBuffer {
-    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+    fn lock(&self) -> MutexGuard<'_, Chunks> {
         // A panic while holding the lock leaves plain bytes behind; they are still bytes.
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn take(&self) -> Bytes {
-        Bytes::from(std::mem::take(&mut *self.lock()))
+    pub(super) fn take(&self) -> Encoded {
+        let mut chunks = self.lock();
+        let mut full = std::mem::take(&mut chunks.full);
+        if !chunks.current.is_empty() {
+            full.push(Bytes::from(std::mem::take(&mut chunks.current)));
+        }
+        chunks.len = 0;
+        Encoded(full)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len
     }
 }
 
 impl Write for SharedBuffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.lock().extend_from_slice(buf);
+        let mut chunks = self.lock();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if chunks.current.capacity() == 0 {
+                chunks.current = Vec::with_capacity(CHUNK_BYTES);
+            }
+            let room = chunks.current.capacity() - chunks.current.len();
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            chunks.current.extend_from_slice(now);
+            rest = later;
+            if chunks.current.len() == chunks.current.capacity() {
+                let full = Bytes::from(std::mem::take(&mut chunks.current));
+                chunks.full.push(full);
+            }
+        }
+        chunks.len += buf.len();
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Encoded bytes in the pieces they were written in: joining them would copy them all.
+#[derive(Debug, Default, Clone)]
+pub struct Encoded(Vec<Bytes>);
+
+impl Encoded {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.0
+    }
+
+    /// The bytes in one piece (a copy unless there is only one chunk): for tests and small files.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        }
+    }
+}
+
+impl From<Bytes> for Encoded {
+    fn from(bytes: Bytes) -> Self {
+        Encoded(vec![bytes])
+    }
+}
+
+impl IntoIterator for Encoded {
+    type Item = Bytes;
+    type IntoIter = std::vec::IntoIter<Bytes>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
@@ -155,4 +234,35 @@ pub(super) fn maybe_gunzip<'a>(mut reader: impl Read + 'a) -> io::Result<Box<dyn
     } else {
         Box::new(whole)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the sizes of the writes, the bytes come out whole and in order, in chunks of at
+    /// most CHUNK_BYTES, none of them a copy of a buffer grown past it.
+    #[test]
+    fn shared_buffer_keeps_bytes_in_bounded_chunks() {
+        let mut buffer = SharedBuffer::default();
+        let mut written = Vec::new();
+        for (i, size) in [10, CHUNK_BYTES - 10, 1, 3 * CHUNK_BYTES + 7, 0, 4096]
+            .into_iter()
+            .enumerate()
+        {
+            let bytes: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
+            buffer.write_all(&bytes).unwrap();
+            written.extend_from_slice(&bytes);
+        }
+        assert_eq!(buffer.len(), written.len());
+        let taken = buffer.take();
+        assert!(taken.chunks().iter().all(|c| c.len() <= CHUNK_BYTES));
+        assert_eq!(taken.len(), written.len());
+        assert_eq!(taken.to_bytes(), written);
+        // Taking empties it; later writes start afresh.
+        assert_eq!(buffer.len(), 0);
+        assert!(buffer.take().is_empty());
+        buffer.write_all(b"tail").unwrap();
+        assert_eq!(buffer.take().to_bytes(), &b"tail"[..]);
+    }
 }

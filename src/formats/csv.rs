@@ -17,9 +17,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayBuilder, ArrayRef, RecordBatch, StringBuilder};
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
 
-use super::compression::{TextSink, maybe_gunzip};
+use super::compression::{Encoded, TextSink, maybe_gunzip};
 use super::text::LeafFormatter;
 use super::{Compression, DecodeOptions, EncodeOptions, Format, FormatError};
 
@@ -141,16 +140,16 @@ impl CsvEncoder {
         Ok(())
     }
 
-    pub(super) fn take_output(&mut self) -> Bytes {
-        self.sink.take()
+    pub(super) fn take_output(&mut self) -> Encoded {
+        self.sink.take().into()
     }
 
     pub(super) fn pending_size(&self) -> u64 {
         self.sink.pending_size() as u64
     }
 
-    pub(super) fn finish(self) -> Result<Bytes, FormatError> {
-        self.sink.finish().map_err(encode_error)
+    pub(super) fn finish(self) -> Result<Encoded, FormatError> {
+        self.sink.finish().map(Encoded::from).map_err(encode_error)
     }
 }
 
@@ -556,6 +555,7 @@ mod tests {
     use crate::formats::testdata::{encode, flat_batch};
     use crate::formats::{FileEncoder, decode as decode_file};
     use arrow::datatypes::{DataType, Field as ArrowField, Schema};
+    use bytes::Bytes;
 
     fn csv(delimiter: u8, header: bool) -> EncodeOptions {
         EncodeOptions {

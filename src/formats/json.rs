@@ -23,9 +23,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, StructArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
-use bytes::Bytes;
 
-use super::compression::{TextSink, maybe_gunzip};
+use super::compression::{Encoded, TextSink, maybe_gunzip};
 use super::text::{LeafFormatter, Style};
 use super::{Compression, Format, FormatError};
 
@@ -98,16 +97,16 @@ impl JsonEncoder {
         Ok(())
     }
 
-    pub(super) fn take_output(&mut self) -> Bytes {
-        self.sink.take()
+    pub(super) fn take_output(&mut self) -> Encoded {
+        self.sink.take().into()
     }
 
     pub(super) fn pending_size(&self) -> u64 {
         self.sink.pending_size() as u64
     }
 
-    pub(super) fn finish(self) -> Result<Bytes, FormatError> {
-        self.sink.finish().map_err(encode_error)
+    pub(super) fn finish(self) -> Result<Encoded, FormatError> {
+        self.sink.finish().map(Encoded::from).map_err(encode_error)
     }
 }
 
@@ -405,6 +404,7 @@ mod tests {
     use crate::formats::{DecodeOptions, EncodeOptions, decode as decode_file};
     use arrow::array::{Int64Array, ListArray};
     use arrow::datatypes::Int64Type;
+    use bytes::Bytes;
 
     fn json() -> EncodeOptions {
         EncodeOptions::new(Format::Json)

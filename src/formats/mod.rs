@@ -63,6 +63,7 @@ use bytes::{Buf, Bytes};
 use crate::error::{Error, FieldError};
 
 pub use bigquery_schema::{arrow_to_bigquery_fields, bigquery_fields_to_arrow};
+pub use compression::Encoded;
 pub use options::{
     Compression, DEFAULT_BATCH_SIZE, DEFAULT_CSV_DELIMITER, DecodeOptions, EncodeOptions, Format,
     ParseNameError, disallowed_compression, file_extension,
@@ -215,7 +216,7 @@ impl FileEncoder {
 
     /// Bytes encoded so far and not yet taken. Concatenating every `take_output` and the bytes
     /// from [`FileEncoder::finish`] gives the whole file.
-    pub fn take_output(&mut self) -> Bytes {
+    pub fn take_output(&mut self) -> Encoded {
         let out = match &mut self.inner {
             Inner::Avro(e) => e.take_output(),
             Inner::Parquet(e) => e.take_output(),
@@ -244,7 +245,7 @@ impl FileEncoder {
     }
 
     /// Finishes the file (PARQUET footer, gzip trailer) and returns the bytes not yet taken.
-    pub fn finish(self) -> Result<Bytes, FormatError> {
+    pub fn finish(self) -> Result<Encoded, FormatError> {
         match self.inner {
             Inner::Avro(e) => e.finish(),
             Inner::Parquet(e) => (*e).finish(),

@@ -35,7 +35,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{ChunkReader, Length};
 
-use super::compression::SharedBuffer;
+use super::compression::{Encoded, SharedBuffer};
 use super::conform::{bigquery_labels, conform_batch};
 use super::{Compression, Format, FormatError};
 
@@ -98,7 +98,7 @@ impl ParquetEncoder {
         Ok(())
     }
 
-    pub(super) fn take_output(&mut self) -> Bytes {
+    pub(super) fn take_output(&mut self) -> Encoded {
         self.buffer.take()
     }
 
@@ -107,7 +107,7 @@ impl ParquetEncoder {
         (self.buffer.len() + self.writer.in_progress_size()) as u64
     }
 
-    pub(super) fn finish(mut self) -> Result<Bytes, FormatError> {
+    pub(super) fn finish(mut self) -> Result<Encoded, FormatError> {
         self.writer
             .finish()
             .map_err(|e| encode_error(e.to_string()))?;

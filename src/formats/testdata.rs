@@ -13,9 +13,9 @@ pub(crate) fn encode(batches: &[RecordBatch], opts: &EncodeOptions) -> Bytes {
     let mut file = BytesMut::new();
     for batch in batches {
         encoder.write(batch).unwrap();
-        file.extend_from_slice(&encoder.take_output());
+        file.extend_from_slice(&encoder.take_output().to_bytes());
     }
-    file.extend_from_slice(&encoder.finish().unwrap());
+    file.extend_from_slice(&encoder.finish().unwrap().to_bytes());
     file.freeze()
 }
 

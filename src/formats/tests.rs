@@ -175,7 +175,7 @@ fn an_empty_file_reads_back_as_no_rows() {
     for format in Format::ALL {
         let batch = sample_for(format, 1);
         let encoder = FileEncoder::new(batch.schema(), &EncodeOptions::new(format)).unwrap();
-        let bytes = encoder.finish().unwrap();
+        let bytes = encoder.finish().unwrap().to_bytes();
         let back = decode(bytes, batch.schema(), &DecodeOptions::new(format)).unwrap();
         assert_eq!(
             back.iter().map(|b| b.num_rows()).sum::<usize>(),
@@ -266,7 +266,7 @@ fn batches_whose_fields_differ_only_in_metadata_are_accepted() {
     for format in [Format::Avro, Format::Parquet, Format::Json] {
         let mut encoder = FileEncoder::new(batch.schema(), &EncodeOptions::new(format)).unwrap();
         encoder.write(&relabelled).unwrap();
-        let bytes = encoder.finish().unwrap();
+        let bytes = encoder.finish().unwrap().to_bytes();
         let back = decode(bytes, batch.schema(), &DecodeOptions::new(format)).unwrap();
         assert_eq!(back, vec![batch.clone()], "{format}");
     }

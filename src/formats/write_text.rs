@@ -457,8 +457,10 @@ mod tests {
             f64::EPSILON,
             5e-324,
             9_007_199_254_740_993.0,
-            // Exactly halfway between two shortest candidates: Debug rounds up.
-            1_658_206_780_088_562.25,
+            // 1658206780088562.25 exactly, halfway between the two shortest candidates (…562.2
+            // and …562.3): Debug rounds up. As bits, since the literal has more digits than
+            // the shortest form.
+            f64::from_bits(0x4317_9085_685d_83c9),
             0.125,
             2.5,
         ];

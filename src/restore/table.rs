@@ -11,7 +11,6 @@
 //! verification means no job at all; a table this restore created is then removed again.
 
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +27,7 @@ use crate::catalog::verify::{decode_options, open_file, table_schema};
 use crate::domain::{StorageScheme, WriteDisposition};
 use crate::error::Error;
 use crate::exec::on_rayon;
-use crate::formats::{Compression, EncodeOptions, FileEncoder, Format};
+use crate::formats::{Compression, EncodeOptions, Encoded, FileEncoder, Format};
 use crate::storage::{Store, object_error};
 
 /// How a table's data reached BigQuery.
@@ -227,7 +226,7 @@ async fn load_files(
                 .take()
                 .ok_or_else(|| Error::internal("encoder lost"))?;
             let path = file.path.clone();
-            let (enc, output) = on_rayon(move || -> Result<(FileEncoder, Bytes), Error> {
+            let (enc, output) = on_rayon(move || -> Result<(FileEncoder, Encoded), Error> {
                 enc.write(&batch)
                     .map_err(|e| Error::internal(format!("re-encoding {path}: {e}")))?;
                 let output = enc.take_output();
@@ -235,8 +234,8 @@ async fn load_files(
             })
             .await??;
             encoder = Some(enc);
-            if !output.is_empty() {
-                upload.write(&output).await?;
+            for chunk in output.chunks() {
+                upload.write(chunk).await?;
             }
         }
     }
@@ -254,7 +253,9 @@ async fn load_files(
     let tail = on_rayon(move || encoder.finish())
         .await?
         .map_err(|e| Error::internal(format!("finishing the load file: {e}")))?;
-    upload.write(&tail).await?;
+    for chunk in tail.chunks() {
+        upload.write(chunk).await?;
+    }
     let outcome = upload.finish().await?;
     check_loaded_rows(plan, table, &outcome, rows)?;
     tracing::info!(rows, job_id = %outcome.job_id, "table restored");

@@ -43,9 +43,9 @@ fn encode(batches: &[RecordBatch], format: Format) -> Bytes {
     let mut out = Vec::new();
     for batch in batches {
         encoder.write(batch).expect("encodes");
-        out.extend_from_slice(&encoder.take_output());
+        out.extend_from_slice(&encoder.take_output().to_bytes());
     }
-    out.extend_from_slice(&encoder.finish().expect("finishes"));
+    out.extend_from_slice(&encoder.finish().expect("finishes").to_bytes());
     Bytes::from(out)
 }
 

@@ -142,9 +142,9 @@ fn with_large_files(
     let mut bytes = Vec::new();
     for batch in batches(&schema, rows) {
         encoder.write(&batch).unwrap();
-        bytes.extend_from_slice(&encoder.take_output());
+        bytes.extend_from_slice(&encoder.take_output().to_bytes());
     }
-    bytes.extend_from_slice(&encoder.finish().unwrap());
+    bytes.extend_from_slice(&encoder.finish().unwrap().to_bytes());
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let size = bytes.len() as u64;
     let mut files = Vec::new();
