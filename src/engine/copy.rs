@@ -50,6 +50,10 @@ impl Copies {
         &self.jobs
     }
 
+    pub fn repositories(&self) -> &Repositories {
+        &self.repositories
+    }
+
     /// Checks `order` and accepts it as a job.
     pub async fn submit(
         &self,
