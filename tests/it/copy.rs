@@ -131,12 +131,12 @@ async fn a_backup_copied_gs_to_s3_to_file_verifies_at_each_step_and_restores_equ
         "{to_s3}"
     );
     verify(&app, &id, &s3).await;
-    assert_eq!(listed(&app, &s3).await, [id.clone()]);
+    assert_eq!(listed(&app, &s3).await, [id.as_str()]);
 
     let to_file = copy_job(&app, &id, &s3, &file).await;
     assert_eq!(to_file["state"], "SUCCEEDED", "{to_file}");
     verify(&app, &id, &file).await;
-    assert_eq!(listed(&app, &file).await, [id.clone()]);
+    assert_eq!(listed(&app, &file).await, [id.as_str()]);
 
     // The same backup everywhere: the manifest byte for byte, and nothing but its files.
     for root in [&s3, &file] {
@@ -550,7 +550,7 @@ async fn a_backup_copied_by_other_means_is_listed_once_its_manifest_is_there_and
         "not before its manifest"
     );
     std::fs::write(imported.join(&backup_dir).join("manifest.json"), &manifest).unwrap();
-    assert_eq!(listed(&app, &root).await, [id.clone()]);
+    assert_eq!(listed(&app, &root).await, [id.as_str()]);
     verify(&app, &id, &root).await;
 
     // Object by object into a bucket (as `aws s3 sync` would), checked with the CLI.
