@@ -9,8 +9,6 @@
 pub mod attempt;
 pub mod checksum;
 pub mod copy;
-#[cfg(test)]
-mod copy_tests;
 pub mod lease;
 pub mod list;
 pub mod manifest;

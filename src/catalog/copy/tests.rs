@@ -11,17 +11,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::attempt::live_claim;
-use super::copy::files;
-use super::copy::*;
-use super::lease::LeaseTiming;
-use super::manifest::FileEntry;
-use crate::domain::BackupId;
-use crate::domain::StorageUri;
+use super::*;
+use crate::catalog::attempt::live_claim;
+use crate::catalog::lease::LeaseTiming;
+use crate::catalog::manifest::FileEntry;
+use crate::domain::{BackupId, StorageUri};
 use crate::error::{Error, ErrorKind};
 use crate::storage::{Access, StorageConfig, Store, get_if_exists, layout};
 
-const V1: &str = include_str!("../../tests/fixtures/manifests/v1-csv-gzip.json");
+const V1: &str = include_str!("../../../tests/fixtures/manifests/v1-csv-gzip.json");
 
 fn store(uri: &str) -> Store {
     StorageConfig::default()
@@ -98,7 +96,7 @@ async fn a_copy_carries_every_file_and_the_manifest_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(copied, Some(manifest), "unknown fields included");
-    for (_, file) in files(&read_source(&target, &id).await.unwrap().manifest) {
+    for (_, file) in data_files(&read_source(&target, &id).await.unwrap().manifest) {
         let path = Path::parse(&file.path).unwrap();
         let read = |store: &Store| {
             let os = store.object_store().clone();
@@ -126,7 +124,7 @@ async fn a_file_that_does_not_match_fails_the_copy_and_nothing_is_left() {
     let (source, target) = (store("memory://copy-b/src"), store("memory://copy-b/dst"));
     let (id, _) = seed(&source).await;
     let backup = read_source(&source, &id).await.unwrap();
-    let victim = files(&backup.manifest).next().unwrap().1.path.clone();
+    let victim = data_files(&backup.manifest).next().unwrap().1.path.clone();
     let path = Path::parse(&victim).unwrap();
     let mut body = source
         .object_store()
@@ -195,7 +193,7 @@ async fn a_transform_rewrites_the_entries_of_the_files_it_changed() {
     assert_eq!(raw["flipped"], true);
     assert_eq!(raw["futureField"]["kept"], true);
     let mut total = 0;
-    for (table, file) in files(&copied.manifest) {
+    for (table, file) in data_files(&copied.manifest) {
         let body = target
             .object_store()
             .get(&Path::parse(&file.path).unwrap())
