@@ -287,6 +287,42 @@ async fn a_copy_whose_target_keeps_failing_leaves_nothing_listed_there() {
     );
 }
 
+#[tokio::test]
+async fn a_cancelled_copy_removes_what_it_wrote_at_the_target() {
+    let proxies = Proxies::lock().await;
+    let dataset = dataset_of(6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = file_root(dir.path());
+    let app = spawn_app_with(
+        TestServices::get().settings_with(&[("BQB_S3_ENDPOINT", proxies.s3.as_str())]),
+    )
+    .await;
+    let id = backup(&app, &dataset, &source, "AVRO").await;
+    // Every write through the proxy waits a second: the copy is still writing when cancelled.
+    proxies
+        .configure(
+            &proxies.s3,
+            json!({ "pDelay": 1.0, "delaySecs": 1.0, "onlyMethods": "PUT,POST" }),
+        )
+        .await;
+    let target = unique_root("s3");
+    let (status, accepted) = copy(&app, &id, &source, &json!({ "to": target })).await;
+    assert_eq!(status, 202, "{accepted}");
+    let job_id = accepted["jobId"].as_str().expect("jobId").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !keys(&target, &id).await.iter().any(|k| k.contains("/t0")) {
+        assert!(Instant::now() < deadline, "the copy wrote no file");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, cancelled) = app.delete_json(&format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "CANCELLED", "{cancelled}");
+    proxies.quiet_all().await;
+    assert!(listed(&app, &target).await.is_empty());
+    let left = objects_under(&target, "backups").await;
+    assert!(left.is_empty(), "what it wrote is gone: {left:?}");
+}
+
 /// `bq-backup` with the test services' environment plus `extra`.
 fn cli(args: &[&str], extra: &[(&str, &str)]) -> Output {
     let mut command = bq_backup_command(TestServices::get().env_with(extra));
