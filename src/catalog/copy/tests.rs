@@ -28,21 +28,42 @@ fn store(uri: &str) -> Store {
 }
 
 /// Writes the fixture's backup into `store`: its files with content matching the manifest
-/// (sizes and SHA-256 recomputed), and a field this build does not know.
+/// (sizes and SHA-256 recomputed), one more file that records a CRC32C (as BigQuery's EXTRACT
+/// files do), and a field this build does not know.
 async fn seed(store: &Store) -> (BackupId, Bytes) {
     let mut value: Value = serde_json::from_str(V1).unwrap();
     value["futureField"] = json!({ "kept": true });
     let id = BackupId::parse(value["backupId"].as_str().unwrap()).unwrap();
     let os = store.object_store();
     let mut total = 0;
+    value["manifestVersion"] = json!(2);
     for table in value["tables"].as_array_mut().unwrap() {
         let mut bytes = 0;
         let name = table["table"].to_string();
+        let extra = table["files"].as_array().unwrap().first().map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .replace("part-00000", "part-00001")
+        });
+        if let Some(path) = extra {
+            let body = Bytes::from(format!("extracted {name}").repeat(999));
+            os.put(&Path::parse(&path).unwrap(), body.clone().into())
+                .await
+                .unwrap();
+            let crc32c = crate::catalog::checksum::crc32c_hex(&body);
+            bytes += body.len() as u64;
+            table["files"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "path": path, "bytes": body.len(), "rows": 0, "crc32c": crc32c }));
+        }
         for (i, file) in table["files"]
             .as_array_mut()
             .unwrap()
             .iter_mut()
             .enumerate()
+            .filter(|(_, f)| f.get("crc32c").is_none())
         {
             let body = Bytes::from(format!("file {i} of {name}").repeat(1000));
             let path = Path::parse(file["path"].as_str().unwrap()).unwrap();
@@ -146,6 +167,40 @@ async fn a_file_that_does_not_match_fails_the_copy_and_nothing_is_left() {
     assert_eq!(err.kind(), ErrorKind::DamagedBackup, "{err}");
     assert!(err.to_string().contains(&victim), "{err}");
     assert!(err.to_string().contains("SHA-256"), "{err}");
+    assert_nothing_at(&target).await;
+
+    // A file BigQuery wrote is checked against its CRC32C.
+    let extracted = data_files(&backup.manifest)
+        .map(|(_, f)| f)
+        .find(|f| f.crc32c.is_some())
+        .unwrap();
+    let target = store("memory://copy-b/dst2");
+    let source = store("memory://copy-b/src2");
+    let (id, _) = seed(&source).await;
+    let path = Path::parse(&extracted.path).unwrap();
+    let mut body = source
+        .object_store()
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    body[0] ^= 1;
+    source.object_store().put(&path, body.into()).await.unwrap();
+    let err = run_copy(
+        &plan_for(&source, &target, id).await,
+        &context(Arc::new(Identity)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains(&extracted.path), "{err}");
+    assert!(err.to_string().contains("CRC32C"), "{err}");
+    assert_nothing_at(&target).await;
+}
+
+async fn assert_nothing_at(target: &Store) {
     let left: Vec<_> = target
         .object_store()
         .list(None)
