@@ -142,7 +142,7 @@ pub(super) async fn copy_files(plan: &CopyPlan, ctx: &CopyContext) -> Result<Cop
     let lead = most_telling(failures.iter().map(|(_, e)| e)).unwrap_or_default();
     let details = failures
         .iter()
-        .map(|(f, e)| FieldError::new(f.path.clone(), e.to_string()))
+        .map(|(f, e)| FieldError::new(f.path.clone(), e.message()))
         .collect::<Vec<_>>();
     let names = failures
         .iter()
