@@ -12,13 +12,18 @@ use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::BackupOrder;
+use bq_backup::catalog::copy::{Existing, read_source};
 use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri};
-use bq_backup::engine::{Accepted, Engine, Repositories, Started, Submission, Trigger};
+use bq_backup::engine::{
+    Accepted, Copies, CopyOrder, Engine, Repositories, Started, Submission, Trigger,
+};
 use bq_backup::exec::Progress;
-use bq_backup::jobs::Cancelled;
+use bq_backup::jobs::{Cancelled, JobStore, Jobs};
+use bq_backup::metrics::Metrics;
 use bq_backup::restore::RestoreOrder;
+use bq_backup::storage::layout as catalog_layout;
 use bq_backup::storage::{Access, StorageConfig, Store};
 use bq_backup::telemetry;
 
@@ -112,6 +117,44 @@ enum Command {
         #[arg(long)]
         sample: Option<String>,
     },
+    /// Copy a backup to another repository: every file streamed and checked against the
+    /// manifest, the manifest written last. Refused when the target holds the id already.
+    /// Prints a progress bar on a terminal and the JSON result on stdout.
+    Copy {
+        id: String,
+        /// The repository the backup is in.
+        #[arg(long)]
+        from: String,
+        /// The repository to copy it to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Copy a backup into a local directory (a `file://` repository: DIR/backups/ID/…), checked
+    /// file by file, manifest last. Running it again after it finished does nothing; anything
+    /// else already in DIR/backups/ID is refused.
+    Download {
+        id: String,
+        /// The repository the backup is in.
+        #[arg(long)]
+        uri: String,
+        /// The local directory to write it to.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Copy a backup from a local directory (as `download` writes it) to a repository, checked
+    /// file by file before and while uploading, manifest last. Refused when the repository holds
+    /// the id already.
+    Upload {
+        /// The directory: a repository (DIR/backups/ID/manifest.json) or one backup's own
+        /// directory (DIR/manifest.json).
+        dir: PathBuf,
+        /// The repository to copy it to.
+        #[arg(long)]
+        uri: String,
+        /// The backup, when DIR holds several.
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Delete one backup: its manifest first, then its files. Refused while a restore reads it.
     Delete {
         id: String,
@@ -169,6 +212,33 @@ impl Cli {
             }
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
             Command::Verify { id, uri, sample } => verify(&id, &uri, sample.as_deref()).await,
+            Command::Copy { id, from, to } => {
+                let from = parse_uri(&from, "--from")?;
+                let to = parse_uri(&to, "--to")?;
+                copy(&id, (from, "--from"), (to, "--to"), Existing::Refuse).await
+            }
+            Command::Download { id, uri, to } => {
+                let from = parse_uri(&uri, "--uri")?;
+                let to = local_repository(&to)?;
+                copy(
+                    &id,
+                    (from, "--uri"),
+                    (to, "--to"),
+                    Existing::AcceptIdentical,
+                )
+                .await
+            }
+            Command::Upload { dir, uri, id } => {
+                let (from, id) = local_backup(&dir, id.as_deref())?;
+                let to = parse_uri(&uri, "--uri")?;
+                copy(
+                    &id.to_string(),
+                    (from, "DIR"),
+                    (to, "--uri"),
+                    Existing::Refuse,
+                )
+                .await
+            }
             Command::Delete { id, uri } => {
                 let (repositories, store) = open_repository(&uri)?;
                 let id = BackupId::parse(&id).map_err(|e| anyhow::anyhow!("id: {e}"))?;
@@ -289,7 +359,7 @@ async fn backup(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
                 "backup {}",
                 job.record.backup_id.as_deref().unwrap_or_default()
             ));
-            follow(&engine, job, bar).await
+            follow(engine.jobs(), job, bar).await
         }
     }
 }
@@ -310,20 +380,27 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
                 job.record.backup_id.as_deref().unwrap_or_default()
             ));
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            follow(&engine, job, bar).await
+            follow(engine.jobs(), job, bar).await
         }
     }
 }
 
 /// Waits for the job to end and prints its result; Ctrl-C or SIGTERM cancels it (its record
 /// then says CANCELLED) and waits for it to stop.
-async fn follow(engine: &Engine, job: Box<Accepted>, bar: ProgressBar) -> anyhow::Result<()> {
+async fn follow(jobs: &Jobs, job: Box<Accepted>, bar: ProgressBar) -> anyhow::Result<()> {
     let signals = CancellationToken::new();
     cancel_on_signals(signals.clone());
     let id = job.record.job_id.clone();
+    let finished = async {
+        match jobs.wait(&id).await {
+            Some(ended) => Ok::<_, bq_backup::Error>(ended),
+            // Ended before the wait began: its stored record is final.
+            None => Ok(jobs.get(&id).await?.unwrap_or(job.record)),
+        }
+    };
     let ended = tokio::select! {
-        ended = engine.finished(job.record) => ended?,
-        () = signals.cancelled() => match engine.cancel(&id).await? {
+        ended = finished => ended?,
+        () = signals.cancelled() => match jobs.cancel(&id).await? {
             Cancelled::Stopped(record) | Cancelled::Requested(record) => record,
         },
     };
@@ -349,6 +426,164 @@ impl Progress for BarProgress {
 
     fn table_failed(&self, table: &str, _error: &bq_backup::Error) {
         self.0.set_message(format!("{table} failed"));
+    }
+}
+
+/// The job runner of the CLI's copies: job records in `BQB_STATE_URI` like every other job's,
+/// repositories opened as `BQB_ALLOWED_STORAGE` says (any when unset), and no BigQuery client
+/// (a copy needs none, so a laptop without Google credentials can download and upload).
+fn copies() -> anyhow::Result<Copies> {
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.log, settings.bigquery.project_id.as_deref());
+    let storage = StorageConfig::from_settings(&settings.storage);
+    let jobs = Jobs::new(
+        JobStore::open(&storage, &settings.jobs.state_uri)?,
+        settings.jobs.clone(),
+        // Nothing shuts it down: a signal cancels the job instead (see `follow`).
+        CancellationToken::new(),
+        Metrics::new(),
+    );
+    Ok(Copies::new(jobs, Repositories::new(storage)))
+}
+
+fn parse_uri(uri: &str, flag: &str) -> anyhow::Result<StorageUri> {
+    StorageUri::parse(uri).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+}
+
+/// `DIR` as the `file://` repository it is (absolute, so that the result names it fully).
+fn local_repository(dir: &std::path::Path) -> anyhow::Result<StorageUri> {
+    let dir = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
+    let text = dir
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a UTF-8 path", dir.display()))?;
+    StorageUri::parse(&format!("file://{}", text.trim_end_matches('/')))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+}
+
+/// The local repository and backup id of `dir`: one backup's directory
+/// (`…/backups/{id}/manifest.json`), or a repository holding it (`DIR/backups/{id}/…`, the one
+/// backup there or the one `--id` names). Anything else is refused, saying what was expected.
+fn local_backup(dir: &std::path::Path, id: Option<&str>) -> anyhow::Result<(StorageUri, BackupId)> {
+    let wanted = id
+        .map(|id| BackupId::parse(id).map_err(|e| anyhow::anyhow!("--id: {e}")))
+        .transpose()?;
+    let dir = std::fs::canonicalize(dir).with_context(|| format!("DIR {}", dir.display()))?;
+    if dir.join(catalog_layout::MANIFEST).is_file() {
+        let named = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| BackupId::parse(n).ok());
+        let root = dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == catalog_layout::BACKUPS))
+            .and_then(|p| p.parent());
+        let (Some(found), Some(root)) = (named, root) else {
+            anyhow::bail!(
+                "DIR {} holds a manifest but is not `…/backups/<backup id>`: upload the directory `download` wrote",
+                dir.display()
+            );
+        };
+        if wanted.is_some_and(|w| w != found) {
+            anyhow::bail!(
+                "DIR {} is backup {found}, not the one --id names",
+                dir.display()
+            );
+        }
+        return Ok((local_repository(root)?, found));
+    }
+    let backups = dir.join(catalog_layout::BACKUPS);
+    let mut found: Vec<BackupId> = std::fs::read_dir(&backups)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join(catalog_layout::MANIFEST).is_file())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| BackupId::parse(n).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    let id = match (wanted, found.as_slice()) {
+        (Some(w), found) if found.contains(&w) => w,
+        (Some(w), _) => anyhow::bail!(
+            "DIR {} holds no complete backup {w} (no {}/{w}/manifest.json)",
+            dir.display(),
+            backups.display()
+        ),
+        (None, [one]) => *one,
+        (None, []) => anyhow::bail!(
+            "DIR {} holds no complete backup: expected DIR/backups/<backup id>/manifest.json (as `download` writes it) or a backup's own directory",
+            dir.display()
+        ),
+        (None, several) => anyhow::bail!(
+            "DIR {} holds several backups ({}): name one with --id",
+            dir.display(),
+            several
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Ok((local_repository(&dir)?, id))
+}
+
+/// Runs a copy (also `download` and `upload`) as a job in this process, with a progress bar in
+/// bytes on a terminal, and prints its result. Each side comes with the flag that named it.
+async fn copy(
+    id: &str,
+    (from, from_flag): (StorageUri, &str),
+    (to, to_flag): (StorageUri, &str),
+    existing: Existing,
+) -> anyhow::Result<()> {
+    let copies = copies()?;
+    let backup_id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("ID: {e}"))?;
+    // The bar's length: the bytes the manifest records (read again by the job; a small file).
+    let source = copies.repositories().open(&from, from_flag, Access::Read)?;
+    let total = read_source(&source, &backup_id)
+        .await?
+        .manifest
+        .totals
+        .bytes;
+    // Hidden automatically when stderr is not a terminal.
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("backup {backup_id}"));
+    let observer: Arc<dyn Progress> = Arc::new(BytesProgress(bar.clone()));
+    let order = CopyOrder {
+        backup_id,
+        from,
+        from_field: from_flag.into(),
+        to,
+        to_field: to_flag.into(),
+        existing,
+        wait: true,
+    };
+    let job = copies.submit(order, cli_submission(Some(observer))).await?;
+    follow(copies.jobs(), job, bar).await
+}
+
+/// The copy progress bar: bytes written.
+struct BytesProgress(ProgressBar);
+
+impl Progress for BytesProgress {
+    fn table_started(&self, _table: &str) {}
+
+    fn table_finished(&self, table: &str, _rows: u64, _bytes: u64, _files: u64) {
+        self.0.set_message(table.to_string());
+    }
+
+    fn table_failed(&self, table: &str, _error: &bq_backup::Error) {
+        self.0.set_message(format!("{table} failed"));
+    }
+
+    fn bytes_written(&self, bytes: u64) {
+        self.0.inc(bytes);
     }
 }
 

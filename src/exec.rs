@@ -40,6 +40,8 @@ pub trait Progress: Send + Sync {
     fn table_started(&self, table: &str);
     fn table_finished(&self, table: &str, rows: u64, bytes: u64, files: u64);
     fn table_failed(&self, table: &str, error: &crate::Error);
+    /// `bytes` more were written (a copy's progress bar counts bytes; others ignore it).
+    fn bytes_written(&self, _bytes: u64) {}
 }
 
 /// Two listeners told alike (a job's record and the CLI's progress bar).
@@ -59,6 +61,11 @@ impl Progress for BothProgress {
     fn table_failed(&self, table: &str, error: &crate::Error) {
         self.0.table_failed(table, error);
         self.1.table_failed(table, error);
+    }
+
+    fn bytes_written(&self, bytes: u64) {
+        self.0.bytes_written(bytes);
+        self.1.bytes_written(bytes);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The catalog: `GET /api/v1/backups`, `GET /api/v1/backups/{id}`, `DELETE …/{id}`,
-//! `POST /api/v1/backups/{id}:verify` (a job), `POST /api/v1/backups:prune`. The repository is
-//! named by the `uri` query parameter.
+//! `POST /api/v1/backups/{id}:verify` and `POST /api/v1/backups/{id}:copy` (jobs),
+//! `POST /api/v1/backups:prune`. The repository is named by the `uri` query parameter.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -13,12 +13,13 @@ use super::AppState;
 use super::error::ApiError;
 use super::jobs::WaitQuery;
 use super::paging::{page_size, page_token};
+use crate::catalog::copy::Existing;
 use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
     BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
 use crate::domain::{BackupId, StorageUri};
-use crate::engine::{Started, Submission, VerifyOrder};
+use crate::engine::{CopyOrder, Started, Submission, VerifyOrder};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Access, Store};
 
@@ -207,10 +208,10 @@ pub(crate) async fn show(
     Ok(Json(body))
 }
 
-/// The query of `POST /api/v1/backups/{id}:verify`.
+/// The query of `POST /api/v1/backups/{id}:verify` and `:copy`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct VerifyQuery {
+pub(crate) struct ActionQuery {
     uri: Option<String>,
     wait: Option<String>,
 }
@@ -253,12 +254,15 @@ struct VerifyBody {
 pub(crate) async fn action(
     State(state): State<AppState>,
     Path(segment): Path<String>,
-    Query(q): Query<VerifyQuery>,
+    Query(q): Query<ActionQuery>,
     super::error::RawBody(body): super::error::RawBody,
 ) -> Result<Response, ApiError> {
+    if let Some(id) = segment.strip_suffix(":copy") {
+        return copy(&state, id, q, &body).await;
+    }
     let Some(id) = segment.strip_suffix(":verify") else {
         return Err(Error::not_found(format!(
-            "no action in `{segment}`: POST /api/v1/backups/{{id}}:verify"
+            "no action in `{segment}`: POST /api/v1/backups/{{id}}:verify or :copy"
         ))
         .into());
     };
@@ -298,6 +302,128 @@ pub(crate) async fn action(
         .verify(store, order, Submission::from(Default::default()))
         .await?;
     super::jobs::answer(&state.engine, Started::Job(accepted), wait).await
+}
+
+/// Where a copy goes: `to`, the body's one required field.
+const TO_FIELD: &str = "to";
+
+/// `POST /api/v1/backups/{id}:copy` (dispatched by [`action`]).
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/{id}:copy",
+    tag = "backups",
+    operation_id = "copyBackup",
+    summary = "Copy a backup to another repository as a job: every file streamed and checked against the manifest (size and SHA-256 or CRC32C), the manifest written last; a failed or cancelled copy leaves nothing listed at the target",
+    params(
+        ("id" = String, Path, description = "The backup id"),
+        ("uri" = String, Query, description = "The repository the backup is in, e.g. `gs://bucket/prefix`"),
+        ("wait" = Option<bool>, Query, description = "Answer with the report instead of 202 (also `\"wait\": true` in the body)"),
+    ),
+    request_body(
+        content = Value,
+        content_type = "application/json",
+        description = "`to` (required): the repository to copy the backup to, e.g. `s3://bucket/prefix`; `wait`",
+    ),
+    responses(
+        (status = 200, description = "The copy report, when waiting", body = Value),
+        (status = 202, description = "Accepted as a job (kind COPY); `Location` names it; its result is the report", body = Value),
+        (status = 400, description = "The id, uri or `to` is invalid, not allowed here, or `to` names the source repository; an unknown body field (`encryption` included) is named", body = super::openapi::ErrorResponse),
+        (status = 404, description = "No complete backup with this id in `uri`, or no such bucket or container (`details` names the field)", body = super::openapi::ErrorResponse),
+        (status = 409, description = "The target already holds a backup with this id, or is writing one", body = super::openapi::ErrorResponse),
+        (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
+    ),
+)]
+pub(crate) async fn copy(
+    state: &AppState,
+    segment: &str,
+    q: ActionQuery,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mut problems = Vec::new();
+    let backup_id = backup_id(segment, &mut problems);
+    let from = open(state, q.uri.as_deref(), &mut problems);
+    let (to, in_body_wait) = copy_body(body, &mut problems);
+    if let Some(to) = &to
+        && let Err(e) = state.engine.repositories().storage().admit(to, TO_FIELD)
+    {
+        problems.extend(Error::from(e).details().iter().cloned());
+    }
+    let wait = WaitQuery::from(q.wait.clone())
+        .wait(in_body_wait)
+        .map_err(|e| e.0)?;
+    let (Some(backup_id), Some(from), Some(to), true) = (backup_id, from, to, problems.is_empty())
+    else {
+        return Err(Error::invalid("the copy request is invalid", problems).into());
+    };
+    let order = CopyOrder {
+        backup_id,
+        from: from?.uri().clone(),
+        from_field: "uri".into(),
+        to,
+        to_field: TO_FIELD.into(),
+        existing: Existing::Refuse,
+        wait,
+    };
+    let accepted = state
+        .engine
+        .copy(order, Submission::from(Default::default()))
+        .await?;
+    super::jobs::answer(&state.engine, Started::Job(accepted), wait).await
+}
+
+/// The body of a copy: `to` (parsed) and `wait`. Every problem names its field; `encryption`
+/// is named as not yet supported rather than as unknown.
+fn copy_body(body: &[u8], problems: &mut Vec<FieldError>) -> (Option<StorageUri>, bool) {
+    let required = || {
+        FieldError::new(
+            TO_FIELD,
+            "is required: the repository to copy the backup to, e.g. s3://bucket/prefix",
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        problems.push(required());
+        return (None, false);
+    }
+    let fields = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            problems.push(FieldError::new("body", "must be a JSON object"));
+            return (None, false);
+        }
+        Err(e) => {
+            problems.push(FieldError::new("body", e.to_string()));
+            return (None, false);
+        }
+    };
+    let (mut to, mut wait) = (None, false);
+    for (name, value) in &fields {
+        match (name.as_str(), value) {
+            (TO_FIELD, Value::String(text)) if !text.trim().is_empty() => {
+                match StorageUri::parse(text.trim()) {
+                    Ok(uri) => to = Some(uri),
+                    Err(e) => problems.push(FieldError::new(TO_FIELD, e.to_string())),
+                }
+            }
+            (TO_FIELD, _) => problems.push(FieldError::new(
+                TO_FIELD,
+                "must be a storage URI, e.g. s3://bucket/prefix",
+            )),
+            ("wait", Value::Bool(b)) => wait = *b,
+            ("wait", _) => problems.push(FieldError::new("wait", "must be true or false")),
+            ("encryption", _) => problems.push(FieldError::new(
+                "encryption",
+                "re-encrypting a backup while copying it is not supported yet: a copy keeps its files as they are",
+            )),
+            (other, _) => problems.push(FieldError::new(
+                other,
+                "unknown field: a copy takes `to` and `wait`",
+            )),
+        }
+    }
+    if !fields.contains_key(TO_FIELD) {
+        problems.push(required());
+    }
+    (to, wait)
 }
 
 /// A JSON body that may be absent (empty or whitespace): `T::default()`. A body that does not

@@ -170,7 +170,7 @@ pub(crate) async fn show(
     summary = "Jobs, newest first",
     params(
         ("state" = Option<String>, Query, description = "PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED"),
-        ("kind" = Option<String>, Query, description = "BACKUP, RESTORE or VERIFY"),
+        ("kind" = Option<String>, Query, description = "BACKUP, RESTORE, VERIFY or COPY"),
         ("pageSize" = Option<u32>, Query, description = "1 to 1000 (default 50)"),
         ("pageToken" = Option<String>, Query, description = "`nextPageToken` of the previous page"),
     ),
@@ -197,7 +197,10 @@ pub(crate) async fn list(
     let wanted_kind = q.kind.as_deref().and_then(|k| {
         let parsed = JobKind::parse(k);
         if parsed.is_none() {
-            problems.push(FieldError::new("kind", "must be BACKUP, RESTORE or VERIFY"));
+            problems.push(FieldError::new(
+                "kind",
+                "must be BACKUP, RESTORE, VERIFY or COPY",
+            ));
         }
         parsed
     });

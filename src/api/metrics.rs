@@ -37,7 +37,12 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         .filter(|s| s.is_terminal())
         .map(JobState::as_str)
         .collect();
-    for kind in [JobKind::Backup, JobKind::Restore, JobKind::Verify] {
+    for kind in [
+        JobKind::Backup,
+        JobKind::Restore,
+        JobKind::Verify,
+        JobKind::Copy,
+    ] {
         jobs.metrics()
             .declare_job_kind(kind.as_str(), &final_states);
         // The live-job gauges are read from the job table now, so they can never drift.

@@ -29,6 +29,7 @@ use utoipa::{OpenApi, ToSchema};
         super::backups::list,
         super::backups::show,
         super::backups::action,
+        super::backups::copy,
         super::backups::delete,
         super::backups::prune,
         super::schedules::list,

@@ -1,5 +1,6 @@
 //! The backup catalog: the manifest (the commit point of a backup) and, later, listing, showing,
-//! deleting, verifying and pruning backups from their manifests.
+//! deleting, verifying and pruning backups from their manifests, and copying them between
+//! repositories ([`copy`]).
 //!
 //! Depends on `storage` (keys, versioned files), `formats` (format and compression names),
 //! `domain` and `error`; on `bigquery` only for its pure resource types (`TableKind`,
@@ -7,6 +8,7 @@
 
 pub mod attempt;
 pub mod checksum;
+pub mod copy;
 pub mod lease;
 pub mod list;
 pub mod manifest;

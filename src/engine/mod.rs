@@ -1,5 +1,5 @@
 //! The engine: every operation bq-backup offers — backup, restore, and on a repository list,
-//! show, verify, delete and prune — with the same checks, locks, job records and follow-ups
+//! show, verify, copy, delete and prune — with the same checks, locks, job records and follow-ups
 //! whoever asks. The entry points (HTTP in `api`, Pub/Sub push, the schedules, the CLI) only
 //! translate their input into the engine's typed orders and its typed answers back.
 //!
@@ -11,6 +11,7 @@
 //! `config`; never on `api`, `app` or the CLI.
 
 mod backup;
+mod copy;
 mod repository;
 mod restore;
 mod schedule;
@@ -33,6 +34,7 @@ use crate::restore::RestoreOrder;
 use crate::storage::{Access, StorageConfig, Store};
 
 pub use backup::selection_key;
+pub use copy::{Copies, CopyOrder};
 pub use repository::Repositories;
 pub use verify::VerifyOrder;
 
@@ -153,6 +155,12 @@ impl Engine {
             JobKind::Verify => {
                 return Err(Error::invalid(
                     "a verify is started by POST /api/v1/backups/{id}:verify",
+                    vec![],
+                ));
+            }
+            JobKind::Copy => {
+                return Err(Error::invalid(
+                    "a copy is started by POST /api/v1/backups/{id}:copy",
                     vec![],
                 ));
             }

@@ -26,6 +26,9 @@ pub enum JobKind {
     Restore,
     /// A backup's files re-read against its manifest.
     Verify,
+    /// A backup copied to another repository (`POST /api/v1/backups/{id}:copy`, the CLI's
+    /// `copy`, `download` and `upload`).
+    Copy,
 }
 
 impl JobKind {
@@ -34,6 +37,7 @@ impl JobKind {
             Self::Backup => "BACKUP",
             Self::Restore => "RESTORE",
             Self::Verify => "VERIFY",
+            Self::Copy => "COPY",
         }
     }
 
@@ -42,6 +46,7 @@ impl JobKind {
             "BACKUP" => Some(Self::Backup),
             "RESTORE" => Some(Self::Restore),
             "VERIFY" => Some(Self::Verify),
+            "COPY" => Some(Self::Copy),
             _ => None,
         }
     }

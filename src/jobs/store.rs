@@ -518,7 +518,7 @@ mod tests {
         put(
             &store,
             &key,
-            r#"{"jobId":"job-00000000000000b3","kind":"COPY"}"#,
+            r#"{"jobId":"job-00000000000000b3","kind":"ARCHIVE"}"#,
         )
         .await;
         let err = store.load(&job).await.unwrap_err();

@@ -17,6 +17,7 @@ mod gcs_objects;
 pub mod layout;
 mod open;
 pub(crate) mod settings;
+pub mod upload;
 pub mod versioned;
 
 pub use gcs_objects::ObjectChecksums;

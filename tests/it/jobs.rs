@@ -599,7 +599,7 @@ async fn job_routes_reject_bad_ids_filters_and_unknown_jobs() {
     let (status, _) = app.delete_json("/api/v1/jobs/job-0123456789abcdef").await;
     assert_eq!(status, 404);
     let (status, body) = app
-        .get_json("/api/v1/jobs?state=DONE&kind=COPY&pageSize=0")
+        .get_json("/api/v1/jobs?state=DONE&kind=ARCHIVE&pageSize=0")
         .await;
     assert_eq!(status, 400, "{body}");
     let fields: Vec<&str> = body["details"]

@@ -12,6 +12,7 @@ mod catalog;
 mod cli;
 mod config;
 mod confinement;
+mod copy;
 mod crash;
 mod dependents;
 mod deploy;

@@ -30,6 +30,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/backups/{id}"),
     ("DELETE", "/api/v1/backups/{id}"),
     ("POST", "/api/v1/backups/{id}:verify"),
+    ("POST", "/api/v1/backups/{id}:copy"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
@@ -253,6 +254,7 @@ async fn each_operation_has_an_id_a_summary_its_parameters_and_the_error_shape()
         assert!(query("/api/v1/backups", "get").contains(name), "{name}");
     }
     assert!(query("/api/v1/backups/{id}:verify", "post").contains("uri"));
+    assert!(query("/api/v1/backups/{id}:copy", "post").contains("uri"));
     let codes = |path: &str, method: &str| -> BTreeSet<String> {
         spec["paths"][path][method]["responses"]
             .as_object()
@@ -265,6 +267,12 @@ async fn each_operation_has_an_id_a_summary_its_parameters_and_the_error_shape()
         assert!(codes("/api/v1/backup", "post").contains(code), "{code}");
     }
     assert!(codes("/api/v1/jobs/{id}", "delete").contains("409"));
+    for code in ["200", "202", "400", "404", "409"] {
+        assert!(
+            codes("/api/v1/backups/{id}:copy", "post").contains(code),
+            "{code}"
+        );
+    }
 
     // The documented error body is the one the service writes.
     let schema = &spec["components"]["schemas"]["ErrorResponse"]["properties"];
