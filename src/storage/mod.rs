@@ -67,6 +67,12 @@ pub async fn put_if_absent(
             Ok(None) if attempt < CREATE_ATTEMPTS && is_transient(&error) => {
                 tracing::warn!(object_key = %path, attempt, error = %error, "a create-if-absent write did not land; trying again");
             }
+            // Whether the write landed is unknown: asking again (a second create answers
+            // "exists" if it did, then reads it back) beats reporting a failure for what may be
+            // a finished write, such as a backup's manifest.
+            Err(read_error) if attempt < CREATE_ATTEMPTS && is_transient(&read_error) => {
+                tracing::warn!(object_key = %path, attempt, error = %error, read_error = %read_error, "a create-if-absent write failed and could not be read back; trying again");
+            }
             Ok(None) | Err(_) => return Err(error),
         }
         tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
