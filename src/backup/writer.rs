@@ -1,17 +1,15 @@
 //! Writes a table's batches (from any of its read streams) into files of at most about
 //! `file_size_bytes`: encoding and hashing on rayon, bytes streamed to the store as they are
-//! produced. A file smaller than one
-//! upload part is written with a single put; a larger one with a multipart upload whose
-//! in-flight parts are bounded, so memory stays bounded whatever the table size.
+//! produced through a [`Upload`] (one put for a small file, a multipart upload with bounded
+//! parts in flight for a larger one), so memory stays bounded whatever the table size.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use bytes::Bytes;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -21,12 +19,8 @@ use crate::domain::{BackupId, TableRef};
 use crate::error::{Error, ErrorKind};
 use crate::exec::on_rayon;
 use crate::formats::{EncodeOptions, Encoded, FileEncoder, file_extension};
-use crate::storage::{layout, object_error};
-
-/// Upload part size: S3's minimum for every part but the last; also the single-put threshold.
-pub(crate) const PART_SIZE: usize = 5 * 1024 * 1024;
-/// Parts of one file uploading at once.
-const PARTS_IN_FLIGHT: usize = 2;
+use crate::storage::layout;
+use crate::storage::upload::Upload;
 
 /// A file may overshoot `file_size_bytes` by at most about this fraction of it.
 const SLICES_PER_FILE: usize = 8;
@@ -96,12 +90,12 @@ impl TableFiles {
                     .is_some_and(|f| f.size >= self.file_size_bytes)
                     && let Some(f) = current.take()
                 {
-                    files.push(f.finish(&self.store).await?);
+                    files.push(f.finish().await?);
                 }
             }
         }
         if let Some(f) = current.take() {
-            files.push(f.finish(&self.store).await?);
+            files.push(f.finish().await?);
         }
         Ok(files)
     }
@@ -113,17 +107,13 @@ impl TableFiles {
         let encoder = FileEncoder::new(self.schema.clone(), &self.encode)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", self.table)))?;
         Ok(OpenFile {
+            upload: Upload::new(self.store.clone(), path.clone()),
             path,
-            store: self.store.clone(),
             state: Some(EncodeState {
                 encoder,
                 hasher: Sha256::new(),
             }),
-            buffered: Vec::new(),
-            buffered_len: 0,
-            upload: None,
             size: 0,
-            written: 0,
         })
     }
 }
@@ -136,16 +126,10 @@ struct EncodeState {
 
 struct OpenFile {
     path: Path,
-    store: Arc<dyn ObjectStore>,
     state: Option<EncodeState>,
-    /// Bytes not yet handed to an upload (until the first part is full).
-    buffered: Vec<Bytes>,
-    buffered_len: usize,
-    upload: Option<WriteMultipart>,
+    upload: Upload,
     /// Estimated size of the file so far (encoded plus still buffered in the encoder).
     size: u64,
-    /// Bytes produced so far (what the file holds once finished, minus the tail).
-    written: u64,
 }
 
 impl OpenFile {
@@ -174,50 +158,12 @@ impl OpenFile {
 
     async fn push(&mut self, output: Encoded) -> Result<(), Error> {
         for chunk in output {
-            self.push_chunk(chunk).await?;
+            self.upload.write(chunk).await?;
         }
         Ok(())
     }
 
-    async fn push_chunk(&mut self, output: Bytes) -> Result<(), Error> {
-        if output.is_empty() {
-            return Ok(());
-        }
-        self.written += output.len() as u64;
-        if let Some(upload) = self.upload.as_mut() {
-            // Part by part, waiting for capacity before each: a large output (a whole Parquet
-            // row group) never has more than PARTS_IN_FLIGHT parts uploading. The parts are
-            // slices of `output`, not copies: its memory is freed as its last part completes.
-            let mut output = output;
-            while !output.is_empty() {
-                let piece = output.split_to(output.len().min(PART_SIZE));
-                upload
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|e| object_error("writing", &self.path, e))?;
-                upload.put(piece);
-            }
-            return Ok(());
-        }
-        self.buffered_len += output.len();
-        self.buffered.push(output);
-        if self.buffered_len >= PART_SIZE {
-            let multipart = self
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| object_error("writing", &self.path, e))?;
-            let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
-            for chunk in self.buffered.drain(..) {
-                upload.put(chunk);
-            }
-            self.buffered_len = 0;
-            self.upload = Some(upload);
-        }
-        Ok(())
-    }
-
-    async fn finish(mut self, store: &Arc<dyn ObjectStore>) -> Result<FileEntry, Error> {
+    async fn finish(mut self) -> Result<FileEntry, Error> {
         let state = self
             .state
             .take()
@@ -238,30 +184,10 @@ impl OpenFile {
             Ok((rows, tail, hex::encode(hasher.finalize())))
         })
         .await??;
-        let bytes = self.written + tail.len() as u64;
-        match self.upload.take() {
-            Some(mut upload) => {
-                for chunk in tail {
-                    upload
-                        .wait_for_capacity(PARTS_IN_FLIGHT)
-                        .await
-                        .map_err(|e| object_error("writing", &self.path, e))?;
-                    upload.put(chunk);
-                }
-                upload
-                    .finish()
-                    .await
-                    .map_err(|e| object_error("writing", &self.path, e))?;
-            }
-            None => {
-                let mut parts: Vec<Bytes> = std::mem::take(&mut self.buffered);
-                parts.extend(tail);
-                store
-                    .put(&self.path, PutPayload::from_iter(parts))
-                    .await
-                    .map_err(|e| object_error("writing", &self.path, e))?;
-            }
+        for chunk in tail {
+            self.upload.write(chunk).await?;
         }
+        let bytes = self.upload.finish().await?;
         Ok(FileEntry {
             path: self.path.to_string(),
             bytes,
@@ -272,12 +198,8 @@ impl OpenFile {
     }
 
     /// Best effort: a failed file leaves no part behind.
-    async fn abort(mut self) {
-        if let Some(upload) = self.upload.take()
-            && let Err(e) = upload.abort().await
-        {
-            tracing::warn!(object_key = %self.path, error = %e, "aborting a multipart upload failed");
-        }
+    async fn abort(self) {
+        self.upload.abort().await;
     }
 }
 

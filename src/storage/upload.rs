@@ -3,8 +3,8 @@
 //! upload with at most [`PARTS_IN_FLIGHT`] parts uploading at once. Nothing is visible at the
 //! key before [`Upload::finish`]; [`Upload::abort`] leaves no part behind (best effort).
 //!
-//! Used by the copy of a backup between repositories (`catalog::copy`). Depends on `error` and
-//! this module's error conversion only.
+//! Used by the backup's file writers (`backup::writer`) and the copy of a backup between
+//! repositories (`catalog::copy`). Depends on `error` and this module's error conversion only.
 
 use std::sync::Arc;
 
@@ -62,12 +62,16 @@ impl Upload {
         }
         self.written += bytes.len() as u64;
         if let Some(upload) = self.multipart.as_mut() {
-            for piece in bytes.chunks(PART_SIZE) {
+            // Part by part, waiting for capacity before each. The parts are slices of `bytes`,
+            // not copies: its memory is freed as its last part completes.
+            let mut bytes = bytes;
+            while !bytes.is_empty() {
+                let piece = bytes.split_to(bytes.len().min(PART_SIZE));
                 upload
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
                     .map_err(|e| object_error("writing", &self.path, e))?;
-                upload.write(piece);
+                upload.put(piece);
             }
             return Ok(());
         }
@@ -81,7 +85,7 @@ impl Upload {
                 .map_err(|e| object_error("writing", &self.path, e))?;
             let mut upload = WriteMultipart::new_with_chunk_size(multipart, PART_SIZE);
             for chunk in self.buffered.drain(..) {
-                upload.write(&chunk);
+                upload.put(chunk);
             }
             self.buffered_len = 0;
             self.multipart = Some(upload);
