@@ -80,18 +80,7 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     let claim = claim(&os, plan, ctx).await?;
     tracing::info!(backup_id = %plan.backup_id, tables = plan.tables.len(), "backup started");
 
-    // Losing the claim (this process was judged dead and another took the id over) stops the
-    // backup like a cancel: two writers must never mix their files under one id.
-    let cancel = ctx.cancel.child_token();
-    let watcher = tokio::spawn({
-        let (lost, cancel) = (claim.lost().clone(), cancel.clone());
-        async move {
-            tokio::select! {
-                () = lost.cancelled() => cancel.cancel(),
-                () = cancel.cancelled() => {}
-            }
-        }
-    });
+    let (cancel, watcher) = claim.cancel_on_loss(&ctx.cancel);
     let run = BackupContext {
         cancel: cancel.clone(),
         ..ctx.clone()

@@ -256,6 +256,27 @@ impl Claim {
         &self.lost
     }
 
+    /// A child of `parent` that is also cancelled when this claim is lost, and the task that
+    /// watches for it (it ends once the child is cancelled): the work done under a claim stops
+    /// like a cancel when another process took the id over, as two writers must never mix their
+    /// files under one id.
+    pub fn cancel_on_loss(
+        &self,
+        parent: &CancellationToken,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let cancel = parent.child_token();
+        let watcher = tokio::spawn({
+            let (lost, cancel) = (self.lost.clone(), cancel.clone());
+            async move {
+                tokio::select! {
+                    () = lost.cancelled() => cancel.cancel(),
+                    () = cancel.cancelled() => {}
+                }
+            }
+        });
+        (cancel, watcher)
+    }
+
     /// Checks with the store that the claim is still ours (before the commit point).
     pub async fn confirm(&self) -> Result<bool, Error> {
         exclusive::holds(self.os.as_ref(), &self.dir, self.epoch, &self.holder)

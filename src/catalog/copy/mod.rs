@@ -110,18 +110,7 @@ pub async fn run_copy(plan: &CopyPlan, ctx: &CopyContext) -> Result<CopyReport, 
     let claim = claim(plan, ctx).await?;
     tracing::info!(backup_id = %id, from = %plan.source.uri(), to = %plan.target.uri(), "copy started");
 
-    // Losing the claim (this process was judged dead and another took the id over) stops the
-    // copy like a cancel: two writers must never mix their files under one id.
-    let cancel = ctx.cancel.child_token();
-    let watcher = tokio::spawn({
-        let (lost, cancel) = (claim.lost().clone(), cancel.clone());
-        async move {
-            tokio::select! {
-                () = lost.cancelled() => cancel.cancel(),
-                () = cancel.cancelled() => {}
-            }
-        }
-    });
+    let (cancel, watcher) = claim.cancel_on_loss(&ctx.cancel);
     let run = CopyContext {
         cancel: cancel.clone(),
         ..ctx.clone()
