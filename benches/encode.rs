@@ -9,7 +9,8 @@
 //! encode --bench [--rows N] [--batch-rows N] --format F [--out PATH] [--threads N]
 //!                                                             F only, one JSON line
 //! encode --bench [--rows N]                                   every format in turn (`cargo bench`)
-//! encode                                                      smoke run (`cargo test --all-targets`)
+//! encode                                                      smoke run (`cargo test --all-targets`),
+//!                                                             in clear and encrypted
 //! ```
 //!
 //! As with libtest, `--bench` (which `cargo bench` passes) asks for the measurement. Without it,
@@ -18,6 +19,10 @@
 //! benchmark still works, over in a moment even in a debug build.
 //!
 //! `--columns int64,string` encodes only those columns: where a format's time goes, per type.
+//!
+//! `--encrypt` encrypts the output with age as a backup to recipients does (one X25519
+//! recipient); `--compare-encryption` runs each format twice in the same process, in clear and
+//! encrypted, and prints a last line per format with the overhead (README, "Encryption").
 //!
 //! `--threads N` (default 1) encodes the table as a backup does with N read streams: the batches
 //! split into N contiguous parts, each encoded by its own [`FileEncoder`] into its own file
@@ -45,6 +50,7 @@ use arrow::array::{
     StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bq_backup::encryption::{Encryptor, Recipients};
 use bq_backup::formats::{EncodeOptions, FileEncoder, Format};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -77,6 +83,10 @@ struct Args {
     columns: Vec<usize>,
     /// Parts encoded in parallel, one encoder and one output file each.
     threads: usize,
+    /// Encrypt the output (age) as an encrypted backup does.
+    encrypt: bool,
+    /// Each format in clear and encrypted, with the overhead.
+    compare_encryption: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -88,9 +98,12 @@ fn parse_args() -> Result<Args> {
         write_input: None,
         columns: Vec::new(),
         threads: 1,
+        encrypt: false,
+        compare_encryption: false,
     };
     if !std::env::args().any(|arg| arg == "--bench") {
         args.rows = SMOKE_ROWS;
+        args.compare_encryption = true;
         return Ok(args);
     }
     let mut it = std::env::args().skip(1);
@@ -100,6 +113,8 @@ fn parse_args() -> Result<Args> {
             "--rows" => args.rows = value()?.replace('_', "").parse()?,
             "--batch-rows" => args.batch_rows = value()?.parse()?,
             "--threads" => args.threads = value()?.parse()?,
+            "--encrypt" => args.encrypt = true,
+            "--compare-encryption" => args.compare_encryption = true,
             "--format" => args.format = Some(value()?.parse()?),
             "--out" => args.out = Some(value()?.into()),
             "--write-input" => args.write_input = Some(value()?.into()),
@@ -127,10 +142,28 @@ fn main() -> Result<()> {
     if let Some(path) = &args.write_input {
         return write_input(&args, path);
     }
-    match args.format {
-        Some(format) => encode(&args, format),
-        None => Format::ALL.into_iter().try_for_each(|f| encode(&args, f)),
+    let formats = match args.format {
+        Some(format) => vec![format],
+        None => Format::ALL.to_vec(),
+    };
+    for format in formats {
+        if !args.compare_encryption {
+            encode(&args, format, args.encrypt)?;
+            continue;
+        }
+        let clear = encode(&args, format, false)?;
+        let encrypted = encode(&args, format, true)?;
+        let line = json!({
+            "tool": "bq-backup",
+            "format": format.as_str(),
+            "rows": args.rows,
+            "rows_per_s_clear": clear,
+            "rows_per_s_encrypted": encrypted,
+            "encryption_overhead_percent": (clear / encrypted - 1.0) * 100.0,
+        });
+        println!("{line}");
     }
+    Ok(())
 }
 
 /// xorshift64*: fast, deterministic, and enough for benchmark data (no extra crate).
@@ -280,14 +313,25 @@ fn write_input(args: &Args, path: &PathBuf) -> Result<()> {
     Ok(())
 }
 
-/// Where encoded bytes go: a file, or nowhere (counted only).
+/// Where encoded bytes go (encrypted first with `--encrypt`): a file, or nowhere (counted only).
 struct Sink {
     file: Option<File>,
     bytes: u64,
+    encryptor: Option<Encryptor>,
 }
 
 impl Sink {
     fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        match &mut self.encryptor {
+            Some(encryptor) => {
+                let sealed = encryptor.write(chunk)?;
+                self.put(&sealed)
+            }
+            None => self.put(chunk),
+        }
+    }
+
+    fn put(&mut self, chunk: &[u8]) -> Result<()> {
         self.bytes += chunk.len() as u64;
         if let Some(file) = &mut self.file {
             file.write_all(chunk)?;
@@ -305,7 +349,9 @@ struct Part {
     output_bytes: u64,
 }
 
-fn encode(args: &Args, format: Format) -> Result<()> {
+/// Encodes the table in `format` (encrypted with `encrypt`), prints one JSON line, and returns
+/// the rows per second.
+fn encode(args: &Args, format: Format, encrypt: bool) -> Result<f64> {
     let all = schema();
     let schema = if args.columns.is_empty() {
         all.clone()
@@ -330,12 +376,22 @@ fn encode(args: &Args, format: Format) -> Result<()> {
         .num_threads(args.threads)
         .build()?;
     let results = std::sync::Mutex::new(Vec::new());
+    let recipients = if encrypt {
+        let key = age::x25519::Identity::generate().to_public().to_string();
+        Some(
+            Recipients::parse_at("--encrypt", &[key])
+                .map_err(|e| format!("a generated recipient: {e:?}"))?,
+        )
+    } else {
+        None
+    };
     let started = Instant::now();
     pool.scope(|scope| {
         for (chunk, out) in batches.chunks(per_part).zip(&outs) {
             let (all, schema, opts, results) = (&all, &schema, &opts, &results);
+            let recipients = recipients.as_ref();
             scope.spawn(move |_| {
-                let part = encode_part(args, all, schema, opts, chunk, out.as_ref());
+                let part = encode_part(args, all, schema, opts, chunk, out.as_ref(), recipients);
                 // A poisoned lock only means another part panicked: that panic ends the run.
                 if let Ok(mut results) = results.lock() {
                     results.push(part);
@@ -378,9 +434,10 @@ fn encode(args: &Args, format: Format) -> Result<()> {
         "peak_rss_mb": peak_rss_mb(),
         "threads": args.threads,
         "files": parts.len(),
+        "encrypted": encrypt,
     });
     println!("{line}");
-    Ok(())
+    Ok(args.rows as f64 / seconds)
 }
 
 /// Encodes `batches` of the table with one [`FileEncoder`] into `out` (or counts the bytes).
@@ -391,10 +448,12 @@ fn encode_part(
     opts: &EncodeOptions,
     batches: &[(u64, usize)],
     out: Option<&PathBuf>,
+    recipients: Option<&Recipients>,
 ) -> Result<Part> {
     let mut sink = Sink {
         file: out.map(File::create).transpose()?,
         bytes: 0,
+        encryptor: recipients.map(Encryptor::new).transpose()?,
     };
     let mut part = Part::default();
 
@@ -411,11 +470,19 @@ fn encode_part(
         let encoded = Instant::now();
         part.generating += encoded - generated;
         encoder.write(&batch)?;
-        sink.write(&encoder.take_output().to_bytes())?;
+        for chunk in encoder.take_output() {
+            sink.write(&chunk)?;
+        }
         part.encoding += encoded.elapsed();
     }
     let finished = Instant::now();
-    sink.write(&encoder.finish()?.to_bytes())?;
+    for chunk in encoder.finish()? {
+        sink.write(&chunk)?;
+    }
+    if let Some(encryptor) = sink.encryptor.take() {
+        let last = encryptor.finish()?;
+        sink.put(&last)?;
+    }
     if let Some(file) = &mut sink.file {
         file.flush()?;
     }

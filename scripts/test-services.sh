@@ -100,11 +100,26 @@ fake_gcs_binary() {
   echo "$bin"
 }
 
+# The reference age CLI (Debian package `age`): the encryption tests decrypt our files with it and
+# restore files it encrypted, so that our age is checked against another implementation.
+install_age() {
+  command -v age >/dev/null && command -v age-keygen >/dev/null && return 0
+  command -v apt-get >/dev/null || die "the encryption tests need the age CLI: install the 'age' package"
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  log "installing the age CLI (Debian package age)"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >/dev/null \
+    && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq age >/dev/null \
+    || die "installing the Debian package age failed"
+  command -v age >/dev/null || die "age is still not on PATH after installing it"
+}
+
 install_all() {
   mkdir -p "$cache"
   install_python
   install_duckdb_extensions
   install_azurite
+  install_age
 }
 
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -16,6 +16,7 @@ use bq_backup::catalog::copy::{Existing, read_source};
 use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, StorageUri};
+use bq_backup::encryption::Recipients;
 use bq_backup::engine::{
     Accepted, Copies, CopyOrder, Engine, Repositories, Started, Submission, Trigger,
 };
@@ -128,6 +129,11 @@ enum Command {
         /// The repository to copy it to.
         #[arg(long)]
         to: String,
+        /// Encrypt every file of the copy for this age recipient (`age1…`) or SSH public key;
+        /// repeat for several. An encrypted backup is decrypted with BQB_ENCRYPTION_IDENTITIES
+        /// and encrypted again.
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
     },
     /// Copy a backup into a local directory (a `file://` repository: DIR/backups/ID/…), checked
     /// file by file, manifest last. Running it again after it finished does nothing; anything
@@ -212,10 +218,35 @@ impl Cli {
             }
             Command::Show { id, uri, output } => show(&id, &uri, output).await,
             Command::Verify { id, uri, sample } => verify(&id, &uri, sample.as_deref()).await,
-            Command::Copy { id, from, to } => {
+            Command::Copy {
+                id,
+                from,
+                to,
+                recipients,
+            } => {
                 let from = parse_uri(&from, "--from")?;
                 let to = parse_uri(&to, "--to")?;
-                copy(&id, (from, "--from"), (to, "--to"), Existing::Refuse).await
+                let encryption = if recipients.is_empty() {
+                    None
+                } else {
+                    let parsed =
+                        Recipients::parse_at("--recipient", &recipients).map_err(|errors| {
+                            let text: Vec<String> = errors
+                                .iter()
+                                .map(|e| format!("{}: {}", e.field, e.message))
+                                .collect();
+                            anyhow::anyhow!(text.join("; "))
+                        })?;
+                    Some(Arc::new(parsed))
+                };
+                copy(
+                    &id,
+                    (from, "--from"),
+                    (to, "--to"),
+                    Existing::Refuse,
+                    encryption,
+                )
+                .await
             }
             Command::Download { id, uri, to } => {
                 let from = parse_uri(&uri, "--uri")?;
@@ -225,6 +256,7 @@ impl Cli {
                     (from, "--uri"),
                     (to, "--to"),
                     Existing::AcceptIdentical,
+                    None,
                 )
                 .await
             }
@@ -236,6 +268,7 @@ impl Cli {
                     (from, "DIR"),
                     (to, "--uri"),
                     Existing::Refuse,
+                    None,
                 )
                 .await
             }
@@ -534,6 +567,7 @@ async fn copy(
     (from, from_flag): (StorageUri, &str),
     (to, to_flag): (StorageUri, &str),
     existing: Existing,
+    encryption: Option<Arc<Recipients>>,
 ) -> anyhow::Result<()> {
     let copies = copies()?;
     let backup_id = BackupId::parse(id).map_err(|e| anyhow::anyhow!("ID: {e}"))?;
@@ -563,6 +597,7 @@ async fn copy(
         to_field: to_flag.into(),
         existing,
         wait: true,
+        encryption,
     };
     let job = copies.submit(order, cli_submission(Some(observer))).await?;
     follow(copies.jobs(), job, bar).await

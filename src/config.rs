@@ -34,6 +34,7 @@ use crate::app::ServerSettings;
 use crate::app::settings as server;
 use crate::bigquery::BigQuerySettings;
 use crate::bigquery::settings as bigquery;
+use crate::encryption::settings as encryption;
 use crate::engine::EngineSettings;
 use crate::exec::settings as exec;
 use crate::jobs::JobSettings;
@@ -78,6 +79,9 @@ pub static VARIABLES: &[&Variable] = &[
     &bigquery::LOAD_FILES_PER_TABLE,
     &jobs::STATE_URI,
     &storage::ALLOWED_STORAGE,
+    &encryption::RECIPIENTS,
+    &encryption::IDENTITIES,
+    &encryption::SECRET_MANAGER_ENDPOINT,
     &jobs::MAX_RUNNING_JOBS,
     &jobs::MAX_QUEUED_JOBS,
     &jobs::HEARTBEAT_SECS,

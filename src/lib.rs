@@ -41,6 +41,7 @@ pub mod bigquery;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod encryption;
 pub mod engine;
 pub mod error;
 pub mod exec;

@@ -2,6 +2,8 @@
 //! `POST /api/v1/backups/{id}:verify` and `POST /api/v1/backups/{id}:copy` (jobs),
 //! `POST /api/v1/backups:prune`. The repository is named by the `uri` query parameter.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -18,7 +20,8 @@ use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
     BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
 };
-use crate::domain::{BackupId, StorageUri};
+use crate::domain::{BackupId, EncryptionRequest, StorageUri};
+use crate::encryption::Recipients;
 use crate::engine::{CopyOrder, Started, Submission, VerifyOrder};
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::storage::{Access, Store};
@@ -247,6 +250,7 @@ struct VerifyBody {
         (status = 200, description = "The verify report (every finding), when waiting", body = Value),
         (status = 202, description = "Accepted as a job (kind VERIFY); `Location` names it; its result is the report", body = Value),
         (status = 400, description = "The id, uri or sample is invalid, or the uri is not allowed here", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The backup is encrypted and none of the service's identities (`BQB_ENCRYPTION_IDENTITIES`) opens it; the message names the backup", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id, or no such bucket or container (`details` names `uri`)", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
     ),
@@ -322,12 +326,13 @@ const TO_FIELD: &str = "to";
     request_body(
         content = Value,
         content_type = "application/json",
-        description = "`to` (required): the repository to copy the backup to, e.g. `s3://bucket/prefix`; `wait`",
+        description = "`to` (required): the repository to copy the backup to, e.g. `s3://bucket/prefix`; `wait`; `encryption`: `{\"recipients\": [\"age1…\"]}` to encrypt every file of the copy for these recipients (an encrypted backup is decrypted with the service's identities and encrypted again)",
     ),
     responses(
         (status = 200, description = "The copy report, when waiting", body = Value),
         (status = 202, description = "Accepted as a job (kind COPY); `Location` names it; its result is the report", body = Value),
-        (status = 400, description = "The id, uri or `to` is invalid, not allowed here, or `to` names the source repository; an unknown body field (`encryption` included) is named", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The id, uri or `to` is invalid, not allowed here, or `to` names the source repository; an unknown body field, or a bad `encryption.recipients[i]`, is named", body = super::openapi::ErrorResponse),
+        (status = 403, description = "Re-encrypting an encrypted backup, and the service has no identities that open it (`BQB_ENCRYPTION_IDENTITIES`)", body = super::openapi::ErrorResponse),
         (status = 404, description = "No complete backup with this id in `uri`, or no such bucket or container (`details` names the field)", body = super::openapi::ErrorResponse),
         (status = 409, description = "The target already holds a backup with this id, or is writing one", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),
@@ -342,7 +347,7 @@ pub(crate) async fn copy(
     let mut problems = Vec::new();
     let backup_id = backup_id(segment, &mut problems);
     let from = open(state, q.uri.as_deref(), &mut problems);
-    let (to, in_body_wait) = copy_body(body, &mut problems);
+    let (to, in_body_wait, encryption) = copy_body(body, &mut problems);
     if let Some(to) = &to
         && let Err(e) = state.engine.repositories().storage().admit(to, TO_FIELD)
     {
@@ -363,6 +368,7 @@ pub(crate) async fn copy(
         to_field: TO_FIELD.into(),
         existing: Existing::Refuse,
         wait,
+        encryption,
     };
     let accepted = state
         .engine
@@ -371,9 +377,9 @@ pub(crate) async fn copy(
     super::jobs::answer(&state.engine, Started::Job(accepted), wait).await
 }
 
-/// The body of a copy: `to` (parsed) and `wait`. Every problem names its field; `encryption`
-/// is named as not yet supported rather than as unknown.
-fn copy_body(body: &[u8], problems: &mut Vec<FieldError>) -> (Option<StorageUri>, bool) {
+/// The body of a copy: `to` (parsed), `wait` and `encryption` (recipients to encrypt the copy
+/// for). Every problem names its field.
+fn copy_body(body: &[u8], problems: &mut Vec<FieldError>) -> CopyBody {
     let required = || {
         FieldError::new(
             TO_FIELD,
@@ -382,20 +388,20 @@ fn copy_body(body: &[u8], problems: &mut Vec<FieldError>) -> (Option<StorageUri>
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         problems.push(required());
-        return (None, false);
+        return (None, false, None);
     }
     let fields = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(fields)) => fields,
         Ok(_) => {
             problems.push(FieldError::new("body", "must be a JSON object"));
-            return (None, false);
+            return (None, false, None);
         }
         Err(e) => {
             problems.push(FieldError::new("body", e.to_string()));
-            return (None, false);
+            return (None, false, None);
         }
     };
-    let (mut to, mut wait) = (None, false);
+    let (mut to, mut wait, mut encryption) = (None, false, None);
     for (name, value) in &fields {
         match (name.as_str(), value) {
             (TO_FIELD, Value::String(text)) if !text.trim().is_empty() => {
@@ -410,21 +416,34 @@ fn copy_body(body: &[u8], problems: &mut Vec<FieldError>) -> (Option<StorageUri>
             )),
             ("wait", Value::Bool(b)) => wait = *b,
             ("wait", _) => problems.push(FieldError::new("wait", "must be true or false")),
-            ("encryption", _) => problems.push(FieldError::new(
-                "encryption",
-                "re-encrypting a backup while copying it is not supported yet: a copy keeps its files as they are",
-            )),
+            ("encryption", value) => {
+                match serde_json::from_value::<EncryptionRequest>(value.clone()) {
+                    Ok(request) => {
+                        match Recipients::parse_at("encryption.recipients", &request.recipients) {
+                            Ok(r) => encryption = Some(Arc::new(r)),
+                            Err(errors) => problems.extend(errors),
+                        }
+                    }
+                    Err(e) => problems.push(FieldError::new(
+                        "encryption",
+                        format!("must be {{\"recipients\": [\"age1…\", …]}}: {e}"),
+                    )),
+                }
+            }
             (other, _) => problems.push(FieldError::new(
                 other,
-                "unknown field: a copy takes `to` and `wait`",
+                "unknown field: a copy takes `to`, `wait` and `encryption`",
             )),
         }
     }
     if !fields.contains_key(TO_FIELD) {
         problems.push(required());
     }
-    (to, wait)
+    (to, wait, encryption)
 }
+
+/// `to`, `wait`, `encryption` of a copy's body.
+type CopyBody = (Option<StorageUri>, bool, Option<Arc<Recipients>>);
 
 /// A JSON body that may be absent (empty or whitespace): `T::default()`. A body that does not
 /// parse is a problem naming the field (or `body`).

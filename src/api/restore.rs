@@ -28,7 +28,7 @@ use crate::jobs::JobKind;
         (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
         (status = 400, description = "The request is invalid (each field named in `details`)", body = super::openapi::ErrorResponse),
         (status = 404, description = "The backup or a table in it does not exist, or the repository's bucket or container (the field holding the URI is named in `details`)", body = super::openapi::ErrorResponse),
-        (status = 403, description = "The service may not access the repository (its field is named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 403, description = "The service may not access the repository (its field is named in `details`), or the backup is encrypted and none of the service's identities (`BQB_ENCRYPTION_IDENTITIES`) opens it (the message names the backup; nothing was restored)", body = super::openapi::ErrorResponse),
         (status = 409, description = "A target table exists and is not empty", body = super::openapi::ErrorResponse),
         (status = 413, description = "The body is too large", body = super::openapi::ErrorResponse),
         (status = 422, description = "The backup is damaged (`BACKUP_DAMAGED`): a file or the manifest does not match what was written; `details` names its key", body = super::openapi::ErrorResponse),

@@ -349,6 +349,7 @@ pub(crate) async fn extract_table(
             rows: footer.rows,
             sha256: String::new(),
             crc32c: Some(crc32c),
+            plaintext_sha256: None,
         });
     }
     let rows: u64 = files.iter().map(|f| f.rows).sum();

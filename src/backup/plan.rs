@@ -2,6 +2,7 @@
 //! in which format. Everything the request names is checked to exist here, before any data moves.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -19,6 +20,7 @@ use crate::domain::{
     BackupId, BackupMethod, DatasetRef, DatasetSelection, ExportMethod, StorageUri, TableRef,
     TableSelector, sql_paths,
 };
+use crate::encryption::Recipients;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format};
 
@@ -34,6 +36,8 @@ pub struct BackupPlan {
     /// Where the request gave the storage URI (see `BackupSpec::storage_field`).
     pub storage_field: String,
     pub encode: EncodeOptions,
+    /// Every data file is encrypted (age) to these recipients.
+    pub encryption: Option<Arc<Recipients>>,
     pub file_size_bytes: u64,
     pub max_parallel_tables: usize,
     /// `method` as requested; each table's own is [`PlannedTable::method`].
@@ -201,7 +205,22 @@ pub async fn plan_backup(
         spec,
         encode,
         request,
+        encryption,
     } = order;
+    if encryption.is_some() && spec.method == BackupMethod::Extract {
+        return Err(Error::invalid(
+            "the backup request is invalid",
+            vec![FieldError::new(
+                "method",
+                "EXTRACT writes files in clear, and this backup is encrypted (its `encryption`, or BQB_ENCRYPTION_RECIPIENTS): use STREAM or AUTO",
+            )],
+        ));
+    }
+    // Encrypted files are written by this service alone: AUTO streams every table.
+    let requested_method = match (&encryption, spec.method) {
+        (Some(_), BackupMethod::Auto) => BackupMethod::Stream,
+        (_, method) => method,
+    };
     let snapshot_time = spec.snapshot_time().unwrap_or(now);
     if let Some(problem) = spec.snapshot_window_error(now) {
         return Err(Error::invalid(
@@ -349,7 +368,7 @@ pub async fn plan_backup(
         match kind {
             kind if kind.holds_data() => {
                 match method::choose(
-                    spec.method,
+                    requested_method,
                     spec.storage.scheme(),
                     encode.format,
                     &planned.resource,
@@ -427,6 +446,7 @@ pub async fn plan_backup(
         storage: spec.storage.clone(),
         storage_field: spec.storage_field.clone(),
         encode,
+        encryption,
         file_size_bytes: spec.file_size_bytes,
         max_parallel_tables: crate::exec::parallel_tables(
             spec.max_parallel_tables,

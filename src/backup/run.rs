@@ -437,8 +437,12 @@ async fn commit(
         bytes: data.iter().map(|t| t.bytes).sum(),
         files: data.iter().map(|t| t.files.len() as u64).sum(),
     };
+    let encryption = plan
+        .encryption
+        .as_ref()
+        .map(|r| catalog::EncryptionEntry::age(r.keys()));
     let manifest = Manifest {
-        manifest_version: catalog::manifest::version_for(&tables),
+        manifest_version: catalog::manifest::version_for(&tables, encryption.as_ref()),
         backup_id: plan.backup_id,
         status: ManifestStatus::Complete,
         snapshot_time: plan.snapshot_time,
@@ -473,6 +477,7 @@ async fn commit(
             })
             .collect(),
         legacy: false,
+        encryption,
     };
     if ctx.cancel.is_cancelled() {
         return Err(Error::cancelled(format!(

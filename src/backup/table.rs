@@ -48,6 +48,7 @@ pub(crate) async fn export_table(
         table: planned.table.clone(),
         schema: schema.clone(),
         encode: plan.encode,
+        encryption: plan.encryption.clone(),
         file_size_bytes: plan.file_size_bytes,
         next_index: AtomicUsize::new(0),
     });

@@ -1,10 +1,13 @@
 //! Request → checked values, listing every problem at once: the domain's field rules plus the
 //! format × compression rules the formats module owns.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::method::format_refusal;
 use crate::domain::{BackupMethod, BackupRequest, BackupSpec, ExportOptions, parse_backup_request};
+use crate::encryption::Recipients;
 use crate::error::{Error, FieldError};
 use crate::formats::{Compression, EncodeOptions, Format, disallowed_compression};
 
@@ -17,6 +20,8 @@ pub struct BackupOrder {
     /// The request as received: the body itself when it came as JSON
     /// ([`BackupOrder::from_json`]), else the parsed request.
     pub request: serde_json::Value,
+    /// `encryption.recipients`, parsed; `None` = the service's default (set by the engine).
+    pub encryption: Option<Arc<Recipients>>,
 }
 
 impl BackupOrder {
@@ -51,8 +56,15 @@ pub fn validate_backup_request(
             .filter(|c| !c.trim().is_empty() && !c.eq_ignore_ascii_case("none")),
         compression_field: format!("{base}.compression"),
     };
-    match request.validate(now) {
-        Ok(spec) => {
+    let encryption = match &request.encryption {
+        None => Ok(None),
+        Some(e) => {
+            Recipients::parse_at("encryption.recipients", &e.recipients).map(|r| Some(Arc::new(r)))
+        }
+    };
+    match (request.validate(now), encryption) {
+        (Ok(_), Err(problems)) => Err(Error::invalid("the backup request is invalid", problems)),
+        (Ok(spec), Ok(encryption)) => {
             let choice = FormatChoice {
                 format: spec.format.clone(),
                 format_field: spec.format_field.clone(),
@@ -75,13 +87,26 @@ pub fn validate_backup_request(
                     )],
                 ));
             }
+            if spec.method == BackupMethod::Extract && encryption.is_some() {
+                return Err(Error::invalid(
+                    "the backup request is invalid",
+                    vec![FieldError::new(
+                        "encryption",
+                        "BigQuery's extract jobs write files in clear: an encrypted backup needs method STREAM or AUTO",
+                    )],
+                ));
+            }
             Ok(BackupOrder {
                 spec,
                 encode,
                 request: received,
+                encryption,
             })
         }
-        Err(mut problems) => {
+        (Err(mut problems), encryption) => {
+            if let Err(more) = encryption {
+                problems.extend(more);
+            }
             if let Err(more) = fallback.check() {
                 for m in more {
                     if !problems.iter().any(|p| p.field == m.field) {

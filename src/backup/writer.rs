@@ -1,13 +1,16 @@
 //! Writes a table's batches (from any of its read streams) into files of at most about
 //! `file_size_bytes`: encoding and hashing on rayon, bytes streamed to the store as they are
 //! produced through a [`Upload`] (one put for a small file, a multipart upload with bounded
-//! parts in flight for a larger one), so memory stays bounded whatever the table size.
+//! parts in flight for a larger one), so memory stays bounded whatever the table size. An
+//! encrypted backup's files are encrypted (age) on the same pass, chunk by chunk as they are
+//! encoded: the store sees only ciphertext, and the manifest records both checksums.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
@@ -16,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::FileEntry;
 use crate::domain::{BackupId, TableRef};
+use crate::encryption::{Encryptor, Recipients};
 use crate::error::{Error, ErrorKind};
 use crate::exec::on_rayon;
 use crate::formats::{EncodeOptions, Encoded, FileEncoder, file_extension};
@@ -48,6 +52,8 @@ pub(crate) struct TableFiles {
     pub(crate) table: TableRef,
     pub(crate) schema: SchemaRef,
     pub(crate) encode: EncodeOptions,
+    /// Every file is encrypted to these recipients.
+    pub(crate) encryption: Option<Arc<Recipients>>,
     pub(crate) file_size_bytes: u64,
     /// Next part number of this table, shared by its streams.
     pub(crate) next_index: AtomicUsize,
@@ -102,16 +108,25 @@ impl TableFiles {
 
     fn open_file(&self) -> Result<OpenFile, Error> {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
-        let extension = file_extension(self.encode.format, self.encode.compression);
+        let mut extension = file_extension(self.encode.format, self.encode.compression);
+        if self.encryption.is_some() {
+            extension.push_str(".age");
+        }
         let path = layout::data_file(&self.backup_id, &self.table, index, &extension);
         let encoder = FileEncoder::new(self.schema.clone(), &self.encode)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", self.table)))?;
+        let encryption = self
+            .encryption
+            .as_deref()
+            .map(|r| Encryptor::new(r).map(|e| (e, Sha256::new())))
+            .transpose()?;
         Ok(OpenFile {
             upload: Upload::new(self.store.clone(), path.clone()),
             path,
             state: Some(EncodeState {
                 encoder,
                 hasher: Sha256::new(),
+                encryption,
             }),
             size: 0,
         })
@@ -121,7 +136,41 @@ impl TableFiles {
 /// The encoder and the running checksum travel together to the rayon pool and back.
 struct EncodeState {
     encoder: FileEncoder,
+    /// Of the bytes stored (the ciphertext, when encrypted).
     hasher: Sha256,
+    /// Encrypted files: the encryptor and the plaintext's checksum.
+    encryption: Option<(Encryptor, Sha256)>,
+}
+
+impl EncodeState {
+    fn seal(&mut self, output: Encoded) -> Result<Vec<Bytes>, Error> {
+        seal(&mut self.hasher, &mut self.encryption, output)
+    }
+}
+
+/// `output` as stored: encrypted first when the file is, then hashed.
+fn seal(
+    hasher: &mut Sha256,
+    encryption: &mut Option<(Encryptor, Sha256)>,
+    output: Encoded,
+) -> Result<Vec<Bytes>, Error> {
+    {
+        let chunks: Vec<Bytes> = match encryption {
+            None => output.into_iter().collect(),
+            Some((encryptor, plain)) => {
+                let mut sealed = Vec::with_capacity(output.chunks().len());
+                for chunk in output {
+                    plain.update(&chunk);
+                    sealed.push(encryptor.write(&chunk)?);
+                }
+                sealed
+            }
+        };
+        for chunk in &chunks {
+            hasher.update(chunk);
+        }
+        Ok(chunks)
+    }
 }
 
 struct OpenFile {
@@ -139,15 +188,13 @@ impl OpenFile {
             .take()
             .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
-        let (state, output) = on_rayon(move || -> Result<(EncodeState, Encoded), Error> {
+        let (state, output) = on_rayon(move || -> Result<(EncodeState, Vec<Bytes>), Error> {
             state
                 .encoder
                 .write(&batch)
                 .map_err(|e| Error::internal(format!("encoding {path} failed: {e}")))?;
             let output = state.encoder.take_output();
-            for chunk in output.chunks() {
-                state.hasher.update(chunk);
-            }
+            let output = state.seal(output)?;
             Ok((state, output))
         })
         .await??;
@@ -156,9 +203,11 @@ impl OpenFile {
         self.push(output).await
     }
 
-    async fn push(&mut self, output: Encoded) -> Result<(), Error> {
+    async fn push(&mut self, output: Vec<Bytes>) -> Result<(), Error> {
         for chunk in output {
-            self.upload.write(chunk).await?;
+            if !chunk.is_empty() {
+                self.upload.write(chunk).await?;
+            }
         }
         Ok(())
     }
@@ -169,24 +218,32 @@ impl OpenFile {
             .take()
             .ok_or_else(|| Error::internal("file already finished"))?;
         let path = self.path.clone();
-        let (rows, tail, sha256) = on_rayon(move || -> Result<(u64, Encoded, String), Error> {
-            let EncodeState {
-                encoder,
-                mut hasher,
-            } = state;
-            let rows = encoder.rows();
-            let tail = encoder
-                .finish()
-                .map_err(|e| Error::internal(format!("finishing {path} failed: {e}")))?;
-            for chunk in tail.chunks() {
-                hasher.update(chunk);
-            }
-            Ok((rows, tail, hex::encode(hasher.finalize())))
-        })
+        let (rows, tail, sha256, plaintext_sha256) = on_rayon(
+            move || -> Result<(u64, Vec<Bytes>, String, Option<String>), Error> {
+                let EncodeState {
+                    encoder,
+                    mut hasher,
+                    mut encryption,
+                } = state;
+                let rows = encoder.rows();
+                let tail = encoder
+                    .finish()
+                    .map_err(|e| Error::internal(format!("finishing {path} failed: {e}")))?;
+                let mut tail = seal(&mut hasher, &mut encryption, tail)?;
+                let plaintext_sha256 = match encryption {
+                    None => None,
+                    Some((encryptor, plain)) => {
+                        let last = encryptor.finish()?;
+                        hasher.update(&last);
+                        tail.push(last);
+                        Some(hex::encode(plain.finalize()))
+                    }
+                };
+                Ok((rows, tail, hex::encode(hasher.finalize()), plaintext_sha256))
+            },
+        )
         .await??;
-        for chunk in tail {
-            self.upload.write(chunk).await?;
-        }
+        self.push(tail).await?;
         let bytes = self.upload.finish().await?;
         Ok(FileEntry {
             path: self.path.to_string(),
@@ -194,6 +251,7 @@ impl OpenFile {
             rows,
             sha256,
             crc32c: None,
+            plaintext_sha256,
         })
     }
 

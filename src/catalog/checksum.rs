@@ -81,6 +81,7 @@ mod tests {
             bytes: 5,
             rows: 1,
             sha256: sha256.into(),
+            plaintext_sha256: None,
             crc32c: crc32c.map(str::to_string),
         }
     }

@@ -33,14 +33,19 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// version-1 reader would find no checksum to compare, so it must refuse such a manifest. Every
 /// other manifest keeps [`MANIFEST_VERSION`], so older releases still read STREAM backups.
 pub const MANIFEST_VERSION_CRC32C: u32 = 2;
+/// The version of a manifest whose files are encrypted (it has an `encryption` block): a reader
+/// of an older version would hand ciphertext to its decoders.
+pub const MANIFEST_VERSION_ENCRYPTED: u32 = 3;
 
-/// The version `manifest` must be written with.
-pub fn version_for(tables: &[TableEntry]) -> u32 {
+/// The version a manifest with `tables` (and `encryption`) must be written with.
+pub fn version_for(tables: &[TableEntry], encryption: Option<&EncryptionEntry>) -> u32 {
     let crc32c = tables
         .iter()
         .flat_map(|t| &t.files)
         .any(|f| f.crc32c.is_some());
-    if crc32c {
+    if encryption.is_some() {
+        MANIFEST_VERSION_ENCRYPTED
+    } else if crc32c {
         MANIFEST_VERSION_CRC32C
     } else {
         MANIFEST_VERSION
@@ -81,13 +86,43 @@ pub struct Manifest {
     /// cannot be verified.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub legacy: bool,
+    /// Present when every data file is encrypted (age): to whom. The manifest itself is in
+    /// clear and holds no data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionEntry>,
+}
+
+/// How a backup's files are encrypted: the scheme (`AGE`) and the public keys of the recipients
+/// every file was encrypted to (never a secret). Each file's `bytes` and `sha256` are of the
+/// ciphertext as stored, its `plaintextSha256` of what decrypts from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncryptionEntry {
+    pub scheme: EncryptionScheme,
+    pub recipients: Vec<String>,
+}
+
+/// The encryption schemes this build reads; another is refused, never misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EncryptionScheme {
+    Age,
+}
+
+impl EncryptionEntry {
+    pub fn age(recipients: &[String]) -> Self {
+        Self {
+            scheme: EncryptionScheme::Age,
+            recipients: recipients.to_vec(),
+        }
+    }
 }
 
 impl VersionedFile for Manifest {
     const WHAT: &'static str = "manifest";
     // The newest version read; a manifest is written with the oldest version that holds it
     // ([`version_for`]).
-    const VERSION: u32 = MANIFEST_VERSION_CRC32C;
+    const VERSION: u32 = MANIFEST_VERSION_ENCRYPTED;
     const VERSION_FIELD: &'static str = "manifestVersion";
     // Every manifest ever written names its version.
     const VERSION_REQUIRED: bool = true;
@@ -244,6 +279,9 @@ pub struct FileEntry {
     /// and restore check whichever checksum a file carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc32c: Option<String>,
+    /// Encrypted backups: lower-case hex SHA-256 of the file's plaintext (what `age -d` gives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
 }
 
 impl Manifest {
@@ -445,14 +483,14 @@ mod tests {
     #[test]
     fn the_version_is_checked_before_anything_else() {
         let newer = edited(|m| {
-            m["manifestVersion"] = json!(3);
+            m["manifestVersion"] = json!(4);
             m["status"] = json!("SOMETHING_NEW");
         });
         let err = parse_manifest(KEY, &newer).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(
             err.to_string()
-                .contains("is manifest version 3, written by a newer bq-backup; this one reads up to version 2: upgrade it"),
+                .contains("is manifest version 4, written by a newer bq-backup; this one reads up to version 3: upgrade it"),
             "{err}"
         );
         let message = damaged(&edited(|m| {

@@ -8,7 +8,9 @@
 
 pub mod attempt;
 pub mod checksum;
+mod cipher;
 pub mod copy;
+pub mod keys;
 pub mod lease;
 pub mod list;
 pub mod manifest;
@@ -21,8 +23,8 @@ pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};
 pub use manifest::{
-    DatasetEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest, ManifestStatus, RoutineEntry,
-    TableEntry, Totals, decode_arrow_schema, encode_arrow_schema, parse_manifest, read_manifest,
-    write_manifest,
+    DatasetEntry, EncryptionEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest,
+    ManifestStatus, RoutineEntry, TableEntry, Totals, decode_arrow_schema, encode_arrow_schema,
+    parse_manifest, read_manifest, write_manifest,
 };
 pub use verify::{Finding, Sample, VerifyReport, verify_backup};

@@ -8,11 +8,19 @@
 //! the footer comes first (a ranged read), then each row group in file order (ranged reads), and
 //! the bytes between and after them are hashed too, so the checksum covers the whole file.
 //!
+//! An encrypted backup's files (age) are decrypted on the way: AVRO, CSV and JSON from the same
+//! GET (the ciphertext hashed as it arrives, the plaintext as it decrypts); PARQUET through age's
+//! seekable reader over ranged reads ([`super::cipher`]). Both checksums of the manifest are
+//! compared, and every age chunk is authenticated, the last one as last (a file cut short fails).
+//!
 //! Depends on `formats` (decoding), `storage` and `error`; shared by restore and verify. The
 //! checks at the end pass or fail only after every batch was handed over: a caller commits
 //! nothing (a load job) before [`FileBatches::next`] has answered `Ok(None)`.
 
+use std::cell::RefCell;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -26,9 +34,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::checksum::FileHasher;
+use super::cipher::{CipherObject, CipherState};
 use super::manifest::FileEntry;
 use super::verify::FileProblem;
-use crate::error::Error;
+use crate::encryption::{self, Identities, OpenError};
+use crate::error::{Error, ErrorKind};
 use crate::formats::{
     DecodeOptions, FooterParse, Format, FormatError, ParquetLayout, decode_stream,
 };
@@ -55,6 +65,7 @@ enum Message {
 
 /// Starts reading `file` (decoded with `schema` and `options`). With `check`, its size, checksum
 /// and row count must match `file`; without (a legacy backup records none), it is only decoded.
+/// With `keys`, the file is an age file decrypted with them (an encrypted backup's).
 /// Must be called inside the tokio runtime.
 pub fn read_batches(
     os: &Arc<dyn ObjectStore>,
@@ -62,6 +73,7 @@ pub fn read_batches(
     schema: SchemaRef,
     options: DecodeOptions,
     check: bool,
+    keys: Option<Arc<Identities>>,
 ) -> FileBatches {
     let (tx, rx) = mpsc::channel(BATCHES_AHEAD);
     let reader = Reader {
@@ -70,6 +82,7 @@ pub fn read_batches(
         schema,
         options,
         check,
+        keys,
         handle: Handle::current(),
         tx: tx.clone(),
     };
@@ -154,6 +167,36 @@ struct Tally {
     hasher: FileHasher,
     bytes: u64,
     rows: u64,
+    /// Encrypted files: the plaintext's hash, to compare with `plaintextSha256`.
+    plain: Option<Sha256Tally>,
+}
+
+/// The plaintext of an encrypted file, hashed as it decrypts.
+struct Sha256Tally {
+    hasher: sha2::Sha256,
+    expected: Option<String>,
+}
+
+impl Sha256Tally {
+    fn new(file: &FileEntry) -> Self {
+        Self {
+            hasher: sha2::Digest::new(),
+            expected: file
+                .plaintext_sha256
+                .as_ref()
+                .map(|s| s.to_ascii_lowercase()),
+        }
+    }
+
+    fn check(self) -> Result<(), String> {
+        let actual = hex::encode(sha2::Digest::finalize(self.hasher));
+        match self.expected {
+            Some(expected) if expected != actual => Err(
+                "decrypts to bytes that do not match its plaintext SHA-256 in the manifest".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Tally {
@@ -163,6 +206,7 @@ impl Tally {
             hasher: FileHasher::for_entry(file),
             bytes: 0,
             rows: 0,
+            plain: None,
         }
     }
 
@@ -179,17 +223,116 @@ struct Reader {
     schema: SchemaRef,
     options: DecodeOptions,
     check: bool,
+    keys: Option<Arc<Identities>>,
     handle: Handle,
     tx: mpsc::Sender<Message>,
+}
+
+/// A file's bytes by range: as stored, or the plaintext of an encrypted one.
+trait Ranges {
+    fn get(&self, range: Range<u64>) -> Result<Bytes, FileProblem>;
+    /// Hashes `range` into `tally` as it arrives, holding none of it.
+    fn hash(&self, range: Range<u64>, tally: &mut Tally) -> Result<(), FileProblem>;
+}
+
+struct Stored<'a> {
+    reader: &'a Reader,
+    path: &'a Path,
+}
+
+impl Ranges for Stored<'_> {
+    fn get(&self, range: Range<u64>) -> Result<Bytes, FileProblem> {
+        self.reader.get_range(self.path, range)
+    }
+
+    fn hash(&self, range: Range<u64>, tally: &mut Tally) -> Result<(), FileProblem> {
+        self.reader.hash_range(self.path, range, tally)
+    }
+}
+
+/// The plaintext of an encrypted PARQUET file, read with seeks.
+struct Decrypted<'a> {
+    plain: RefCell<age::stream::StreamReader<CipherObject>>,
+    state: &'a Rc<RefCell<CipherState>>,
+    path: &'a Path,
+}
+
+impl Decrypted<'_> {
+    /// A failed read of the plaintext: the store's failure if there was one, else the file's.
+    fn problem(&self, e: &std::io::Error) -> FileProblem {
+        match self.state.borrow_mut().failure.take() {
+            Some(failure) => store_problem(self.path, failure),
+            None => FileProblem::Damaged(format!("cannot be decrypted: {e}")),
+        }
+    }
+}
+
+impl Ranges for Decrypted<'_> {
+    fn get(&self, range: Range<u64>) -> Result<Bytes, FileProblem> {
+        let mut plain = self.plain.borrow_mut();
+        let mut bytes = vec![0; usize::try_from(range.end - range.start).unwrap_or(0)];
+        plain
+            .seek(SeekFrom::Start(range.start))
+            .and_then(|_| plain.read_exact(&mut bytes))
+            .map_err(|e| self.problem(&e))?;
+        Ok(Bytes::from(bytes))
+    }
+
+    fn hash(&self, range: Range<u64>, tally: &mut Tally) -> Result<(), FileProblem> {
+        let mut plain = self.plain.borrow_mut();
+        plain
+            .seek(SeekFrom::Start(range.start))
+            .map_err(|e| self.problem(&e))?;
+        let mut left = range.end - range.start;
+        let mut buf = vec![0; 64 * 1024];
+        while left > 0 {
+            let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+            plain
+                .read_exact(&mut buf[..n])
+                .map_err(|e| self.problem(&e))?;
+            tally.hash(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A file the identities cannot open.
+fn open_problem(e: OpenError) -> FileProblem {
+    match e {
+        OpenError::NoMatchingKey => FileProblem::Storage(Error::new(
+            ErrorKind::PermissionDenied,
+            "none of the identities in BQB_ENCRYPTION_IDENTITIES opens it",
+        )),
+        OpenError::Damaged(what) => FileProblem::Damaged(what),
+        OpenError::Io(e) => FileProblem::Damaged(format!("cannot be decrypted: {e}")),
+    }
+}
+
+/// The plaintext of an age file as a reader, hashed as it is read.
+struct Plaintext<R> {
+    inner: R,
+    tally: Sha256Tally,
+}
+
+impl<R: Read> Read for Plaintext<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.tally.hasher, &buf[..n]);
+        Ok(n)
+    }
 }
 
 impl Reader {
     fn run(&self) -> Result<(), Stop> {
         let path = Path::parse(&self.file.path)
             .map_err(|e| FileProblem::Damaged(format!("is not a valid key: {e}")))?;
-        let tally = match self.options.format {
-            Format::Parquet => self.read_parquet(&path)?,
-            Format::Avro | Format::Csv | Format::Json => self.read_sequential(&path)?,
+        let tally = match (self.options.format, &self.keys) {
+            (Format::Parquet, None) => self.read_parquet(&path)?,
+            (Format::Parquet, Some(keys)) => self.read_parquet_encrypted(&path, keys)?,
+            (Format::Avro | Format::Csv | Format::Json, keys) => {
+                self.read_sequential(&path, keys.as_deref())?
+            }
         };
         self.check_end(tally)?;
         Ok(())
@@ -218,6 +361,9 @@ impl Reader {
         }
         self.check_size(tally.bytes)?;
         tally.hasher.check().map_err(FileProblem::Damaged)?;
+        if let Some(plain) = tally.plain {
+            plain.check().map_err(FileProblem::Damaged)?;
+        }
         if tally.rows != self.file.rows {
             return Err(FileProblem::Damaged(format!(
                 "holds {} rows, the manifest says {}",
@@ -228,7 +374,7 @@ impl Reader {
     }
 
     /// AVRO, CSV, JSON: one GET, decoded front to back as its chunks arrive.
-    fn read_sequential(&self, path: &Path) -> Result<Tally, Stop> {
+    fn read_sequential(&self, path: &Path, keys: Option<&Identities>) -> Result<Tally, Stop> {
         let result = self
             .handle
             .block_on(self.os.get(path))
@@ -242,7 +388,11 @@ impl Reader {
             failure: None,
         };
         let mut rows = 0;
-        let decoded = self.decode_sequential(&mut body, &mut rows);
+        let mut plain = None;
+        let decoded = match keys {
+            None => self.decode_sequential(&mut body, &mut rows),
+            Some(keys) => self.decode_encrypted(&mut body, keys, &mut rows, &mut plain),
+        };
         // A read that failed surfaces in the decoder as an I/O error: it is the store's.
         if let Some(e) = body.failure.take() {
             return Err(store_problem(path, e).into());
@@ -254,7 +404,11 @@ impl Reader {
             return Err(store_problem(path, e).into());
         }
         drained.map_err(|e| FileProblem::Storage(Error::internal(e.to_string())))?;
-        let tally = Tally { rows, ..body.tally };
+        let tally = Tally {
+            rows,
+            plain,
+            ..body.tally
+        };
         match decoded {
             Err(stop) => Err(self.changed_or(stop, tally)),
             Ok(()) => Ok(tally),
@@ -276,9 +430,32 @@ impl Reader {
         stop
     }
 
-    fn decode_sequential(&self, body: &mut Body<'_>, rows: &mut u64) -> Result<(), Stop> {
+    /// Decrypts `body` as it is read and decodes the plaintext, read to its very end (where a
+    /// file cut short is found); the plaintext's hash in `plain`.
+    fn decode_encrypted(
+        &self,
+        body: &mut Body<'_>,
+        keys: &Identities,
+        rows: &mut u64,
+        plain: &mut Option<Sha256Tally>,
+    ) -> Result<(), Stop> {
+        let reader = encryption::open(std::io::BufReader::new(&mut *body), keys)
+            .map_err(|e| Stop::Problem(open_problem(e)))?;
+        let mut text = Plaintext {
+            inner: reader,
+            tally: Sha256Tally::new(&self.file),
+        };
+        let decoded = self.decode_sequential(&mut text, rows);
+        let drained = std::io::copy(&mut text, &mut std::io::sink());
+        *plain = Some(text.tally);
+        decoded?;
+        drained.map_err(|e| FileProblem::Damaged(format!("cannot be decrypted: {e}")))?;
+        Ok(())
+    }
+
+    fn decode_sequential(&self, input: impl Read, rows: &mut u64) -> Result<(), Stop> {
         let decoder =
-            decode_stream(&mut *body, self.schema.clone(), &self.options).map_err(undecodable)?;
+            decode_stream(input, self.schema.clone(), &self.options).map_err(undecodable)?;
         for batch in decoder {
             let batch = batch.map_err(undecodable)?;
             *rows += batch.num_rows() as u64;
@@ -296,7 +473,86 @@ impl Reader {
             .map_err(|e| store_problem(path, e))?
             .size;
         self.check_size(size)?;
-        let (footer, tail) = self.read_footer(path, size)?;
+        self.decode_parquet(&Stored { reader: self, path }, size, Tally::new(&self.file))
+    }
+
+    /// An encrypted PARQUET file: its plaintext decoded as [`Self::read_parquet`] decodes a
+    /// file in clear, its ciphertext hashed on the way ([`super::cipher`]).
+    fn read_parquet_encrypted(&self, path: &Path, keys: &Identities) -> Result<Tally, Stop> {
+        let size = self
+            .handle
+            .block_on(self.os.head(path))
+            .map_err(|e| store_problem(path, e))?
+            .size;
+        self.check_size(size)?;
+        let state = Rc::new(RefCell::new(CipherState {
+            hasher: FileHasher::for_entry(&self.file),
+            hashed: 0,
+            failure: None,
+        }));
+        let object = CipherObject::new(
+            self.handle.clone(),
+            self.os.clone(),
+            path.clone(),
+            size,
+            state.clone(),
+        );
+        let reader = encryption::open_seekable(object, keys).map_err(|e| {
+            match state.borrow_mut().failure.take() {
+                Some(failure) => store_problem(path, failure),
+                None => open_problem(e),
+            }
+        })?;
+        let source = Decrypted {
+            plain: RefCell::new(reader),
+            state: &state,
+            path,
+        };
+        let plain_size = source
+            .plain
+            .borrow_mut()
+            .seek(SeekFrom::End(0))
+            .map_err(|e| source.problem(&e))?;
+        let mut plain = Tally::new(&self.file);
+        plain.hasher = FileHasher::Sha256 {
+            hasher: sha2::Digest::new(),
+            expected: String::new(),
+        };
+        let decoded = self.decode_parquet(&source, plain_size, plain);
+        drop(source);
+        let plain = decoded?;
+        CipherObject::hash_rest(&self.handle, &self.os, path, size, &state)
+            .map_err(|e| store_problem(path, e))?;
+        let state = Rc::try_unwrap(state)
+            .map_err(|_| FileProblem::Storage(Error::internal("the ciphertext is still in use")))?
+            .into_inner();
+        let FileHasher::Sha256 { hasher, .. } = plain.hasher else {
+            return Err(FileProblem::Storage(Error::internal("plaintext hasher lost")).into());
+        };
+        Ok(Tally {
+            hasher: state.hasher,
+            bytes: state.hashed,
+            rows: plain.rows,
+            plain: Some(Sha256Tally {
+                hasher,
+                expected: self
+                    .file
+                    .plaintext_sha256
+                    .as_ref()
+                    .map(|s| s.to_ascii_lowercase()),
+            }),
+        })
+    }
+
+    /// PARQUET from `source` (`size` bytes): the footer, the row groups in file order, every
+    /// byte hashed in order into `tally`.
+    fn decode_parquet(
+        &self,
+        source: &dyn Ranges,
+        size: u64,
+        mut tally: Tally,
+    ) -> Result<Tally, Stop> {
+        let (footer, tail) = self.read_footer(source, size)?;
         if self.check && footer.rows() != self.file.rows {
             // Found from the footer alone, before any data is read.
             return Err(FileProblem::Damaged(format!(
@@ -307,15 +563,14 @@ impl Reader {
             .into());
         }
         let tail_start = size - tail.len() as u64;
-        let mut tally = Tally::new(&self.file);
-        let decoded = self.decode_row_groups(path, &footer, &tail, tail_start, &mut tally);
+        let decoded = self.decode_row_groups(source, &footer, &tail, tail_start, &mut tally);
         if matches!(decoded, Err(Stop::Abandoned)) {
             return decoded.map(|()| tally);
         }
         // After the last row group (or the one that did not decode): page indexes, bloom
         // filters, then the footer already held.
         if tally.bytes < tail_start {
-            self.hash_range(path, tally.bytes..tail_start, &mut tally)?;
+            source.hash(tally.bytes..tail_start, &mut tally)?;
         }
         let held = usize::try_from(tally.bytes.saturating_sub(tail_start)).unwrap_or(usize::MAX);
         if let Some(rest) = tail.get(held..) {
@@ -330,7 +585,7 @@ impl Reader {
     /// Fetches, hashes and decodes each row group in file order.
     fn decode_row_groups(
         &self,
-        path: &Path,
+        source: &dyn Ranges,
         footer: &ParquetLayout,
         tail: &Bytes,
         tail_start: u64,
@@ -340,7 +595,7 @@ impl Reader {
             // From where hashing stopped (or the group's start, for a group that overlaps
             // bytes already hashed) to the group's end: gaps are hashed, the group kept.
             let from = group.start.min(tally.bytes);
-            let bytes = self.fetch(path, from..group.end, tail, tail_start)?;
+            let bytes = self.fetch(source, from..group.end, tail, tail_start)?;
             let new = usize::try_from(tally.bytes.saturating_sub(from)).unwrap_or(usize::MAX);
             if let Some(unhashed) = bytes.get(new..) {
                 tally.hash(unhashed);
@@ -359,10 +614,10 @@ impl Reader {
     }
 
     /// The footer, from the file's last bytes (more of them when the footer is longer).
-    fn read_footer(&self, path: &Path, size: u64) -> Result<(ParquetLayout, Bytes), Stop> {
+    fn read_footer(&self, source: &dyn Ranges, size: u64) -> Result<(ParquetLayout, Bytes), Stop> {
         let mut tail_len = PARQUET_TAIL.min(size);
         loop {
-            let tail = self.get_range(path, size - tail_len..size)?;
+            let tail = source.get(size - tail_len..size)?;
             match ParquetLayout::parse(&tail, size).map_err(undecodable)? {
                 FooterParse::Parsed(footer) => return Ok((footer, tail)),
                 FooterParse::NeedTail(needed) if needed > tail_len && needed <= size => {
@@ -381,7 +636,7 @@ impl Reader {
     /// The bytes `range`, from the tail already held when they lie in it.
     fn fetch(
         &self,
-        path: &Path,
+        source: &dyn Ranges,
         range: Range<u64>,
         tail: &Bytes,
         tail_start: u64,
@@ -393,7 +648,7 @@ impl Reader {
                 return Ok(tail.slice_ref(held));
             }
         }
-        self.get_range(path, range)
+        source.get(range)
     }
 
     fn get_range(&self, path: &Path, range: Range<u64>) -> Result<Bytes, FileProblem> {

@@ -43,6 +43,7 @@ impl Repo {
             rows,
             sha256: hex::encode(Sha256::digest(&bytes)),
             crc32c: None,
+            plaintext_sha256: None,
         }
     }
 }
@@ -80,7 +81,7 @@ async fn read_all(
 ) -> (Vec<RecordBatch>, Result<(), FileProblem>) {
     let mut options = DecodeOptions::new(format);
     options.batch_size = 100;
-    let mut batches = read_batches(&repo.os, file, expected.schema(), options, check);
+    let mut batches = read_batches(&repo.os, file, expected.schema(), options, check, None);
     let mut read = Vec::new();
     loop {
         match batches.next().await {
@@ -223,7 +224,7 @@ async fn a_changed_byte_fails_the_file_as_changed_even_when_it_no_longer_decodes
             file.sha256 = recorded;
             let mut options = DecodeOptions::new(format);
             options.compression = compression;
-            let mut batches = read_batches(&repo.os, &file, expected.schema(), options, true);
+            let mut batches = read_batches(&repo.os, &file, expected.schema(), options, true, None);
             let end = loop {
                 match batches.next().await {
                     Ok(Some(_)) => {}
@@ -320,7 +321,7 @@ async fn a_reader_whose_batches_are_no_longer_wanted_stops() {
     let file = repo.put("g.json", bytes, 2000).await;
     let mut options = DecodeOptions::new(Format::Json);
     options.batch_size = 10;
-    let mut batches = read_batches(&repo.os, &file, expected.schema(), options, true);
+    let mut batches = read_batches(&repo.os, &file, expected.schema(), options, true, None);
     assert!(batches.next().await.unwrap().is_some());
     drop(batches);
     // The runtime waits for its blocking threads when it shuts down: a reader stuck on a

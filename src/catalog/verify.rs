@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::manifest::{FileEntry, Manifest, TableEntry, decode_arrow_schema};
 use super::stream::read_batches;
+use crate::encryption::Identities;
 use crate::error::Error;
 use crate::formats::DecodeOptions;
 use crate::storage::{Failure, Store, object_error};
@@ -208,6 +209,20 @@ pub async fn verify_backup(
     manifest: &Manifest,
     sample: Option<Sample>,
 ) -> Result<VerifyReport, Error> {
+    // An encrypted backup is decrypted as it is read: 403 before anything is read when this
+    // service cannot.
+    let keys = super::keys::identities_for(store, manifest).await?;
+    verify_with_keys(store, manifest, sample, keys).await
+}
+
+/// [`verify_backup`] with the identities of an encrypted backup already found
+/// ([`super::keys::identities_for`]).
+pub async fn verify_with_keys(
+    store: &Store,
+    manifest: &Manifest,
+    sample: Option<Sample>,
+    keys: Option<Arc<Identities>>,
+) -> Result<VerifyReport, Error> {
     use futures::StreamExt;
     let os = store.object_store().clone();
     let all_files = manifest
@@ -256,6 +271,7 @@ pub async fn verify_backup(
             let read = to_read
                 .as_ref()
                 .is_none_or(|r| r.contains(file.path.as_str()));
+            let keys = keys.clone();
             let (os, schema, options, file, table) = (
                 os.clone(),
                 schema.clone(),
@@ -268,7 +284,7 @@ pub async fn verify_backup(
                     let result = check_presence(&os, &file).await.map(|()| None);
                     return (table, file, result);
                 }
-                let result = read_batches(&os, &file, schema, options, true)
+                let result = read_batches(&os, &file, schema, options, true, keys)
                     .count_rows()
                     .await
                     .map(Some)

@@ -85,6 +85,18 @@ pub struct BackupRequest {
     /// [`BackupMethod`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Client-side encryption of every data file (age): to whom. Absent = the service's default
+    /// (`BQB_ENCRYPTION_RECIPIENTS`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionRequest>,
+}
+
+/// `encryption`: the recipients' public keys (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`). Checked by
+/// the encryption module, which names each bad one (`encryption.recipients[i]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncryptionRequest {
+    pub recipients: Vec<String>,
 }
 
 /// How table data leaves BigQuery (`method`).

@@ -27,6 +27,16 @@ impl Engine {
         let settings = &self.inner.settings;
         let now = Utc::now();
         order.spec.ttl_days = order.spec.ttl_days.or(settings.jobs.default_ttl_days);
+        if order.encryption.is_none() {
+            order.encryption = self
+                .inner
+                .repositories
+                .storage()
+                .settings
+                .encryption
+                .default_recipients
+                .clone();
+        }
         let (dry_run, wait) = (order.spec.dry_run, order.spec.wait);
         // A dry run too: a plan names where it would write.
         self.inner

@@ -6,14 +6,19 @@
 //! Needs the job store and the repositories, not BigQuery: the CLI's `copy`, `download` and
 //! `upload` run it through [`Copies`] without a BigQuery client.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::{Accepted, Engine, Repositories, Submission};
 use crate::catalog::copy::{
-    CopyContext, CopyPlan, Existing, Identity, check_target, read_source, run_copy,
+    CopyContext, CopyPlan, Encrypting, Existing, Identity, Transform, check_target, read_source,
+    run_copy,
 };
+use crate::catalog::keys::identities_for;
 use crate::catalog::lease::LeaseTiming;
 use crate::domain::{BackupId, StorageUri};
+use crate::encryption::Recipients;
 use crate::error::{Error, ErrorKind, FieldError};
 use crate::jobs::{JobKind, Jobs, NewJob};
 use crate::storage::Access;
@@ -32,6 +37,9 @@ pub struct CopyOrder {
     pub existing: Existing,
     /// Answer with the report rather than at once.
     pub wait: bool,
+    /// Encrypt every file for these recipients at the target (re-encrypting an encrypted
+    /// backup); `None` keeps the files as they are.
+    pub encryption: Option<Arc<Recipients>>,
 }
 
 /// Starts copies as jobs. Cheap to clone.
@@ -77,6 +85,14 @@ impl Copies {
         let source = repositories.open(&order.from, &order.from_field, Access::Read)?;
         let target = repositories.open(&order.to, &order.to_field, Access::Write)?;
         let backup = read_source(&source, &order.backup_id).await?;
+        // Re-encrypting an encrypted backup needs identities that open it: 403 now, not later.
+        let transform: Arc<dyn Transform> = match &order.encryption {
+            None => Arc::new(Identity),
+            Some(recipients) => Arc::new(Encrypting {
+                recipients: recipients.clone(),
+                identities: identities_for(&source, &backup.manifest).await?,
+            }),
+        };
         // Refused while the caller waits when it can be seen now; an answer that may change (the
         // target failing right now) refuses nothing: the job checks again under its claim.
         let seen = match target.check_reachable().await {
@@ -106,6 +122,7 @@ impl Copies {
                 "backupId": order.backup_id,
                 "from": order.from.to_string(),
                 "to": order.to.to_string(),
+                "encryption": order.encryption.as_ref().map(|r| json!({"recipients": r.keys()})),
             }),
             trigger: submission.trigger,
             exclusive_key: None,
@@ -126,8 +143,7 @@ impl Copies {
                     cancel: run.cancel,
                     progress: Some(Engine::progress(run.progress, observer)),
                     lease,
-                    // Re-encryption for other recipients plugs in here (see `catalog::copy`).
-                    transform: std::sync::Arc::new(Identity),
+                    transform,
                 };
                 let report = run_copy(&plan, &ctx).await?;
                 serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))

@@ -1,11 +1,14 @@
 //! A verify as a job: the backup is looked up while the caller waits (404 when there is none),
 //! then its files are re-read in the background — a verify of a large backup outlives any HTTP
-//! request — with the result in the job's record.
+//! request — with the result in the job's record. An encrypted backup that this service's
+//! identities do not open is a 403 while the caller waits.
 
 use serde_json::json;
 
 use super::{Accepted, Engine, Submission};
-use crate::catalog::{Sample, verify_backup};
+use crate::catalog::Sample;
+use crate::catalog::keys::identities_for;
+use crate::catalog::verify::verify_with_keys;
 use crate::domain::BackupId;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
@@ -34,6 +37,10 @@ impl Engine {
             .repositories
             .show(&store, &order.backup_id)
             .await?;
+        // An encrypted backup this service cannot open: 403 now, not a failed job.
+        let keys = identities_for(&store, &manifest)
+            .await
+            .map_err(|e| store.attribute(e))?;
         let job = NewJob {
             kind: JobKind::Verify,
             backup_id: Some(order.backup_id.to_string()),
@@ -50,7 +57,7 @@ impl Engine {
             .jobs
             .submit(slot, job, move |run| async move {
                 let report = tokio::select! {
-                    report = verify_backup(&store, &manifest, sample) => {
+                    report = verify_with_keys(&store, &manifest, sample, keys) => {
                         report.map_err(|e| store.attribute(e))?
                     }
                     () = run.cancel.cancelled() => {

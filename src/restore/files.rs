@@ -44,10 +44,13 @@ const STAGING_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// any file bq-backup writes (a larger footer is left to the load job's own count).
 const FOOTER_TAIL: usize = 1024 * 1024;
 
-/// Whether `entry`'s files can be handed to BigQuery as they are: PARQUET files of a manifest
-/// of ours (a Java-layout backup records no checksum to check first, so its files are decoded).
+/// Whether `entry`'s files can be handed to BigQuery as they are: PARQUET files in clear of a
+/// manifest of ours (a Java-layout backup records no checksum to check first, and an encrypted
+/// backup's files must be decrypted, so those are decoded).
 pub(super) fn loads_as_they_are(plan: &RestorePlan, entry: &TableEntry) -> bool {
-    !plan.manifest.legacy && plan.manifest.format_of(entry).format == Format::Parquet
+    !plan.manifest.legacy
+        && plan.keys.is_none()
+        && plan.manifest.format_of(entry).format == Format::Parquet
 }
 
 /// Loads every file of `entry` (at least one) into `table.target`. `created`: this restore

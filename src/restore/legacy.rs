@@ -352,6 +352,7 @@ async fn table_entry(
                 rows: 0,
                 sha256: String::new(),
                 crc32c: None,
+                plaintext_sha256: None,
             })
             .collect(),
         format: Some(format_entry),
@@ -452,6 +453,7 @@ fn manifest(
         tables,
         routines: Vec::new(),
         legacy: true,
+        encryption: None,
     }
 }
 

@@ -10,11 +10,13 @@ use serde::Serialize;
 use super::legacy::legacy_manifest;
 use crate::bigquery::{BigQuery, TableKind};
 use crate::catalog::backup_ids;
+use crate::catalog::keys::identities_for;
 use crate::catalog::verify::{decode_options, table_schema};
 use crate::catalog::{self, Manifest, TableEntry};
 use crate::domain::{
     BackupId, BackupSelector, DatasetRef, RestoreSpec, TableRef, WriteDisposition,
 };
+use crate::encryption::Identities;
 use crate::error::{Error, FieldError};
 use crate::formats::{EncodeOptions, Format};
 use crate::storage::Store;
@@ -37,6 +39,9 @@ pub struct RestorePlan {
     /// The backup's manifest (for a backup in the Java service's layout, the one restore
     /// synthesizes: see [`Manifest::legacy`]).
     pub manifest: Arc<Manifest>,
+    /// An encrypted backup: the identities that open it (checked on one file's header while
+    /// planning, so a service that cannot decrypt answers 403 before anything is created).
+    pub keys: Option<Arc<Identities>>,
 }
 
 /// The dry-run answer, derived from the plan.
@@ -108,6 +113,7 @@ pub async fn plan_restore(
     default_parallel_tables: usize,
 ) -> Result<RestorePlan, Error> {
     let manifest = find_manifest(store, spec).await?;
+    let keys = identities_for(store, &manifest).await?;
     let source_project = manifest
         .tables
         .first()
@@ -253,6 +259,7 @@ pub async fn plan_restore(
         ),
         warnings: spec.warnings.clone(),
         manifest: Arc::new(manifest),
+        keys,
     })
 }
 

@@ -98,6 +98,7 @@ pub(crate) async fn restore_table(
 fn server_side_format(store: &Store, plan: &RestorePlan, entry: &TableEntry) -> Option<Format> {
     let format = plan.manifest.format_of(entry).format;
     (!plan.manifest.legacy
+        && plan.keys.is_none()
         && store.uri().scheme() == StorageScheme::Gs
         && format == Format::Parquet)
         .then_some(format)
@@ -214,7 +215,14 @@ async fn load_files(
         // Streamed: a batch at a time is decoded, re-encoded and uploaded while the file's
         // checks run on the way; they end before the next file starts, so a damaged file
         // stops the table before the upload's last chunk creates any job.
-        let mut batches = read_batches(&os, file, schema.clone(), decode_options, verify);
+        let mut batches = read_batches(
+            &os,
+            file,
+            schema.clone(),
+            decode_options,
+            verify,
+            plan.keys.clone(),
+        );
         while let Some(batch) = batches
             .next()
             .await

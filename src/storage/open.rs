@@ -23,6 +23,7 @@ use super::clients::{ClientCache, ClientKey};
 use super::gcs_objects::{GcsObjects, ObjectChecksums};
 use super::{Failure, StorageError, delete_if_exists, object_error, storage_failure};
 use crate::domain::{StorageAllowList, StorageScheme, StorageUri};
+use crate::encryption::EncryptionSettings;
 use crate::error::{Error, ErrorKind, FieldError};
 
 /// Retries of one storage request: object_store retries 5xx, 429, timeouts and connection errors
@@ -167,7 +168,8 @@ impl StorageConfig {
         field: Option<&str>,
         access: Access,
     ) -> Result<Store, StorageError> {
-        let store = self.open_client(uri, field, access)?;
+        let mut store = self.open_client(uri, field, access)?;
+        store.encryption = Arc::new(self.settings.encryption.clone());
         Ok(match &self.wrapper {
             Some(wrap) => Store {
                 inner: wrap(uri, store.inner.clone()),
@@ -441,6 +443,8 @@ pub struct Store {
     origin: Option<Origin>,
     /// gs:// only: object checksums over the JSON API (see `gcs_objects`).
     gcs: Option<GcsObjects>,
+    /// The service's encryption settings: default recipients, where its identities are.
+    encryption: Arc<EncryptionSettings>,
 }
 
 impl Store {
@@ -450,7 +454,13 @@ impl Store {
             inner,
             origin: None,
             gcs: None,
+            encryption: Arc::default(),
         }
+    }
+
+    /// The service's encryption settings (`BQB_ENCRYPTION_*`).
+    pub fn encryption(&self) -> &EncryptionSettings {
+        &self.encryption
     }
 
     /// Every object under `prefix` (relative to the store's root) with the checksums Cloud

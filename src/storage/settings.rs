@@ -3,6 +3,7 @@
 //! reads the standard `AWS_*` and `AZURE_STORAGE_*` variables itself.
 
 use crate::domain::StorageAllowList;
+use crate::encryption::EncryptionSettings;
 use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_AZURITE_URL: &str = "http://127.0.0.1:10000";
@@ -47,6 +48,9 @@ pub struct StorageSettings {
     pub s3_allow_http: bool,
     pub azure_use_emulator: bool,
     pub azurite_url: String,
+    /// How the files of a backup are encrypted and decrypted (`src/encryption/settings.rs`):
+    /// every store opened with these settings carries them.
+    pub encryption: EncryptionSettings,
 }
 
 impl StorageSettings {
@@ -73,6 +77,7 @@ impl StorageSettings {
         let s3_endpoint = read
             .text(&S3_ENDPOINT)
             .map(|_| read.endpoint(&S3_ENDPOINT, ""));
+        let encryption = EncryptionSettings::from_source(source);
         let settings = Self {
             allowed,
             gcs_emulator_host,
@@ -80,8 +85,19 @@ impl StorageSettings {
             s3_allow_http: read.flag(&S3_ALLOW_HTTP),
             azure_use_emulator: read.flag(&AZURE_USE_EMULATOR),
             azurite_url: read.endpoint(&AZURITE_URL, DEFAULT_AZURITE_URL),
+            encryption: EncryptionSettings::default(),
         };
-        read.finish(settings)
+        match (read.finish(settings), encryption) {
+            (Ok(settings), Ok(encryption)) => Ok(Self {
+                encryption,
+                ..settings
+            }),
+            (Err(mut problems), Err(more)) => {
+                problems.extend(more);
+                Err(problems)
+            }
+            (Err(problems), Ok(_)) | (Ok(_), Err(problems)) => Err(problems),
+        }
     }
 }
 

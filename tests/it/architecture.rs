@@ -35,7 +35,7 @@ const LAYERS: &[Layer] = &[
     },
     Layer {
         name: "clients",
-        modules: &["bigquery", "storage"],
+        modules: &["bigquery", "storage", "encryption"],
     },
     // Below the clients, so that nothing here can reach the network through them: `formats` stays
     // pure bytes ↔ Arrow, and settings, logs, metrics and the rayon bridge serve every layer above.

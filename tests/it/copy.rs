@@ -211,7 +211,7 @@ async fn a_copy_is_refused_for_an_unknown_backup_a_bad_target_and_an_id_the_targ
         (json!({ "to": format!("{source}/") }), "to"),
         (
             json!({ "to": target, "encryption": { "recipients": ["age1x"] } }),
-            "encryption",
+            "encryption.recipients[0]",
         ),
         (json!({ "to": target, "overwrite": true }), "overwrite"),
     ] {

@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 
 /// `$BQB_TEST_VENV/bin/python`; panics (never skips) when the venv is not known.
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     let venv = std::env::var("BQB_TEST_VENV").unwrap_or_else(|_| {
         panic!(
             "\n\n*** BQB_TEST_VENV is not set. ***\nThe independent-reader tests need the test \
@@ -75,7 +75,7 @@ async fn back_up(
 }
 
 /// Runs `independent_read.py` on every file the manifest lists for its only table.
-fn read_independently(dir: &Path, manifest: &Value) -> Vec<Value> {
+pub(crate) fn read_independently(dir: &Path, manifest: &Value) -> Vec<Value> {
     let table = &manifest["tables"][0];
     let schema_file = dir.join("schema-fields.json");
     std::fs::write(
@@ -129,7 +129,7 @@ fn read_independently(dir: &Path, manifest: &Value) -> Vec<Value> {
 }
 
 /// The fixture's rows in the script's canonical form (see the table in `independent_read.py`).
-fn expected_rows(fields: &[Value]) -> Vec<Value> {
+pub(crate) fn expected_rows(fields: &[Value]) -> Vec<Value> {
     all_types_rows()
         .iter()
         .map(|row| canonical_record(fields, row))
@@ -219,7 +219,7 @@ fn canonical_decimal(text: &str) -> String {
 /// bqemulator sends GEOGRAPHY as WKB (real BigQuery: WKT text), so the files hold WKB and the
 /// script prints it as hex. Where a cell is the WKB of exactly the expected WKT, put the WKT in
 /// its place; any other difference still fails the comparison.
-fn accept_wkb_for_wkt(actual: &mut [Value], expected: &[Value], column: &str) {
+pub(crate) fn accept_wkb_for_wkt(actual: &mut [Value], expected: &[Value], column: &str) {
     for (a, e) in actual.iter_mut().zip(expected) {
         if let (Some(hex), Some(wkt)) = (a[column].as_str(), e[column].as_str())
             && wkb_as_wkt(hex).as_deref() == Some(wkt)

@@ -187,9 +187,10 @@ async fn copy_file(
                 .finish()
                 .await
                 .map_err(|e| plan.target.attribute(e))?;
-            Ok(rewritten.map(|sha| Rewritten {
+            Ok(rewritten.map(|(sha, plaintext_sha256)| Rewritten {
                 bytes: written,
                 sha256: hex::encode(sha.finalize()),
+                plaintext_sha256,
             }))
         }
         Err(e) => {
@@ -201,7 +202,7 @@ async fn copy_file(
 
 /// Moves the bytes of one file into `upload`: each chunk counted and hashed against `file`,
 /// then through the transform. `Ok` only when the size and checksum matched; with a transform,
-/// the running SHA-256 of what it wrote.
+/// the running SHA-256 of what it wrote (and the plaintext's SHA-256 it reported).
 async fn pump(
     plan: &CopyPlan,
     ctx: &CopyContext,
@@ -209,7 +210,7 @@ async fn pump(
     mut chunks: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
     upload: &mut Upload,
     stop: &CancellationToken,
-) -> Result<Option<Sha256>, Error> {
+) -> Result<Option<(Sha256, Option<String>)>, Error> {
     let mut transform = ctx.transform.file(file)?;
     let mut rewritten = transform.as_ref().map(|_| Sha256::new());
     let mut hasher = FileHasher::for_entry(file);
@@ -253,11 +254,13 @@ async fn pump(
     hasher
         .check()
         .map_err(|problem| Error::damaged(file.path.clone(), problem))?;
+    let mut plaintext_sha256 = None;
     if let Some(t) = transform.take() {
-        let tail = t.finish()?;
+        let (tail, plain) = t.finish()?;
+        plaintext_sha256 = plain;
         write(upload, rewritten.as_mut(), tail, plan, ctx).await?;
     }
-    Ok(rewritten)
+    Ok(rewritten.map(|sha| (sha, plaintext_sha256)))
 }
 
 /// Hands `out` to the upload (and the transformed file's checksum), telling the progress.

@@ -15,12 +15,12 @@
 //! completed at the target, and the copy fails naming it. Files are opaque bytes: the copy
 //! neither decodes nor re-encodes them.
 //!
-//! Each file passes through one [`Transform`] step between the check and the upload. Today
-//! there is only [`Identity`]; a transform that changes the bytes (decrypting and encrypting for
-//! other recipients) returns the new size and SHA-256 of what it wrote, and the target's
-//! manifest is the source's with those entries rewritten ([`target_manifest`]).
+//! Each file passes through one [`Transform`] step between the check and the upload:
+//! [`Identity`], or [`Encrypting`] (a copy that encrypts for other recipients), which returns the
+//! new size and SHA-256 of what it wrote and of its plaintext; the target's manifest is the
+//! source's with those entries rewritten and its `encryption` block set ([`target_manifest`]).
 //!
-//! Depends on `storage`, `exec` (progress), `domain` and `error`. Laid out as: `target` (the
+//! Depends on `storage`, `encryption`, `exec` (progress), `domain` and `error`. Laid out as: `target` (the
 //! two ends before anything is written), `files` (the streamed, checked files), `transform`
 //! (the per-file step and the target manifest); the run and its commit here.
 
@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use files::FILES_AT_ONCE;
 pub use target::{Existing, SourceBackup, TargetState, check_target, read_source};
-pub use transform::{FileTransform, Identity, Rewritten, Transform, target_manifest};
+pub use transform::{Encrypting, FileTransform, Identity, Rewritten, Transform, target_manifest};
 
 use self::files::{Copied, copy_files};
 use self::target::{being_written, ensure_no_manifest, missing_at};

@@ -228,8 +228,8 @@ impl FileTransform for FlipFile {
     fn update(&mut self, input: Bytes) -> Result<Bytes, Error> {
         Ok(input.iter().map(|b| !b).collect())
     }
-    fn finish(self: Box<Self>) -> Result<Bytes, Error> {
-        Ok(Bytes::from_static(b"tail"))
+    fn finish(self: Box<Self>) -> Result<(Bytes, Option<String>), Error> {
+        Ok((Bytes::from_static(b"tail"), None))
     }
 }
 

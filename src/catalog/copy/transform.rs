@@ -1,13 +1,18 @@
 //! The step each file passes through between its check and its upload, and the target manifest
-//! that follows from what the step did. Re-encryption for other recipients plugs in here.
+//! that follows from what the step did: [`Identity`] (the files as they are) or [`Encrypting`]
+//! (every file encrypted for other recipients, from clear or re-encrypted).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::catalog::manifest::{FileEntry, parse_manifest};
-use crate::error::Error;
+use crate::catalog::manifest::{
+    EncryptionEntry, FileEntry, MANIFEST_VERSION_ENCRYPTED, parse_manifest,
+};
+use crate::encryption::{Identities, Recipients, Recrypt};
+use crate::error::{Error, ErrorKind};
 
 /// What each file passes through on its way from source to target, after its bytes were
 /// checked against the source's manifest. This is where re-encryption for other recipients
@@ -30,8 +35,9 @@ pub trait Transform: Send + Sync {
 pub trait FileTransform: Send {
     /// The output for the next piece of input (possibly empty: a transform may buffer).
     fn update(&mut self, input: Bytes) -> Result<Bytes, Error>;
-    /// The rest of the output, once all input was given.
-    fn finish(self: Box<Self>) -> Result<Bytes, Error>;
+    /// The rest of the output, once all input was given, and the SHA-256 of the file's
+    /// plaintext when the output is encrypted.
+    fn finish(self: Box<Self>) -> Result<(Bytes, Option<String>), Error>;
 }
 
 /// The copy as it is today: every file as it is, the manifest byte for byte.
@@ -44,11 +50,88 @@ impl Transform for Identity {
     }
 }
 
-/// What a transform made of one file: the size and SHA-256 of the bytes written at the target.
+/// Every file encrypted (age) for `recipients`: a source in clear is encrypted, an encrypted
+/// one decrypted with `identities` and encrypted again. Each file's plaintext is checked against
+/// the source manifest's checksum of it on the way.
+pub struct Encrypting {
+    pub recipients: Arc<Recipients>,
+    /// `Some` when the source is encrypted.
+    pub identities: Option<Arc<Identities>>,
+}
+
+impl Transform for Encrypting {
+    fn file(&self, entry: &FileEntry) -> Result<Option<Box<dyn FileTransform>>, Error> {
+        let (recrypt, expected) = match &self.identities {
+            Some(identities) => (
+                Recrypt::reencrypt(identities.clone(), self.recipients.clone())?,
+                entry.plaintext_sha256.clone(),
+            ),
+            // In clear, the plaintext is the file: its SHA-256 (if it records one) was checked.
+            None => (
+                Recrypt::encrypt(&self.recipients)?,
+                Some(entry.sha256.clone()).filter(|s| !s.is_empty()),
+            ),
+        };
+        Ok(Some(Box::new(EncryptingFile {
+            recrypt,
+            expected: expected.map(|s| s.to_ascii_lowercase()),
+            path: entry.path.clone(),
+        })))
+    }
+
+    fn edit_manifest(&self, manifest: &mut Value) -> Result<(), Error> {
+        let entry = EncryptionEntry::age(self.recipients.keys());
+        manifest["encryption"] = serde_json::to_value(entry)
+            .map_err(|e| Error::internal(format!("encryption block: {e}")))?;
+        manifest["manifestVersion"] = MANIFEST_VERSION_ENCRYPTED.into();
+        Ok(())
+    }
+}
+
+struct EncryptingFile {
+    recrypt: Recrypt,
+    expected: Option<String>,
+    path: String,
+}
+
+impl FileTransform for EncryptingFile {
+    fn update(&mut self, input: Bytes) -> Result<Bytes, Error> {
+        self.recrypt.update(input).map_err(|e| about(e, &self.path))
+    }
+
+    fn finish(self: Box<Self>) -> Result<(Bytes, Option<String>), Error> {
+        let (tail, plain) = self.recrypt.finish().map_err(|e| about(e, &self.path))?;
+        if let Some(expected) = &self.expected
+            && *expected != plain
+        {
+            return Err(Error::damaged(
+                self.path,
+                "decrypts to bytes that do not match its plaintext SHA-256 in the manifest",
+            ));
+        }
+        Ok((tail, Some(plain)))
+    }
+}
+
+/// A re-encryption failure, about the file at `path`.
+fn about(e: Error, path: &str) -> Error {
+    match e.kind() {
+        ErrorKind::DamagedBackup => Error::damaged(path, e.message().to_string()),
+        ErrorKind::PermissionDenied => {
+            let message = format!("{path}: {}", e.message());
+            e.with_message(message)
+        }
+        _ => e,
+    }
+}
+
+/// What a transform made of one file: the size and SHA-256 of the bytes written at the target,
+/// and the SHA-256 of their plaintext when they are encrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewritten {
     pub bytes: u64,
     pub sha256: String,
+    pub plaintext_sha256: Option<String>,
 }
 
 /// The manifest the target gets: the source's bytes as they are when no file was rewritten;
@@ -83,6 +166,9 @@ pub fn target_manifest(
                 fields.insert("bytes".into(), new.bytes.into());
                 fields.insert("sha256".into(), new.sha256.clone().into());
                 fields.remove("crc32c");
+                if let Some(plain) = &new.plaintext_sha256 {
+                    fields.insert("plaintextSha256".into(), plain.clone().into());
+                }
             }
             table_bytes += file.get("bytes").and_then(Value::as_u64).unwrap_or(0);
         }
