@@ -464,27 +464,28 @@ impl Reader {
         Ok(())
     }
 
-    /// PARQUET: the footer first, then row group by row group in file order, hashing every
-    /// byte in order (the leading magic, gaps, page indexes and the footer included).
-    fn read_parquet(&self, path: &Path) -> Result<Tally, Stop> {
+    /// The size of the file as stored, checked against the manifest before anything is read.
+    fn stored_size(&self, path: &Path) -> Result<u64, FileProblem> {
         let size = self
             .handle
             .block_on(self.os.head(path))
             .map_err(|e| store_problem(path, e))?
             .size;
         self.check_size(size)?;
+        Ok(size)
+    }
+
+    /// PARQUET: the footer first, then row group by row group in file order, hashing every
+    /// byte in order (the leading magic, gaps, page indexes and the footer included).
+    fn read_parquet(&self, path: &Path) -> Result<Tally, Stop> {
+        let size = self.stored_size(path)?;
         self.decode_parquet(&Stored { reader: self, path }, size, Tally::new(&self.file))
     }
 
     /// An encrypted PARQUET file: its plaintext decoded as [`Self::read_parquet`] decodes a
     /// file in clear, its ciphertext hashed on the way ([`super::cipher`]).
     fn read_parquet_encrypted(&self, path: &Path, keys: &Identities) -> Result<Tally, Stop> {
-        let size = self
-            .handle
-            .block_on(self.os.head(path))
-            .map_err(|e| store_problem(path, e))?
-            .size;
-        self.check_size(size)?;
+        let size = self.stored_size(path)?;
         let state = Rc::new(RefCell::new(CipherState {
             hasher: FileHasher::for_entry(&self.file),
             hashed: 0,

@@ -69,3 +69,51 @@ pub(super) async fn access(endpoint: &str, name: &str) -> Result<String, Error> 
     }
     String::from_utf8(bytes).map_err(|_| unavailable(name, "the payload is not UTF-8 text"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server answering `:access` for one secret version as Secret Manager does (there is no
+    /// Secret Manager emulator), with the payload's CRC32C right or wrong.
+    async fn serve(text: &'static str, crc_right: bool) -> String {
+        let data = base64::engine::general_purpose::STANDARD.encode(text);
+        let crc = u64::from(CRC32C.checksum(text.as_bytes())) + u64::from(!crc_right);
+        let body = serde_json::json!({
+            "name": "projects/p/secrets/s/versions/1",
+            "payload": { "data": data, "dataCrc32c": crc.to_string() },
+        });
+        let app = axum::Router::new().route(
+            "/v1/projects/p/secrets/s/versions/1:access",
+            axum::routing::get(move || async move { axum::Json(body) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_secret_version_is_read_and_its_checksum_checked() {
+        let endpoint = serve("AGE-SECRET-KEY-1XYZ\n", true).await;
+        let text = access(&endpoint, "projects/p/secrets/s/versions/1")
+            .await
+            .unwrap();
+        assert_eq!(text, "AGE-SECRET-KEY-1XYZ\n");
+        let missing = access(&endpoint, "projects/p/secrets/s/versions/2")
+            .await
+            .unwrap_err();
+        assert!(missing.message().contains("404"), "{missing}");
+        assert!(!missing.message().contains("XYZ"));
+
+        let endpoint = serve("AGE-SECRET-KEY-1XYZ\n", false).await;
+        let err = access(&endpoint, "projects/p/secrets/s/versions/1")
+            .await
+            .unwrap_err();
+        assert!(err.message().contains("CRC32C"), "{err}");
+        assert!(
+            !err.message().contains("XYZ"),
+            "the secret is never in an error: {err}"
+        );
+    }
+}

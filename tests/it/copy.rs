@@ -71,7 +71,7 @@ async fn listed(app: &TestApp, root: &str) -> Vec<String> {
         .collect()
 }
 
-async fn manifest_bytes(root: &str, id: &str) -> bytes::Bytes {
+pub(crate) async fn manifest_bytes(root: &str, id: &str) -> bytes::Bytes {
     open_store(root)
         .object_store()
         .get(&Path::from(format!("backups/{id}/manifest.json")))

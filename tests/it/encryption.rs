@@ -13,6 +13,7 @@ use object_store::path::Path;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::copy::manifest_bytes;
 use crate::faults::{assert_identical, restore_into, rows_of, source_dataset};
 use crate::helpers::{
     BigQueryFixtures, PROJECT, TestApp, TestServices, all_types_schema, open_store, spawn_app_with,
@@ -76,15 +77,7 @@ async fn encrypted_backup(
 }
 
 async fn manifest(root: &str, id: &str) -> Value {
-    let bytes = open_store(root)
-        .object_store()
-        .get(&Path::from(format!("backups/{id}/manifest.json")))
-        .await
-        .expect("the manifest is there")
-        .bytes()
-        .await
-        .expect("readable");
-    serde_json::from_slice(&bytes).expect("the manifest is JSON")
+    serde_json::from_slice(&manifest_bytes(root, id).await).expect("the manifest is JSON")
 }
 
 fn files_of(manifest: &Value) -> Vec<Value> {
