@@ -30,6 +30,9 @@ use crate::error::{Error, ErrorKind, FieldError};
 /// The scheme recorded in a manifest's `encryption` block.
 pub const SCHEME_AGE: &str = "AGE";
 
+/// The suffix of every file encrypted by a backup or a copy (`data.parquet.age`).
+pub const AGE_SUFFIX: &str = ".age";
+
 /// One recipient as given, parsed.
 enum Recipient {
     X25519(age::x25519::Recipient),

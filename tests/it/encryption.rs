@@ -101,18 +101,9 @@ async fn object(root: &str, key: &str) -> bytes::Bytes {
 }
 
 /// The manifest says who can open the backup, and every file is age ciphertext whose size and
-/// SHA-256 the manifest records, with the SHA-256 of its plaintext beside them. Files a backup
-/// encrypted end in `.age`; a copy keeps the keys of the backup it copied.
+/// SHA-256 the manifest records, with the SHA-256 of its plaintext beside them. Every file ends
+/// in `.age`, whether a backup or a copy encrypted it.
 async fn assert_encrypted(root: &str, id: &str, recipients: &[&str]) -> Value {
-    assert_encrypted_files(root, id, recipients, true).await
-}
-
-async fn assert_encrypted_files(
-    root: &str,
-    id: &str,
-    recipients: &[&str],
-    suffixed: bool,
-) -> Value {
     let manifest = manifest(root, id).await;
     assert_eq!(manifest["manifestVersion"], 3, "{manifest}");
     assert_eq!(
@@ -123,7 +114,7 @@ async fn assert_encrypted_files(
     assert!(!files.is_empty(), "{manifest}");
     for file in &files {
         let path = file["path"].as_str().expect("path");
-        assert!(!suffixed || path.ends_with(".age"), "{path}");
+        assert!(path.ends_with(".age"), "{path}");
         let bytes = object(root, path).await;
         assert!(
             bytes.starts_with(b"age-encryption.org/v1\n"),
@@ -545,7 +536,20 @@ async fn a_copy_encrypts_a_clear_backup_and_re_encrypts_an_encrypted_one_for_new
         )
         .await;
     assert_eq!(status, 200, "{accepted}");
-    assert_encrypted_files(&file, &clear_id, &[&new.recipient], false).await;
+    let encrypted = assert_encrypted(&file, &clear_id, &[&new.recipient]).await;
+    // Under the new names only: nothing in clear reached the target.
+    for entry in files_of(&encrypted) {
+        let path = entry["path"].as_str().expect("path");
+        let clear = path.strip_suffix(".age").expect("an .age file");
+        assert!(
+            open_store(&file)
+                .object_store()
+                .head(&Path::from(clear))
+                .await
+                .is_err(),
+            "{clear} was written in clear at the target"
+        );
+    }
     let (status, report) = verify(&app_new, &file, &clear_id).await;
     assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
 

@@ -177,9 +177,14 @@ async fn copy_file(
     let got = open_file(plan.source.object_store(), &file.path)
         .await
         .map_err(|p| plan.source.attribute(p.into_error(&file.path)))?;
-    // The same key at the target: it was checked to be a data file of the backup before the
-    // copy began.
-    let path = got.meta.location.clone();
+    // The same key at the target (it was checked to be a data file of the backup before the
+    // copy began), unless the transform renames it.
+    let renamed = ctx.transform.target_path(file);
+    let path = match &renamed {
+        Some(renamed) => object_store::path::Path::parse(renamed)
+            .map_err(|e| Error::internal(format!("{renamed}: {e}")))?,
+        None => got.meta.location.clone(),
+    };
     let mut upload = Upload::new(plan.target.object_store().clone(), path);
     match pump(plan, ctx, file, got.into_stream(), &mut upload, stop).await {
         Ok(rewritten) => {
@@ -188,6 +193,7 @@ async fn copy_file(
                 .await
                 .map_err(|e| plan.target.attribute(e))?;
             Ok(rewritten.map(|(sha, plaintext_sha256)| Rewritten {
+                path: renamed,
                 bytes: written,
                 sha256: hex::encode(sha.finalize()),
                 plaintext_sha256,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::catalog::manifest::{
     EncryptionEntry, FileEntry, MANIFEST_VERSION_ENCRYPTED, parse_manifest,
 };
-use crate::encryption::{Identities, Recipients, Recrypt};
+use crate::encryption::{AGE_SUFFIX, Identities, Recipients, Recrypt};
 use crate::error::{Error, ErrorKind};
 
 /// What each file passes through on its way from source to target, after its bytes were
@@ -23,6 +23,12 @@ pub trait Transform: Send + Sync {
     /// The transform of one file, or `None` when its bytes go to the target as they are (and
     /// its manifest entry stays as it is).
     fn file(&self, entry: &FileEntry) -> Result<Option<Box<dyn FileTransform>>, Error>;
+
+    /// The key a file gets at the target, when it is not the source's (a file encrypted by the
+    /// copy takes the `.age` suffix a backup gives the files it encrypts).
+    fn target_path(&self, _entry: &FileEntry) -> Option<String> {
+        None
+    }
 
     /// Edits the target's manifest (as JSON, every field kept) once every file is written.
     /// Called only when some file was transformed.
@@ -79,6 +85,12 @@ impl Transform for Encrypting {
         })))
     }
 
+    fn target_path(&self, entry: &FileEntry) -> Option<String> {
+        // A re-encrypted file was sealed already and keeps its name.
+        (self.identities.is_none() && !entry.path.ends_with(AGE_SUFFIX))
+            .then(|| format!("{}{AGE_SUFFIX}", entry.path))
+    }
+
     fn edit_manifest(&self, manifest: &mut Value) -> Result<(), Error> {
         let entry = EncryptionEntry::age(self.recipients.keys());
         manifest["encryption"] = serde_json::to_value(entry)
@@ -126,9 +138,11 @@ fn about(e: Error, path: &str) -> Error {
 }
 
 /// What a transform made of one file: the size and SHA-256 of the bytes written at the target,
-/// and the SHA-256 of their plaintext when they are encrypted.
+/// the SHA-256 of their plaintext when they are encrypted, and the key they were written to
+/// when it is not the source's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewritten {
+    pub path: Option<String>,
     pub bytes: u64,
     pub sha256: String,
     pub plaintext_sha256: Option<String>,
@@ -168,6 +182,9 @@ pub fn target_manifest(
                 fields.remove("crc32c");
                 if let Some(plain) = &new.plaintext_sha256 {
                     fields.insert("plaintextSha256".into(), plain.clone().into());
+                }
+                if let Some(renamed) = &new.path {
+                    fields.insert("path".into(), renamed.clone().into());
                 }
             }
             table_bytes += file.get("bytes").and_then(Value::as_u64).unwrap_or(0);
