@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use bq_backup::app::{Application, cancel_on_signals};
 use bq_backup::backup::BackupOrder;
+use bq_backup::backup::shard::{ShardOrder, shard_position};
 use bq_backup::catalog::copy::{Existing, read_source};
 use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
@@ -187,6 +188,33 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run one shard of a sharded backup (planned by a backup request with `"shards": N`): read
+    /// the streams the plan gives this shard, write its files and report, and commit the backup
+    /// when it is the last shard to finish. Idempotent: a rerun of a shard replaces that
+    /// shard's files only. Prints the JSON result on stdout.
+    Worker {
+        /// The repository holding the backup's plan (`backups/ID/plan.json`).
+        #[arg(long, env = "BQB_REPOSITORY")]
+        repository: String,
+        #[arg(long, env = "BQB_BACKUP_ID")]
+        backup_id: String,
+        /// This shard, 0 to N-1. Default: CLOUD_RUN_TASK_INDEX (Cloud Run Jobs) or
+        /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
+        #[arg(long)]
+        shard: Option<u32>,
+        /// N, the number of shards the backup was planned with. Default: BQB_SHARDS or
+        /// CLOUD_RUN_TASK_COUNT.
+        #[arg(long)]
+        shards: Option<u32>,
+    },
+    /// Write the manifest of a sharded backup whose shards have all reported (the last shard
+    /// does it by itself); prints which shards are missing otherwise.
+    Commit {
+        #[arg(long, env = "BQB_REPOSITORY")]
+        repository: String,
+        #[arg(long, env = "BQB_BACKUP_ID")]
+        backup_id: String,
+    },
     /// Print every setting with its default and meaning (Markdown), then check the current ones.
     Config,
 }
@@ -303,6 +331,47 @@ impl Cli {
                 }
                 let (repositories, store) = open_repository(&uri)?;
                 print_json(&repositories.prune(&store, &policy, dry_run).await?)
+            }
+            Command::Worker {
+                repository,
+                backup_id,
+                shard,
+                shards,
+            } => {
+                let uri = parse_uri(&repository, "--repository")?;
+                let backup_id =
+                    BackupId::parse(&backup_id).map_err(|e| anyhow::anyhow!("--backup-id: {e}"))?;
+                let (shard, shards) =
+                    shard_position(shard, shards, |name| std::env::var(name).ok())?;
+                let engine = engine().await?;
+                // SIGTERM (a Cloud Run task stopped, a pod evicted) stops the shard, which
+                // removes what it wrote; the engine's retry runs it again.
+                let cancel = CancellationToken::new();
+                cancel_on_signals(cancel.clone());
+                let order = ShardOrder {
+                    backup_id,
+                    shard,
+                    shards,
+                };
+                print_json(
+                    &engine
+                        .run_shard(&uri, "--repository", order, cancel)
+                        .await?,
+                )
+            }
+            Command::Commit {
+                repository,
+                backup_id,
+            } => {
+                let uri = parse_uri(&repository, "--repository")?;
+                let backup_id =
+                    BackupId::parse(&backup_id).map_err(|e| anyhow::anyhow!("--backup-id: {e}"))?;
+                let engine = engine().await?;
+                print_json(
+                    &engine
+                        .commit_sharded(&uri, "--repository", backup_id)
+                        .await?,
+                )
             }
             Command::Config => {
                 print!("{}", settings_markdown());

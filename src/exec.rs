@@ -42,6 +42,27 @@ pub trait Progress: Send + Sync {
     fn table_failed(&self, table: &str, error: &crate::Error);
     /// `bytes` more were written (a copy's progress bar counts bytes; others ignore it).
     fn bytes_written(&self, _bytes: u64) {}
+    /// Where the shards of a sharded backup stand (its job record shows it).
+    fn shards(&self, _progress: &ShardsProgress) {}
+}
+
+/// The shards of a sharded backup as its job follows them: how many there are, how many have
+/// reported (finished their part) and what they wrote, and the first shards still missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardsProgress {
+    pub total: u32,
+    pub reported: u32,
+    /// The lowest-numbered shards without a report (at most [`ShardsProgress::MISSING_SHOWN`]).
+    #[serde(default)]
+    pub missing: Vec<u32>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u64,
+}
+
+impl ShardsProgress {
+    pub const MISSING_SHOWN: usize = 100;
 }
 
 /// Two listeners told alike (a job's record and the CLI's progress bar).
@@ -61,6 +82,11 @@ impl Progress for BothProgress {
     fn table_failed(&self, table: &str, error: &crate::Error) {
         self.0.table_failed(table, error);
         self.1.table_failed(table, error);
+    }
+
+    fn shards(&self, progress: &ShardsProgress) {
+        self.0.shards(progress);
+        self.1.shards(progress);
     }
 
     fn bytes_written(&self, bytes: u64) {

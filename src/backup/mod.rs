@@ -13,6 +13,7 @@ mod extract;
 mod method;
 mod plan;
 mod run;
+pub mod shard;
 mod table;
 mod validate;
 mod view_sql;

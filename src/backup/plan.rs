@@ -49,6 +49,8 @@ pub struct BackupPlan {
     pub include_dependents: bool,
     /// Backups of the same selection may run at once (`allowConcurrent`).
     pub allow_concurrent: bool,
+    /// `shards`: run by that many worker processes from a stored plan.
+    pub shards: Option<u32>,
     pub datasets: Vec<PlannedDataset>,
     /// Tables whose data is exported.
     pub tables: Vec<PlannedTable>,
@@ -86,6 +88,8 @@ pub struct BackupPreview<'a> {
     labels: &'a BTreeMap<String, String>,
     expires_at: Option<DateTime<Utc>>,
     include_dependents: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shards: Option<u32>,
     datasets: &'a [PlannedDataset],
     tables: &'a [PlannedTable],
     views: &'a [PlannedTable],
@@ -127,6 +131,7 @@ impl BackupPlan {
             labels: &self.labels,
             expires_at: self.expires_at,
             include_dependents: self.include_dependents,
+            shards: self.shards,
             datasets: &self.datasets,
             tables: &self.tables,
             views: &self.definitions,
@@ -216,9 +221,11 @@ pub async fn plan_backup(
             )],
         ));
     }
-    // Encrypted files are written by this service alone: AUTO streams every table.
+    // Encrypted files are written by this service alone, and shards read through the Storage
+    // Read API: AUTO streams every table.
     let requested_method = match (&encryption, spec.method) {
         (Some(_), BackupMethod::Auto) => BackupMethod::Stream,
+        (None, BackupMethod::Auto) if spec.shards.is_some() => BackupMethod::Stream,
         (_, method) => method,
     };
     let snapshot_time = spec.snapshot_time().unwrap_or(now);
@@ -461,6 +468,7 @@ pub async fn plan_backup(
             .map(|d| now + chrono::Duration::days(i64::from(d))),
         include_dependents: spec.include_dependents,
         allow_concurrent: spec.allow_concurrent,
+        shards: spec.shards,
         totals,
         datasets,
         tables,

@@ -197,6 +197,16 @@ async fn ensure_not_committed(store: &Store, plan: &BackupPlan) -> Result<(), Er
             plan.backup_id, plan.storage
         )));
     }
+    // A sharded backup of the id is under way (or was given up on: DELETE of the id removes it).
+    if super::shard::read_plan(store, &plan.backup_id)
+        .await?
+        .is_some()
+    {
+        return Err(Error::conflict(format!(
+            "backup {} in {} is planned as a sharded backup (it has a plan.json): its shards write it; delete the backup id to start over",
+            plan.backup_id, plan.storage
+        )));
+    }
     Ok(())
 }
 
@@ -398,10 +408,11 @@ async fn export_one(
     (planned.table.clone(), result)
 }
 
-async fn commit(
+/// The manifest of `plan` with the data tables' entries `tables` (views and other definitions
+/// are added from the plan), finished now. A sharded backup builds its draft the same way, with
+/// each table's files still empty.
+pub(crate) fn manifest_of(
     plan: &BackupPlan,
-    ctx: &BackupContext,
-    claim: &Claim,
     started_at: DateTime<Utc>,
     mut tables: Vec<TableEntry>,
 ) -> Result<Manifest, Error> {
@@ -430,13 +441,7 @@ async fn commit(
             method: None,
         });
     }
-    let data: Vec<&TableEntry> = tables.iter().filter(|t| t.kind.holds_data()).collect();
-    let totals = Totals {
-        tables: data.len() as u64,
-        rows: data.iter().map(|t| t.rows).sum(),
-        bytes: data.iter().map(|t| t.bytes).sum(),
-        files: data.iter().map(|t| t.files.len() as u64).sum(),
-    };
+    let totals = totals_of(&tables);
     let encryption = plan
         .encryption
         .as_ref()
@@ -479,6 +484,28 @@ async fn commit(
         legacy: false,
         encryption,
     };
+    Ok(manifest)
+}
+
+/// The totals of a manifest's tables: those that hold data, their rows, bytes and files.
+pub(crate) fn totals_of(tables: &[TableEntry]) -> Totals {
+    let data: Vec<&TableEntry> = tables.iter().filter(|t| t.kind.holds_data()).collect();
+    Totals {
+        tables: data.len() as u64,
+        rows: data.iter().map(|t| t.rows).sum(),
+        bytes: data.iter().map(|t| t.bytes).sum(),
+        files: data.iter().map(|t| t.files.len() as u64).sum(),
+    }
+}
+
+async fn commit(
+    plan: &BackupPlan,
+    ctx: &BackupContext,
+    claim: &Claim,
+    started_at: DateTime<Utc>,
+    tables: Vec<TableEntry>,
+) -> Result<Manifest, Error> {
+    let manifest = manifest_of(plan, started_at, tables)?;
     if ctx.cancel.is_cancelled() {
         return Err(Error::cancelled(format!(
             "backup {} was cancelled",

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{BackupPlan, PlannedTable};
 use super::writer::TableFiles;
-use crate::bigquery::{BatchStream, BigQuery, ReadOptions, TableResource};
-use crate::catalog::TableEntry;
+use crate::bigquery::{BatchStream, BigQuery, ReadOptions, TableReader, TableResource};
+use crate::catalog::{FileEntry, TableEntry};
 use crate::error::Error;
 
 /// Writers (files being written at once) of a table with `streams` read streams: one per rayon
@@ -41,18 +41,47 @@ pub(crate) async fn export_table(
         ..Default::default()
     };
     let reader = bigquery.open_read(&planned.table, &options).await?;
-    let schema = reader.schema();
-    let files = Arc::new(TableFiles {
+    let files = TableFiles {
         store,
         backup_id: plan.backup_id,
         table: planned.table.clone(),
-        schema: schema.clone(),
+        schema: reader.schema(),
         encode: plan.encode,
         encryption: plan.encryption.clone(),
         file_size_bytes: plan.file_size_bytes,
+        shard: None,
         next_index: AtomicUsize::new(0),
-    });
-    let writers = writer_count(reader.stream_count());
+    };
+    let streams: Vec<usize> = (0..reader.stream_count()).collect();
+    let entries = export_streams(&reader, &streams, files, cancel).await?;
+    let rows = entries.iter().map(|f| f.rows).sum();
+    let bytes = entries.iter().map(|f| f.bytes).sum();
+    tracing::info!(rows, bytes, files = entries.len(), "table exported");
+    Ok(TableEntry {
+        table: planned.table.clone(),
+        kind: planned.kind,
+        resource: table_resource(planned)?,
+        definition: None,
+        arrow_schema: Some(crate::catalog::encode_arrow_schema(&reader.schema())),
+        rows,
+        bytes,
+        files: entries,
+        format: None,
+        method: Some(crate::domain::ExportMethod::Stream),
+    })
+}
+
+/// Reads `streams` (indexes into `reader`'s streams) in parallel into one bounded queue that
+/// the writers of `files` drain; the files written, sorted by key. A whole table passes every
+/// stream; a shard of a sharded backup passes the streams assigned to it.
+pub(crate) async fn export_streams(
+    reader: &TableReader,
+    streams: &[usize],
+    files: TableFiles,
+    cancel: &CancellationToken,
+) -> Result<Vec<FileEntry>, Error> {
+    let files = Arc::new(files);
+    let writers = writer_count(streams.len());
     // One batch waiting per writer: enough for a writer to find the next batch ready when it
     // finishes one, few enough that queued batches stay a small part of memory.
     let (queue, batches) = mpsc::channel::<RecordBatch>(writers);
@@ -61,8 +90,9 @@ pub(crate) async fn export_table(
     // awaited to its end: a writer that stops aborts its unfinished upload, where a dropped
     // future would leave the upload's parts behind in the store.
     let stop = cancel.child_token();
-    let readers: Vec<_> = (0..reader.stream_count())
-        .map(|i| {
+    let readers: Vec<_> = streams
+        .iter()
+        .map(|&i| {
             let stream = reader.stream(i);
             let queue = queue.clone();
             let stop = stop.clone();
@@ -111,22 +141,7 @@ pub(crate) async fn export_table(
         return Err(e);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-
-    let rows = entries.iter().map(|f| f.rows).sum();
-    let bytes = entries.iter().map(|f| f.bytes).sum();
-    tracing::info!(rows, bytes, files = entries.len(), "table exported");
-    Ok(TableEntry {
-        table: planned.table.clone(),
-        kind: planned.kind,
-        resource: table_resource(planned)?,
-        definition: None,
-        arrow_schema: Some(crate::catalog::encode_arrow_schema(&schema)),
-        rows,
-        bytes,
-        files: entries,
-        format: None,
-        method: Some(crate::domain::ExportMethod::Stream),
-    })
+    Ok(entries)
 }
 
 /// The table resource as stored in the manifest.

@@ -55,6 +55,9 @@ pub(crate) struct TableFiles {
     /// Every file is encrypted to these recipients.
     pub(crate) encryption: Option<Arc<Recipients>>,
     pub(crate) file_size_bytes: u64,
+    /// The shard writing these files, in a sharded backup: its files are named apart
+    /// ([`layout::shard_data_file`]), so that each shard numbers its own and replaces only its own.
+    pub(crate) shard: Option<u32>,
     /// Next part number of this table, shared by its streams.
     pub(crate) next_index: AtomicUsize,
 }
@@ -110,9 +113,14 @@ impl TableFiles {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let mut extension = file_extension(self.encode.format, self.encode.compression);
         if self.encryption.is_some() {
-            extension.push_str(".age");
+            extension.push_str(crate::encryption::AGE_SUFFIX);
         }
-        let path = layout::data_file(&self.backup_id, &self.table, index, &extension);
+        let path = match self.shard {
+            Some(shard) => {
+                layout::shard_data_file(&self.backup_id, &self.table, shard, index, &extension)
+            }
+            None => layout::data_file(&self.backup_id, &self.table, index, &extension),
+        };
         let encoder = FileEncoder::new(self.schema.clone(), &self.encode)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", self.table)))?;
         let encryption = self

@@ -27,7 +27,7 @@ pub use error::BigQueryError;
 pub use extract::{ExtractJob, ExtractOutcome};
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};
 pub use metadata::{DatasetInfo, TableInfo, TableKind};
-pub use read::{BatchStream, ReadOptions, TableReader};
+pub use read::{BatchStream, ReadOptions, StoredSession, TableReader};
 pub use resource::{DatasetResource, ResourceError, RoutineResource, TableResource};
 pub use settings::BigQuerySettings;
 pub use views::ViewSql;

@@ -50,6 +50,20 @@ pub struct TableReader {
     estimated_bytes: i64,
 }
 
+/// An open read session as another process needs it to read some of its streams (a shard of a
+/// backup): the table, the Arrow schema (an IPC schema message) and the streams' names. A
+/// session stays readable for six hours after it was created (BigQuery's limit), from anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoredSession {
+    pub table: TableRef,
+    /// The session's Arrow schema, an IPC schema message in base64.
+    pub arrow_schema: String,
+    pub streams: Vec<String>,
+    pub estimated_rows: i64,
+    pub estimated_bytes: i64,
+}
+
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch, BigQueryError>> + Send>>;
 
 impl BigQuery {
@@ -125,9 +139,44 @@ impl BigQuery {
             estimated_bytes: session.estimated_total_bytes_scanned,
         })
     }
+
+    /// A session another process opened ([`TableReader::stored`]), ready to read its streams.
+    pub fn resume_read(&self, stored: &StoredSession) -> Result<TableReader, BigQueryError> {
+        use base64::Engine;
+        let table = stored.table.to_string();
+        let schema_bytes = base64::engine::general_purpose::STANDARD
+            .decode(&stored.arrow_schema)
+            .map_err(|e| BigQueryError::Build {
+                client: "stored read session",
+                source: Box::new(e),
+            })?;
+        let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&schema_bytes)
+            .map_err(|source| BigQueryError::Arrow { table, source })?;
+        Ok(TableReader {
+            client: self.clone(),
+            table: stored.table.clone(),
+            schema: Arc::new(schema),
+            schema_bytes: bytes::Bytes::from(schema_bytes),
+            streams: stored.streams.clone(),
+            estimated_rows: stored.estimated_rows,
+            estimated_bytes: stored.estimated_bytes,
+        })
+    }
 }
 
 impl TableReader {
+    /// This session, to be read by another process ([`BigQuery::resume_read`]).
+    pub fn stored(&self) -> StoredSession {
+        use base64::Engine;
+        StoredSession {
+            table: self.table.clone(),
+            arrow_schema: base64::engine::general_purpose::STANDARD.encode(&self.schema_bytes),
+            streams: self.streams.clone(),
+            estimated_rows: self.estimated_rows,
+            estimated_bytes: self.estimated_bytes,
+        }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

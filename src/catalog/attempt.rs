@@ -23,6 +23,28 @@ pub async fn live_claim(store: &Store, id: &BackupId) -> Result<Option<LeaseReco
     }
 }
 
+/// The live claims on shards of the sharded backup `id` (workers writing it right now).
+pub async fn live_shard_claims(store: &Store, id: &BackupId) -> Result<Vec<LeaseRecord>, Error> {
+    let dir = layout::shards_dir(id);
+    let os = store.object_store();
+    let listed = os
+        .list_with_delimiter(Some(&dir))
+        .await
+        .map_err(|e| object_error("listing", &dir, e))?;
+    let mut live = Vec::new();
+    for claim_dir in listed.common_prefixes {
+        let current = exclusive::current(os.as_ref(), &claim_dir)
+            .await
+            .map_err(|e| object_error("reading", &claim_dir, e))?;
+        if let Some(slot) = current
+            && let Some(record) = LeaseRecord::live_in(&slot)?
+        {
+            live.push(record);
+        }
+    }
+    Ok(live)
+}
+
 /// What to keep while removing an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keep {
@@ -44,9 +66,11 @@ pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<
     let kept = |path: &Path| match layout::backup_object(id, path) {
         BackupObject::Claim => keep == Keep::Claim,
         BackupObject::Manifest | BackupObject::Lease(SharedLease::Restore) => true,
-        BackupObject::Lease(SharedLease::Delete) | BackupObject::Data | BackupObject::Other => {
-            false
-        }
+        BackupObject::Lease(SharedLease::Delete)
+        | BackupObject::Plan
+        | BackupObject::Shard
+        | BackupObject::Data
+        | BackupObject::Other => false,
     };
     store.remove_all(&layout::backup_dir(id), kept).await
 }

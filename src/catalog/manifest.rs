@@ -185,6 +185,16 @@ impl FormatEntry {
         }
     }
 
+    /// How to write more files like these (the shards of a sharded backup).
+    pub fn encode_options(&self) -> EncodeOptions {
+        EncodeOptions {
+            format: self.format,
+            compression: self.compression,
+            csv_header: self.csv_header,
+            csv_delimiter: self.csv_delimiter,
+        }
+    }
+
     /// How to decode files written this way.
     pub fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {

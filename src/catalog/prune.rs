@@ -131,6 +131,12 @@ async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Er
             holder.heartbeat_at.to_rfc3339()
         )));
     }
+    if let Some(holder) = attempt::live_shard_claims(store, id).await?.first() {
+        return Err(Error::conflict(format!(
+            "a shard of sharded backup {id} is being run right now (its claim was refreshed at {}); it cannot be deleted",
+            holder.heartbeat_at.to_rfc3339()
+        )));
+    }
     let removed = attempt::remove_attempt(store, id, attempt::Keep::Nothing).await?;
     if removed == 0 {
         return Err(Error::not_found(format!(

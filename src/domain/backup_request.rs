@@ -37,6 +37,8 @@ const MIN_FILE_SIZE_BYTES: u64 = MIB;
 const MAX_FILE_SIZE_BYTES: u64 = 5 * 1024 * MIB;
 const MAX_REASON_CHARS: usize = 1024;
 const MAX_TTL_DAYS: i64 = 36_500;
+/// The most shards one backup may run as (Cloud Run Jobs run at most 10,000 tasks).
+pub const MAX_SHARDS: u32 = 10_000;
 /// BigQuery's label limits.
 const MAX_LABELS: usize = 64;
 const MAX_LABEL_CHARS: usize = 63;
@@ -89,6 +91,11 @@ pub struct BackupRequest {
     /// (`BQB_ENCRYPTION_RECIPIENTS`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRequest>,
+    /// Run the backup as this many shards, each a `bq-backup worker` process (Cloud Run Jobs
+    /// tasks, a Kubernetes Indexed Job's pods, or processes started by hand), 1 to 10,000.
+    /// Absent = the service runs it alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<i64>,
 }
 
 /// `encryption`: the recipients' public keys (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`). Checked by
@@ -287,6 +294,8 @@ pub struct BackupSpec {
     /// `method`; EXTRACT is only accepted with a gs:// destination (the format and the columns
     /// are checked later, where they are known).
     pub method: BackupMethod,
+    /// `shards`: the backup is planned here and run by that many worker processes.
+    pub shards: Option<u32>,
     /// Things that were accepted but not used as written (e.g. `threadPoolSize` when
     /// `maxParallelTables` is also given); worth showing to the caller.
     pub warnings: Vec<FieldError>,
@@ -447,6 +456,15 @@ impl BackupRequest {
             storage.as_ref().map(|(uri, _)| uri),
             &mut errors,
         );
+        let shards = self
+            .shards
+            .and_then(|n| in_range(n, 1, i64::from(MAX_SHARDS), "shards", &mut errors));
+        if shards.is_some() && method == BackupMethod::Extract {
+            errors.push(FieldError::new(
+                "shards",
+                "a sharded backup reads its tables through the Storage Read API, which EXTRACT does not use: leave out one of them (EXTRACT needs no shards: BigQuery's own jobs write the files)",
+            ));
+        }
 
         let (Some(project), Some((storage, storage_field)), Some(datasets)) =
             (project, storage, datasets)
@@ -484,6 +502,7 @@ impl BackupRequest {
             allow_concurrent: self.allow_concurrent.unwrap_or(false),
             ttl_days,
             method,
+            shards,
             warnings,
         })
     }

@@ -24,7 +24,7 @@ pub use allowed_storage::{StorageAllowList, StorageRefusal};
 pub use backup_request::{
     BackupMethod, BackupRequest, BackupSpec, BackupStorage, BackupTime, BigQueryBackup,
     DEFAULT_FILE_SIZE_BYTES, DEFAULT_FORMAT, DatasetEntry, DatasetSelection, DatasetToBackup,
-    EncryptionRequest, ExportMethod, ExportOptions, GcsBackupOptions, Snapshot,
+    EncryptionRequest, ExportMethod, ExportOptions, GcsBackupOptions, MAX_SHARDS, Snapshot,
     parse_backup_request,
 };
 pub use ids::{

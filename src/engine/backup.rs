@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Accepted, Engine, Started, Submission};
 use crate::backup::{
-    BackupContext, BackupOrder, BackupPlan, ensure_can_start, plan_backup, run_backup,
+    BackupContext, BackupOrder, BackupPlan, ensure_can_start, plan_backup, run_backup, shard,
 };
 use crate::catalog::lease::LeaseTiming;
 use crate::catalog::prune::prune;
@@ -85,9 +85,11 @@ impl Engine {
                     progress: Some(Engine::progress(run.progress, observer)),
                     lease,
                 };
-                let report = run_backup(&plan, &ctx)
-                    .await
-                    .map_err(|e| store.attribute(e))?;
+                let report = match plan.shards {
+                    Some(shards) => shard::plan_and_follow(&plan, &ctx, shards).await,
+                    None => run_backup(&plan, &ctx).await,
+                }
+                .map_err(|e| store.attribute(e))?;
                 let mut result = serde_json::to_value(report)
                     .map_err(|e| Error::internal(format!("report: {e}")))?;
                 if let Some(policy) = prune_after {

@@ -15,6 +15,7 @@ mod copy;
 mod repository;
 mod restore;
 mod schedule;
+mod shard;
 mod verify;
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ use super::settings::JobSettings;
 use super::store::{JobStore, SelectionLock};
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind};
-use crate::exec::Progress;
+use crate::exec::{Progress, ShardsProgress};
 use crate::metrics::{JobEnded, Metrics};
 use crate::storage::versioned::VersionedFile;
 
@@ -126,6 +126,10 @@ impl Progress for LiveRecord {
             t.state = JobState::Failed;
             t.error = Some(error.to_string());
         });
+    }
+
+    fn shards(&self, progress: &ShardsProgress) {
+        self.lock().shards = Some(progress.clone());
     }
 }
 
@@ -276,6 +280,7 @@ impl Jobs {
             result: None,
             error: None,
             request: job.request,
+            shards: None,
         };
         let live = Arc::new(LiveRecord {
             record: Mutex::new(record.clone()),

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::domain::JobId;
 use crate::error::{Error, ErrorKind, FieldError};
+use crate::exec::ShardsProgress;
 use crate::storage::versioned::{self, VersionedFile};
 
 /// A record not saved for this many heartbeats belongs to an instance that died.
@@ -188,6 +189,9 @@ pub struct JobRecord {
     /// The request as received.
     #[serde(default)]
     pub request: Value,
+    /// A sharded backup's shards, as the job follows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsProgress>,
 }
 
 impl VersionedFile for JobRecord {
@@ -285,6 +289,7 @@ mod tests {
             result: None,
             error: None,
             request: Value::Null,
+            shards: None,
         }
     }
 

@@ -10,6 +10,10 @@
 //! backups/{backupId}/_restore-{token}.json             a restore reading it (a shared lease)
 //! backups/{backupId}/_deleting-{token}.json            a delete under way (a shared lease)
 //! backups/{backupId}/{project}/{dataset}/{table}/part-{index:05}.{ext}
+//! backups/{backupId}/plan.json                         a sharded backup's stored plan
+//! backups/{backupId}/shards/{shard:05}.json            a shard's report (its files), once it finished
+//! backups/{backupId}/shards/_claim-{shard:05}/{epoch:020}.json   a shard being run (an exclusive slot)
+//! backups/{backupId}/{project}/{dataset}/{table}/shard-{shard:05}-part-{index:05}.{ext}
 //! backups/{backupId}/{project}/{dataset}/{table}-{n}.{ext}   read only: the Java service's layout
 //! ```
 //!
@@ -43,6 +47,12 @@ pub const BACKUPS: &str = "backups";
 pub const MANIFEST: &str = "manifest.json";
 /// `backups/{id}/_claim`: the records of the claim of a backup being written.
 pub const CLAIM: &str = "_claim";
+/// `backups/{id}/plan.json`: the stored plan a sharded backup's workers run.
+pub const PLAN: &str = "plan.json";
+/// `backups/{id}/shards`: the reports and claims of a sharded backup's shards.
+pub const SHARDS: &str = "shards";
+const SHARD_CLAIM_PREFIX: &str = "_claim-";
+const SHARD_FILE_PREFIX: &str = "shard-";
 const RESTORE_LEASE_PREFIX: &str = "_restore-";
 const DELETE_INTENT_PREFIX: &str = "_deleting-";
 const JSON: &str = ".json";
@@ -114,6 +124,65 @@ pub fn data_file(id: &BackupId, table: &TableRef, index: usize, extension: &str)
     table_dir(id, table).join(format!("part-{index:05}.{extension}").as_str())
 }
 
+/// `backups/{id}/{project}/{dataset}/{table}/shard-{shard:05}-part-{index:05}.{extension}`: a
+/// data file written by shard `shard` of a sharded backup (each shard numbers its own files).
+pub fn shard_data_file(
+    id: &BackupId,
+    table: &TableRef,
+    shard: u32,
+    index: usize,
+    extension: &str,
+) -> Path {
+    table_dir(id, table)
+        .join(format!("{}{index:05}.{extension}", shard_file_prefix(shard)).as_str())
+}
+
+/// What the names of shard `shard`'s data files start with.
+fn shard_file_prefix(shard: u32) -> String {
+    format!("{SHARD_FILE_PREFIX}{shard:05}-part-")
+}
+
+/// Whether `key` is a data file shard `shard` of backup `id` wrote.
+pub fn is_shard_data_file(id: &BackupId, key: &Path, shard: u32) -> bool {
+    backup_object(id, key) == BackupObject::Data
+        && key
+            .filename()
+            .is_some_and(|name| name.starts_with(&shard_file_prefix(shard)))
+}
+
+/// `backups/{id}/plan.json`.
+pub fn plan(id: &BackupId) -> Path {
+    backup_dir(id).join(PLAN)
+}
+
+/// `backups/{id}/shards`.
+pub fn shards_dir(id: &BackupId) -> Path {
+    backup_dir(id).join(SHARDS)
+}
+
+/// `backups/{id}/shards/{shard:05}.json`.
+pub fn shard_report(id: &BackupId, shard: u32) -> Path {
+    shards_dir(id).join(format!("{shard:05}{JSON}").as_str())
+}
+
+/// The shard a [`shard_report`] key of backup `id` reports on; `None` for any other key.
+pub fn shard_of_report(id: &BackupId, key: &Path) -> Option<u32> {
+    let rest: Vec<PathPart<'_>> = key.prefix_match(&shards_dir(id))?.collect();
+    let [name] = rest.as_slice() else {
+        return None;
+    };
+    let digits = name.as_ref().strip_suffix(JSON)?;
+    if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `backups/{id}/shards/_claim-{shard:05}`: the claim of shard `shard` being run.
+pub fn shard_claim_dir(id: &BackupId, shard: u32) -> Path {
+    shards_dir(id).join(format!("{SHARD_CLAIM_PREFIX}{shard:05}").as_str())
+}
+
 /// A data file of a backup in the Java service's layout
 /// (`backups/{id}/{project}/{dataset}/{file}`, no manifest): the names its key holds, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +225,10 @@ pub enum BackupObject {
     /// A record of the backup's claim (`_claim/{epoch}.json`).
     Claim,
     Lease(SharedLease),
+    /// A sharded backup's stored plan.
+    Plan,
+    /// A shard's report or a record of its claim (`shards/…`).
+    Shard,
     /// A data file (or, on `file://`, the staging file of an unfinished upload of one).
     Data,
     /// Not below `backups/{id}/`, or nothing this service writes.
@@ -169,7 +242,14 @@ pub fn backup_object(id: &BackupId, key: &Path) -> BackupObject {
     let rest: Vec<PathPart<'_>> = rest.collect();
     match rest.as_slice() {
         [name] if name.as_ref() == MANIFEST => BackupObject::Manifest,
+        [name] if name.as_ref() == PLAN => BackupObject::Plan,
         [dir, _] if dir.as_ref() == CLAIM => BackupObject::Claim,
+        [dir, _] if dir.as_ref() == SHARDS => BackupObject::Shard,
+        [dir, claim, _]
+            if dir.as_ref() == SHARDS && claim.as_ref().starts_with(SHARD_CLAIM_PREFIX) =>
+        {
+            BackupObject::Shard
+        }
         [name] => [SharedLease::Restore, SharedLease::Delete]
             .into_iter()
             .find(|lease| {
@@ -313,6 +393,40 @@ mod tests {
             shared_lease(&id(), SharedLease::Delete, "abc").as_ref(),
             "backups/20261121_075959/_deleting-abc.json"
         );
+    }
+
+    #[test]
+    fn a_sharded_backup_keeps_its_plan_reports_and_claims_apart_from_its_data() {
+        let t = TableRef::new("p-1", "shards", "orders");
+        let plan = plan(&id());
+        assert_eq!(plan.as_ref(), "backups/20261121_075959/plan.json");
+        assert_eq!(backup_object(&id(), &plan), BackupObject::Plan);
+        let report = shard_report(&id(), 7);
+        assert_eq!(report.as_ref(), "backups/20261121_075959/shards/00007.json");
+        assert_eq!(backup_object(&id(), &report), BackupObject::Shard);
+        assert_eq!(shard_of_report(&id(), &report), Some(7));
+        assert_eq!(shard_of_report(&id(), &plan), None);
+        let claim = slot_record(&shard_claim_dir(&id(), 7), 1);
+        assert_eq!(
+            claim.as_ref(),
+            "backups/20261121_075959/shards/_claim-00007/00000000000000000001.json"
+        );
+        assert_eq!(backup_object(&id(), &claim), BackupObject::Shard);
+        assert_eq!(shard_of_report(&id(), &claim), None);
+        // A dataset named `shards` holds data files like any other.
+        let file = shard_data_file(&id(), &t, 7, 2, "avro");
+        assert_eq!(
+            file.as_ref(),
+            "backups/20261121_075959/p-1/shards/orders/shard-00007-part-00002.avro"
+        );
+        assert_eq!(backup_object(&id(), &file), BackupObject::Data);
+        assert!(is_shard_data_file(&id(), &file, 7));
+        assert!(!is_shard_data_file(&id(), &file, 70));
+        assert!(!is_shard_data_file(
+            &id(),
+            &data_file(&id(), &t, 2, "avro"),
+            7
+        ));
     }
 
     #[test]

@@ -18,6 +18,14 @@ const PLATFORM_VARS: &[&str] = &[
     "GCE_METADATA_HOST",
     "RUST_BACKTRACE",
 ];
+/// Variables `bq-backup worker` reads for its flags (clap's `env`), set by the shard workers'
+/// manifests: not settings of the service.
+const WORKER_VARS: &[&str] = &["BQB_REPOSITORY", "BQB_BACKUP_ID", "BQB_SHARDS"];
+/// The Indexed Job of one sharded backup: created per backup (`kubectl create -f`), so it is
+/// not among what the kustomization applies.
+const INDEXED_JOB: &str = "backup-indexed-job.yaml";
+/// BigQuery's read sessions expire this long after they are created.
+const READ_SESSION_SECS: u64 = 6 * 60 * 60;
 /// Cloud Run sends SIGKILL this long after SIGTERM.
 const CLOUD_RUN_KILL_SECS: u64 = 10;
 const CONTAINER_PORT: u64 = 8080;
@@ -211,7 +219,7 @@ fn the_kustomization_applies_every_kubernetes_file() {
     let present: BTreeSet<String> = yaml_files(&dir)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|f| f != "kustomization.yaml")
+        .filter(|f| f != "kustomization.yaml" && f != INDEXED_JOB)
         .collect();
     assert_eq!(listed, present);
     let namespace = str_of(&kustomization["namespace"], "namespace");
@@ -572,4 +580,121 @@ fn the_cloud_scheduler_request_is_a_valid_backup_request() {
     ] {
         assert!(setup.contains(flag), "setup.sh lacks {flag}");
     }
+}
+
+/// The environment of a shard worker: its own flags' variables checked apart, the rest a valid
+/// configuration of the service's settings.
+fn assert_worker_env(mut env: BTreeMap<String, String>, what: &str) -> BTreeMap<String, String> {
+    let mut worker = BTreeMap::new();
+    for name in WORKER_VARS {
+        if let Some(value) = env.remove(*name) {
+            worker.insert(name.to_string(), value);
+        }
+    }
+    assert_known_settings(&env, what);
+    settings_from(&env, what);
+    assert!(
+        worker.contains_key("BQB_REPOSITORY"),
+        "{what}: the worker needs BQB_REPOSITORY"
+    );
+    bq_backup::domain::StorageUri::parse(&worker["BQB_REPOSITORY"])
+        .unwrap_or_else(|e| panic!("{what}: BQB_REPOSITORY: {e}"));
+    worker
+}
+
+#[test]
+fn the_worker_reads_the_variables_the_shard_manifests_set() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_bq-backup"))
+        .args(["worker", "--help"])
+        .output()
+        .expect("bq-backup worker --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in ["BQB_REPOSITORY", "BQB_BACKUP_ID"] {
+        assert!(help.contains(&format!("env: {name}")), "{name} in:\n{help}");
+    }
+    let engines = bq_backup::backup::shard::SHARD_INDEX_VARIABLES
+        .iter()
+        .chain(&bq_backup::backup::shard::SHARD_COUNT_VARIABLES)
+        .copied()
+        .collect::<Vec<_>>();
+    for name in [
+        "CLOUD_RUN_TASK_INDEX",
+        "JOB_COMPLETION_INDEX",
+        "BQB_SHARDS",
+        "CLOUD_RUN_TASK_COUNT",
+    ] {
+        assert!(engines.contains(&name), "{name} in {engines:?}");
+    }
+}
+
+#[test]
+fn the_cloud_run_job_runs_workers_as_the_service_within_the_read_sessions_lifetime() {
+    let docs = yaml_documents(&repo().join("deploy/cloudrun/job.yaml"));
+    assert_eq!(docs.len(), 1, "job.yaml holds one Job");
+    let job = &docs[0];
+    assert_eq!(job["apiVersion"], "run.googleapis.com/v1");
+    assert_eq!(job["kind"], "Job");
+    let execution = &job["spec"]["template"]["spec"];
+    let tasks = u64_of(&execution["taskCount"], "taskCount");
+    assert!((1..=10_000).contains(&tasks), "taskCount {tasks}");
+    assert!(u64_of(&execution["parallelism"], "parallelism") <= tasks);
+    let task = &execution["template"]["spec"];
+    assert!(
+        u64_of(&task["maxRetries"], "maxRetries") >= 1,
+        "a failed shard is run again"
+    );
+    assert!(u64_of(&task["timeoutSeconds"], "timeoutSeconds") <= READ_SESSION_SECS);
+    let service = cloud_run_service();
+    assert_eq!(
+        task["serviceAccountName"], service["spec"]["template"]["spec"]["serviceAccountName"],
+        "the workers need the service's roles"
+    );
+    let container = only_container(task, "Cloud Run Job");
+    let service_container = only_container(&service["spec"]["template"]["spec"], "Cloud Run");
+    assert_eq!(container["image"], service_container["image"]);
+    assert_eq!(container["args"], serde_json::json!(["worker"]));
+    let worker = assert_worker_env(env_of(&container, "Cloud Run Job"), "Cloud Run Job");
+    // The id comes with each execution; the count is Cloud Run's own.
+    assert!(!worker.contains_key("BQB_BACKUP_ID") && !worker.contains_key("BQB_SHARDS"));
+}
+
+#[test]
+fn the_indexed_job_runs_one_worker_per_shard_with_the_services_identity() {
+    let docs = yaml_documents(&repo().join("deploy/k8s").join(INDEXED_JOB));
+    assert_eq!(docs.len(), 1, "{INDEXED_JOB} holds one Job");
+    let job = &docs[0];
+    assert_eq!(
+        (&job["apiVersion"], &job["kind"]),
+        (&serde_json::json!("batch/v1"), &serde_json::json!("Job"))
+    );
+    let spec = &job["spec"];
+    assert_eq!(spec["completionMode"], "Indexed");
+    let completions = u64_of(&spec["completions"], "completions");
+    assert!(u64_of(&spec["backoffLimitPerIndex"], "backoffLimitPerIndex") >= 1);
+    assert!(u64_of(&spec["activeDeadlineSeconds"], "activeDeadlineSeconds") <= READ_SESSION_SECS);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let objects = k8s_objects();
+    let deployment = k8s_object(&objects, "Deployment", "bq-backup");
+    assert_eq!(
+        pod["serviceAccountName"],
+        deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+    let container = only_container(pod, "Indexed Job");
+    let service = only_container(&deployment["spec"]["template"]["spec"], "Deployment");
+    assert_eq!(container["image"], service["image"]);
+    assert_eq!(container["args"], serde_json::json!(["worker"]));
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    let worker = assert_worker_env(deployment_env(&objects, &container), "Indexed Job");
+    assert_eq!(
+        worker.get("BQB_SHARDS").map(String::as_str),
+        Some(completions.to_string().as_str()),
+        "BQB_SHARDS is the Job's completions"
+    );
+    bq_backup::domain::BackupId::parse(worker.get("BQB_BACKUP_ID").expect("BQB_BACKUP_ID"))
+        .expect("a backup id");
 }

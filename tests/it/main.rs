@@ -34,4 +34,5 @@ mod pubsub;
 mod restore;
 mod restore_files;
 mod schedules;
+mod shards;
 mod storage;

@@ -1,0 +1,427 @@
+//! Sharded backups: planned by the service (`"shards": N`), run by N `bq-backup worker`
+//! processes, committed by whichever finishes last. The manifest and data equal a backup of the
+//! same snapshot by one process; a killed worker leaves no manifest until its shard is run again;
+//! a worker never touches another shard's files.
+
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use serde_json::{Value, json};
+
+use crate::faults::{SlowBackup, assert_identical, objects_under, restore_into, source_dataset};
+use crate::helpers::{
+    PROJECT, TestApp, TestServices, bq_backup_command, open_store, spawn_app, unique_root,
+};
+
+/// A `bq-backup worker` for shard `shard` of `shards`, with `extra` variables.
+fn worker(
+    root: &str,
+    id: &str,
+    shard: u32,
+    shards: u32,
+    extra: &[(&str, &str)],
+) -> std::process::Command {
+    let mut command = bq_backup_command(TestServices::get().env_with(extra));
+    command.args([
+        "worker",
+        "--repository",
+        root,
+        "--backup-id",
+        id,
+        "--shard",
+        &shard.to_string(),
+        "--shards",
+        &shards.to_string(),
+    ]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+fn run(mut command: std::process::Command) -> Output {
+    command.output().expect("bq-backup runs")
+}
+
+/// The JSON a worker printed; panics with its stderr when it failed.
+fn answer(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "the worker failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the worker prints JSON")
+}
+
+/// Starts a sharded backup of `dataset` to `root` at `as_of`: the job's id and the backup's.
+async fn plan_sharded(
+    app: &TestApp,
+    dataset: &str,
+    root: &str,
+    shards: u32,
+    as_of: &str,
+) -> (String, String) {
+    let (status, accepted) = app
+        .post_json(
+            "/api/v1/backup",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
+                "asOf": as_of,
+                "shards": shards,
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = accepted["jobId"].as_str().expect("jobId").to_string();
+    let id = accepted["backupId"].as_str().expect("backupId").to_string();
+    // The job writes the plan before it waits for the shards.
+    let plan = format!("backups/{id}/plan.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exists(root, &plan).await {
+        let (_, record) = app.get_json(&format!("/api/v1/jobs/{job}")).await;
+        assert_ne!(record["state"], "FAILED", "{record}");
+        assert!(Instant::now() < deadline, "no plan after 60 s: {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (job, id)
+}
+
+async fn exists(root: &str, key: &str) -> bool {
+    crate::faults::exists(root, key).await
+}
+
+async fn manifest(root: &str, id: &str) -> Value {
+    let bytes = open_store(root)
+        .object_store()
+        .get(&Path::from(format!("backups/{id}/manifest.json")))
+        .await
+        .expect("a manifest")
+        .bytes()
+        .await
+        .expect("readable");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// A manifest's tables without what differs between two backups of one snapshot: how the rows
+/// were cut into files (their names, sizes and checksums).
+fn tables_of(manifest: &Value) -> Vec<Value> {
+    manifest["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            let files = t["files"].as_array().map_or(0, Vec::len);
+            t["files"] = json!(files > 0);
+            t["bytes"] = json!(t["bytes"].as_u64().is_some_and(|b| b > 0));
+            t
+        })
+        .collect()
+}
+
+fn now_minus_seconds(seconds: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(seconds))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_workers_write_the_backup_one_process_writes_of_the_same_snapshot() {
+    let app = spawn_app().await;
+    let dataset = source_dataset("shards").await;
+    let (sharded_root, single_root) = (unique_root("s3"), unique_root("file"));
+    let as_of = now_minus_seconds(1);
+    let (job, id) = plan_sharded(&app, &dataset, &sharded_root, 3, &as_of).await;
+
+    // Shards 0 and 1, at once: no manifest while shard 2 has not reported, and the backup is not
+    // listed.
+    let running: Vec<_> = [0, 1]
+        .map(|shard| {
+            worker(&sharded_root, &id, shard, 3, &[])
+                .spawn()
+                .expect("starts")
+        })
+        .into_iter()
+        .collect();
+    for child in running {
+        let done = answer(&child.wait_with_output().expect("the worker ends"));
+        assert_eq!(done["ran"], true, "{done}");
+        assert_eq!(done["commit"]["status"], "WAITING", "{done}");
+        assert!(
+            done["commit"]["missing"]
+                .as_array()
+                .expect("missing")
+                .contains(&json!(2)),
+            "{done}"
+        );
+    }
+    assert!(!exists(&sharded_root, &format!("backups/{id}/manifest.json")).await);
+    let (status, listed) = app
+        .get_json(&format!("/api/v1/backups?uri={sharded_root}"))
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(!listed.to_string().contains(&id), "listed early: {listed}");
+    let (_, record) = app.get_json(&format!("/api/v1/jobs/{job}")).await;
+    assert_eq!(record["state"], "RUNNING", "{record}");
+
+    // The last shard commits (or the job does, if it looks first: one conditional put wins).
+    let last = answer(&run(worker(&sharded_root, &id, 2, 3, &[])));
+    assert!(
+        ["WRITTEN", "COMMITTED"].contains(&last["commit"]["status"].as_str().unwrap_or("")),
+        "{last}"
+    );
+    let record = app.wait_for_job(&job).await;
+    assert_eq!(record["state"], "SUCCEEDED", "{record}");
+    assert_eq!(record["shards"]["reported"], 3, "{record}");
+    // A worker run again after the commit changes nothing.
+    let again = answer(&run(worker(&sharded_root, &id, 1, 3, &[])));
+    assert_eq!(
+        (&again["ran"], &again["commit"]["status"]),
+        (&json!(false), &json!("COMMITTED")),
+        "{again}"
+    );
+
+    // The same snapshot by one process.
+    let (status, single) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": single_root, "exportOptions": { "format": "PARQUET" } },
+                "asOf": as_of,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{single}");
+    assert_eq!(single["backupId"], json!(id), "one snapshot, one id");
+    let (sharded, single) = (
+        manifest(&sharded_root, &id).await,
+        manifest(&single_root, &id).await,
+    );
+    let (sharded_tables, single_tables) = (tables_of(&sharded), tables_of(&single));
+    assert!(
+        sharded_tables == single_tables,
+        "the manifests' tables differ:\nsharded: {}\nsingle:  {}",
+        serde_json::to_string(&sharded_tables).unwrap_or_default(),
+        serde_json::to_string(&single_tables).unwrap_or_default()
+    );
+    assert_eq!(sharded["totals"]["rows"], single["totals"]["rows"]);
+    assert_eq!(sharded["snapshotTime"], single["snapshotTime"]);
+    // Every file is one a shard wrote, and the big table was spread over several shards.
+    let files: Vec<String> = sharded["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .flat_map(|t| t["files"].as_array().cloned().unwrap_or_default())
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    assert!(files.iter().all(|f| f.contains("/shard-0000")), "{files:?}");
+
+    let (status, report) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:verify?uri={sharded_root}"),
+            &json!({ "wait": true }),
+        )
+        .await;
+    assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
+    let target = format!("{dataset}_sharded");
+    let (status, restored) = restore_into(&app, &sharded_root, &id, &dataset, &target).await;
+    assert_eq!(status, 200, "{restored}");
+    assert_identical(&dataset, &target, "sharded backup restored").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_worker_leaves_no_manifest_and_its_rerun_completes_the_backup() {
+    let slow = SlowBackup::new("shard_kill").await;
+    let app = spawn_app().await;
+    let root = slow.root.clone();
+    let (job, id) = plan_sharded(&app, &slow.dataset, &root, 3, &now_minus_seconds(1)).await;
+
+    // Shard 2 writes through the S3 proxy, whose uploads each wait a second: killed mid-way.
+    let mut killed = worker(
+        &root,
+        &id,
+        2,
+        3,
+        &[("BQB_S3_ENDPOINT", slow.proxies.s3.as_str())],
+    )
+    .spawn()
+    .expect("the worker starts");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // SIGKILL: no cleanup runs.
+    let _ = killed.kill();
+    let _ = killed.wait();
+    // What an interrupted run may leave: a file of its own, complete but in no report.
+    let table_dir = format!("backups/{id}/{PROJECT}/{}/numbers", slow.dataset);
+    let leftover = Path::from(format!("{table_dir}/shard-00002-part-00099.parquet"));
+    open_store(&root)
+        .object_store()
+        .put(
+            &leftover,
+            bytes::Bytes::from_static(b"left by a killed run").into(),
+        )
+        .await
+        .expect("a leftover file");
+
+    for (shard, missing) in [(0, json!([1, 2])), (1, json!([2]))] {
+        let done = answer(&run(worker(&root, &id, shard, 3, &[])));
+        assert_eq!(done["commit"]["status"], "WAITING", "{done}");
+        assert_eq!(done["commit"]["missing"], missing, "{done}");
+    }
+    assert!(!exists(&root, &format!("backups/{id}/manifest.json")).await);
+    // The job follows the reports (it looks once a heartbeat).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, record) = app.get_json(&format!("/api/v1/jobs/{job}")).await;
+        assert_eq!(record["state"], "RUNNING", "{record}");
+        if record["shards"]["missing"] == json!([2]) {
+            assert_eq!(record["shards"]["reported"], 2, "{record}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never saw two reports: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let others_files = shard_files(&root, &id, &[0, 1]).await;
+
+    // The rerun of shard 2 waits for the killed run's claim to go stale (409 until then), then
+    // removes its files and completes the backup.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rerun = loop {
+        let output = run(worker(&root, &id, 2, 3, &[]));
+        if output.status.success() {
+            break answer(&output);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("being run by another worker"),
+            "the rerun failed otherwise: {stderr}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's claim never went stale"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(rerun["ran"], true, "{rerun}");
+    let record = app.wait_for_job(&job).await;
+    assert_eq!(record["state"], "SUCCEEDED", "{record}");
+    assert!(
+        !exists(&root, leftover.as_ref()).await,
+        "the killed run's file is gone"
+    );
+    assert_eq!(
+        shard_files(&root, &id, &[0, 1]).await,
+        others_files,
+        "the other shards' files are untouched"
+    );
+    // Every data file under the backup is in its manifest.
+    let manifest = manifest(&root, &id).await;
+    let listed: Vec<String> = manifest["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .flat_map(|t| t["files"].as_array().cloned().unwrap_or_default())
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    let mut stored = shard_files(&root, &id, &[0, 1, 2]).await;
+    stored.sort();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort();
+    assert_eq!(stored, listed_sorted);
+    let target = format!("{}_rerun", slow.dataset);
+    let (status, restored) = restore_into(&app, &root, &id, &slow.dataset, &target).await;
+    assert_eq!(status, 200, "{restored}");
+    assert_identical(&slow.dataset, &target, "after a killed shard's rerun").await;
+}
+
+/// The data files of `shards` under backup `id`, sorted.
+async fn shard_files(root: &str, id: &str, shards: &[u32]) -> Vec<String> {
+    let mut files: Vec<String> = objects_under(root, &format!("backups/{id}"))
+        .await
+        .into_iter()
+        .map(|p| p.to_string())
+        .filter(|p| {
+            shards
+                .iter()
+                .any(|s| p.contains(&format!("/shard-{s:05}-part-")))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn bad_shard_requests_are_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let dataset = crate::helpers::dataset_of(1).await;
+    let root = unique_root("gs");
+    for (body, field) in [
+        (json!({ "shards": 0 }), "shards"),
+        (json!({ "shards": 10_001 }), "shards"),
+        (json!({ "shards": 2, "method": "EXTRACT" }), "shards"),
+    ] {
+        let mut request = json!({
+            "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+            "backupStorage": { "uri": root },
+        });
+        for (k, v) in body.as_object().expect("object") {
+            request[k] = v.clone();
+        }
+        let (status, answer) = app.post_json("/api/v1/backup", &request).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["details"]
+                .as_array()
+                .expect("details")
+                .iter()
+                .any(|d| d["field"] == field),
+            "{body}: {answer}"
+        );
+    }
+
+    // A worker of a backup never planned, or with a count the plan does not have.
+    let missing = run(worker(&root, "20260101_000000", 0, 2, &[]));
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no sharded plan"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let (job, id) = plan_sharded(&app, &dataset, &root, 2, &now_minus_seconds(1)).await;
+    let wrong = run(worker(&root, &id, 0, 3, &[]));
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("shards") && stderr.contains("planned with 2"),
+        "{stderr}"
+    );
+    let unset = bq_backup_command(TestServices::get().env_with(&[]))
+        .args(["worker", "--repository", &root, "--backup-id", &id])
+        .output()
+        .expect("runs");
+    assert!(!unset.status.success());
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        stderr.contains("--shard") && stderr.contains("CLOUD_RUN_TASK_INDEX"),
+        "{stderr}"
+    );
+
+    // DELETE of the incomplete backup removes the plan: the job following it fails, and a
+    // worker started later finds none.
+    let (status, deleted) = app
+        .delete_json(&format!("/api/v1/backups/{id}?uri={root}"))
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert!(!exists(&root, &format!("backups/{id}/plan.json")).await);
+    let record = app.wait_for_job(&job).await;
+    assert_eq!(record["state"], "FAILED", "{record}");
+    let late = run(worker(&root, &id, 0, 2, &[]));
+    assert!(
+        String::from_utf8_lossy(&late.stderr).contains("no sharded plan"),
+        "{}",
+        String::from_utf8_lossy(&late.stderr)
+    );
+}
