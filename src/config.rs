@@ -32,6 +32,8 @@ use std::fmt;
 use crate::api::auth::settings as auth;
 use crate::app::ServerSettings;
 use crate::app::settings as server;
+use crate::backup::shard::ShardSettings;
+use crate::backup::shard::settings as shards;
 use crate::bigquery::BigQuerySettings;
 use crate::bigquery::settings as bigquery;
 use crate::encryption::settings as encryption;
@@ -45,8 +47,8 @@ use crate::storage::StorageSettings;
 use crate::storage::settings as storage;
 use crate::telemetry::LogSettings;
 use crate::telemetry::settings as log;
+pub use crate::variables::{COMMAND_VARIABLES, Secret, Variable};
 use crate::variables::{CONFIG_FILE, Problem, Source, TEST_PREFIX};
-pub use crate::variables::{Secret, Variable};
 
 /// `api` is private; its settings types are named here, beside the aggregate that holds them.
 pub use crate::api::auth::{AuthMode, AuthSettings};
@@ -82,6 +84,9 @@ pub static VARIABLES: &[&Variable] = &[
     &encryption::RECIPIENTS,
     &encryption::IDENTITIES,
     &encryption::SECRET_MANAGER_ENDPOINT,
+    &shards::LAUNCHER,
+    &shards::CLOUD_RUN_JOB,
+    &shards::CLOUD_RUN_ENDPOINT,
     &jobs::MAX_RUNNING_JOBS,
     &jobs::MAX_QUEUED_JOBS,
     &jobs::HEARTBEAT_SECS,
@@ -130,6 +135,7 @@ pub struct Settings {
     pub jobs: JobSettings,
     pub auth: AuthSettings,
     pub schedule: ScheduleSettings,
+    pub shards: ShardSettings,
 }
 
 impl Settings {
@@ -139,6 +145,7 @@ impl Settings {
             bigquery: self.bigquery.clone(),
             jobs: self.jobs.clone(),
             max_parallel_tables: self.max_parallel_tables,
+            shards: self.shards.clone(),
         }
     }
 
@@ -196,6 +203,7 @@ impl Settings {
         let jobs = part(JobSettings::from_source(source), &mut problems);
         let auth = part(AuthSettings::from_source(source), &mut problems);
         let schedule = part(ScheduleSettings::from_source(source), &mut problems);
+        let shards = part(ShardSettings::from_source(source), &mut problems);
         let (
             Some(server),
             Some(log),
@@ -205,6 +213,7 @@ impl Settings {
             Some(jobs),
             Some(auth),
             Some(schedule),
+            Some(shards),
         ) = (
             server,
             log,
@@ -214,6 +223,7 @@ impl Settings {
             jobs,
             auth,
             schedule,
+            shards,
         )
         else {
             return Err(problems);
@@ -227,6 +237,7 @@ impl Settings {
             jobs,
             auth,
             schedule,
+            shards,
         })
     }
 }

@@ -14,6 +14,9 @@ use std::str::FromStr;
 
 /// Environment variables with this prefix belong to the test harness, not to the binary.
 pub(crate) const TEST_PREFIX: &str = "BQB_TEST_";
+/// Variables a command reads for its flags (`bq-backup worker`'s clap `env`, and the shard count
+/// of a Kubernetes Indexed Job): accepted in the environment, not settings.
+pub const COMMAND_VARIABLES: &[&str] = &["BQB_REPOSITORY", "BQB_BACKUP_ID", "BQB_SHARDS"];
 /// Every other variable with this prefix must be a known setting.
 const PREFIX: &str = "BQB_";
 
@@ -129,7 +132,10 @@ impl Source {
                 if variable.file_key().is_some() {
                     values.insert(variable.name, value.clone());
                 }
-            } else if name.starts_with(PREFIX) && !name.starts_with(TEST_PREFIX) {
+            } else if name.starts_with(PREFIX)
+                && !name.starts_with(TEST_PREFIX)
+                && !COMMAND_VARIABLES.contains(&name.as_str())
+            {
                 problems.push(Problem::about(name, "unknown setting"));
                 unknown = true;
             }

@@ -59,6 +59,9 @@ pub struct BackupReport {
     pub finished_at: DateTime<Utc>,
     pub duration_ms: u64,
     pub warnings: Vec<FieldError>,
+    /// A sharded backup's workers, as the service started them (`BQB_SHARD_LAUNCHER`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launched: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +132,7 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         finished_at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         warnings: plan.warnings.iter().cloned().chain(fallback).collect(),
+        launched: None,
     })
 }
 

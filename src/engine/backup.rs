@@ -74,6 +74,7 @@ impl Engine {
         let prune_after = settings.jobs.prune_after_backup;
         let lease = LeaseTiming::new(settings.jobs.heartbeat);
         let observer = submission.observer;
+        let launcher = settings.shards.launcher.clone();
         let record = self
             .inner
             .jobs
@@ -86,7 +87,7 @@ impl Engine {
                     lease,
                 };
                 let report = match plan.shards {
-                    Some(shards) => shard::plan_and_follow(&plan, &ctx, shards).await,
+                    Some(shards) => shard::plan_and_follow(&plan, &ctx, shards, &launcher).await,
                     None => run_backup(&plan, &ctx).await,
                 }
                 .map_err(|e| store.attribute(e))?;

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::BackupOrder;
+use crate::backup::shard::ShardSettings;
 use crate::bigquery::{BigQuery, BigQueryConfig, BigQuerySettings};
 use crate::domain::{JobId, StorageUri};
 use crate::error::Error;
@@ -64,6 +65,8 @@ pub struct EngineSettings {
     pub jobs: JobSettings,
     /// Tables backed up or restored at once, at most (`BQB_MAX_PARALLEL_TABLES`).
     pub max_parallel_tables: usize,
+    /// Who starts a sharded backup's workers (`BQB_SHARD_LAUNCHER`).
+    pub shards: ShardSettings,
 }
 
 /// What submitting a backup or restore gives.

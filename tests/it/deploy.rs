@@ -20,7 +20,7 @@ const PLATFORM_VARS: &[&str] = &[
 ];
 /// Variables `bq-backup worker` reads for its flags (clap's `env`), set by the shard workers'
 /// manifests: not settings of the service.
-const WORKER_VARS: &[&str] = &["BQB_REPOSITORY", "BQB_BACKUP_ID", "BQB_SHARDS"];
+const WORKER_VARS: &[&str] = bq_backup::config::COMMAND_VARIABLES;
 /// The Indexed Job of one sharded backup: created per backup (`kubectl create -f`), so it is
 /// not among what the kustomization applies.
 const INDEXED_JOB: &str = "backup-indexed-job.yaml";

@@ -425,3 +425,175 @@ async fn bad_shard_requests_are_refused_naming_the_field() {
         String::from_utf8_lossy(&late.stderr)
     );
 }
+
+/// What the stand-in for the Cloud Run Admin API saw and started.
+#[derive(Default)]
+struct FakeCloudRun {
+    requests: Vec<Value>,
+    tasks: Vec<std::process::Child>,
+}
+
+/// A stand-in for the Cloud Run Admin API's `jobs.run` (Google publishes no emulator of it, and
+/// no real one can be reached from here): it answers as Cloud Run does, with a long-running
+/// operation, and runs the execution's tasks as local `bq-backup worker` processes with what
+/// Cloud Run gives a task — `CLOUD_RUN_TASK_INDEX`, `CLOUD_RUN_TASK_COUNT`, and the request's
+/// container overrides — so the launch path is followed end to end.
+async fn fake_cloud_run(job: &str) -> (String, std::sync::Arc<std::sync::Mutex<FakeCloudRun>>) {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(FakeCloudRun::default()));
+    let state = seen.clone();
+    let app = axum::Router::new().route(
+        &format!("/v2/{job}:run"),
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let state = state.clone();
+            async move {
+                let tasks = body["overrides"]["taskCount"].as_u64().unwrap_or(1);
+                let overrides: Vec<(String, String)> = body["overrides"]["containerOverrides"][0]
+                    ["env"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or_default().to_string(),
+                            e["value"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                state.requests.push(body.clone());
+                for index in 0..tasks {
+                    let mut vars = TestServices::get().env_with(&[]);
+                    vars.extend(overrides.iter().cloned());
+                    vars.push(("CLOUD_RUN_TASK_INDEX".into(), index.to_string()));
+                    vars.push(("CLOUD_RUN_TASK_COUNT".into(), tasks.to_string()));
+                    let mut command = bq_backup_command(vars);
+                    command
+                        .arg("worker")
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped());
+                    state.tasks.push(command.spawn().expect("a task starts"));
+                }
+                axum::Json(json!({
+                    "name": "projects/p/locations/l/operations/op-1",
+                    "metadata": { "name": "projects/p/locations/l/jobs/bq-backup-worker/executions/bq-backup-worker-x1" },
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_runs_a_cloud_run_job_execution_with_a_task_per_shard() {
+    let job = "projects/p/locations/l/jobs/bq-backup-worker";
+    let (endpoint, seen) = fake_cloud_run(job).await;
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_SHARD_LAUNCHER", "cloud-run"),
+        ("BQB_SHARD_CLOUD_RUN_JOB", job),
+        ("BQB_CLOUD_RUN_ENDPOINT", endpoint.as_str()),
+    ]))
+    .await;
+    let dataset = crate::helpers::dataset_of(3).await;
+    let root = unique_root("az");
+    let (status, done) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+                "shards": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["totals"]["rows"], 60, "{done}");
+    assert_eq!(done["launched"]["launcher"], "cloud-run", "{done}");
+    assert_eq!(
+        done["launched"]["execution"],
+        "projects/p/locations/l/jobs/bq-backup-worker/executions/bq-backup-worker-x1"
+    );
+    let id = done["backupId"].as_str().expect("backupId");
+    let (request, tasks) = {
+        let mut state = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (state.requests.clone(), std::mem::take(&mut state.tasks))
+    };
+    assert_eq!(request.len(), 1, "one execution: {request:?}");
+    assert_eq!(
+        request[0],
+        serde_json::to_value(bq_backup::backup::shard::cloud_run_overrides(
+            &bq_backup::domain::BackupId::parse(id).expect("id"),
+            &bq_backup::domain::StorageUri::parse(&root).expect("uri"),
+            2
+        ))
+        .expect("JSON")
+    );
+    let mut written = 0;
+    for task in tasks {
+        let done = answer(&task.wait_with_output().expect("the task ends"));
+        assert_eq!(done["shards"], 2, "{done}");
+        written += u64::from(done["commit"]["status"] == "WRITTEN");
+    }
+    assert!(written <= 1, "one manifest write at most by the tasks");
+    let (status, report) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:verify?uri={root}"),
+            &json!({ "wait": true }),
+        )
+        .await;
+    assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
+}
+
+#[tokio::test]
+async fn a_refused_launch_fails_the_backup_and_withdraws_its_plan() {
+    // A Cloud Run Admin API that refuses the service (no run.jobs.runWithOverrides).
+    let app = axum::Router::new().route(
+        "/v2/projects/p/locations/l/jobs/w:run",
+        axum::routing::post(|| async {
+            (
+                axum::http::StatusCode::FORBIDDEN,
+                axum::Json(json!({ "error": { "code": 403, "message": "Permission 'run.jobs.runWithOverrides' denied" } })),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_SHARD_LAUNCHER", "cloud-run"),
+        ("BQB_SHARD_CLOUD_RUN_JOB", "projects/p/locations/l/jobs/w"),
+        ("BQB_CLOUD_RUN_ENDPOINT", endpoint.as_str()),
+    ]))
+    .await;
+    let dataset = crate::helpers::dataset_of(1).await;
+    let root = unique_root("file");
+    let (status, failed) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root },
+                "shards": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 403, "{failed}");
+    let text = failed.to_string();
+    assert!(
+        text.contains("BQB_SHARD_CLOUD_RUN_JOB") && text.contains("runWithOverrides"),
+        "{text}"
+    );
+    let plans: Vec<_> = objects_under(&root, "backups")
+        .await
+        .into_iter()
+        .filter(|p| p.as_ref().ends_with("plan.json"))
+        .collect();
+    assert!(plans.is_empty(), "the plan is withdrawn: {plans:?}");
+}

@@ -13,8 +13,10 @@ use chrono::Utc;
 use object_store::ObjectStoreExt;
 
 use super::commit::{Commit, commit_sharded};
+use super::launch::launch;
 use super::plan::{StoredPlan, prepare, write_plan};
 use super::report::{ShardReport, read_report, reported_shards};
+use super::settings::Launcher;
 use crate::backup::plan::BackupPlan;
 use crate::backup::run::{BackupContext, BackupReport, TableReport, ensure_can_start};
 use crate::catalog::Manifest;
@@ -34,6 +36,7 @@ pub async fn plan_and_follow(
     plan: &BackupPlan,
     ctx: &BackupContext,
     shards: u32,
+    launcher: &Launcher,
 ) -> Result<BackupReport, Error> {
     let started = Instant::now();
     let started_at = Utc::now();
@@ -49,6 +52,16 @@ pub async fn plan_and_follow(
         worker = %format!("bq-backup worker --repository {} --backup-id {} --shard I --shards {shards}", plan.storage, plan.backup_id),
         "sharded backup planned; waiting for its shards"
     );
+    let launched = match launch(launcher, &plan.backup_id, &plan.storage, shards).await {
+        Ok(launched) => launched,
+        Err(e) => {
+            withdraw(&ctx.store, &stored).await;
+            return Err(e);
+        }
+    };
+    if let Some(launched) = &launched {
+        tracing::info!(backup_id = %plan.backup_id, launched = %launched, "shard workers started");
+    }
     let mut follower = Follower::new(&stored, ctx);
     let poll = ctx.lease.heartbeat;
     let manifest = loop {
@@ -89,7 +102,9 @@ pub async fn plan_and_follow(
             );
         }
     }
-    Ok(report(plan, &manifest, started, started_at))
+    let mut report = report(plan, &manifest, started, started_at);
+    report.launched = launched;
+    Ok(report)
 }
 
 /// What the job knows of the shards so far: the reports read once each.
@@ -220,5 +235,6 @@ fn report(
         finished_at: manifest.finished_at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         warnings: plan.warnings.clone(),
+        launched: None,
     }
 }

@@ -18,14 +18,18 @@
 
 mod commit;
 mod follow;
+mod launch;
 mod plan;
 mod report;
+pub(crate) mod settings;
 mod worker;
 
 pub use commit::{Commit, commit_sharded};
 pub use follow::{SHARDS_DEADLINE, plan_and_follow};
+pub use launch::{cloud_run_overrides, launch};
 pub use plan::{StoredPlan, WorkUnit, assign, prepare, read_plan, write_plan};
 pub use report::{ShardReport, ShardTable, read_report, reported_shards};
+pub use settings::{Launcher, ShardSettings};
 pub use worker::{
     SHARD_COUNT_VARIABLES, SHARD_INDEX_VARIABLES, ShardContext, ShardOrder, ShardOutcome,
     run_shard, shard_position,
