@@ -10,32 +10,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/bq-backup-bench-target}
-export BQB_TEST_SERVICES_DIR=$repo/.bench-services
-export PYTHONDONTWRITEBYTECODE=1
-base=${BQB_TEST_BENCH_PORT_BASE:-19300}
-export BQB_TEST_BQ_REST_PORT=$((base + 50)) BQB_TEST_BQ_GRPC_PORT=$((base + 60)) BQB_TEST_GCS_PORT=$((base + 70))
-export BQB_TEST_GCS_SHIM_PORT=$((base + 75)) BQB_TEST_S3_PORT=$((base + 80)) BQB_TEST_AZ_PORT=$((base + 90))
-export BQB_TEST_FAULT_BQ_PORT=$((base + 51)) BQB_TEST_FAULT_S3_PORT=$((base + 81)) BQB_TEST_FAULT_GCS_PORT=$((base + 76))
-
-work=
-cleanup() {
-  [[ -n $work ]] && rm -rf "$work"
-  scripts/test-services.sh stop || true
-}
-trap cleanup EXIT
-scripts/test-services.sh stop >/dev/null 2>&1 || true
-rm -rf "$BQB_TEST_SERVICES_DIR"
-scripts/test-services.sh start
-eval "$(scripts/test-services.sh env)"
-
-if [[ -n ${BQB_TEST_BENCH_BINARY:-} ]]; then
-  binary=$BQB_TEST_BENCH_BINARY
-else
-  cargo build --locked --profile bench --bin bq-backup
-  binary=$CARGO_TARGET_DIR/release/bq-backup
-fi
-work=$(mktemp -d)
+# shellcheck source=scripts/bench/services.sh
+source scripts/bench/services.sh
 rows=${1:-2000000}
 shift || true
 echo "load at start: $(uptime)" >&2

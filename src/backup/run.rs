@@ -111,29 +111,44 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
     };
     claim.release().await;
     let (manifest, tables, fallback) = result;
-    let finished_at = manifest.finished_at;
     tracing::info!(backup_id = %plan.backup_id, rows = manifest.totals.rows, bytes = manifest.totals.bytes, "backup complete");
-    Ok(BackupReport {
-        backup_id: plan.backup_id.to_string(),
-        status: "SUCCEEDED",
-        snapshot_time: plan.snapshot_time,
-        storage_uri: plan.storage.to_string(),
-        format: plan.encode.format.as_str().to_string(),
-        compression: plan.encode.compression.as_str().to_string(),
-        manifest: format!("{}/{}", plan.storage, layout::manifest(&plan.backup_id)),
-        tables,
-        views: plan
-            .definitions
-            .iter()
-            .map(|d| d.table.to_string())
-            .collect(),
-        totals: manifest.totals,
-        started_at,
-        finished_at,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        warnings: plan.warnings.iter().cloned().chain(fallback).collect(),
-        launched: None,
-    })
+    let mut report = BackupReport::of(plan, &manifest, tables, started, started_at);
+    report.warnings.extend(fallback);
+    Ok(report)
+}
+
+impl BackupReport {
+    /// The answer to the backup `plan` once `manifest` is written, with `tables`' lines and the
+    /// plan's warnings.
+    pub(crate) fn of(
+        plan: &BackupPlan,
+        manifest: &Manifest,
+        tables: Vec<TableReport>,
+        started: Instant,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            backup_id: plan.backup_id.to_string(),
+            status: "SUCCEEDED",
+            snapshot_time: plan.snapshot_time,
+            storage_uri: plan.storage.to_string(),
+            format: plan.encode.format.as_str().to_string(),
+            compression: plan.encode.compression.as_str().to_string(),
+            manifest: format!("{}/{}", plan.storage, layout::manifest(&plan.backup_id)),
+            tables,
+            views: plan
+                .definitions
+                .iter()
+                .map(|d| d.table.to_string())
+                .collect(),
+            totals: manifest.totals,
+            started_at,
+            finished_at: manifest.finished_at,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            warnings: plan.warnings.clone(),
+            launched: None,
+        }
+    }
 }
 
 /// Takes the backup id, refusing one that is committed (always) or being written by a live

@@ -426,6 +426,43 @@ async fn bad_shard_requests_are_refused_naming_the_field() {
     );
 }
 
+/// Serves `router` on a free local port; its base URL.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    endpoint
+}
+
+/// A server that starts sharded backups' workers with Cloud Run Job `job` at `endpoint`, and
+/// its answer to a sharded backup of `dataset` (2 shards) to `root`, waited for.
+async fn launched_backup(
+    job: &str,
+    endpoint: &str,
+    dataset: &str,
+    root: &str,
+) -> (TestApp, u16, Value) {
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_SHARD_LAUNCHER", "cloud-run"),
+        ("BQB_SHARD_CLOUD_RUN_JOB", job),
+        ("BQB_CLOUD_RUN_ENDPOINT", endpoint),
+    ]))
+    .await;
+    let (status, answer) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+                "shards": 2,
+            }),
+        )
+        .await;
+    (app, status, answer)
+}
+
 /// What the stand-in for the Cloud Run Admin API saw and started.
 #[derive(Default)]
 struct FakeCloudRun {
@@ -481,36 +518,16 @@ async fn fake_cloud_run(job: &str) -> (String, std::sync::Arc<std::sync::Mutex<F
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{address}"), seen)
+    (serve(app).await, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_runs_a_cloud_run_job_execution_with_a_task_per_shard() {
     let job = "projects/p/locations/l/jobs/bq-backup-worker";
     let (endpoint, seen) = fake_cloud_run(job).await;
-    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
-        ("BQB_SHARD_LAUNCHER", "cloud-run"),
-        ("BQB_SHARD_CLOUD_RUN_JOB", job),
-        ("BQB_CLOUD_RUN_ENDPOINT", endpoint.as_str()),
-    ]))
-    .await;
     let dataset = crate::helpers::dataset_of(3).await;
     let root = unique_root("az");
-    let (status, done) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-                "shards": 2,
-            }),
-        )
-        .await;
+    let (app, status, done) = launched_backup(job, &endpoint, &dataset, &root).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["totals"]["rows"], 60, "{done}");
     assert_eq!(done["launched"]["launcher"], "cloud-run", "{done}");
@@ -561,29 +578,11 @@ async fn a_refused_launch_fails_the_backup_and_withdraws_its_plan() {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let endpoint = format!("http://{}", listener.local_addr().expect("an address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
-        ("BQB_SHARD_LAUNCHER", "cloud-run"),
-        ("BQB_SHARD_CLOUD_RUN_JOB", "projects/p/locations/l/jobs/w"),
-        ("BQB_CLOUD_RUN_ENDPOINT", endpoint.as_str()),
-    ]))
-    .await;
+    let endpoint = serve(app).await;
     let dataset = crate::helpers::dataset_of(1).await;
     let root = unique_root("file");
-    let (status, failed) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root },
-                "shards": 2,
-            }),
-        )
-        .await;
+    let (_app, status, failed) =
+        launched_backup("projects/p/locations/l/jobs/w", &endpoint, &dataset, &root).await;
     assert_eq!(status, 403, "{failed}");
     let text = failed.to_string();
     assert!(

@@ -198,43 +198,25 @@ async fn withdraw(store: &Store, plan: &StoredPlan) {
     }
 }
 
+/// The backup's answer, its tables' lines from the manifest (the shards read each table).
 fn report(
     plan: &BackupPlan,
     manifest: &Manifest,
     started: Instant,
     started_at: chrono::DateTime<Utc>,
 ) -> BackupReport {
-    BackupReport {
-        backup_id: plan.backup_id.to_string(),
-        status: "SUCCEEDED",
-        snapshot_time: plan.snapshot_time,
-        storage_uri: plan.storage.to_string(),
-        format: plan.encode.format.as_str().to_string(),
-        compression: plan.encode.compression.as_str().to_string(),
-        manifest: format!("{}/{}", plan.storage, layout::manifest(&plan.backup_id)),
-        tables: manifest
-            .tables
-            .iter()
-            .filter(|t| t.kind.holds_data())
-            .map(|t| TableReport {
-                table: t.table.to_string(),
-                method: ExportMethod::Stream,
-                rows: t.rows,
-                bytes: t.bytes,
-                files: t.files.len(),
-                duration_ms: 0,
-            })
-            .collect(),
-        views: plan
-            .definitions
-            .iter()
-            .map(|d| d.table.to_string())
-            .collect(),
-        totals: manifest.totals,
-        started_at,
-        finished_at: manifest.finished_at,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        warnings: plan.warnings.clone(),
-        launched: None,
-    }
+    let tables = manifest
+        .tables
+        .iter()
+        .filter(|t| t.kind.holds_data())
+        .map(|t| TableReport {
+            table: t.table.to_string(),
+            method: ExportMethod::Stream,
+            rows: t.rows,
+            bytes: t.bytes,
+            files: t.files.len(),
+            duration_ms: 0,
+        })
+        .collect();
+    BackupReport::of(plan, manifest, tables, started, started_at)
 }
