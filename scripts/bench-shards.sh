@@ -6,7 +6,8 @@
 # Starts its own services (own ports and state dir), builds the release binary (profile `bench`)
 # unless BQB_TEST_BENCH_BINARY names one, creates the table inside the emulator, and removes
 # everything it wrote. Every process shares this machine's cores with the emulator: the figures
-# show how far more processes help here, not how BigQuery scales.
+# show how far more processes help here, not how BigQuery scales. BQB_TEST_BENCH_PIN=1 pins
+# worker i to core i mod cores, each worker as if on a one-core machine of its own.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

@@ -6,7 +6,8 @@ writes backups/{id}/plan.json and follows the shards), waits for the plan, start
 `bq-backup worker` processes at once, and times from their start until the last one exits (the
 last to finish commits the manifest). Each worker runs in a wrapper reading its CPU seconds and
 peak RSS; the emulator's CPU seconds are read over the same span. Prints a Markdown table with
-rows/s and the speed-up against one worker.
+rows/s and the speed-up against one worker. BQB_TEST_BENCH_PIN=1 pins worker i to core i mod
+cores (`taskset`): each worker as if on a one-core machine of its own.
 
     python shards.py BINARY REST_URL WORKDIR EMULATOR_PID ROWS WORKERS...
 """
@@ -58,7 +59,13 @@ def sharded_backup(binary, env, dataset, root, shards, emulator_pid, rows):
         time.sleep(0.05)
     emulator_before = cpu_seconds(emulator_pid)
     started = time.monotonic()
-    workers = [wrapped([binary, "worker", "--repository", root, "--backup-id", plan,
+    cores = os.cpu_count() or 1
+
+    def pinned(i):
+        # One core per worker, as if each had a machine of one core of its own.
+        return ["taskset", "-c", str(i % cores)] if os.environ.get("BQB_TEST_BENCH_PIN") else []
+
+    workers = [wrapped([*pinned(i), binary, "worker", "--repository", root, "--backup-id", plan,
                         "--shard", str(i), "--shards", str(shards)], env) for i in range(shards)]
     results = [finished(w) for w in workers]
     seconds = time.monotonic() - started
@@ -109,7 +116,9 @@ def main():
         print(f"| {n} | {r['seconds']:.2f} | {rows / r['seconds']:,.0f} | "
               f"{base / r['seconds']:.2f}× | {r['cpu']:.2f} | {r['emulator_cpu']:.2f} | "
               f"{r['rss']:.0f} | {r['files']} |")
-    print(f"\n{rows:,} rows, PARQUET, every worker and the emulator on the same "
+    pinning = ("each worker pinned to one core (worker i to core i mod cores)"
+               if os.environ.get("BQB_TEST_BENCH_PIN") else "workers on every core")
+    print(f"\n{rows:,} rows, PARQUET, {pinning}; the emulator shares the same "
           f"{os.cpu_count()} cores", file=sys.stderr)
 
 
