@@ -16,7 +16,7 @@ use bq_backup::backup::shard::{ShardOrder, shard_position};
 use bq_backup::catalog::copy::{Existing, read_source};
 use bq_backup::catalog::{self, BackupSummary, ListFilter, Sample};
 use bq_backup::config::{ConfigError, Settings, settings_markdown};
-use bq_backup::domain::{BackupId, StorageUri};
+use bq_backup::domain::{BackupId, JobId, StorageUri};
 use bq_backup::encryption::Recipients;
 use bq_backup::engine::{
     Accepted, Copies, CopyOrder, Engine, Repositories, Started, Submission, Trigger,
@@ -193,11 +193,15 @@ enum Command {
     /// when it is the last shard to finish. Idempotent: a rerun of a shard replaces that
     /// shard's files only. Prints the JSON result on stdout.
     Worker {
-        /// The repository holding the backup's plan (`backups/ID/plan.json`).
+        /// The repository holding the backup's plan (`backups/ID/plan.json`); a backup's shard.
         #[arg(long, env = "BQB_REPOSITORY")]
-        repository: String,
+        repository: Option<String>,
+        /// The sharded backup (with `--repository`).
         #[arg(long, env = "BQB_BACKUP_ID")]
-        backup_id: String,
+        backup_id: Option<String>,
+        /// The sharded restore's job instead (its plan is in the state store, BQB_STATE_URI).
+        #[arg(long, env = "BQB_RESTORE_JOB", conflicts_with_all = ["repository", "backup_id"])]
+        restore_job: Option<String>,
         /// This shard, 0 to N-1. Default: CLOUD_RUN_TASK_INDEX (Cloud Run Jobs) or
         /// JOB_COMPLETION_INDEX (a Kubernetes Indexed Job).
         #[arg(long)]
@@ -335,19 +339,33 @@ impl Cli {
             Command::Worker {
                 repository,
                 backup_id,
+                restore_job,
                 shard,
                 shards,
             } => {
-                let uri = parse_uri(&repository, "--repository")?;
-                let backup_id =
-                    BackupId::parse(&backup_id).map_err(|e| anyhow::anyhow!("--backup-id: {e}"))?;
                 let (shard, shards) =
                     shard_position(shard, shards, |name| std::env::var(name).ok())?;
-                let engine = engine().await?;
                 // SIGTERM (a Cloud Run task stopped, a pod evicted) stops the shard, which
                 // removes what it wrote; the engine's retry runs it again.
                 let cancel = CancellationToken::new();
                 cancel_on_signals(cancel.clone());
+                if let Some(job) = restore_job {
+                    let job =
+                        JobId::parse(&job).map_err(|e| anyhow::anyhow!("--restore-job: {e}"))?;
+                    let engine = engine().await?;
+                    return print_json(
+                        &engine.run_restore_shard(job, shard, shards, cancel).await?,
+                    );
+                }
+                let (Some(repository), Some(backup_id)) = (repository, backup_id) else {
+                    anyhow::bail!(
+                        "--repository and --backup-id (a backup's shard), or --restore-job (a restore's shard), are required"
+                    );
+                };
+                let uri = parse_uri(&repository, "--repository")?;
+                let backup_id =
+                    BackupId::parse(&backup_id).map_err(|e| anyhow::anyhow!("--backup-id: {e}"))?;
+                let engine = engine().await?;
                 let order = ShardOrder {
                     backup_id,
                     shard,

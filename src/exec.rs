@@ -35,6 +35,26 @@ pub fn parallel_tables(requested: Option<u32>, service_limit: usize) -> usize {
         .clamp(1, limit)
 }
 
+/// Gives each item of `weights` to one of `bins` bins so that their sums are as even as they can
+/// be: the heaviest first, each to the bin with the least so far (ties to the lowest bin). The
+/// same input always gives the same answer; the result is each item's bin, in input order.
+pub fn balance(weights: &[u64], bins: u32) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| weights[b].cmp(&weights[a]).then(a.cmp(&b)));
+    let mut load = vec![0u64; bins.max(1) as usize];
+    let mut bin_of = vec![0u32; weights.len()];
+    for item in order {
+        let (least, _) = load
+            .iter()
+            .enumerate()
+            .min_by_key(|&(i, l)| (*l, i))
+            .unwrap_or((0, &0));
+        load[least] += weights[item];
+        bin_of[item] = u32::try_from(least).unwrap_or(0);
+    }
+    bin_of
+}
+
 /// Told about each table of a backup or restore as it goes (job records, progress bars).
 pub trait Progress: Send + Sync {
     fn table_started(&self, table: &str);

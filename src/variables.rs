@@ -16,7 +16,12 @@ use std::str::FromStr;
 pub(crate) const TEST_PREFIX: &str = "BQB_TEST_";
 /// Variables a command reads for its flags (`bq-backup worker`'s clap `env`, and the shard count
 /// of a Kubernetes Indexed Job): accepted in the environment, not settings.
-pub const COMMAND_VARIABLES: &[&str] = &["BQB_REPOSITORY", "BQB_BACKUP_ID", "BQB_SHARDS"];
+pub const COMMAND_VARIABLES: &[&str] = &[
+    "BQB_REPOSITORY",
+    "BQB_BACKUP_ID",
+    "BQB_RESTORE_JOB",
+    "BQB_SHARDS",
+];
 /// Every other variable with this prefix must be a known setting.
 const PREFIX: &str = "BQB_";
 

@@ -65,6 +65,10 @@ pub struct RestoreRequest {
     pub dry_run: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
+    /// Restore the tables in this many shards, each a `bq-backup worker --restore-job` process,
+    /// 1 to 10,000; not with `WRITE_APPEND` (a shard run again would append twice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<i64>,
 }
 
 /// `bigQuery`: where to restore to.
@@ -153,7 +157,7 @@ pub struct ImportOptions {
 }
 
 /// What to do when a target table already has data (BigQuery's write dispositions).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WriteDisposition {
     /// Refuse to restore into a table that has rows (the safe default).
@@ -246,6 +250,8 @@ pub struct RestoreSpec {
     pub schemas: BTreeMap<SourceTable, serde_json::Value>,
     pub dry_run: bool,
     pub wait: bool,
+    /// `shards`: the tables are restored by that many worker processes.
+    pub shards: Option<u32>,
     pub warnings: Vec<FieldError>,
     dataset_prefix: String,
     target_datasets: BTreeMap<String, String>,
@@ -416,6 +422,23 @@ impl RestoreRequest {
             &mut errors,
         );
         let schemas = check_schemas(self.schemas.unwrap_or_default(), &mut errors);
+        let shards = match self.shards {
+            None => None,
+            Some(n) if (1..=i64::from(super::MAX_SHARDS)).contains(&n) => u32::try_from(n).ok(),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "shards",
+                    format!("must be between 1 and {}", super::MAX_SHARDS),
+                ));
+                None
+            }
+        };
+        if shards.is_some() && write_disposition == WriteDisposition::WriteAppend {
+            errors.push(FieldError::new(
+                "shards",
+                "a sharded restore cannot append (WRITE_APPEND): a shard run again after a failure would append its rows twice; use WRITE_EMPTY or WRITE_TRUNCATE",
+            ));
+        }
 
         let (Some(target_project), Some((storage, storage_field)), Some(backup)) =
             (target_project, storage, backup)
@@ -450,6 +473,7 @@ impl RestoreRequest {
             schemas,
             dry_run: self.dry_run.unwrap_or(false),
             wait: self.wait.unwrap_or(false),
+            shards,
             warnings,
             dataset_prefix,
             target_datasets,

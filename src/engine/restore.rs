@@ -6,6 +6,7 @@ use crate::catalog::lease::LeaseTiming;
 use crate::error::Error;
 use crate::jobs::{JobKind, NewJob};
 use crate::recovery::ActiveRestore;
+use crate::restore::shard::{self, StoredRestorePlan};
 use crate::restore::{RestoreContext, RestoreOrder, RestorePlan, plan_restore, run_restore};
 use crate::storage::Access;
 
@@ -34,6 +35,7 @@ impl Engine {
         let Some(slot) = slot else {
             return Ok(Started::DryRun(plan));
         };
+        let job_request = request.clone();
         let job = NewJob {
             kind: JobKind::Restore,
             backup_id: Some(plan.backup_id.to_string()),
@@ -47,13 +49,30 @@ impl Engine {
         let lease = LeaseTiming::new(self.inner.settings.jobs.heartbeat);
         let job_store = self.inner.jobs.store().clone();
         let observer = submission.observer;
+        let launcher = self.inner.settings.shards.launcher.clone();
+        let shards = spec.shards;
         let record = self
             .inner
             .jobs
             .submit(slot, job, move |run| async move {
+                let sharded = shards
+                    .map(|n| StoredRestorePlan::of(&plan, run.job_id.clone(), n, &job_request));
                 // Written before anything is created: if this process dies, another instance
-                // removes what the restore created and never filled (`recovery`).
-                let marker = ActiveRestore::begin(&job_store, run.job_id.clone(), &plan).await?;
+                // removes what the restore created and never filled (`recovery`). A sharded
+                // restore's tables are its workers' (each with a marker of its own): this job's
+                // marker names none of them.
+                let views_only;
+                let marked = match &sharded {
+                    Some(_) => {
+                        views_only = RestorePlan {
+                            tables: Vec::new(),
+                            ..plan.clone()
+                        };
+                        &views_only
+                    }
+                    None => &plan,
+                };
+                let marker = ActiveRestore::begin(&job_store, run.job_id.clone(), marked).await?;
                 let ctx = RestoreContext {
                     job_id: run.job_id,
                     bigquery,
@@ -62,10 +81,18 @@ impl Engine {
                     progress: Some(Engine::progress(run.progress, observer)),
                     lease,
                 };
-                let report = run_restore(&plan, &ctx).await;
+                let report = match &sharded {
+                    Some(stored) => {
+                        shard::plan_and_follow(&plan, &ctx, job_store.store(), stored, &launcher)
+                            .await
+                    }
+                    None => run_restore(&plan, &ctx).await.and_then(|report| {
+                        serde_json::to_value(report)
+                            .map_err(|e| Error::internal(format!("report: {e}")))
+                    }),
+                };
                 marker.end().await;
-                let report = report.map_err(|e| store.attribute(e))?;
-                serde_json::to_value(report).map_err(|e| Error::internal(format!("report: {e}")))
+                report.map_err(|e| store.attribute(e))
             })
             .await?;
         Ok(Started::Job(Box::new(Accepted {

@@ -1,15 +1,19 @@
-//! The shards of a sharded backup, run anywhere the container runs (`bq-backup worker`), and
-//! its commit by hand (`bq-backup commit`). The service's side — writing the plan and
-//! following the shards — is the backup job itself (see `backup`).
+//! The shards of a sharded backup or restore, run anywhere the container runs
+//! (`bq-backup worker`), and a sharded backup's commit by hand (`bq-backup commit`). The
+//! service's side — writing the plan and following the shards — is the backup or restore job
+//! itself (see `backup` and `restore`).
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::Engine;
+use super::{Engine, Started, Submission, Trigger};
 use crate::backup::shard::{self, Commit, ShardContext, ShardOrder, ShardOutcome, commit_sharded};
 use crate::catalog::lease::LeaseTiming;
-use crate::domain::{BackupId, StorageUri};
+use crate::domain::{BackupId, JobId, StorageUri};
 use crate::error::Error;
+use crate::jobs::Cancelled;
+use crate::restore::RestoreOrder;
+use crate::restore::shard::{self as restore_shard, RestoreShardReport};
 use crate::storage::{Access, Store, layout};
 
 impl Engine {
@@ -88,4 +92,83 @@ fn commit_answer(store: &Store, id: &BackupId, commit: &Commit) -> Value {
             "missing": missing,
         }),
     }
+}
+
+impl Engine {
+    /// Runs shard `shard` of the sharded restore job `job` (its plan in the state store): the
+    /// tables of the shard an earlier run did not restore, as a restore job of this engine, then
+    /// the shard's report. A stop (`cancel`) cancels that job, which cleans up after itself.
+    pub async fn run_restore_shard(
+        &self,
+        job: JobId,
+        shard: u32,
+        shards: u32,
+        cancel: CancellationToken,
+    ) -> Result<Value, Error> {
+        let state = self.inner.jobs.store().store().clone();
+        let plan = restore_shard::read_plan(&state, &job).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "restore job {job} has no sharded plan in the state store {} (BQB_STATE_URI must be the service's; the plan goes when its job is cancelled)",
+                state.uri()
+            ))
+        })?;
+        restore_shard::check_shard(&plan, shard, shards)?;
+        if let Some(report) = restore_shard::read_report(&state, &job, shard).await? {
+            return Ok(restore_shard_answer(&report, false));
+        }
+        let (todo, done) = restore_shard::remaining(&self.inner.bigquery, &plan, shard).await?;
+        let mut tables = Vec::new();
+        let mut rows = 0;
+        if !todo.is_empty() {
+            let body = serde_json::to_vec(&plan.request_for(&todo))
+                .map_err(|e| Error::internal(format!("the shard's request: {e}")))?;
+            let order = RestoreOrder::from_json(&body)?;
+            let trigger = Trigger::from([
+                ("source".to_string(), "shard".to_string()),
+                ("restoreJob".to_string(), job.to_string()),
+                ("shard".to_string(), shard.to_string()),
+            ]);
+            let Started::Job(accepted) = self.restore(order, Submission::from(trigger)).await?
+            else {
+                return Err(Error::internal(
+                    "a shard's restore was planned as a dry run",
+                ));
+            };
+            let id = accepted.record.job_id.clone();
+            let ended = tokio::select! {
+                ended = self.inner.jobs.wait(&id) => match ended {
+                    Some(ended) => ended,
+                    None => self.inner.jobs.get(&id).await?.unwrap_or(accepted.record),
+                },
+                () = cancel.cancelled() => match self.inner.jobs.cancel(&id).await? {
+                    Cancelled::Stopped(record) | Cancelled::Requested(record) => record,
+                },
+            };
+            let result = ended.outcome()?;
+            tables = result["tables"].as_array().cloned().unwrap_or_default();
+            rows = result["rows"].as_u64().unwrap_or(0);
+        }
+        let report = RestoreShardReport {
+            version: 1,
+            job_id: job,
+            shard,
+            finished_at: chrono::Utc::now(),
+            tables,
+            restored_before: done.iter().map(|t| t.target.to_string()).collect(),
+            rows,
+        };
+        restore_shard::write_report(&state, &report).await?;
+        Ok(restore_shard_answer(&report, true))
+    }
+}
+
+fn restore_shard_answer(report: &RestoreShardReport, ran: bool) -> Value {
+    json!({
+        "restoreJob": report.job_id.to_string(),
+        "shard": report.shard,
+        "ran": ran,
+        "rows": report.rows,
+        "tables": report.tables.len(),
+        "restoredBefore": report.restored_before,
+    })
 }

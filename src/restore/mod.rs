@@ -13,6 +13,7 @@ mod order;
 mod plan;
 mod resources;
 mod run;
+pub mod shard;
 mod sql_rewrite;
 mod table;
 

@@ -25,6 +25,8 @@
 //! jobs/_selections/{key}/{epoch:020}.json              the job backing up a selection (an exclusive slot)
 //! idempotency/pubsub-{kind}-{messageId}.json           what a Pub/Sub delivery started
 //! restores/{jobId}.json                                a running restore's marker
+//! sharded-restores/{jobId}/plan.json                   a sharded restore's plan
+//! sharded-restores/{jobId}/shards/{shard:05}.json      a shard's report, once its tables are restored
 //! schedules/{name}/{tick:yyyyMMddTHHmmssZ}.json        the claim of one schedule tick
 //! ```
 //!
@@ -287,6 +289,7 @@ const SELECTIONS: &str = "_selections";
 const CANCEL: &str = ".cancel";
 const IDEMPOTENCY: &str = "idempotency";
 const RESTORES: &str = "restores";
+const SHARDED_RESTORES: &str = "sharded-restores";
 const SCHEDULES: &str = "schedules";
 const TICK_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -342,6 +345,38 @@ pub fn restores_dir() -> Path {
 /// `restores/{jobId}.json`.
 pub fn restore_marker(job: &JobId) -> Path {
     restores_dir().join(format!("{job}{JSON}").as_str())
+}
+
+/// `sharded-restores/{jobId}`: a sharded restore's plan and its shards' reports.
+pub fn sharded_restore_dir(job: &JobId) -> Path {
+    Path::from(SHARDED_RESTORES).join(job.to_string().as_str())
+}
+
+/// `sharded-restores/{jobId}/plan.json`.
+pub fn sharded_restore_plan(job: &JobId) -> Path {
+    sharded_restore_dir(job).join(PLAN)
+}
+
+/// `sharded-restores/{jobId}/shards/{shard:05}.json`.
+pub fn sharded_restore_report(job: &JobId, shard: u32) -> Path {
+    sharded_restore_dir(job)
+        .join(SHARDS)
+        .join(format!("{shard:05}{JSON}").as_str())
+}
+
+/// The shard a [`sharded_restore_report`] key of job `job` reports on; `None` for any other key.
+pub fn shard_of_restore_report(job: &JobId, key: &Path) -> Option<u32> {
+    let rest: Vec<PathPart<'_>> = key
+        .prefix_match(&sharded_restore_dir(job).join(SHARDS))?
+        .collect();
+    let [name] = rest.as_slice() else {
+        return None;
+    };
+    let digits = name.as_ref().strip_suffix(JSON)?;
+    if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// `schedules/{name}`: the claims of one schedule's ticks.

@@ -543,12 +543,13 @@ async fn the_service_runs_a_cloud_run_job_execution_with_a_task_per_shard() {
     assert_eq!(request.len(), 1, "one execution: {request:?}");
     assert_eq!(
         request[0],
-        serde_json::to_value(bq_backup::backup::shard::cloud_run_overrides(
-            &bq_backup::domain::BackupId::parse(id).expect("id"),
-            &bq_backup::domain::StorageUri::parse(&root).expect("uri"),
+        bq_backup::backup::shard::cloud_run_overrides(
+            &[
+                ("BQB_BACKUP_ID", id.to_string()),
+                ("BQB_REPOSITORY", root.clone())
+            ],
             2
-        ))
-        .expect("JSON")
+        )
     );
     let mut written = 0;
     for task in tasks {
@@ -595,4 +596,109 @@ async fn a_refused_launch_fails_the_backup_and_withdraws_its_plan() {
         .filter(|p| p.as_ref().ends_with("plan.json"))
         .collect();
     assert!(plans.is_empty(), "the plan is withdrawn: {plans:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_restore_by_two_workers_restores_every_table_equal() {
+    // The workers find the plan in the service's state store: one shared directory.
+    let state = tempfile::tempdir().expect("a temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    let shared = [("BQB_STATE_URI", state_uri.as_str())];
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&shared)).await;
+    let dataset = source_dataset("shard_restore").await;
+    let root = unique_root("s3");
+    let (status, backup) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    let target = format!("{dataset}_shards");
+    let (status, accepted) = app
+        .post_json(
+            "/api/v1/restore",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+                "restoreStorage": { "uri": root },
+                "backupId": "latest",
+                "targetDatasets": { dataset.as_str(): target },
+                "shards": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = accepted["jobId"].as_str().expect("jobId").to_string();
+    let plan = state
+        .path()
+        .join(format!("sharded-restores/{job}/plan.json"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !plan.exists() {
+        assert!(Instant::now() < deadline, "no restore plan after 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restore_worker = |shard: u32| {
+        let mut command = bq_backup_command(TestServices::get().env_with(&shared));
+        command
+            .args([
+                "worker",
+                "--restore-job",
+                &job,
+                "--shard",
+                &shard.to_string(),
+                "--shards",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let running: Vec<_> = [0, 1]
+        .map(|shard| restore_worker(shard).spawn().expect("starts"))
+        .into_iter()
+        .collect();
+    let mut tables = 0;
+    for child in running {
+        let done = answer(&child.wait_with_output().expect("the worker ends"));
+        assert_eq!(done["ran"], true, "{done}");
+        tables += done["tables"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(tables, 3, "every table restored by exactly one shard");
+    let record = app.wait_for_job(&job).await;
+    assert_eq!(record["state"], "SUCCEEDED", "{record}");
+    assert_eq!(record["shards"]["reported"], 2, "{record}");
+    assert_eq!(
+        record["result"]["tables"].as_array().map(Vec::len),
+        Some(3),
+        "{record}"
+    );
+    assert_identical(&dataset, &target, "sharded restore").await;
+    // A shard run again after it reported does nothing.
+    let again = answer(&run(restore_worker(0)));
+    assert_eq!(again["ran"], false, "{again}");
+    // A run that restored its tables but died before its report: the rerun finds them restored
+    // (their rows are the manifest's), restores nothing twice, and reports.
+    let report = state
+        .path()
+        .join(format!("sharded-restores/{job}/shards/00000.json"));
+    let first: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("the report")).expect("JSON");
+    std::fs::remove_file(&report).expect("the report removed");
+    let rerun = answer(&run(restore_worker(0)));
+    assert_eq!(
+        (&rerun["ran"], &rerun["tables"]),
+        (&json!(true), &json!(0)),
+        "{rerun}"
+    );
+    let before: Vec<&str> = first["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| t["target"].as_str().expect("target"))
+        .collect();
+    assert_eq!(rerun["restoredBefore"], json!(before), "{rerun}");
+    assert_identical(&dataset, &target, "after a shard's rerun").await;
 }

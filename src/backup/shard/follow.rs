@@ -13,7 +13,7 @@ use chrono::Utc;
 use object_store::ObjectStoreExt;
 
 use super::commit::{Commit, commit_sharded};
-use super::launch::launch;
+use super::launch::{Work, launch};
 use super::plan::{StoredPlan, prepare, write_plan};
 use super::report::{ShardReport, read_report, reported_shards};
 use super::settings::Launcher;
@@ -52,7 +52,15 @@ pub async fn plan_and_follow(
         worker = %format!("bq-backup worker --repository {} --backup-id {} --shard I --shards {shards}", plan.storage, plan.backup_id),
         "sharded backup planned; waiting for its shards"
     );
-    let launched = match launch(launcher, &plan.backup_id, &plan.storage, shards).await {
+    let work = Work {
+        what: format!("backup {}", plan.backup_id),
+        env: vec![
+            ("BQB_BACKUP_ID", plan.backup_id.to_string()),
+            ("BQB_REPOSITORY", plan.storage.to_string()),
+        ],
+        shards,
+    };
+    let launched = match launch(launcher, &work).await {
         Ok(launched) => launched,
         Err(e) => {
             withdraw(&ctx.store, &stored).await;

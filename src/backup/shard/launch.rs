@@ -1,60 +1,56 @@
 //! Starting the workers of a sharded backup (`BQB_SHARD_LAUNCHER`): with `cloud-run`, one
 //! execution of the configured Cloud Run Job (Admin API v2 `jobs.run`, Application Default
-//! Credentials) with one task per shard and the backup's id and repository in the tasks'
-//! environment; Cloud Run gives each task `CLOUD_RUN_TASK_INDEX` and `CLOUD_RUN_TASK_COUNT`.
+//! Credentials) with one task per shard and what the tasks work on in their environment (a
+//! backup's id and repository, or a sharded restore's job); Cloud Run gives each task
+//! `CLOUD_RUN_TASK_INDEX` and `CLOUD_RUN_TASK_COUNT`.
 
 use serde_json::{Value, json};
 
 use super::settings::{CLOUD_RUN_JOB, Launcher};
-use crate::domain::{BackupId, StorageUri};
 use crate::error::{Error, ErrorKind};
+
+/// What the workers of one sharded run are told: its variables (`BQB_BACKUP_ID` and
+/// `BQB_REPOSITORY`, or `BQB_RESTORE_JOB`) and how many shards it has; `what` names it in errors
+/// (`backup 20261202_101500`).
+pub struct Work<'a> {
+    pub what: String,
+    pub env: Vec<(&'a str, String)>,
+    pub shards: u32,
+}
 
 /// What starting the workers gave: where to follow them (the Cloud Run operation and execution),
 /// or `None` when the service starts nothing.
-pub async fn launch(
-    launcher: &Launcher,
-    id: &BackupId,
-    repository: &StorageUri,
-    shards: u32,
-) -> Result<Option<Value>, Error> {
+pub async fn launch(launcher: &Launcher, work: &Work<'_>) -> Result<Option<Value>, Error> {
     match launcher {
         Launcher::None => Ok(None),
         Launcher::CloudRun { job, endpoint } => {
-            run_cloud_run_job(endpoint, job, id, repository, shards)
-                .await
-                .map(Some)
+            run_cloud_run_job(endpoint, job, work).await.map(Some)
         }
     }
 }
 
 /// The body of `jobs.run`: the task count and the variables every task's container gets.
-pub fn cloud_run_overrides(id: &BackupId, repository: &StorageUri, shards: u32) -> Value {
+pub fn cloud_run_overrides(env: &[(&str, String)], shards: u32) -> Value {
+    let env: Vec<Value> = env
+        .iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
     json!({
         "overrides": {
             "taskCount": shards,
-            "containerOverrides": [{
-                "env": [
-                    { "name": "BQB_BACKUP_ID", "value": id.to_string() },
-                    { "name": "BQB_REPOSITORY", "value": repository.to_string() },
-                ],
-            }],
+            "containerOverrides": [{ "env": env }],
         },
     })
 }
 
-async fn run_cloud_run_job(
-    endpoint: &str,
-    job: &str,
-    id: &BackupId,
-    repository: &StorageUri,
-    shards: u32,
-) -> Result<Value, Error> {
+async fn run_cloud_run_job(endpoint: &str, job: &str, work: &Work<'_>) -> Result<Value, Error> {
+    let shards = work.shards;
     let failed = |kind: ErrorKind, message: String| {
         Error::new(
             kind,
             format!(
-                "running Cloud Run Job {job} ({}) for the {shards} shards of backup {id} failed: {message}",
-                CLOUD_RUN_JOB.name
+                "running Cloud Run Job {job} ({}) for the {shards} shards of {} failed: {message}",
+                CLOUD_RUN_JOB.name, work.what
             ),
         )
     };
@@ -62,7 +58,7 @@ async fn run_cloud_run_job(
     let mut request = reqwest::Client::new()
         .post(&url)
         .timeout(std::time::Duration::from_secs(60))
-        .json(&cloud_run_overrides(id, repository, shards));
+        .json(&cloud_run_overrides(&work.env, shards));
     if !endpoint.starts_with("http://") {
         let credentials = google_cloud_auth::credentials::Builder::default()
             .build_access_token_credentials()

@@ -96,22 +96,10 @@ pub fn assign(sessions: &[StoredSession], shards: u32) -> Vec<WorkUnit> {
             })
         })
         .collect();
-    units.sort_by(|a, b| {
-        b.estimated_bytes
-            .cmp(&a.estimated_bytes)
-            .then((a.session, a.stream).cmp(&(b.session, b.stream)))
-    });
-    let mut load = vec![0u64; shards.max(1) as usize];
-    for unit in &mut units {
-        let (least, _) = load
-            .iter()
-            .enumerate()
-            .min_by_key(|&(i, l)| (*l, i))
-            .unwrap_or((0, &0));
-        load[least] += unit.estimated_bytes;
-        unit.shard = u32::try_from(least).unwrap_or(0);
+    let weights: Vec<u64> = units.iter().map(|u| u.estimated_bytes).collect();
+    for (unit, shard) in units.iter_mut().zip(crate::exec::balance(&weights, shards)) {
+        unit.shard = shard;
     }
-    units.sort_by_key(|u| (u.session, u.stream));
     units
 }
 

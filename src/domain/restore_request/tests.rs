@@ -407,3 +407,25 @@ fn a_parsed_request_serializes_back_to_the_same_json() {
     let original: serde_json::Value = serde_json::from_str(JAVA_FULL).unwrap();
     assert_eq!(serde_json::to_value(&request).unwrap(), original);
 }
+
+#[test]
+fn shards_are_a_count_and_never_append() {
+    assert_eq!(
+        spec_of(with(minimal(), json!({"shards": 4}))).shards,
+        Some(4)
+    );
+    assert_eq!(spec_of(minimal()).shards, None);
+    for bad in [json!(0), json!(10_001)] {
+        assert_eq!(
+            fields_of(with(minimal(), json!({ "shards": bad }))),
+            ["shards"]
+        );
+    }
+    let appending = json!({
+        "bigQuery": {"projectId": "test-project"},
+        "restoreStorage": {"uri": "memory://t", "importOptions": {"writeDisposition": "WRITE_APPEND"}},
+        "backupId": "latest",
+        "shards": 2
+    });
+    assert_eq!(fields_of(appending), ["shards"]);
+}
