@@ -87,6 +87,8 @@ pub static VARIABLES: &[&Variable] = &[
     &shards::LAUNCHER,
     &shards::CLOUD_RUN_JOB,
     &shards::CLOUD_RUN_ENDPOINT,
+    &shards::KUBERNETES_ENDPOINT,
+    &shards::KUBERNETES_NAMESPACE,
     &jobs::MAX_RUNNING_JOBS,
     &jobs::MAX_QUEUED_JOBS,
     &jobs::HEARTBEAT_SECS,

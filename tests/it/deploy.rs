@@ -698,3 +698,42 @@ fn the_indexed_job_runs_one_worker_per_shard_with_the_services_identity() {
     bq_backup::domain::BackupId::parse(worker.get("BQB_BACKUP_ID").expect("BQB_BACKUP_ID"))
         .expect("a backup id");
 }
+
+#[test]
+fn the_service_account_may_read_its_pod_and_create_the_shards_indexed_job() {
+    let objects = k8s_objects();
+    let deployment = k8s_object(&objects, "Deployment", "bq-backup");
+    let container = only_container(&deployment["spec"]["template"]["spec"], "Deployment");
+    let settings = settings_from(&deployment_env(&objects, &container), "deploy/k8s");
+    assert!(
+        matches!(
+            settings.shards.launcher,
+            bq_backup::backup::shard::Launcher::Kubernetes { .. }
+        ),
+        "the GKE deployment launches its shards itself"
+    );
+    let account = str_of(
+        &deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        "serviceAccountName",
+    );
+    let binding = k8s_object(&objects, "RoleBinding", "bq-backup-shards");
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], account);
+    let role = k8s_object(
+        &objects,
+        "Role",
+        str_of(&binding["roleRef"]["name"], "roleRef.name"),
+    );
+    let allows = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().into_iter().flatten().any(|rule| {
+            let has = |field: &str, value: &str| {
+                rule[field]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|x| x == value))
+            };
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    assert!(allows("", "pods", "get"), "read its own pod");
+    assert!(allows("batch", "jobs", "create"), "create the Indexed Job");
+}

@@ -702,3 +702,125 @@ async fn a_sharded_restore_by_two_workers_restores_every_table_equal() {
     assert_eq!(rerun["restoredBefore"], json!(before), "{rerun}");
     assert_identical(&dataset, &target, "after a shard's rerun").await;
 }
+
+/// A stand-in for the Kubernetes API (no API server can run here: no container runtime): it
+/// answers the service's read of its own pod with `pod`, and runs a created Indexed Job's
+/// completions as local `bq-backup worker` processes with what Kubernetes gives each pod —
+/// `JOB_COMPLETION_INDEX` — and the Job's container variables that name the work.
+async fn fake_kubernetes(pod: Value) -> (String, std::sync::Arc<std::sync::Mutex<FakeCloudRun>>) {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(FakeCloudRun::default()));
+    let state = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/namespaces/bq/pods/{name}",
+            axum::routing::get(move || async move { axum::Json(pod) }),
+        )
+        .route(
+            "/apis/batch/v1/namespaces/bq/jobs",
+            axum::routing::post(move |axum::Json(job): axum::Json<Value>| {
+                let state = state.clone();
+                async move {
+                    let completions = job["spec"]["completions"].as_u64().unwrap_or(1);
+                    let work: Vec<(String, String)> = job["spec"]["template"]["spec"]["containers"]
+                        [0]["env"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| {
+                            let name = e["name"].as_str()?;
+                            bq_backup::config::COMMAND_VARIABLES
+                                .contains(&name)
+                                .then(|| (name.to_string(), e["value"].as_str().unwrap_or("").to_string()))
+                        })
+                        .collect();
+                    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                    state.requests.push(job.clone());
+                    for index in 0..completions {
+                        let mut vars = TestServices::get().env_with(&[]);
+                        vars.extend(work.iter().cloned());
+                        vars.push(("JOB_COMPLETION_INDEX".into(), index.to_string()));
+                        let mut command = bq_backup_command(vars);
+                        command.args(job["spec"]["template"]["spec"]["containers"][0]["args"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.as_str().map(str::to_string)));
+                        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+                        state.tasks.push(command.spawn().expect("a pod starts"));
+                    }
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(json!({ "metadata": { "name": "bq-backup-shards-x7k2p", "namespace": "bq" } })),
+                    )
+                }
+            }),
+        );
+    (serve(app).await, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_creates_an_indexed_job_of_its_own_pod_with_a_completion_per_shard() {
+    let pod = json!({
+        "metadata": { "name": "bq-backup-0", "namespace": "bq" },
+        "spec": {
+            "serviceAccountName": "bq-backup",
+            "containers": [{
+                "name": "bq-backup",
+                "image": "registry/bq-backup:test",
+                "args": ["serve"],
+                "env": [{ "name": "BQB_PROJECT_ID", "value": PROJECT }],
+            }],
+        },
+    });
+    let (endpoint, seen) = fake_kubernetes(pod).await;
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_SHARD_LAUNCHER", "kubernetes"),
+        ("BQB_KUBERNETES_ENDPOINT", endpoint.as_str()),
+        ("BQB_KUBERNETES_NAMESPACE", "bq"),
+    ]))
+    .await;
+    let dataset = crate::helpers::dataset_of(2).await;
+    let root = unique_root("gs");
+    let (status, done) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "JSON" } },
+                "shards": 3,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["totals"]["rows"], 40, "{done}");
+    assert_eq!(
+        (&done["launched"]["launcher"], &done["launched"]["job"]),
+        (&json!("kubernetes"), &json!("bq-backup-shards-x7k2p")),
+        "{done}"
+    );
+    let (jobs, tasks) = {
+        let mut state = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (state.requests.clone(), std::mem::take(&mut state.tasks))
+    };
+    assert_eq!(jobs.len(), 1, "one Indexed Job: {jobs:?}");
+    let template = &jobs[0]["spec"]["template"]["spec"];
+    assert_eq!(jobs[0]["spec"]["completionMode"], "Indexed");
+    assert_eq!(template["serviceAccountName"], "bq-backup");
+    assert_eq!(
+        template["containers"][0]["image"],
+        "registry/bq-backup:test"
+    );
+    for task in tasks {
+        let done = answer(&task.wait_with_output().expect("the pod ends"));
+        assert_eq!(done["shards"], 3, "{done}");
+    }
+    let id = done["backupId"].as_str().expect("backupId");
+    let (status, report) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:verify?uri={root}"),
+            &json!({ "wait": true }),
+        )
+        .await;
+    assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
+}

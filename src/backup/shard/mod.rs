@@ -26,7 +26,7 @@ mod worker;
 
 pub use commit::{Commit, commit_sharded};
 pub use follow::{SHARDS_DEADLINE, plan_and_follow};
-pub use launch::{Work, cloud_run_overrides, launch};
+pub use launch::{Work, cloud_run_overrides, indexed_job, launch};
 pub use plan::{StoredPlan, WorkUnit, assign, prepare, read_plan, write_plan};
 pub use report::{ShardReport, ShardTable, read_report, reported_shards};
 pub use settings::{Launcher, ShardSettings};

@@ -1,15 +1,20 @@
-//! How the service starts the workers of a sharded backup once its plan is written: not at all
-//! (`none`: they are started by hand, by `gcloud run jobs execute`, or by an Indexed Job), or by
-//! running a Cloud Run Job execution with as many tasks as shards (`cloud-run`).
+//! How the service starts the workers of a sharded backup or restore once its plan is written:
+//! not at all (`none`: they are started by hand, by `gcloud run jobs execute`, or by an Indexed
+//! Job created by hand), by running a Cloud Run Job execution with as many tasks as shards
+//! (`cloud-run`), or by creating a Kubernetes Indexed Job of the service's own pod
+//! (`kubernetes`).
 
 use crate::variables::{Problem, Reader, Source, Variable};
 
 pub(crate) const DEFAULT_CLOUD_RUN_ENDPOINT: &str = "https://run.googleapis.com";
+/// Where a pod finds the Kubernetes API (the in-cluster default).
+pub(crate) const IN_CLUSTER: &str =
+    "(in-cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)";
 
 pub(crate) static LAUNCHER: Variable = Variable {
     name: "BQB_SHARD_LAUNCHER",
     default: "none",
-    doc: "How a sharded backup's workers are started once the service wrote its plan: `none` (by hand, `gcloud run jobs execute`, a Kubernetes Indexed Job), or `cloud-run` (the service runs an execution of `BQB_SHARD_CLOUD_RUN_JOB` with one task per shard).",
+    doc: "How a sharded backup's or restore's workers are started once the service wrote its plan: `none` (by hand, `gcloud run jobs execute`, an Indexed Job created by hand), `cloud-run` (the service runs an execution of `BQB_SHARD_CLOUD_RUN_JOB` with one task per shard), or `kubernetes` (the service creates an Indexed Job of its own pod's image, identity and settings, one completion per shard).",
 };
 pub(crate) static CLOUD_RUN_JOB: Variable = Variable {
     name: "BQB_SHARD_CLOUD_RUN_JOB",
@@ -22,6 +27,17 @@ pub(crate) static CLOUD_RUN_ENDPOINT: Variable = Variable {
     doc: "Cloud Run Admin API endpoint for `BQB_SHARD_LAUNCHER=cloud-run` (Application Default Credentials; none over plain `http://`, for tests).",
 };
 
+pub(crate) static KUBERNETES_ENDPOINT: Variable = Variable {
+    name: "BQB_KUBERNETES_ENDPOINT",
+    default: IN_CLUSTER,
+    doc: "Kubernetes API for `BQB_SHARD_LAUNCHER=kubernetes`. In a pod: the in-cluster API with the pod's service account token and CA; the service account needs `get` on pods and `create` on jobs (batch) in its namespace (deploy/k8s/rbac.yaml). An `http://` URL is used without credentials (tests).",
+};
+pub(crate) static KUBERNETES_NAMESPACE: Variable = Variable {
+    name: "BQB_KUBERNETES_NAMESPACE",
+    default: "(the pod's own)",
+    doc: "Namespace of the Indexed Jobs `BQB_SHARD_LAUNCHER=kubernetes` creates (and of the service's pod); default: the pod's, from its service account.",
+};
+
 /// Who starts the workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Launcher {
@@ -31,6 +47,12 @@ pub enum Launcher {
     /// An execution of this Cloud Run Job (`projects/P/locations/L/jobs/NAME`), one task per
     /// shard, through the Admin API at `endpoint`.
     CloudRun { job: String, endpoint: String },
+    /// A Kubernetes Indexed Job made from the service's own pod, through the API at `endpoint`
+    /// (`None`: in-cluster).
+    Kubernetes {
+        endpoint: Option<String>,
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +76,14 @@ impl ShardSettings {
                 format!("`{job}` is not a job name (projects/P/locations/L/jobs/NAME)"),
             );
         }
+        let kubernetes = read
+            .text(&KUBERNETES_ENDPOINT)
+            .filter(|t| !t.trim().is_empty())
+            .map(|_| read.endpoint(&KUBERNETES_ENDPOINT, "http://127.0.0.1"));
+        let namespace = read
+            .text(&KUBERNETES_NAMESPACE)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         let kind = read
             .text(&LAUNCHER)
             .map(|t| t.trim().to_ascii_lowercase())
@@ -64,6 +94,10 @@ impl ShardSettings {
                 job: job.to_string(),
                 endpoint,
             },
+            ("kubernetes", _) => Launcher::Kubernetes {
+                endpoint: kubernetes,
+                namespace,
+            },
             ("cloud-run", None) => {
                 read.problem(
                     &LAUNCHER,
@@ -72,7 +106,10 @@ impl ShardSettings {
                 Launcher::None
             }
             (other, _) => {
-                read.problem(&LAUNCHER, format!("`{other}` is not `none` or `cloud-run`"));
+                read.problem(
+                    &LAUNCHER,
+                    format!("`{other}` is not `none`, `cloud-run` or `kubernetes`"),
+                );
                 Launcher::None
             }
         };
@@ -125,6 +162,15 @@ mod tests {
         );
         let bad = read(&[("BQB_SHARD_CLOUD_RUN_JOB", "bq-backup-worker")]).unwrap_err();
         assert!(bad.contains("BQB_SHARD_CLOUD_RUN_JOB"), "{bad}");
+        assert_eq!(
+            read(&[("BQB_SHARD_LAUNCHER", "kubernetes")])
+                .ok()
+                .map(|s| s.launcher),
+            Some(Launcher::Kubernetes {
+                endpoint: None,
+                namespace: None
+            })
+        );
         let unknown = read(&[("BQB_SHARD_LAUNCHER", "slurm")]).unwrap_err();
         assert!(unknown.contains("slurm"), "{unknown}");
     }
