@@ -237,7 +237,9 @@ async fn a_killed_worker_leaves_no_manifest_and_its_rerun_completes_the_backup()
     let root = slow.root.clone();
     let (job, id) = plan_sharded(&app, &slow.dataset, &root, 3, &now_minus_seconds(1)).await;
 
-    // Shard 2 writes through the S3 proxy, whose uploads each wait a second: killed mid-way.
+    // Shard 2 writes through the S3 proxy, where every upload waits a second: it is killed as
+    // soon as its claim is in the store, so its files are at most on their way and its report,
+    // which can only follow them, is not sent yet.
     let mut killed = worker(
         &root,
         &id,
@@ -247,7 +249,15 @@ async fn a_killed_worker_leaves_no_manifest_and_its_rerun_completes_the_backup()
     )
     .spawn()
     .expect("the worker starts");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let claim = format!("backups/{id}/shards/_claim-00002");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while objects_under(&root, &claim).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never claimed its shard"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // SIGKILL: no cleanup runs.
     let _ = killed.kill();
     let _ = killed.wait();
@@ -268,6 +278,16 @@ async fn a_killed_worker_leaves_no_manifest_and_its_rerun_completes_the_backup()
         assert_eq!(done["commit"]["status"], "WAITING", "{done}");
         assert_eq!(done["commit"]["missing"], missing, "{done}");
     }
+    assert!(!exists(&root, &format!("backups/{id}/manifest.json")).await);
+    // A commit by hand names what is missing and writes nothing.
+    let mut commit = bq_backup_command(TestServices::get().env_with(&[]));
+    commit.args(["commit", "--repository", &root, "--backup-id", &id]);
+    let waiting = answer(&run(commit));
+    assert_eq!(
+        (&waiting["status"], &waiting["missing"]),
+        (&json!("WAITING"), &json!([2])),
+        "{waiting}"
+    );
     assert!(!exists(&root, &format!("backups/{id}/manifest.json")).await);
     // The job follows the reports (it looks once a heartbeat).
     let deadline = Instant::now() + Duration::from_secs(15);
