@@ -27,7 +27,7 @@ use crate::domain::{BackupId, JobId, TableRef, WriteDisposition};
 use crate::error::{Error, FieldError};
 use crate::exec::ShardsProgress;
 use crate::storage::versioned::{self, VersionedFile};
-use crate::storage::{Store, delete_if_exists, get_if_exists, layout, object_error, put_if_absent};
+use crate::storage::{Store, create_file, delete_if_exists, layout, object_error, read_file};
 
 /// How long the service's job follows the shards before it gives up.
 pub const RESTORE_SHARDS_DEADLINE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -135,20 +135,17 @@ impl StoredRestorePlan {
 }
 
 pub async fn write_plan(state: &Store, plan: &StoredRestorePlan) -> Result<(), Error> {
-    let path = layout::sharded_restore_plan(&plan.job_id);
-    let body = versioned::encode_pretty(plan)?;
-    match put_if_absent(state.object_store().as_ref(), &path, body).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::conflict(format!(
-            "restore job {} has a sharded plan already",
-            plan.job_id
-        ))),
-        Err(e) => Err(object_error("writing", &path, e)),
+    if create_file(state, &layout::sharded_restore_plan(&plan.job_id), plan).await? {
+        return Ok(());
     }
+    Err(Error::conflict(format!(
+        "restore job {} has a sharded plan already",
+        plan.job_id
+    )))
 }
 
 pub async fn read_plan(state: &Store, job: &JobId) -> Result<Option<StoredRestorePlan>, Error> {
-    read(state, &layout::sharded_restore_plan(job)).await
+    read_file(state, &layout::sharded_restore_plan(job)).await
 }
 
 pub async fn read_report(
@@ -156,31 +153,17 @@ pub async fn read_report(
     job: &JobId,
     shard: u32,
 ) -> Result<Option<RestoreShardReport>, Error> {
-    read(state, &layout::sharded_restore_report(job, shard)).await
+    read_file(state, &layout::sharded_restore_report(job, shard)).await
 }
 
 /// Writes `report`, create-if-absent; `false` when the shard had reported already.
 pub async fn write_report(state: &Store, report: &RestoreShardReport) -> Result<bool, Error> {
-    let path = layout::sharded_restore_report(&report.job_id, report.shard);
-    let body = versioned::encode_pretty(report)?;
-    put_if_absent(state.object_store().as_ref(), &path, body)
-        .await
-        .map_err(|e| object_error("writing", &path, e))
-}
-
-async fn read<T: VersionedFile>(
-    state: &Store,
-    path: &object_store::path::Path,
-) -> Result<Option<T>, Error> {
-    let Some(bytes) = get_if_exists(state.object_store().as_ref(), path)
-        .await
-        .map_err(|e| object_error("reading", path, e))?
-    else {
-        return Ok(None);
-    };
-    versioned::decode::<T>(&bytes)
-        .map(Some)
-        .map_err(|e| e.into_state_error(path))
+    create_file(
+        state,
+        &layout::sharded_restore_report(&report.job_id, report.shard),
+        report,
+    )
+    .await
 }
 
 /// The tables of `plan` that shard `shard` still has to restore, and those an earlier run of it

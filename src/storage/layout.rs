@@ -169,7 +169,12 @@ pub fn shard_report(id: &BackupId, shard: u32) -> Path {
 
 /// The shard a [`shard_report`] key of backup `id` reports on; `None` for any other key.
 pub fn shard_of_report(id: &BackupId, key: &Path) -> Option<u32> {
-    let rest: Vec<PathPart<'_>> = key.prefix_match(&shards_dir(id))?.collect();
+    shard_in(&shards_dir(id), key)
+}
+
+/// The shard of a `{dir}/{shard:05}.json` key; `None` for any other key.
+fn shard_in(dir: &Path, key: &Path) -> Option<u32> {
+    let rest: Vec<PathPart<'_>> = key.prefix_match(dir)?.collect();
     let [name] = rest.as_slice() else {
         return None;
     };
@@ -366,17 +371,7 @@ pub fn sharded_restore_report(job: &JobId, shard: u32) -> Path {
 
 /// The shard a [`sharded_restore_report`] key of job `job` reports on; `None` for any other key.
 pub fn shard_of_restore_report(job: &JobId, key: &Path) -> Option<u32> {
-    let rest: Vec<PathPart<'_>> = key
-        .prefix_match(&sharded_restore_dir(job).join(SHARDS))?
-        .collect();
-    let [name] = rest.as_slice() else {
-        return None;
-    };
-    let digits = name.as_ref().strip_suffix(JSON)?;
-    if digits.len() != 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    shard_in(&sharded_restore_dir(job).join(SHARDS), key)
 }
 
 /// `schedules/{name}`: the claims of one schedule's ticks.

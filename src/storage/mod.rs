@@ -115,6 +115,35 @@ pub async fn get_if_exists(
     }
 }
 
+/// The typed file at `path` (see [`versioned`]), or `None` when there is none; a file that does
+/// not read as `T` is an error naming its key.
+pub async fn read_file<T: versioned::VersionedFile>(
+    store: &Store,
+    path: &Path,
+) -> Result<Option<T>, Error> {
+    let Some(bytes) = get_if_exists(store.object_store().as_ref(), path)
+        .await
+        .map_err(|e| object_error("reading", path, e))?
+    else {
+        return Ok(None);
+    };
+    versioned::decode::<T>(&bytes)
+        .map(Some)
+        .map_err(|e| e.into_state_error(path))
+}
+
+/// Writes `file` at `path` unless something is there ([`put_if_absent`]); `false` when it was.
+pub async fn create_file<T: versioned::VersionedFile>(
+    store: &Store,
+    path: &Path,
+    file: &T,
+) -> Result<bool, Error> {
+    let body = versioned::encode_pretty(file)?;
+    put_if_absent(store.object_store().as_ref(), path, body)
+        .await
+        .map_err(|e| object_error("writing", path, e))
+}
+
 /// Deletes the object at `path`; one that is already gone is not an error.
 pub async fn delete_if_exists(
     os: &dyn ObjectStore,

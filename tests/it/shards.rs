@@ -483,6 +483,38 @@ async fn launched_backup(
     (app, status, answer)
 }
 
+/// A container's `env` list as name and value pairs.
+fn env_pairs(env: &Value) -> Vec<(String, String)> {
+    env.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_string(),
+                e["value"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `bq-backup ARGS` started as a platform starts a task: the test services' settings, the
+/// variables the launch request gave, and the platform's own (`CLOUD_RUN_TASK_INDEX`, ...).
+fn start_task(
+    args: &[String],
+    work: &[(String, String)],
+    platform: &[(&str, String)],
+) -> std::process::Child {
+    let mut vars = TestServices::get().env_with(&[]);
+    vars.extend(work.iter().cloned());
+    vars.extend(platform.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    let mut command = bq_backup_command(vars);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("a task starts")
+}
+
 /// What the stand-in for the Cloud Run Admin API saw and started.
 #[derive(Default)]
 struct FakeCloudRun {
@@ -505,31 +537,15 @@ async fn fake_cloud_run(job: &str) -> (String, std::sync::Arc<std::sync::Mutex<F
             let state = state.clone();
             async move {
                 let tasks = body["overrides"]["taskCount"].as_u64().unwrap_or(1);
-                let overrides: Vec<(String, String)> = body["overrides"]["containerOverrides"][0]
-                    ["env"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        (
-                            e["name"].as_str().unwrap_or_default().to_string(),
-                            e["value"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect();
+                let overrides = env_pairs(&body["overrides"]["containerOverrides"][0]["env"]);
                 let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                 state.requests.push(body.clone());
                 for index in 0..tasks {
-                    let mut vars = TestServices::get().env_with(&[]);
-                    vars.extend(overrides.iter().cloned());
-                    vars.push(("CLOUD_RUN_TASK_INDEX".into(), index.to_string()));
-                    vars.push(("CLOUD_RUN_TASK_COUNT".into(), tasks.to_string()));
-                    let mut command = bq_backup_command(vars);
-                    command
-                        .arg("worker")
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped());
-                    state.tasks.push(command.spawn().expect("a task starts"));
+                    let platform = [
+                        ("CLOUD_RUN_TASK_INDEX", index.to_string()),
+                        ("CLOUD_RUN_TASK_COUNT", tasks.to_string()),
+                    ];
+                    state.tasks.push(start_task(&["worker".into()], &overrides, &platform));
                 }
                 axum::Json(json!({
                     "name": "projects/p/locations/l/operations/op-1",
@@ -742,32 +758,26 @@ async fn fake_kubernetes(pod: Value) -> (String, std::sync::Arc<std::sync::Mutex
                 let state = state.clone();
                 async move {
                     let completions = job["spec"]["completions"].as_u64().unwrap_or(1);
-                    let work: Vec<(String, String)> = job["spec"]["template"]["spec"]["containers"]
-                        [0]["env"]
+                    let container = &job["spec"]["template"]["spec"]["containers"][0];
+                    // The variables naming the work; the rest are the service's own settings,
+                    // which the test services' stand in for.
+                    let work: Vec<(String, String)> = env_pairs(&container["env"])
+                        .into_iter()
+                        .filter(|(name, _)| {
+                            bq_backup::config::COMMAND_VARIABLES.contains(&name.as_str())
+                        })
+                        .collect();
+                    let args: Vec<String> = container["args"]
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|e| {
-                            let name = e["name"].as_str()?;
-                            bq_backup::config::COMMAND_VARIABLES
-                                .contains(&name)
-                                .then(|| (name.to_string(), e["value"].as_str().unwrap_or("").to_string()))
-                        })
+                        .filter_map(|a| a.as_str().map(str::to_string))
                         .collect();
                     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
                     state.requests.push(job.clone());
                     for index in 0..completions {
-                        let mut vars = TestServices::get().env_with(&[]);
-                        vars.extend(work.iter().cloned());
-                        vars.push(("JOB_COMPLETION_INDEX".into(), index.to_string()));
-                        let mut command = bq_backup_command(vars);
-                        command.args(job["spec"]["template"]["spec"]["containers"][0]["args"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|a| a.as_str().map(str::to_string)));
-                        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-                        state.tasks.push(command.spawn().expect("a pod starts"));
+                        let platform = [("JOB_COMPLETION_INDEX", index.to_string())];
+                        state.tasks.push(start_task(&args, &work, &platform));
                     }
                     (
                         axum::http::StatusCode::CREATED,

@@ -80,25 +80,9 @@ async fn run_cloud_run_job(endpoint: &str, job: &str, work: &Work<'_>) -> Result
             .map_err(|e| failed(ErrorKind::Unavailable, format!("no access token: {e}")))?;
         request = request.bearer_auth(token.token);
     }
-    let response = request
-        .send()
+    let operation = answer(request)
         .await
-        .map_err(|e| failed(ErrorKind::Unavailable, e.to_string()))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let first: String = body.chars().take(300).collect();
-        let kind = match status.as_u16() {
-            401 | 403 => ErrorKind::PermissionDenied,
-            // A wrong job name or request is this service's configuration, not the caller's.
-            _ => ErrorKind::Upstream,
-        };
-        return Err(failed(kind, format!("HTTP {status}: {first}")));
-    }
-    let operation: Value = response
-        .json()
-        .await
-        .map_err(|e| failed(ErrorKind::Upstream, format!("unexpected answer: {e}")))?;
+        .map_err(|(kind, message)| failed(kind, message))?;
     Ok(json!({
         "launcher": "cloud-run",
         "job": job,
@@ -109,6 +93,30 @@ async fn run_cloud_run_job(endpoint: &str, job: &str, work: &Work<'_>) -> Result
             .unwrap_or(Value::Null),
         "tasks": shards,
     }))
+}
+
+/// The JSON answer to `request`, or what went wrong: a refusal (401/403) is the service's
+/// permission; any other error status is the platform's answer to this service's configuration
+/// (a wrong job name, namespace or body), never the caller's input.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, (ErrorKind, String)> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| (ErrorKind::Unavailable, e.to_string()))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let first: String = body.chars().take(300).collect();
+        let kind = match status.as_u16() {
+            401 | 403 => ErrorKind::PermissionDenied,
+            _ => ErrorKind::Upstream,
+        };
+        return Err((kind, format!("HTTP {status}: {first}")));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| (ErrorKind::Upstream, format!("unexpected answer: {e}")))
 }
 
 /// Where a pod's service account credentials are mounted.
@@ -177,24 +185,7 @@ impl KubernetesApi {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .map_err(|e| (ErrorKind::Unavailable, e.to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let first: String = body.chars().take(300).collect();
-            let kind = match status.as_u16() {
-                401 | 403 => ErrorKind::PermissionDenied,
-                _ => ErrorKind::Upstream,
-            };
-            return Err((kind, format!("HTTP {status}: {first}")));
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| (ErrorKind::Upstream, format!("unexpected answer: {e}")))
+        answer(request).await
     }
 }
 

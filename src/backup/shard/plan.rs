@@ -13,7 +13,7 @@ use crate::catalog::{Manifest, TableEntry, encode_arrow_schema};
 use crate::domain::{BackupId, ExportMethod};
 use crate::error::Error;
 use crate::storage::versioned::{self, VersionedFile};
-use crate::storage::{Store, get_if_exists, layout, object_error, put_if_absent};
+use crate::storage::{Store, create_file, layout, read_file};
 
 /// Read streams BigQuery gives one session at most.
 const MAX_STREAMS_PER_SESSION: usize = 1_000;
@@ -170,31 +170,19 @@ async fn open_session(
 
 /// Writes `plan` as `backups/{id}/plan.json`, create-if-absent: 409 when the id has a plan.
 pub async fn write_plan(store: &Store, plan: &StoredPlan) -> Result<(), Error> {
-    let path = layout::plan(&plan.backup_id);
-    let body = versioned::encode_pretty(plan)?;
-    match put_if_absent(store.object_store().as_ref(), &path, body).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::conflict(format!(
-            "backup {} in {} has a sharded plan already: a plan is written once",
-            plan.backup_id,
-            store.uri()
-        ))),
-        Err(e) => Err(object_error("writing", &path, e)),
+    if create_file(store, &layout::plan(&plan.backup_id), plan).await? {
+        return Ok(());
     }
+    Err(Error::conflict(format!(
+        "backup {} in {} has a sharded plan already: a plan is written once",
+        plan.backup_id,
+        store.uri()
+    )))
 }
 
 /// The stored plan of backup `id`; `None` when it has none.
 pub async fn read_plan(store: &Store, id: &BackupId) -> Result<Option<StoredPlan>, Error> {
-    let path = layout::plan(id);
-    let Some(bytes) = get_if_exists(store.object_store().as_ref(), &path)
-        .await
-        .map_err(|e| object_error("reading", &path, e))?
-    else {
-        return Ok(None);
-    };
-    versioned::decode::<StoredPlan>(&bytes)
-        .map(Some)
-        .map_err(|e| e.into_state_error(&path))
+    read_file(store, &layout::plan(id)).await
 }
 
 #[cfg(test)]

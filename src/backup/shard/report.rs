@@ -10,7 +10,7 @@ use crate::catalog::FileEntry;
 use crate::domain::{BackupId, TableRef};
 use crate::error::Error;
 use crate::storage::versioned::{self, VersionedFile};
-use crate::storage::{Store, get_if_exists, layout, object_error, put_if_absent};
+use crate::storage::{Store, create_file, layout, object_error, read_file};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -55,11 +55,12 @@ impl ShardReport {
 
 /// Writes `report`, create-if-absent; `false` when the shard has a report already.
 pub async fn write_report(store: &Store, report: &ShardReport) -> Result<bool, Error> {
-    let path = layout::shard_report(&report.backup_id, report.shard);
-    let body = versioned::encode_pretty(report)?;
-    put_if_absent(store.object_store().as_ref(), &path, body)
-        .await
-        .map_err(|e| object_error("writing", &path, e))
+    create_file(
+        store,
+        &layout::shard_report(&report.backup_id, report.shard),
+        report,
+    )
+    .await
 }
 
 pub async fn read_report(
@@ -67,16 +68,7 @@ pub async fn read_report(
     id: &BackupId,
     shard: u32,
 ) -> Result<Option<ShardReport>, Error> {
-    let path = layout::shard_report(id, shard);
-    let Some(bytes) = get_if_exists(store.object_store().as_ref(), &path)
-        .await
-        .map_err(|e| object_error("reading", &path, e))?
-    else {
-        return Ok(None);
-    };
-    versioned::decode::<ShardReport>(&bytes)
-        .map(Some)
-        .map_err(|e| e.into_state_error(&path))
+    read_file(store, &layout::shard_report(id, shard)).await
 }
 
 /// The shards of backup `id` that have a report, in order.
