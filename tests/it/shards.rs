@@ -854,3 +854,82 @@ async fn the_service_creates_an_indexed_job_of_its_own_pod_with_a_completion_per
         .await;
     assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encrypted_sharded_backup_encrypts_every_shards_files_for_its_recipients() {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let keys = tempfile::tempdir().expect("a temp dir");
+    let key_file = keys.path().join("key.txt");
+    std::fs::write(&key_file, identity.to_string().expose_secret()).expect("the key file");
+    let key_file = key_file.display().to_string();
+    let job = "projects/p/locations/l/jobs/bq-backup-worker";
+    let (endpoint, seen) = fake_cloud_run(job).await;
+    let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&[
+        ("BQB_SHARD_LAUNCHER", "cloud-run"),
+        ("BQB_SHARD_CLOUD_RUN_JOB", job),
+        ("BQB_CLOUD_RUN_ENDPOINT", endpoint.as_str()),
+        ("BQB_ENCRYPTION_IDENTITIES", key_file.as_str()),
+    ]))
+    .await;
+    let dataset = crate::helpers::dataset_of(2).await;
+    let root = unique_root("file");
+    let (status, done) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
+                "encryption": { "recipients": [recipient] },
+                "shards": 2,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    let tasks = std::mem::take(&mut seen.lock().unwrap_or_else(|p| p.into_inner()).tasks);
+    for task in tasks {
+        answer(&task.wait_with_output().expect("the task ends"));
+    }
+    let id = done["backupId"].as_str().expect("backupId");
+    let manifest = manifest(&root, id).await;
+    assert_eq!(
+        manifest["encryption"],
+        json!({ "scheme": "AGE", "recipients": [recipient] })
+    );
+    let files: Vec<Value> = manifest["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .flat_map(|t| t["files"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(!files.is_empty(), "{manifest}");
+    for file in &files {
+        let path = file["path"].as_str().expect("path");
+        assert!(path.contains("/shard-") && path.ends_with(".age"), "{path}");
+        assert_eq!(
+            file["plaintextSha256"].as_str().map(str::len),
+            Some(64),
+            "{file}"
+        );
+        let bytes = open_store(&root)
+            .object_store()
+            .get(&Path::from(path))
+            .await
+            .expect("the file")
+            .bytes()
+            .await
+            .expect("readable");
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1\n"),
+            "{path} is an age file"
+        );
+    }
+    let (status, report) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:verify?uri={root}"),
+            &json!({ "wait": true }),
+        )
+        .await;
+    assert_eq!((status, &report["ok"]), (200, &json!(true)), "{report}");
+}
