@@ -53,6 +53,15 @@ fn answer(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("the worker prints JSON")
 }
 
+/// A backup request for every table of `dataset` to `root` in `format`, run as `shards` shards.
+fn sharded_request(dataset: &str, root: &str, format: &str, shards: u32) -> Value {
+    json!({
+        "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+        "backupStorage": { "uri": root, "exportOptions": { "format": format } },
+        "shards": shards,
+    })
+}
+
 /// Starts a sharded backup of `dataset` to `root` at `as_of`: the job's id and the backup's.
 async fn plan_sharded(
     app: &TestApp,
@@ -61,17 +70,9 @@ async fn plan_sharded(
     shards: u32,
     as_of: &str,
 ) -> (String, String) {
-    let (status, accepted) = app
-        .post_json(
-            "/api/v1/backup",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
-                "asOf": as_of,
-                "shards": shards,
-            }),
-        )
-        .await;
+    let mut request = sharded_request(dataset, root, "PARQUET", shards);
+    request["asOf"] = json!(as_of);
+    let (status, accepted) = app.post_json("/api/v1/backup", &request).await;
     assert_eq!(status, 202, "{accepted}");
     let job = accepted["jobId"].as_str().expect("jobId").to_string();
     let id = accepted["backupId"].as_str().expect("backupId").to_string();
@@ -473,11 +474,7 @@ async fn launched_backup(
     let (status, answer) = app
         .post_json(
             "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-                "shards": 2,
-            }),
+            &sharded_request(dataset, root, "AVRO", 2),
         )
         .await;
     (app, status, answer)
@@ -815,11 +812,7 @@ async fn the_service_creates_an_indexed_job_of_its_own_pod_with_a_completion_per
     let (status, done) = app
         .post_json(
             "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "JSON" } },
-                "shards": 3,
-            }),
+            &sharded_request(&dataset, &root, "JSON", 3),
         )
         .await;
     assert_eq!(status, 200, "{done}");
@@ -875,17 +868,9 @@ async fn an_encrypted_sharded_backup_encrypts_every_shards_files_for_its_recipie
     .await;
     let dataset = crate::helpers::dataset_of(2).await;
     let root = unique_root("file");
-    let (status, done) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "PARQUET" } },
-                "encryption": { "recipients": [recipient] },
-                "shards": 2,
-            }),
-        )
-        .await;
+    let mut request = sharded_request(&dataset, &root, "PARQUET", 2);
+    request["encryption"] = json!({ "recipients": [recipient] });
+    let (status, done) = app.post_json("/api/v1/backup?wait=true", &request).await;
     assert_eq!(status, 200, "{done}");
     let tasks = std::mem::take(&mut seen.lock().unwrap_or_else(|p| p.into_inner()).tasks);
     for task in tasks {
