@@ -350,6 +350,7 @@ pub(crate) async fn extract_table(
             sha256: String::new(),
             crc32c: Some(crc32c),
             plaintext_sha256: None,
+            partition: None,
         });
     }
     let rows: u64 = files.iter().map(|f| f.rows).sum();
@@ -376,6 +377,7 @@ pub(crate) async fn extract_table(
         files,
         format: None,
         method: Some(ExportMethod::Extract),
+        partitions: None,
     })
 }
 

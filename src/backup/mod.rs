@@ -10,7 +10,9 @@
 mod dependents;
 mod estimate;
 mod extract;
+pub mod incremental;
 mod method;
+mod partitions;
 mod plan;
 mod run;
 pub mod shard;

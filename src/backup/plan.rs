@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::dependents::{self, Dependent, ObjectKind};
 use super::estimate::OutputEstimate;
 use super::extract::EXTRACT_DATASET_PREFIX;
+use super::incremental::{IncrementalPlan, TablePartitions};
 use super::method;
 use super::validate::BackupOrder;
 use super::view_sql::{ViewSqlByTable, fill_missing_view_sql};
@@ -66,6 +67,8 @@ pub struct BackupPlan {
     pub warnings: Vec<FieldError>,
     /// The request as received (for the manifest).
     pub request: serde_json::Value,
+    /// An incremental backup: its base (see `incremental`).
+    pub incremental: Option<IncrementalPlan>,
 }
 
 /// The dry-run answer, derived from the plan: the tables with their rows, bytes and estimated
@@ -90,6 +93,9 @@ pub struct BackupPreview<'a> {
     include_dependents: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     shards: Option<u32>,
+    /// An incremental backup: the backup it is taken against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incremental: Option<IncrementalPreview>,
     datasets: &'a [PlannedDataset],
     tables: &'a [PlannedTable],
     views: &'a [PlannedTable],
@@ -132,6 +138,11 @@ impl BackupPlan {
             expires_at: self.expires_at,
             include_dependents: self.include_dependents,
             shards: self.shards,
+            incremental: self.incremental.as_ref().map(|i| IncrementalPreview {
+                base: i.base,
+                base_snapshot_time: i.base_snapshot,
+                depends_on: i.depends_on.clone(),
+            }),
             datasets: &self.datasets,
             tables: &self.tables,
             views: &self.definitions,
@@ -143,6 +154,15 @@ impl BackupPlan {
             warnings: &self.warnings,
         }
     }
+}
+
+/// The base of an incremental backup, as a dry run shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncrementalPreview {
+    base: BackupId,
+    base_snapshot_time: DateTime<Utc>,
+    depends_on: Vec<BackupId>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +198,10 @@ pub struct PlannedTable {
     /// Tables only: how the data leaves BigQuery (`STREAM` or `EXTRACT`; see `method`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<ExportMethod>,
+    /// Partitioned tables read partition by partition, and every table of an incremental
+    /// backup: full or incremental, and how many partitions are read, reused and dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<TablePartitions>,
     #[serde(skip)]
     pub resource: Table,
 }
@@ -370,6 +394,7 @@ pub async fn plan_backup(
                 .unwrap_or(0),
             estimate: None,
             method: None,
+            partitions: None,
             resource,
         };
         match kind {
@@ -477,6 +502,7 @@ pub async fn plan_backup(
         dependents,
         warnings,
         request,
+        incremental: None,
     })
 }
 
@@ -584,6 +610,7 @@ mod tests {
             bytes: 0,
             estimate: None,
             method: None,
+            partitions: None,
             resource,
         }
     }
@@ -630,6 +657,7 @@ mod tests {
                 1 << 20,
             )),
             method: Some(ExportMethod::Extract),
+            partitions: None,
             resource: table,
         };
         let json = serde_json::to_value(&planned).unwrap();

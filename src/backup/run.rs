@@ -16,13 +16,14 @@ use super::plan::{BackupPlan, PlannedTable};
 use super::table::{export_table, table_resource};
 use crate::bigquery::BigQuery;
 use crate::catalog::attempt::{Keep, live_claim};
-use crate::catalog::lease::{Claim, Claimed, LeaseRecord, LeaseTiming};
+use crate::catalog::lease::{Claim, Claimed, Lease, LeaseRecord, LeaseTiming};
 use crate::catalog::{
     self, DatasetEntry, FormatEntry, Manifest, ManifestStatus, RoutineEntry, TableEntry, Totals,
 };
 use crate::domain::{BackupId, BackupMethod, ExportMethod, TableRef};
 use crate::error::{Error, ErrorKind, FieldError, most_telling};
 use crate::exec::Progress;
+use crate::storage::layout::SharedLease;
 use crate::storage::{Store, layout};
 
 /// One table's outcome.
@@ -74,6 +75,9 @@ pub struct TableReport {
     pub bytes: u64,
     pub files: usize,
     pub duration_ms: u64,
+    /// A table read partition by partition: how many were read, reused and dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<crate::catalog::PartitionsEntry>,
 }
 
 pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<BackupReport, Error> {
@@ -88,10 +92,25 @@ pub async fn run_backup(plan: &BackupPlan, ctx: &BackupContext) -> Result<Backup
         cancel: cancel.clone(),
         ..ctx.clone()
     };
-    let result = match export_with_snapshots(plan, &run, &os).await {
-        Ok(exported) => commit(plan, &run, &claim, started_at, exported.entries)
-            .await
-            .map(|manifest| (manifest, exported.reports, exported.warnings)),
+    // An incremental backup keeps the backups whose files it lists from being deleted until
+    // its manifest names them (from then on, delete and prune see it depend on them).
+    let bases = match plan.incremental.as_ref() {
+        Some(incremental) => hold_bases(&ctx.store, incremental, ctx.lease).await,
+        None => Ok(Vec::new()),
+    };
+    let result = match bases {
+        Ok(leases) => {
+            let result = match export_with_snapshots(plan, &run, &os).await {
+                Ok(exported) => commit(plan, &run, &claim, started_at, exported.entries)
+                    .await
+                    .map(|manifest| (manifest, exported.reports, exported.warnings)),
+                Err(e) => Err(e),
+            };
+            for lease in leases {
+                lease.release().await;
+            }
+            result
+        }
         Err(e) => Err(e),
     };
     cancel.cancel();
@@ -410,6 +429,7 @@ async fn export_one(
             bytes: entry.bytes,
             files: entry.files.len(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            partitions: entry.partitions,
         };
         if let Some(progress) = &ctx.progress {
             progress.table_finished(&name, report.rows, report.bytes, report.files as u64);
@@ -458,6 +478,7 @@ pub(crate) fn manifest_of(
             files: Vec::new(),
             format: None,
             method: None,
+            partitions: None,
         });
     }
     let totals = totals_of(&tables);
@@ -465,8 +486,19 @@ pub(crate) fn manifest_of(
         .encryption
         .as_ref()
         .map(|r| catalog::EncryptionEntry::age(r.keys()));
+    let incremental = plan
+        .incremental
+        .as_ref()
+        .map(|i| catalog::IncrementalEntry {
+            base: i.base,
+            depends_on: i.depends_on.clone(),
+        });
     let manifest = Manifest {
-        manifest_version: catalog::manifest::version_for(&tables, encryption.as_ref()),
+        manifest_version: catalog::manifest::version_for(
+            &tables,
+            encryption.as_ref(),
+            incremental.as_ref(),
+        ),
         backup_id: plan.backup_id,
         status: ManifestStatus::Complete,
         snapshot_time: plan.snapshot_time,
@@ -502,6 +534,7 @@ pub(crate) fn manifest_of(
             .collect(),
         legacy: false,
         encryption,
+        incremental,
     };
     Ok(manifest)
 }
@@ -539,6 +572,59 @@ async fn commit(
     }
     catalog::write_manifest(&ctx.store, &manifest).await?;
     Ok(manifest)
+}
+
+/// Holds a base lease on every backup an incremental backup lists files of, then checks that
+/// each is still complete and not being deleted: a delete that started first is seen here (its
+/// intent), one that starts later sees the lease. Releases what it took when it fails.
+async fn hold_bases(
+    store: &Store,
+    incremental: &super::incremental::IncrementalPlan,
+    timing: LeaseTiming,
+) -> Result<Vec<Lease>, Error> {
+    let os = store.object_store();
+    let mut held = Vec::new();
+    let mut result = Ok(());
+    for id in &incremental.depends_on {
+        match Lease::hold(os.clone(), *id, SharedLease::Base, timing).await {
+            Ok(lease) => held.push(lease),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        let gone = match crate::catalog::prune::delete_in_progress(os, id).await {
+            Ok(true) => Some("is being deleted"),
+            Ok(false) => match catalog::read_manifest(store, id).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some("was deleted"),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            },
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        if let Some(gone) = gone {
+            result = Err(Error::conflict(format!(
+                "backup {id}, which this incremental backup takes partitions from (its base {}), {gone}; no manifest was written",
+                incremental.base
+            )));
+            break;
+        }
+    }
+    match result {
+        Ok(()) => Ok(held),
+        Err(e) => {
+            for lease in held {
+                lease.release().await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Best effort: removes what a failed or dead attempt at backup `id` wrote, never the claim

@@ -58,6 +58,9 @@ pub(crate) struct TableFiles {
     /// The shard writing these files, in a sharded backup: its files are named apart
     /// ([`layout::shard_data_file`]), so that each shard numbers its own and replaces only its own.
     pub(crate) shard: Option<u32>,
+    /// The partition these files hold, in a table read partition by partition: its files are
+    /// named by it ([`layout::partition_data_file`]) and record it.
+    pub(crate) partition: Option<String>,
     /// Next part number of this table, shared by its streams.
     pub(crate) next_index: AtomicUsize,
 }
@@ -115,11 +118,18 @@ impl TableFiles {
         if self.encryption.is_some() {
             extension.push_str(crate::encryption::AGE_SUFFIX);
         }
-        let path = match self.shard {
-            Some(shard) => {
+        let path = match (self.shard, &self.partition) {
+            (Some(shard), _) => {
                 layout::shard_data_file(&self.backup_id, &self.table, shard, index, &extension)
             }
-            None => layout::data_file(&self.backup_id, &self.table, index, &extension),
+            (None, Some(partition)) => layout::partition_data_file(
+                &self.backup_id,
+                &self.table,
+                partition,
+                index,
+                &extension,
+            ),
+            (None, None) => layout::data_file(&self.backup_id, &self.table, index, &extension),
         };
         let encoder = FileEncoder::new(self.schema.clone(), &self.encode)
             .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{}: {e}", self.table)))?;
@@ -131,6 +141,7 @@ impl TableFiles {
         Ok(OpenFile {
             upload: Upload::new(self.store.clone(), path.clone()),
             path,
+            partition: self.partition.clone(),
             state: Some(EncodeState {
                 encoder,
                 hasher: Sha256::new(),
@@ -183,6 +194,7 @@ fn seal(
 
 struct OpenFile {
     path: Path,
+    partition: Option<String>,
     state: Option<EncodeState>,
     upload: Upload,
     /// Estimated size of the file so far (encoded plus still buffered in the encoder).
@@ -260,6 +272,7 @@ impl OpenFile {
             sha256,
             crc32c: None,
             plaintext_sha256,
+            partition: self.partition,
         })
     }
 

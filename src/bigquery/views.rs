@@ -58,7 +58,7 @@ impl BigQuery {
     }
 
     /// Runs a read-only GoogleSQL query and returns every row's cells as text (`None` = NULL).
-    async fn query_rows(
+    pub(super) async fn query_rows(
         &self,
         project: &str,
         location: &str,

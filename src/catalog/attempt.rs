@@ -57,7 +57,7 @@ pub enum Keep {
 /// Removes what an attempt at backup `id` left; the number of objects removed. Refuses (does
 /// nothing, returns 0) unless the manifest is known to be absent: when a commit's answer was
 /// lost the manifest may have landed, and the files under a manifest are a complete backup.
-/// Restore leases are never removed (they are their restores' own).
+/// Restore and base leases are never removed (they are their holders' own).
 pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<u64, Error> {
     if read_manifest(store, id).await?.is_some() {
         tracing::warn!(backup_id = %id, "the backup has a manifest: it is complete, nothing removed");
@@ -65,7 +65,9 @@ pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<
     }
     let kept = |path: &Path| match layout::backup_object(id, path) {
         BackupObject::Claim => keep == Keep::Claim,
-        BackupObject::Manifest | BackupObject::Lease(SharedLease::Restore) => true,
+        BackupObject::Manifest
+        | BackupObject::Lease(SharedLease::Restore)
+        | BackupObject::Lease(SharedLease::Base) => true,
         BackupObject::Lease(SharedLease::Delete)
         | BackupObject::Plan
         | BackupObject::Shard

@@ -83,6 +83,7 @@ mod tests {
             sha256: sha256.into(),
             plaintext_sha256: None,
             crc32c: crc32c.map(str::to_string),
+            partition: None,
         }
     }
 

@@ -72,6 +72,8 @@ pub enum LeasePurpose {
     Restore,
     /// The backup is being deleted.
     Delete,
+    /// An incremental backup is being written on the backup (it will list some of its files).
+    Base,
 }
 
 impl From<SharedLease> for LeasePurpose {
@@ -79,6 +81,7 @@ impl From<SharedLease> for LeasePurpose {
         match lease {
             SharedLease::Restore => Self::Restore,
             SharedLease::Delete => Self::Delete,
+            SharedLease::Base => Self::Base,
         }
     }
 }

@@ -36,14 +36,24 @@ pub const MANIFEST_VERSION_CRC32C: u32 = 2;
 /// The version of a manifest whose files are encrypted (it has an `encryption` block): a reader
 /// of an older version would hand ciphertext to its decoders.
 pub const MANIFEST_VERSION_ENCRYPTED: u32 = 3;
+/// The version of an incremental backup's manifest (it has an `incremental` block and lists
+/// files of other backups): a reader of an older version would restore it, but its prune and
+/// delete would not know that other backups' files are needed, so it must refuse it.
+pub const MANIFEST_VERSION_INCREMENTAL: u32 = 4;
 
-/// The version a manifest with `tables` (and `encryption`) must be written with.
-pub fn version_for(tables: &[TableEntry], encryption: Option<&EncryptionEntry>) -> u32 {
+/// The version a manifest with `tables` (and `encryption`, and `incremental`) must be written with.
+pub fn version_for(
+    tables: &[TableEntry],
+    encryption: Option<&EncryptionEntry>,
+    incremental: Option<&IncrementalEntry>,
+) -> u32 {
     let crc32c = tables
         .iter()
         .flat_map(|t| &t.files)
         .any(|f| f.crc32c.is_some());
-    if encryption.is_some() {
+    if incremental.is_some() {
+        MANIFEST_VERSION_INCREMENTAL
+    } else if encryption.is_some() {
         MANIFEST_VERSION_ENCRYPTED
     } else if crc32c {
         MANIFEST_VERSION_CRC32C
@@ -90,6 +100,21 @@ pub struct Manifest {
     /// clear and holds no data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionEntry>,
+    /// Present when the backup is incremental: some of its files are those of earlier backups
+    /// (the partitions that did not change since its base), listed by their own keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalEntry>,
+}
+
+/// An incremental backup's place in its chain: the backup it was taken against, and every
+/// backup whose files it lists (its base, and what the base itself reused). None of those may
+/// be deleted while this backup exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IncrementalEntry {
+    pub base: BackupId,
+    /// Sorted, without this backup.
+    pub depends_on: Vec<BackupId>,
 }
 
 /// How a backup's files are encrypted: the scheme (`AGE`) and the public keys of the recipients
@@ -122,7 +147,7 @@ impl VersionedFile for Manifest {
     const WHAT: &'static str = "manifest";
     // The newest version read; a manifest is written with the oldest version that holds it
     // ([`version_for`]).
-    const VERSION: u32 = MANIFEST_VERSION_ENCRYPTED;
+    const VERSION: u32 = MANIFEST_VERSION_INCREMENTAL;
     const VERSION_FIELD: &'static str = "manifestVersion";
     // Every manifest ever written names its version.
     const VERSION_REQUIRED: bool = true;
@@ -271,6 +296,33 @@ pub struct TableEntry {
     /// manifests written before the method existed (all STREAM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<ExportMethod>,
+    /// Partitioned tables read partition by partition: what was read and what was reused. Each
+    /// of its files names its partition; a file that names none holds rows found outside every
+    /// partition BigQuery listed (a partition made while the backup started), and makes the
+    /// entry unfit as an incremental backup's base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionsEntry>,
+}
+
+/// How a partitioned table's partitions were backed up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartitionsEntry {
+    /// Partitions read at this backup's snapshot.
+    pub read: u64,
+    /// Partitions unchanged since the base's snapshot: their files are the base's.
+    #[serde(default)]
+    pub reused: u64,
+    /// Partitions of the base that no longer exist.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+impl TableEntry {
+    /// Whether an incremental backup may reuse this entry's files partition by partition.
+    pub fn reusable_by_partition(&self) -> bool {
+        self.partitions.is_some() && self.files.iter().all(|f| f.partition.is_some())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +344,10 @@ pub struct FileEntry {
     /// Encrypted backups: lower-case hex SHA-256 of the file's plaintext (what `age -d` gives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaintext_sha256: Option<String>,
+    /// The partition (BigQuery's `partition_id`) every row of the file belongs to, in a table
+    /// read partition by partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
 }
 
 impl Manifest {
@@ -493,14 +549,14 @@ mod tests {
     #[test]
     fn the_version_is_checked_before_anything_else() {
         let newer = edited(|m| {
-            m["manifestVersion"] = json!(4);
+            m["manifestVersion"] = json!(5);
             m["status"] = json!("SOMETHING_NEW");
         });
         let err = parse_manifest(KEY, &newer).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
         assert!(
             err.to_string()
-                .contains("is manifest version 4, written by a newer bq-backup; this one reads up to version 3: upgrade it"),
+                .contains("is manifest version 5, written by a newer bq-backup; this one reads up to version 4: upgrade it"),
             "{err}"
         );
         let message = damaged(&edited(|m| {

@@ -23,8 +23,8 @@ pub mod verify;
 
 pub use list::{BackupPage, BackupSummary, ListFilter, backup_ids, list_backups};
 pub use manifest::{
-    DatasetEntry, EncryptionEntry, FileEntry, FormatEntry, MANIFEST_VERSION, Manifest,
-    ManifestStatus, RoutineEntry, TableEntry, Totals, decode_arrow_schema, encode_arrow_schema,
-    parse_manifest, read_manifest, write_manifest,
+    DatasetEntry, EncryptionEntry, FileEntry, FormatEntry, IncrementalEntry, MANIFEST_VERSION,
+    Manifest, ManifestStatus, PartitionsEntry, RoutineEntry, TableEntry, Totals,
+    decode_arrow_schema, encode_arrow_schema, parse_manifest, read_manifest, write_manifest,
 };
 pub use verify::{Finding, Sample, VerifyReport, verify_backup};

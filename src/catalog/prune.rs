@@ -1,8 +1,10 @@
 //! Deleting backups: one by id, or every backup a keep policy lets go. The manifest goes first
 //! (from then on the backup is not listed or restorable, so a crash cannot leave something that
 //! looks complete), then its files. A backup a restore is reading (a live restore lease) is
-//! never deleted.
+//! never deleted, nor one an incremental backup lists files of (409 naming it), nor one an
+//! incremental backup being written takes partitions from (a live base lease).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,7 @@ use super::attempt;
 use super::lease::{self, Lease, LeaseTiming};
 use super::list::backup_ids;
 use super::manifest::read_manifest;
-use super::retention::{Candidate, Decision, KeepPolicy, decide};
+use super::retention::{Candidate, Decision, KeepPolicy, decide, keep_bases};
 use crate::domain::BackupId;
 use crate::error::{Error, ErrorKind};
 use crate::storage::layout::{self, BackupObject, SharedLease};
@@ -99,6 +101,24 @@ async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, E
             "backup {id} is being restored; delete it once the restore has finished"
         )));
     }
+    // Leases first, then manifests: an incremental backup holds its base lease until its
+    // manifest is written, so one of the two looks sees it.
+    if live_lease(os, id, SharedLease::Base).await? {
+        return Err(Error::conflict(format!(
+            "an incremental backup taking partitions from backup {id} is being written; delete it once that backup has finished"
+        )));
+    }
+    let dependents = dependents_of(store, id).await?;
+    if !dependents.is_empty() {
+        let names: Vec<String> = dependents.iter().map(ToString::to_string).collect();
+        return Err(Error::conflict(format!(
+            "incremental backup{} {} depend{} on backup {id} (listing its files): delete {} first",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "s" } else { "" },
+            if names.len() == 1 { "it" } else { "them" },
+        )));
+    }
     let manifest = layout::manifest(id);
     os.delete(&manifest)
         .await
@@ -152,6 +172,36 @@ async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Er
     })
 }
 
+/// The complete backups that list files of backup `id` (incremental backups taken on it or on
+/// a backup that reused its files).
+async fn dependents_of(store: &Store, id: &BackupId) -> Result<Vec<BackupId>, Error> {
+    Ok(dependencies(store)
+        .await?
+        .into_iter()
+        .filter(|(_, bases)| bases.contains(id))
+        .map(|(dependent, _)| dependent)
+        .collect())
+}
+
+/// Every complete incremental backup of `store` with the backups it depends on. A damaged
+/// manifest cannot say: it is left out (verify and the catalog report it).
+async fn dependencies(store: &Store) -> Result<HashMap<BackupId, Vec<BackupId>>, Error> {
+    let mut found = HashMap::new();
+    for other in backup_ids(store.object_store()).await? {
+        match read_manifest(store, &other).await {
+            Ok(Some(manifest)) => {
+                if let Some(incremental) = manifest.incremental {
+                    found.insert(other, incremental.depends_on);
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::DamagedBackup => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
 /// Whether a delete of backup `id` is under way (a live `_deleting-*.json` intent).
 pub async fn delete_in_progress(os: &Arc<dyn ObjectStore>, id: &BackupId) -> Result<bool, Error> {
     live_lease(os, id, SharedLease::Delete).await
@@ -173,13 +223,19 @@ pub async fn prune(
     }
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
+    let mut depends_on = HashMap::new();
     for id in backup_ids(store.object_store()).await? {
         match read_manifest(store, &id).await {
-            Ok(Some(manifest)) => candidates.push(Candidate {
-                id,
-                snapshot: manifest.snapshot_time,
-                expires_at: manifest.expires_at,
-            }),
+            Ok(Some(manifest)) => {
+                candidates.push(Candidate {
+                    id,
+                    snapshot: manifest.snapshot_time,
+                    expires_at: manifest.expires_at,
+                });
+                if let Some(incremental) = manifest.incremental {
+                    depends_on.insert(id, incremental.depends_on);
+                }
+            }
             Ok(None) => {}
             // Its age is unknown, so no policy can decide on it; one damaged backup must not stop
             // the pruning of the others either. Reported, left for a person to delete.
@@ -192,6 +248,7 @@ pub async fn prune(
         }
     }
     let mut decisions = decide(&candidates, policy, now);
+    keep_bases(&mut decisions, &depends_on);
     for decision in decisions.iter_mut().filter(|d| !d.keep) {
         let Ok(id) = BackupId::parse(&decision.backup_id) else {
             continue;

@@ -7,6 +7,8 @@
 //! A policy must keep something ([`KeepPolicy::problems`]): `keepLast: 0`, or no rule at all,
 //! would let a prune delete every backup of a repository, so they are refused rather than obeyed.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +193,49 @@ pub fn decide(candidates: &[Candidate], policy: &KeepPolicy, now: DateTime<Utc>)
             }
         })
         .collect()
+}
+
+/// Keeps every backup another backup that stays depends on (an incremental backup lists its
+/// files), whatever the policy decided: a chain is never broken. `depends_on` maps a backup to
+/// those it depends on; a backup kept for this says by which.
+pub fn keep_bases(decisions: &mut [Decision], depends_on: &HashMap<BackupId, Vec<BackupId>>) {
+    loop {
+        let staying: Vec<BackupId> = depends_on
+            .keys()
+            .filter(|id| {
+                !decisions
+                    .iter()
+                    .any(|d| d.backup_id == id.to_string() && !d.keep)
+            })
+            .copied()
+            .collect();
+        let mut changed = false;
+        for decision in decisions.iter_mut().filter(|d| !d.keep) {
+            let mut needed_by: Vec<String> = staying
+                .iter()
+                .filter(|s| {
+                    depends_on[*s]
+                        .iter()
+                        .any(|base| base.to_string() == decision.backup_id)
+                })
+                .map(ToString::to_string)
+                .collect();
+            if needed_by.is_empty() {
+                continue;
+            }
+            needed_by.sort();
+            decision.keep = true;
+            decision.reasons = vec![format!(
+                "incremental backup {} depends on it (lists its files): kept as long as that is, although otherwise: {}",
+                needed_by.join(", "),
+                decision.reasons.join(", ")
+            )];
+            changed = true;
+        }
+        if !changed {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -385,5 +430,56 @@ mod tests {
             assert_eq!(read.count(rule), Some(0));
             assert_eq!(read.problems()[0].field, rule.field());
         }
+    }
+
+    #[test]
+    fn a_base_stays_while_a_backup_that_stays_depends_on_it() {
+        let id = |s: &str| BackupId::parse(s).unwrap();
+        let decision = |s: &str, keep: bool| Decision {
+            backup_id: s.into(),
+            keep,
+            reasons: vec!["older than keepLast".into()],
+        };
+        // full A <- incr B <- incr C; C stays, so B and A stay. D (full, alone) goes. E <- F
+        // both go: nothing that stays needs E.
+        let mut decisions = vec![
+            decision("20260106_000000", false),
+            decision("20260105_000000", false),
+            decision("20260104_000000", false),
+            decision("20260103_000000", true),
+            decision("20260102_000000", false),
+            decision("20260101_000000", false),
+        ];
+        let depends: HashMap<BackupId, Vec<BackupId>> = [
+            (
+                "20260103_000000",
+                vec!["20260102_000000", "20260101_000000"],
+            ),
+            ("20260102_000000", vec!["20260101_000000"]),
+            ("20260106_000000", vec!["20260105_000000"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (id(k), v.into_iter().map(id).collect()))
+        .collect();
+        keep_bases(&mut decisions, &depends);
+        let kept: Vec<(&str, bool)> = decisions
+            .iter()
+            .map(|d| (d.backup_id.as_str(), d.keep))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("20260106_000000", false),
+                ("20260105_000000", false),
+                ("20260104_000000", false),
+                ("20260103_000000", true),
+                ("20260102_000000", true),
+                ("20260101_000000", true),
+            ]
+        );
+        assert!(
+            decisions[4].reasons[0].contains("incremental backup 20260103_000000 depends on it")
+        );
+        assert!(decisions[5].reasons[0].contains("20260103_000000 depends on it"));
     }
 }

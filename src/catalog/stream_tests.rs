@@ -44,6 +44,7 @@ impl Repo {
             sha256: hex::encode(Sha256::digest(&bytes)),
             crc32c: None,
             plaintext_sha256: None,
+            partition: None,
         }
     }
 }

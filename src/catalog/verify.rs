@@ -90,6 +90,10 @@ pub struct VerifyReport {
     /// The sample asked for; absent when every file was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample: Option<Sample>,
+    /// An incremental backup: the earlier backups whose files it lists, each checked to still
+    /// be complete, their files checked with its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -315,6 +319,29 @@ pub async fn verify_with_keys(
             }),
         }
     }
+    let chain = manifest
+        .incremental
+        .as_ref()
+        .map(|i| i.depends_on.clone())
+        .unwrap_or_default();
+    for id in &chain {
+        let key = crate::storage::layout::manifest(id);
+        let problem = match super::manifest::read_manifest(store, id).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => format!(
+                "this incremental backup lists files of backup {id}, which is no longer a complete backup (it has no manifest)"
+            ),
+            Err(e) => format!(
+                "this incremental backup lists files of backup {id}, whose manifest cannot be read: {}",
+                e.message()
+            ),
+        };
+        findings.push(Finding {
+            table: String::new(),
+            file: key.to_string(),
+            problem,
+        });
+    }
     findings.sort_by(|a, b| (&a.table, &a.file).cmp(&(&b.table, &b.file)));
     Ok(VerifyReport {
         backup_id: manifest.backup_id.to_string(),
@@ -325,6 +352,7 @@ pub async fn verify_with_keys(
         bytes_checked,
         rows_checked,
         sample,
+        chain: chain.iter().map(ToString::to_string).collect(),
         findings,
     })
 }

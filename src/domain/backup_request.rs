@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::DatasetRef;
+use super::ids::{BackupId, DatasetRef};
 use super::request_fields::{
     self, MAX_PARALLEL_TABLES, UriFields, check_project_at, key_path, lenient, normalize_name,
     parallelism_from_thread_pool, parse_field_delimiter,
@@ -96,7 +96,31 @@ pub struct BackupRequest {
     /// Absent = the service runs it alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<i64>,
+    /// Back up only what changed since an earlier backup in the same repository: the
+    /// partitions of partitioned tables that changed since its snapshot (see
+    /// [`IncrementalRequest`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<IncrementalRequest>,
 }
+
+/// `incremental`: `{"base": "latest"}` or `{"base": "<backupId>"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IncrementalRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// The backup an incremental backup is taken against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncrementalBase {
+    /// The newest complete backup of the repository holding any of the selected tables.
+    Latest,
+    Id(BackupId),
+}
+
+/// The JSON path of `incremental.base`, for errors about the base.
+pub const INCREMENTAL_BASE_FIELD: &str = "incremental.base";
 
 /// `encryption`: the recipients' public keys (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`). Checked by
 /// the encryption module, which names each bad one (`encryption.recipients[i]`).
@@ -296,6 +320,8 @@ pub struct BackupSpec {
     pub method: BackupMethod,
     /// `shards`: the backup is planned here and run by that many worker processes.
     pub shards: Option<u32>,
+    /// `incremental.base`: only the partitions that changed since that backup are read.
+    pub incremental: Option<IncrementalBase>,
     /// Things that were accepted but not used as written (e.g. `threadPoolSize` when
     /// `maxParallelTables` is also given); worth showing to the caller.
     pub warnings: Vec<FieldError>,
@@ -466,6 +492,11 @@ impl BackupRequest {
             ));
         }
 
+        let incremental = self
+            .incremental
+            .as_ref()
+            .and_then(|i| check_incremental(i, method, shards, &mut errors));
+
         let (Some(project), Some((storage, storage_field)), Some(datasets)) =
             (project, storage, datasets)
         else {
@@ -503,9 +534,55 @@ impl BackupRequest {
             ttl_days,
             method,
             shards,
+            incremental,
             warnings,
         })
     }
+}
+
+/// `incremental`: a base (`latest` or a backup id), for a backup this service reads partition
+/// by partition itself: EXTRACT exports whole tables, and the shards of a sharded backup split
+/// whole tables' read streams.
+fn check_incremental(
+    request: &IncrementalRequest,
+    method: BackupMethod,
+    shards: Option<u32>,
+    errors: &mut Vec<FieldError>,
+) -> Option<IncrementalBase> {
+    let before = errors.len();
+    if method == BackupMethod::Extract {
+        errors.push(FieldError::new(
+            "method",
+            "EXTRACT exports whole tables, and an incremental backup reads only the changed partitions of a table: use STREAM or AUTO with `incremental`",
+        ));
+    }
+    if shards.is_some() {
+        errors.push(FieldError::new(
+            "shards",
+            "a sharded backup cannot be incremental yet: leave out `shards` or `incremental`",
+        ));
+    }
+    let base = match request.base.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.push(FieldError::new(
+                INCREMENTAL_BASE_FIELD,
+                "is required: \"latest\" (the newest backup of these tables in the repository) or a backup id",
+            ));
+            None
+        }
+        Some(text) if text.eq_ignore_ascii_case("latest") => Some(IncrementalBase::Latest),
+        Some(text) => match BackupId::parse(text) {
+            Ok(id) => Some(IncrementalBase::Id(id)),
+            Err(e) => {
+                errors.push(FieldError::new(
+                    INCREMENTAL_BASE_FIELD,
+                    format!("{e}, or \"latest\""),
+                ));
+                None
+            }
+        },
+    };
+    base.filter(|_| errors.len() == before)
 }
 
 /// `method`: one of the three names (any case); EXTRACT needs a gs:// destination, because

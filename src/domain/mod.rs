@@ -24,8 +24,8 @@ pub use allowed_storage::{StorageAllowList, StorageRefusal};
 pub use backup_request::{
     BackupMethod, BackupRequest, BackupSpec, BackupStorage, BackupTime, BigQueryBackup,
     DEFAULT_FILE_SIZE_BYTES, DEFAULT_FORMAT, DatasetEntry, DatasetSelection, DatasetToBackup,
-    EncryptionRequest, ExportMethod, ExportOptions, GcsBackupOptions, MAX_SHARDS, Snapshot,
-    parse_backup_request,
+    EncryptionRequest, ExportMethod, ExportOptions, GcsBackupOptions, INCREMENTAL_BASE_FIELD,
+    IncrementalBase, IncrementalRequest, MAX_SHARDS, Snapshot, parse_backup_request,
 };
 pub use ids::{
     BackupId, DatasetRef, InvalidId, JobId, TableRef, is_valid_dataset_id, is_valid_table_id,

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{Accepted, Engine, Started, Submission};
+use crate::backup::incremental::plan_partitions;
 use crate::backup::{
     BackupContext, BackupOrder, BackupPlan, ensure_can_start, plan_backup, run_backup, shard,
 };
@@ -47,13 +48,25 @@ impl Engine {
         let slot = (!dry_run)
             .then(|| self.inner.jobs.reserve_slot())
             .transpose()?;
-        let plan = plan_backup(
+        let base = order.spec.incremental;
+        let mut plan = plan_backup(
             &self.inner.bigquery,
             order,
             now,
             settings.max_parallel_tables,
         )
         .await?;
+        // The base is looked for in the repository (a dry run reads it too).
+        let reading = match base {
+            Some(_) => Some(self.repository(&plan.storage, &plan.storage_field, Access::Read)?),
+            None => None,
+        };
+        plan_partitions(&self.inner.bigquery, reading.as_ref(), &mut plan, base)
+            .await
+            .map_err(|e| match &reading {
+                Some(store) => store.attribute(e),
+                None => e,
+            })?;
         let Some(slot) = slot else {
             return Ok(Started::DryRun(plan));
         };

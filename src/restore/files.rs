@@ -44,13 +44,20 @@ const STAGING_TTL: chrono::Duration = chrono::Duration::hours(24);
 /// any file bq-backup writes (a larger footer is left to the load job's own count).
 const FOOTER_TAIL: usize = 1024 * 1024;
 
+/// The most files of one table loaded as they are, each by a load job of its own. Every load
+/// job counts against the staging table's 1,500 daily table operations, and a table read
+/// partition by partition has a file per partition at least: beyond this, its files are decoded
+/// into one load job instead (`UPLOAD`).
+pub(super) const MAX_FILES_AS_THEY_ARE: usize = 100;
+
 /// Whether `entry`'s files can be handed to BigQuery as they are: PARQUET files in clear of a
 /// manifest of ours (a Java-layout backup records no checksum to check first, and an encrypted
-/// backup's files must be decrypted, so those are decoded).
+/// backup's files must be decrypted, so those are decoded), not too many of them.
 pub(super) fn loads_as_they_are(plan: &RestorePlan, entry: &TableEntry) -> bool {
     !plan.manifest.legacy
         && plan.keys.is_none()
         && plan.manifest.format_of(entry).format == Format::Parquet
+        && entry.files.len() <= MAX_FILES_AS_THEY_ARE
 }
 
 /// Loads every file of `entry` (at least one) into `table.target`. `created`: this restore
@@ -180,7 +187,8 @@ async fn stage_and_copy(
             disposition.as_str(),
             plan.location.as_deref(),
         )
-        .await?;
+        .await
+        .map_err(|e| refused_as_not_empty(e, table, disposition))?;
     tracing::info!(
         rows = entry.rows,
         files = loads.len(),
@@ -188,6 +196,23 @@ async fn stage_and_copy(
         "table restored from its files through a staging table"
     );
     Ok(entry.rows)
+}
+
+/// A copy BigQuery refused because the target holds rows (written since the restore was
+/// planned, or rows `tables.get` did not count): a conflict naming the table, as the planner
+/// reports a target it sees is not empty. BigQuery answers a duplicate (409); bqemulator a 400
+/// saying so.
+fn refused_as_not_empty(e: Error, table: &RestoreTable, disposition: WriteDisposition) -> Error {
+    let not_empty =
+        e.kind() == crate::error::ErrorKind::Conflict || e.message().contains("is not empty");
+    if disposition != WriteDisposition::WriteEmpty || !not_empty {
+        return e;
+    }
+    Error::conflict(format!(
+        "table {} is not empty; set writeDisposition WRITE_TRUNCATE or WRITE_APPEND to write into it",
+        table.target
+    ))
+    .with_source(e)
 }
 
 /// Sends one file's bytes unchanged to a load job configured by `configuration`, and waits for

@@ -353,10 +353,12 @@ async fn table_entry(
                 sha256: String::new(),
                 crc32c: None,
                 plaintext_sha256: None,
+                partition: None,
             })
             .collect(),
         format: Some(format_entry),
         method: None,
+        partitions: None,
     }))
 }
 
@@ -454,6 +456,7 @@ fn manifest(
         routines: Vec::new(),
         legacy: true,
         encryption: None,
+        incremental: None,
     }
 }
 

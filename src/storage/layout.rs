@@ -9,7 +9,9 @@
 //! backups/{backupId}/_claim/{epoch:020}.json           the backup being written (an exclusive slot)
 //! backups/{backupId}/_restore-{token}.json             a restore reading it (a shared lease)
 //! backups/{backupId}/_deleting-{token}.json            a delete under way (a shared lease)
+//! backups/{backupId}/_base-{token}.json                an incremental backup being written on it (a shared lease)
 //! backups/{backupId}/{project}/{dataset}/{table}/part-{index:05}.{ext}
+//! backups/{backupId}/{project}/{dataset}/{table}/partition-{partitionId}-part-{index:05}.{ext}
 //! backups/{backupId}/plan.json                         a sharded backup's stored plan
 //! backups/{backupId}/shards/{shard:05}.json            a shard's report (its files), once it finished
 //! backups/{backupId}/shards/_claim-{shard:05}/{epoch:020}.json   a shard being run (an exclusive slot)
@@ -57,6 +59,8 @@ const SHARD_CLAIM_PREFIX: &str = "_claim-";
 const SHARD_FILE_PREFIX: &str = "shard-";
 const RESTORE_LEASE_PREFIX: &str = "_restore-";
 const DELETE_INTENT_PREFIX: &str = "_deleting-";
+const BASE_LEASE_PREFIX: &str = "_base-";
+const PARTITION_FILE_PREFIX: &str = "partition-";
 const JSON: &str = ".json";
 
 /// `backups`: every backup of a repository lives below it.
@@ -82,6 +86,17 @@ pub fn backup_id_of(dir: &Path) -> Option<BackupId> {
     BackupId::parse(id.as_ref()).ok()
 }
 
+/// The backup a key below `backups/{id}/` belongs to: whose files an incremental backup lists.
+pub fn backup_of_key(key: &Path) -> Option<BackupId> {
+    let mut parts = key.parts();
+    let (Some(root), Some(id)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    (root.as_ref() == BACKUPS)
+        .then(|| BackupId::parse(id.as_ref()).ok())
+        .flatten()
+}
+
 pub fn manifest(id: &BackupId) -> Path {
     backup_dir(id).join(MANIFEST)
 }
@@ -97,6 +112,9 @@ pub enum SharedLease {
     Restore,
     /// A delete of the backup is under way: it must not be restored.
     Delete,
+    /// An incremental backup whose files will include some of this backup's is being
+    /// written: it must not be deleted.
+    Base,
 }
 
 impl SharedLease {
@@ -104,6 +122,7 @@ impl SharedLease {
         match self {
             Self::Restore => RESTORE_LEASE_PREFIX,
             Self::Delete => DELETE_INTENT_PREFIX,
+            Self::Base => BASE_LEASE_PREFIX,
         }
     }
 }
@@ -124,6 +143,20 @@ pub fn table_dir(id: &BackupId, table: &TableRef) -> Path {
 /// `backups/{id}/{project}/{dataset}/{table}/part-{index:05}.{extension}`.
 pub fn data_file(id: &BackupId, table: &TableRef, index: usize, extension: &str) -> Path {
     table_dir(id, table).join(format!("part-{index:05}.{extension}").as_str())
+}
+
+/// `backups/{id}/{project}/{dataset}/{table}/partition-{partition}-part-{index:05}.{extension}`:
+/// a data file of partition `partition` (BigQuery's partition id) of a table read partition by
+/// partition (each partition numbers its own files).
+pub fn partition_data_file(
+    id: &BackupId,
+    table: &TableRef,
+    partition: &str,
+    index: usize,
+    extension: &str,
+) -> Path {
+    table_dir(id, table)
+        .join(format!("{PARTITION_FILE_PREFIX}{partition}-part-{index:05}.{extension}").as_str())
 }
 
 /// `backups/{id}/{project}/{dataset}/{table}/shard-{shard:05}-part-{index:05}.{extension}`: a
@@ -257,7 +290,7 @@ pub fn backup_object(id: &BackupId, key: &Path) -> BackupObject {
         {
             BackupObject::Shard
         }
-        [name] => [SharedLease::Restore, SharedLease::Delete]
+        [name] => [SharedLease::Restore, SharedLease::Delete, SharedLease::Base]
             .into_iter()
             .find(|lease| {
                 name.as_ref()
@@ -423,6 +456,20 @@ mod tests {
             shared_lease(&id(), SharedLease::Delete, "abc").as_ref(),
             "backups/20261121_075959/_deleting-abc.json"
         );
+        let base = shared_lease(&id(), SharedLease::Base, "abc");
+        assert_eq!(base.as_ref(), "backups/20261121_075959/_base-abc.json");
+        assert_eq!(
+            backup_object(&id(), &base),
+            BackupObject::Lease(SharedLease::Base)
+        );
+        let file = partition_data_file(&id(), &t, "20240131", 0, "parquet");
+        assert_eq!(
+            file.as_ref(),
+            "backups/20261121_075959/p-1/shop/orders/partition-20240131-part-00000.parquet"
+        );
+        assert_eq!(backup_object(&id(), &file), BackupObject::Data);
+        assert_eq!(backup_of_key(&file), Some(id()));
+        assert_eq!(backup_of_key(&Path::from("jobs/x.json")), None);
     }
 
     #[test]

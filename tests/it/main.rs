@@ -24,6 +24,7 @@ mod extract;
 mod faults;
 mod health;
 mod helpers;
+mod incremental;
 mod independent;
 mod jobs;
 mod legacy;

@@ -454,8 +454,9 @@ async fn a_manifest_with_a_status_or_version_this_build_does_not_know_is_refused
 
     // A manifest of a newer bq-backup: refused with what to do, not read as this version.
     manifest["status"] = json!("COMPLETE");
-    // (Versions 2 and 3 are read: EXTRACT backups, whose files carry a CRC32C; encrypted backups.)
-    manifest["manifestVersion"] = json!(4);
+    // (Versions 2 to 4 are read: EXTRACT backups, whose files carry a CRC32C; encrypted
+    // backups; incremental backups.)
+    manifest["manifestVersion"] = json!(5);
     std::fs::write(&on_disk, manifest.to_string()).unwrap();
     let (status, answer) = post(&app, "/api/v1/restore", &request).await;
     assert_eq!(status, 400, "{answer}");

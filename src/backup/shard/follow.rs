@@ -224,6 +224,7 @@ fn report(
             bytes: t.bytes,
             files: t.files.len(),
             duration_ms: 0,
+            partitions: t.partitions,
         })
         .collect();
     BackupReport::of(plan, manifest, tables, started, started_at)

@@ -164,6 +164,7 @@ async fn open_session(
         files: Vec::new(),
         format: None,
         method: Some(ExportMethod::Stream),
+        partitions: None,
     };
     Ok((reader.stored(), entry))
 }

@@ -208,6 +208,7 @@ async fn run_claimed(
                 encryption,
                 file_size_bytes: plan.file_size_bytes,
                 shard: Some(order.shard),
+                partition: None,
                 // A shard reads each table in one group: numbering from 0 is unique within the
                 // shard's own file names.
                 next_index: AtomicUsize::new(0),

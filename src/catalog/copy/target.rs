@@ -37,6 +37,17 @@ pub async fn read_source(store: &Store, id: &BackupId) -> Result<SourceBackup, E
             format!("names backup {} instead", manifest.backup_id),
         ));
     }
+    if let Some(incremental) = &manifest.incremental {
+        let chain: Vec<String> = incremental
+            .depends_on
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Err(Error::conflict(format!(
+            "backup {id} is incremental: it lists files of backup {} as well as its own, and copying an incremental backup is not offered yet; copy a full backup instead",
+            chain.join(", ")
+        )));
+    }
     Ok(SourceBackup {
         manifest,
         manifest_bytes: bytes,
