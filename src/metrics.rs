@@ -64,6 +64,19 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DrillLabels {
+    /// The backup repository's URI.
+    repository: String,
+    /// `passed` or `failed`.
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RepositoryLabels {
+    repository: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: &'static str,
@@ -113,6 +126,8 @@ struct Inner {
     errors: Family<ErrorLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    drills: Family<DrillLabels, Counter>,
+    drill_last_success: Family<RepositoryLabels, Gauge>,
 }
 
 impl fmt::Debug for Metrics {
@@ -152,6 +167,8 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(request_duration_histogram);
+        let drills = Family::<DrillLabels, Counter>::default();
+        let drill_last_success = Family::<RepositoryLabels, Gauge>::default();
 
         let mut registry = Registry::with_prefix(PREFIX);
         registry.register(
@@ -207,6 +224,17 @@ impl Metrics {
             Unit::Seconds,
             request_duration.clone(),
         );
+        registry.register(
+            "drills",
+            "Restore drills that ended on this instance, by repository and result",
+            drills.clone(),
+        );
+        registry.register_with_unit(
+            "drill_last_success_timestamp",
+            "When the last restore drill that passed on this instance ended (Unix time), by repository: alert when it grows old",
+            Unit::Seconds,
+            drill_last_success.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -220,7 +248,29 @@ impl Metrics {
                 errors,
                 requests,
                 request_duration,
+                drills,
+                drill_last_success,
             }),
+        }
+    }
+
+    /// A restore drill of a backup of `repository` ended at `at` (Unix seconds).
+    pub fn drill_ended(&self, repository: &str, passed: bool, at: i64) {
+        let result = if passed { "passed" } else { "failed" };
+        self.inner
+            .drills
+            .get_or_create(&DrillLabels {
+                repository: repository.to_string(),
+                result,
+            })
+            .inc();
+        if passed {
+            self.inner
+                .drill_last_success
+                .get_or_create(&RepositoryLabels {
+                    repository: repository.to_string(),
+                })
+                .set(at);
         }
     }
 

@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::jobs::WaitQuery;
 use super::paging::{page_size, page_token};
 use crate::catalog::copy::Existing;
+use crate::catalog::drills::{self, read_drills};
 use crate::catalog::retention::KeepPolicy;
 use crate::catalog::{
     BackupSummary, ListFilter, Sample, list::DEFAULT_PAGE_SIZE, list::MAX_PAGE_SIZE,
@@ -200,8 +201,23 @@ pub(crate) async fn show(
     body["tables"] = manifest
         .tables
         .iter()
-        .map(|t| json!({ "table": t.table, "kind": t.kind, "rows": t.rows, "bytes": t.bytes, "files": t.files.len() }))
+        .map(|t| {
+            let mut table = json!({ "table": t.table, "kind": t.kind, "rows": t.rows, "bytes": t.bytes, "files": t.files.len() });
+            if let Some(partitions) = t.partitions {
+                table["partitions"] = json!(partitions);
+            }
+            table
+        })
         .collect();
+    if let Some(incremental) = &manifest.incremental {
+        body["incremental"] = json!(incremental);
+    }
+    // The newest drills, with every table's comparison; the newest also as `lastDrill`.
+    let drills = read_drills(&store, &id, drills::SHOWN).await?;
+    if let Some(last) = drills.first() {
+        body["lastDrill"] = json!(last.summary());
+    }
+    body["drills"] = json!(drills);
     body["routines"] = manifest
         .routines
         .iter()

@@ -242,10 +242,14 @@ pub async fn plan_partitions(
             }
         }
     }
+    // Only datasets with a table to read by partition are listed (a query each).
     let partitioned: BTreeSet<DatasetRef> = plan
         .tables
         .iter()
-        .filter(|t| by_partition_candidate(t))
+        .filter(|t| {
+            by_partition_candidate(t)
+                && TableResource::of(&t.resource).is_ok_and(|r| Scheme::of(&r).is_ok())
+        })
         .map(|t| t.table.dataset_ref())
         .collect();
     let mut listed: HashMap<TableRef, Vec<PartitionInfo>> = HashMap::new();

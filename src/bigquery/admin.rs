@@ -6,6 +6,7 @@ use super::client::BigQuery;
 use super::error::BigQueryError;
 use super::retry;
 use crate::domain::{DatasetRef, TableRef};
+use crate::error::Error;
 
 impl BigQuery {
     /// Creates a dataset. `Ok(false)` when it already exists (left as it is). A dataset found
@@ -136,6 +137,22 @@ impl BigQuery {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Deletes a restore drill's scratch dataset with everything in it. Refuses any dataset whose
+    /// name is not a drill's (`bqb_drill_…`): a user's dataset is never deleted with contents.
+    pub async fn delete_scratch_dataset(&self, dataset: &DatasetRef) -> Result<(), Error> {
+        if !dataset
+            .dataset
+            .starts_with(crate::domain::DRILL_DATASET_PREFIX)
+        {
+            return Err(Error::internal(format!(
+                "refusing to delete {dataset} with its tables: not a drill's scratch dataset"
+            )));
+        }
+        self.delete_dataset(dataset, true)
+            .await
+            .map_err(Error::from)
     }
 
     /// `datasets.delete`, with its tables when `contents`; one already gone is not an error.

@@ -71,6 +71,7 @@ pub async fn remove_attempt(store: &Store, id: &BackupId, keep: Keep) -> Result<
         BackupObject::Lease(SharedLease::Delete)
         | BackupObject::Plan
         | BackupObject::Shard
+        | BackupObject::Drill
         | BackupObject::Data
         | BackupObject::Other => false,
     };

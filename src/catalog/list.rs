@@ -9,6 +9,7 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use serde::Serialize;
 
+use super::drills::{DrillSummary, read_drills};
 use super::manifest::{Manifest, read_manifest};
 use crate::domain::BackupId;
 use crate::error::{Error, ErrorKind};
@@ -51,6 +52,12 @@ pub struct BackupSummary {
     pub rows: u64,
     pub bytes: u64,
     pub files: u64,
+    /// An incremental backup: the backup it was taken against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The newest restore drill of the backup, if it was ever drilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillSummary>,
 }
 
 impl BackupSummary {
@@ -79,6 +86,8 @@ impl BackupSummary {
             rows: manifest.totals.rows,
             bytes: manifest.totals.bytes,
             files: manifest.totals.files,
+            base: manifest.incremental.as_ref().map(|i| i.base.to_string()),
+            last_drill: None,
         }
     }
 
@@ -201,6 +210,14 @@ pub async fn list_backups(
         last = Some(manifest.backup_id);
         backups.push(summary);
         damaged_before_last = damaged.len();
+    }
+    for summary in &mut backups {
+        if let Ok(id) = BackupId::parse(&summary.backup_id) {
+            summary.last_drill = read_drills(store, &id, 1)
+                .await?
+                .first()
+                .map(|d| d.summary());
+        }
     }
     Ok(BackupPage {
         backups,

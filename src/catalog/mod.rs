@@ -10,6 +10,8 @@ pub mod attempt;
 pub mod checksum;
 mod cipher;
 pub mod copy;
+pub mod digest;
+pub mod drills;
 pub mod keys;
 pub mod lease;
 pub mod list;

@@ -32,9 +32,9 @@ pub use ids::{
 };
 pub use pubsub::{PushMessage, is_push_envelope, parse_push_envelope, parse_push_envelope_value};
 pub use restore_request::{
-    BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, GcsRestoreOptions, ImportOptions,
-    RestoreRequest, RestoreSpec, RestoreStorage, SourceTable, TableChoice, WriteDisposition,
-    parse_restore_request,
+    BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, DRILL_DATASET_PREFIX,
+    GcsRestoreOptions, ImportOptions, RestoreRequest, RestoreSpec, RestoreStorage, SourceTable,
+    TableChoice, WriteDisposition, parse_restore_request,
 };
 pub use selection::TableSelector;
 pub use sql_refs::{PathPiece, SqlPath, sql_paths};

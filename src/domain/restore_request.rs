@@ -69,6 +69,10 @@ pub struct RestoreRequest {
     /// 1 to 10,000; not with `WRITE_APPEND` (a shard run again would append twice).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shards: Option<i64>,
+    /// A restore drill: restore into scratch datasets, compare every table with the manifest
+    /// (rows and content), remove the scratch datasets, and record the result beside the backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<bool>,
 }
 
 /// `bigQuery`: where to restore to.
@@ -252,6 +256,9 @@ pub struct RestoreSpec {
     pub wait: bool,
     /// `shards`: the tables are restored by that many worker processes.
     pub shards: Option<u32>,
+    /// `drill`: restored into scratch datasets (named by a prefix of their own, `bqb_drill_…_`),
+    /// compared with the manifest and removed again.
+    pub drill: bool,
     pub warnings: Vec<FieldError>,
     dataset_prefix: String,
     target_datasets: BTreeMap<String, String>,
@@ -415,6 +422,16 @@ impl RestoreRequest {
             datasets.as_ref(),
             &mut errors,
         );
+        let drill = self.drill.unwrap_or(false);
+        if drill {
+            let given = DrillConflicts {
+                dataset_prefix: self.dataset_prefix.is_some(),
+                target_datasets: self.target_datasets.is_some(),
+                write_disposition: options.write_disposition.is_some(),
+                shards: self.shards.is_some(),
+            };
+            check_drill(given, options_path, &mut errors);
+        }
         let (dataset_prefix, target_datasets) = check_naming(
             self.dataset_prefix,
             self.target_datasets.unwrap_or_default(),
@@ -474,10 +491,57 @@ impl RestoreRequest {
             dry_run: self.dry_run.unwrap_or(false),
             wait: self.wait.unwrap_or(false),
             shards,
+            drill,
             warnings,
-            dataset_prefix,
+            // A drill's datasets are its own, named so that they never meet a user's.
+            dataset_prefix: match drill {
+                true => drill_prefix(),
+                false => dataset_prefix,
+            },
             target_datasets,
         })
+    }
+}
+
+/// The start of every scratch dataset of restore drills.
+pub const DRILL_DATASET_PREFIX: &str = "bqb_drill_";
+
+/// `bqb_drill_{8 hex}_`: the scratch datasets of one drill.
+fn drill_prefix() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{DRILL_DATASET_PREFIX}{}_", &random[..8])
+}
+
+/// Which fields a drill does not take were given.
+#[derive(Debug, Clone, Copy)]
+struct DrillConflicts {
+    dataset_prefix: bool,
+    target_datasets: bool,
+    write_disposition: bool,
+    shards: bool,
+}
+
+/// A drill restores into scratch datasets it creates and removes: it names its targets itself,
+/// runs alone, and never writes into an existing table.
+fn check_drill(given: DrillConflicts, options_path: &str, errors: &mut Vec<FieldError>) {
+    let why = "a drill restores into scratch datasets of its own and removes them: leave it out";
+    if given.dataset_prefix {
+        errors.push(FieldError::new("datasetPrefix", why));
+    }
+    if given.target_datasets {
+        errors.push(FieldError::new("targetDatasets", why));
+    }
+    if given.write_disposition {
+        errors.push(FieldError::new(
+            format!("{options_path}.writeDisposition"),
+            why,
+        ));
+    }
+    if given.shards {
+        errors.push(FieldError::new(
+            "shards",
+            "a drill measures one restore by this service: leave out `shards`",
+        ));
     }
 }
 

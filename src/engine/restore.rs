@@ -3,11 +3,13 @@
 
 use super::{Accepted, Engine, Started, Submission};
 use crate::catalog::lease::LeaseTiming;
-use crate::error::Error;
+use crate::error::{Error, FieldError};
 use crate::jobs::{JobKind, NewJob};
 use crate::recovery::ActiveRestore;
 use crate::restore::shard::{self, StoredRestorePlan};
-use crate::restore::{RestoreContext, RestoreOrder, RestorePlan, plan_restore, run_restore};
+use crate::restore::{
+    RestoreContext, RestoreOrder, RestorePlan, plan_restore, run_drill, run_restore,
+};
 use crate::storage::Access;
 
 impl Engine {
@@ -18,8 +20,13 @@ impl Engine {
         submission: Submission,
     ) -> Result<Started<RestorePlan>, Error> {
         let RestoreOrder { spec, request } = order;
-        // Refused or missing storage before anything else; no network call yet.
-        let store = self.repository(&spec.storage, &spec.storage_field, Access::Read)?;
+        // Refused or missing storage before anything else; no network call yet. A drill writes
+        // its result beside the backup.
+        let access = match spec.drill {
+            true => Access::Write,
+            false => Access::Read,
+        };
+        let store = self.repository(&spec.storage, &spec.storage_field, access)?;
         // Shed load before planning reads BigQuery (a dry run starts no job).
         let slot = (!spec.dry_run)
             .then(|| self.inner.jobs.reserve_slot())
@@ -32,6 +39,18 @@ impl Engine {
         )
         .await
         .map_err(|e| store.attribute(e))?;
+        if spec.drill && plan.manifest.legacy {
+            return Err(Error::invalid(
+                "a drill compares the restored tables with the backup's manifest",
+                vec![FieldError::new(
+                    spec.backup_field.clone(),
+                    format!(
+                        "backup {} is in the Java service's layout, which records no row counts or checksums to compare with: restore it without `drill`",
+                        plan.backup_id
+                    ),
+                )],
+            ));
+        }
         let Some(slot) = slot else {
             return Ok(Started::DryRun(plan));
         };
@@ -51,6 +70,8 @@ impl Engine {
         let observer = submission.observer;
         let launcher = self.inner.settings.shards.launcher.clone();
         let shards = spec.shards;
+        let drill = spec.drill;
+        let metrics = self.inner.jobs.metrics().clone();
         let record = self
             .inner
             .jobs
@@ -82,6 +103,18 @@ impl Engine {
                     lease,
                 };
                 let report = match &sharded {
+                    _ if drill => {
+                        let (record, outcome) = run_drill(&plan, &ctx).await;
+                        metrics.drill_ended(
+                            &store.uri().to_string(),
+                            record.passed,
+                            record.finished_at.timestamp(),
+                        );
+                        outcome.and_then(|()| {
+                            serde_json::to_value(record)
+                                .map_err(|e| Error::internal(format!("report: {e}")))
+                        })
+                    }
                     Some(stored) => {
                         shard::plan_and_follow(&plan, &ctx, job_store.store(), stored, &launcher)
                             .await

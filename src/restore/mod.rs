@@ -7,6 +7,7 @@
 //!
 //! Depends on `bigquery`, `storage`, `formats`, `catalog`, `domain`; never on `api`.
 
+mod drill;
 mod files;
 mod legacy;
 mod order;
@@ -17,6 +18,7 @@ pub mod shard;
 mod sql_rewrite;
 mod table;
 
+pub use drill::run_drill;
 pub(crate) use files::staging_prefix;
 pub use order::RestoreOrder;
 pub use plan::{RestorePlan, RestorePreview, RestoreTable, plan_restore};

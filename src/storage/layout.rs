@@ -10,6 +10,7 @@
 //! backups/{backupId}/_restore-{token}.json             a restore reading it (a shared lease)
 //! backups/{backupId}/_deleting-{token}.json            a delete under way (a shared lease)
 //! backups/{backupId}/_base-{token}.json                an incremental backup being written on it (a shared lease)
+//! backups/{backupId}/drills/{yyyyMMddTHHmmssZ}-{jobId}.json   a restore drill's result
 //! backups/{backupId}/{project}/{dataset}/{table}/part-{index:05}.{ext}
 //! backups/{backupId}/{project}/{dataset}/{table}/partition-{partitionId}-part-{index:05}.{ext}
 //! backups/{backupId}/plan.json                         a sharded backup's stored plan
@@ -55,6 +56,8 @@ pub const CLAIM: &str = "_claim";
 pub const PLAN: &str = "plan.json";
 /// `backups/{id}/shards`: the reports and claims of a sharded backup's shards.
 pub const SHARDS: &str = "shards";
+/// `backups/{id}/drills`: the results of the restore drills of a backup.
+pub const DRILLS: &str = "drills";
 const SHARD_CLAIM_PREFIX: &str = "_claim-";
 const SHARD_FILE_PREFIX: &str = "shard-";
 const RESTORE_LEASE_PREFIX: &str = "_restore-";
@@ -185,6 +188,17 @@ pub fn is_shard_data_file(id: &BackupId, key: &Path, shard: u32) -> bool {
             .is_some_and(|name| name.starts_with(&shard_file_prefix(shard)))
 }
 
+/// `backups/{id}/drills`.
+pub fn drills_dir(id: &BackupId) -> Path {
+    backup_dir(id).join(DRILLS)
+}
+
+/// `backups/{id}/drills/{yyyyMMddTHHmmssZ}-{jobId}.json`: the result of restore drill `job`,
+/// which started at `at`; names sort by start.
+pub fn drill_record(id: &BackupId, at: DateTime<Utc>, job: &JobId) -> Path {
+    drills_dir(id).join(format!("{}-{}{JSON}", at.format(TICK_FORMAT), job.as_str()).as_str())
+}
+
 /// `backups/{id}/plan.json`.
 pub fn plan(id: &BackupId) -> Path {
     backup_dir(id).join(PLAN)
@@ -269,6 +283,8 @@ pub enum BackupObject {
     Plan,
     /// A shard's report or a record of its claim (`shards/…`).
     Shard,
+    /// The result of a restore drill (`drills/…`).
+    Drill,
     /// A data file (or, on `file://`, the staging file of an unfinished upload of one).
     Data,
     /// Not below `backups/{id}/`, or nothing this service writes.
@@ -285,6 +301,7 @@ pub fn backup_object(id: &BackupId, key: &Path) -> BackupObject {
         [name] if name.as_ref() == PLAN => BackupObject::Plan,
         [dir, _] if dir.as_ref() == CLAIM => BackupObject::Claim,
         [dir, _] if dir.as_ref() == SHARDS => BackupObject::Shard,
+        [dir, _] if dir.as_ref() == DRILLS => BackupObject::Drill,
         [dir, claim, _]
             if dir.as_ref() == SHARDS && claim.as_ref().starts_with(SHARD_CLAIM_PREFIX) =>
         {

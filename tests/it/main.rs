@@ -17,6 +17,7 @@ mod crash;
 mod dependents;
 mod deploy;
 mod docs;
+mod drills;
 mod encryption;
 mod errors;
 mod examples;
