@@ -19,7 +19,7 @@ use bq_backup::config::{ConfigError, Settings, settings_markdown};
 use bq_backup::domain::{BackupId, JobId, StorageUri};
 use bq_backup::encryption::Recipients;
 use bq_backup::engine::{
-    Accepted, Copies, CopyOrder, Engine, Repositories, Started, Submission, Trigger,
+    Accepted, Copies, CopyOrder, Engine, RecoverOrder, Repositories, Started, Submission, Trigger,
 };
 use bq_backup::exec::Progress;
 use bq_backup::jobs::{Cancelled, JobStore, Jobs};
@@ -80,6 +80,17 @@ enum Command {
         #[arg(long, short)]
         request: PathBuf,
         /// Only print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bring tables back as they were at an instant inside BigQuery's time-travel window, from
+    /// a request file (the body `POST /api/v1/recover` takes), without a backup. Prints the JSON
+    /// result on stdout.
+    Recover {
+        /// The request JSON file (`-` for standard input).
+        #[arg(long, short)]
+        request: PathBuf,
+        /// Only print the plan; change nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -229,6 +240,7 @@ impl Cli {
             Command::Serve => serve().await,
             Command::Backup { request, dry_run } => backup(&request, dry_run).await,
             Command::Restore { request, dry_run } => restore(&request, dry_run).await,
+            Command::Recover { request, dry_run } => recover(&request, dry_run).await,
             Command::List {
                 uri,
                 project,
@@ -499,6 +511,21 @@ async fn restore(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
                 job.record.tables.len(),
                 job.record.backup_id.as_deref().unwrap_or_default()
             ));
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            follow(engine.jobs(), job, bar).await
+        }
+    }
+}
+
+async fn recover(path: &PathBuf, dry_run: bool) -> anyhow::Result<()> {
+    let engine = engine().await?;
+    let mut order = RecoverOrder::from_json(&read_request(path)?, chrono::Utc::now())?;
+    order.spec.dry_run |= dry_run;
+    match engine.recover(order, cli_submission(None)).await? {
+        Started::DryRun(plan) => print_json(&serde_json::json!({ "dryRun": true, "plan": plan })),
+        Started::Job(job) => {
+            let bar = ProgressBar::new_spinner();
+            bar.set_message(format!("recovering {} tables", job.record.tables.len()));
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             follow(engine.jobs(), job, bar).await
         }

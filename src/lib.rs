@@ -53,6 +53,7 @@ pub mod restore;
 pub mod schedule;
 pub mod storage;
 pub mod telemetry;
+pub mod time_travel;
 pub mod variables;
 
 mod api;

@@ -42,6 +42,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         JobKind::Restore,
         JobKind::Verify,
         JobKind::Copy,
+        JobKind::Recover,
     ] {
         jobs.metrics()
             .declare_job_kind(kind.as_str(), &final_states);

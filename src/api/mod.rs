@@ -13,6 +13,7 @@ mod metrics;
 mod openapi;
 mod paging;
 mod pubsub;
+mod recover;
 #[cfg(test)]
 mod request_properties;
 mod restore;
@@ -79,6 +80,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::spec))
         .route("/api/v1/backup", post(backup::start_backup))
         .route("/api/v1/restore", post(restore::start_restore))
+        .route("/api/v1/recover", post(recover::start_recover))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/api/v1/schedules", get(schedules::list))

@@ -23,6 +23,7 @@ use utoipa::{OpenApi, ToSchema};
         spec,
         super::backup::start_backup,
         super::restore::start_restore,
+        super::recover::start_recover,
         super::jobs::list,
         super::jobs::show,
         super::jobs::cancel,

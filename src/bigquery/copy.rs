@@ -56,4 +56,48 @@ impl BigQuery {
             .unwrap_or_default()
             .to_string())
     }
+
+    /// A copy job from `source` as it was at `at_ms` (milliseconds since the epoch; the snapshot
+    /// decorator `table@ms`, which also reaches a table dropped since, within the time-travel
+    /// window) into `destination`, created if needed. What a time-travel recovery by COPY runs.
+    pub async fn copy_snapshot(
+        &self,
+        source: &TableRef,
+        at_ms: i64,
+        destination: &TableRef,
+        write_disposition: &str,
+        location: Option<&str>,
+    ) -> Result<String, Error> {
+        let configuration = json!({
+            "copy": {
+                "sourceTable": {
+                    "projectId": source.project,
+                    "datasetId": source.dataset,
+                    "tableId": format!("{}@{at_ms}", source.table),
+                },
+                "destinationTable": {
+                    "projectId": destination.project,
+                    "datasetId": destination.dataset,
+                    "tableId": destination.table,
+                },
+                "operationType": "COPY",
+                "createDisposition": "CREATE_IF_NEEDED",
+                "writeDisposition": write_disposition,
+            }
+        });
+        let what = format!("copy of {source}@{at_ms} into {destination}");
+        let done = self
+            .run_job(
+                &destination.project,
+                location,
+                configuration,
+                &what,
+                &CancellationToken::new(),
+            )
+            .await?;
+        Ok(done["jobReference"]["jobId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
 }

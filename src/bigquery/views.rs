@@ -57,6 +57,11 @@ impl BigQuery {
             .collect())
     }
 
+    /// Runs one GoogleSQL statement (DDL or DML) as a query job and waits for it to end.
+    pub async fn execute(&self, project: &str, location: &str, sql: &str) -> Result<(), Error> {
+        self.query_rows(project, location, sql).await.map(drop)
+    }
+
     /// Runs a read-only GoogleSQL query and returns every row's cells as text (`None` = NULL).
     pub(super) async fn query_rows(
         &self,

@@ -14,6 +14,7 @@ mod allowed_storage;
 mod backup_request;
 mod ids;
 mod pubsub;
+mod recover_request;
 mod request_fields;
 mod restore_request;
 mod selection;
@@ -31,6 +32,9 @@ pub use ids::{
     BackupId, DatasetRef, InvalidId, JobId, TableRef, is_valid_dataset_id, is_valid_table_id,
 };
 pub use pubsub::{PushMessage, is_push_envelope, parse_push_envelope, parse_push_envelope_value};
+pub use recover_request::{
+    MAX_TIME_TRAVEL, RecoverMethod, RecoverRequest, RecoverSpec, parse_recover_request,
+};
 pub use restore_request::{
     BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, DRILL_DATASET_PREFIX,
     GcsRestoreOptions, ImportOptions, RestoreRequest, RestoreSpec, RestoreStorage, SourceTable,

@@ -12,6 +12,7 @@
 
 mod backup;
 mod copy;
+mod recover;
 mod repository;
 mod restore;
 mod schedule;
@@ -37,6 +38,7 @@ use crate::storage::{Access, StorageConfig, Store};
 
 pub use backup::selection_key;
 pub use copy::{Copies, CopyOrder};
+pub use recover::RecoverOrder;
 pub use repository::Repositories;
 pub use verify::VerifyOrder;
 
@@ -167,6 +169,13 @@ impl Engine {
                     "a copy is started by POST /api/v1/backups/{id}:copy",
                     vec![],
                 ));
+            }
+            JobKind::Recover => {
+                let order = RecoverOrder::from_json(body, chrono::Utc::now())?;
+                match self.recover(order, submission).await? {
+                    Started::DryRun(plan) => Started::DryRun(dry_run_answer(&plan)?),
+                    Started::Job(job) => Started::Job(job),
+                }
             }
             JobKind::Restore => {
                 let order = RestoreOrder::from_json(body)?;

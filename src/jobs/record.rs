@@ -30,6 +30,9 @@ pub enum JobKind {
     /// A backup copied to another repository (`POST /api/v1/backups/{id}:copy`, the CLI's
     /// `copy`, `download` and `upload`).
     Copy,
+    /// Tables brought back by BigQuery time travel (`POST /api/v1/recover`, the CLI's
+    /// `recover`).
+    Recover,
 }
 
 impl JobKind {
@@ -39,6 +42,7 @@ impl JobKind {
             Self::Restore => "RESTORE",
             Self::Verify => "VERIFY",
             Self::Copy => "COPY",
+            Self::Recover => "RECOVER",
         }
     }
 
@@ -48,6 +52,7 @@ impl JobKind {
             "RESTORE" => Some(Self::Restore),
             "VERIFY" => Some(Self::Verify),
             "COPY" => Some(Self::Copy),
+            "RECOVER" => Some(Self::Recover),
             _ => None,
         }
     }

@@ -12,7 +12,7 @@ mod files;
 mod legacy;
 mod order;
 mod plan;
-mod resources;
+pub(crate) mod resources;
 mod run;
 pub mod shard;
 mod sql_rewrite;

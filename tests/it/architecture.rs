@@ -30,7 +30,13 @@ const LAYERS: &[Layer] = &[
     Layer {
         name: "operations",
         modules: &[
-            "backup", "restore", "catalog", "jobs", "schedule", "recovery",
+            "backup",
+            "restore",
+            "catalog",
+            "jobs",
+            "schedule",
+            "recovery",
+            "time_travel",
         ],
     },
     Layer {

@@ -33,6 +33,7 @@ mod memory;
 mod metrics;
 mod openapi;
 mod pubsub;
+mod recover;
 mod restore;
 mod restore_files;
 mod schedules;

@@ -21,6 +21,7 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/backup"),
     ("POST", "/api/v1/restore"),
+    ("POST", "/api/v1/recover"),
     ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/jobs/{id}"),
     ("DELETE", "/api/v1/jobs/{id}"),
