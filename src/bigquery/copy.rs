@@ -1,5 +1,6 @@
-//! Copy jobs that move a restore's staging table into its target: one job, which BigQuery
-//! applies whole or not at all, so the target sees every file of a table or none of them.
+//! Copy jobs: one job, which BigQuery applies whole or not at all. They move a restore's staging
+//! table into its target, so the target sees every file of a table or none of them, and bring a
+//! table back from its snapshot decorator (`table@ms`) in a time-travel recovery.
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -24,37 +25,16 @@ impl BigQuery {
         write_disposition: &str,
         location: Option<&str>,
     ) -> Result<String, Error> {
-        let configuration = json!({
-            "copy": {
-                "sourceTable": {
-                    "projectId": source.project,
-                    "datasetId": source.dataset,
-                    "tableId": source.table,
-                },
-                "destinationTable": {
-                    "projectId": destination.project,
-                    "datasetId": destination.dataset,
-                    "tableId": destination.table,
-                },
-                "operationType": "COPY",
-                "createDisposition": "CREATE_NEVER",
-                "writeDisposition": write_disposition,
-            }
-        });
         let what = format!("copy of {source} into {destination}");
-        let done = self
-            .run_job(
-                &destination.project,
-                location,
-                configuration,
-                &what,
-                &CancellationToken::new(),
-            )
-            .await?;
-        Ok(done["jobReference"]["jobId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
+        self.copy(
+            source,
+            &source.table,
+            destination,
+            ("CREATE_NEVER", write_disposition),
+            location,
+            &what,
+        )
+        .await
     }
 
     /// A copy job from `source` as it was at `at_ms` (milliseconds since the epoch; the snapshot
@@ -68,12 +48,35 @@ impl BigQuery {
         write_disposition: &str,
         location: Option<&str>,
     ) -> Result<String, Error> {
+        let what = format!("copy of {source}@{at_ms} into {destination}");
+        self.copy(
+            source,
+            &format!("{}@{at_ms}", source.table),
+            destination,
+            ("CREATE_IF_NEEDED", write_disposition),
+            location,
+            &what,
+        )
+        .await
+    }
+
+    /// One copy job from table `source_table` of `source`'s dataset into `destination`, with its
+    /// create and write dispositions; waits for it and returns its id.
+    async fn copy(
+        &self,
+        source: &TableRef,
+        source_table: &str,
+        destination: &TableRef,
+        (create_disposition, write_disposition): (&str, &str),
+        location: Option<&str>,
+        what: &str,
+    ) -> Result<String, Error> {
         let configuration = json!({
             "copy": {
                 "sourceTable": {
                     "projectId": source.project,
                     "datasetId": source.dataset,
-                    "tableId": format!("{}@{at_ms}", source.table),
+                    "tableId": source_table,
                 },
                 "destinationTable": {
                     "projectId": destination.project,
@@ -81,17 +84,16 @@ impl BigQuery {
                     "tableId": destination.table,
                 },
                 "operationType": "COPY",
-                "createDisposition": "CREATE_IF_NEEDED",
+                "createDisposition": create_disposition,
                 "writeDisposition": write_disposition,
             }
         });
-        let what = format!("copy of {source}@{at_ms} into {destination}");
         let done = self
             .run_job(
                 &destination.project,
                 location,
                 configuration,
-                &what,
+                what,
                 &CancellationToken::new(),
             )
             .await?;

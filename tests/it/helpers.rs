@@ -584,3 +584,20 @@ pub fn bq_backup_command(vars: Vec<(String, String)>) -> std::process::Command {
     }
     command
 }
+
+/// Runs one GoogleSQL statement on the emulator (jobs.query); fails the test when it fails. Its
+/// answer.
+pub async fn run_sql(statement: &str) -> Value {
+    let rest = &TestServices::get().bigquery_rest;
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
+        .json(&json!({ "query": statement, "useLegacySql": false }))
+        .send()
+        .await
+        .expect("the emulator answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    assert!(answer.get("error").is_none(), "{statement}: {answer}");
+    answer
+}

@@ -16,24 +16,9 @@ use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, TestServices, bigquery_client, canonical_rows,
-    manifest_json, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, manifest_json, run_sql,
+    spawn_app, unique_dataset,
 };
-
-/// A GoogleSQL statement on the emulator; fails the test when it fails.
-async fn sql(statement: String) {
-    let rest = &TestServices::get().bigquery_rest;
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-        .json(&json!({ "query": statement, "useLegacySql": false }))
-        .send()
-        .await
-        .expect("the emulator answers")
-        .json()
-        .await
-        .expect("a JSON answer");
-    assert!(answer.get("error").is_none(), "{statement}: {answer}");
-}
 
 /// `events` (partitioned by day on `d`: 2024-01-01 to 2024-01-04 and NULL) and `plain`
 /// (unpartitioned).
@@ -144,16 +129,34 @@ fn uri(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-#[tokio::test]
-async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores_the_last_state() {
+/// A service, the fixture dataset and an empty `file://` repository.
+async fn setup() -> (TestApp, String, tempfile::TempDir, String) {
     let app = spawn_app().await;
     let dataset = dataset().await;
     let dir = tempfile::tempdir().unwrap();
     let root = uri(dir.path());
+    (app, dataset, dir, root)
+}
+
+/// Backs `dataset` up into `root` (incremental on `base`, when given) and waits; the report
+/// and the backup id.
+async fn backed_up(
+    app: &TestApp,
+    dataset: &str,
+    root: &str,
+    base: Option<&str>,
+) -> (Value, String) {
+    let report = backup(app, &request(dataset, root, base)).await;
+    let id = report["backupId"].as_str().unwrap().to_string();
+    (report, id)
+}
+
+#[tokio::test]
+async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores_the_last_state() {
+    let (app, dataset, dir, root) = setup().await;
 
     // Full: every partition read by itself, each file naming its partition.
-    let full = backup(&app, &request(&dataset, &root, None)).await;
-    let full_id = full["backupId"].as_str().unwrap().to_string();
+    let (full, full_id) = backed_up(&app, &dataset, &root, None).await;
     assert_eq!(
         table_report(&full, "events")["partitions"],
         json!({ "read": 5, "reused": 0, "dropped": 0 }),
@@ -177,11 +180,11 @@ async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores
     assert!(full_manifest.get("incremental").is_none());
 
     // One partition changes, one disappears.
-    sql(format!(
+    run_sql(&format!(
         "INSERT INTO {dataset}.events (id, d, s) VALUES (100, DATE '2024-01-02', 'new')"
     ))
     .await;
-    sql(format!(
+    run_sql(&format!(
         "DELETE FROM {dataset}.events WHERE d = DATE '2024-01-04'"
     ))
     .await;
@@ -202,8 +205,7 @@ async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores
     assert_eq!(plain["partitions"]["mode"], "FULL", "{plan}");
     assert_eq!(plain["partitions"]["reason"], "not partitioned", "{plan}");
 
-    let first = backup(&app, &request(&dataset, &root, Some("latest"))).await;
-    let first_id = first["backupId"].as_str().unwrap().to_string();
+    let (first, first_id) = backed_up(&app, &dataset, &root, Some("latest")).await;
     assert_eq!(
         table_report(&first, "events")["partitions"],
         json!({ "read": 1, "reused": 3, "dropped": 1 }),
@@ -254,12 +256,11 @@ async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores
 
     // A new partition: the second incremental reads it alone and reuses files of both earlier
     // backups.
-    sql(format!(
+    run_sql(&format!(
         "INSERT INTO {dataset}.events (id, d, s) VALUES (200, DATE '2024-01-05', 'later')"
     ))
     .await;
-    let second = backup(&app, &request(&dataset, &root, Some(&first_id))).await;
-    let second_id = second["backupId"].as_str().unwrap().to_string();
+    let (second, second_id) = backed_up(&app, &dataset, &root, Some(&first_id)).await;
     assert_eq!(
         table_report(&second, "events")["partitions"],
         json!({ "read": 1, "reused": 4, "dropped": 0 }),
@@ -313,14 +314,9 @@ async fn a_chain_of_incremental_backups_reuses_unchanged_partitions_and_restores
 
 #[tokio::test]
 async fn a_tampered_file_of_the_base_fails_the_verify_of_the_incremental_backup() {
-    let app = spawn_app().await;
-    let dataset = dataset().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = uri(dir.path());
-    let full = backup(&app, &request(&dataset, &root, None)).await;
-    let full_id = full["backupId"].as_str().unwrap().to_string();
-    let incremental = backup(&app, &request(&dataset, &root, Some("latest"))).await;
-    let id = incremental["backupId"].as_str().unwrap().to_string();
+    let (app, dataset, dir, root) = setup().await;
+    let (_, full_id) = backed_up(&app, &dataset, &root, None).await;
+    let (incremental, id) = backed_up(&app, &dataset, &root, Some("latest")).await;
     assert_eq!(
         table_report(&incremental, "events")["partitions"]["reused"],
         5,
@@ -361,18 +357,9 @@ async fn a_tampered_file_of_the_base_fails_the_verify_of_the_incremental_backup(
 
 #[tokio::test]
 async fn delete_and_prune_never_break_a_chain() {
-    let app = spawn_app().await;
-    let dataset = dataset().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = uri(dir.path());
-    let full_id = backup(&app, &request(&dataset, &root, None)).await["backupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let incr_id = backup(&app, &request(&dataset, &root, Some("latest"))).await["backupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, dataset, dir, root) = setup().await;
+    let (_, full_id) = backed_up(&app, &dataset, &root, None).await;
+    let (_, incr_id) = backed_up(&app, &dataset, &root, Some("latest")).await;
 
     let (status, refused) = app
         .delete_json(&format!("/api/v1/backups/{full_id}?uri={root}"))
@@ -432,14 +419,8 @@ async fn delete_and_prune_never_break_a_chain() {
 /// under way (its intent) makes the incremental backup fail without a manifest.
 #[tokio::test]
 async fn a_delete_and_an_incremental_backup_of_the_same_base_never_both_proceed() {
-    let app = spawn_app().await;
-    let dataset = dataset().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = uri(dir.path());
-    let full_id = backup(&app, &request(&dataset, &root, None)).await["backupId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (app, dataset, dir, root) = setup().await;
+    let (_, full_id) = backed_up(&app, &dataset, &root, None).await;
     let record = |purpose: &str| {
         json!({ "version": 1, "backupId": full_id, "purpose": purpose, "holder": "it", "heartbeatAt": chrono::Utc::now(), "staleAfterMs": 60_000, "host": "it" })
             .to_string()
@@ -498,10 +479,7 @@ async fn a_delete_and_an_incremental_backup_of_the_same_base_never_both_proceed(
 
 #[tokio::test]
 async fn incremental_requests_are_checked_before_anything_is_written() {
-    let app = spawn_app().await;
-    let dataset = dataset().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = uri(dir.path());
+    let (app, dataset, dir, root) = setup().await;
 
     for (edit, field, words) in [
         (

@@ -14,25 +14,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, TestServices, spawn_app, unique_dataset};
-
-async fn sql(statement: &str) -> Value {
-    let rest = &TestServices::get().bigquery_rest;
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{rest}/bigquery/v2/projects/{PROJECT}/queries"))
-        .json(&json!({ "query": statement, "useLegacySql": false }))
-        .send()
-        .await
-        .expect("the emulator answers")
-        .json()
-        .await
-        .expect("a JSON answer");
-    assert!(answer.get("error").is_none(), "{statement}: {answer}");
-    answer
-}
+use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, run_sql, spawn_app, unique_dataset};
 
 async fn count(table: &str) -> i64 {
-    let answer = sql(&format!("SELECT COUNT(*) FROM {table}")).await;
+    let answer = run_sql(&format!("SELECT COUNT(*) FROM {table}")).await;
     answer["rows"][0]["f"][0]["v"]
         .as_str()
         .and_then(|v| v.parse().ok())
@@ -64,7 +49,7 @@ async fn orders_then_deleted() -> (String, String) {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    sql(&format!("DELETE FROM {dataset}.orders WHERE id >= 2")).await;
+    run_sql(&format!("DELETE FROM {dataset}.orders WHERE id >= 2")).await;
     assert_eq!(count(&format!("{dataset}.orders")).await, 2);
     (dataset, before)
 }
@@ -140,7 +125,7 @@ async fn a_table_comes_back_as_it_was_under_a_new_name_then_in_place() {
         "recovered in place"
     );
     // The staging table went again.
-    let listed = sql(&format!(
+    let listed = run_sql(&format!(
         "SELECT table_name FROM `{PROJECT}`.{dataset}.INFORMATION_SCHEMA.TABLES"
     ))
     .await;
@@ -159,7 +144,7 @@ async fn a_dry_run_plans_clones_and_copies_and_a_dropped_table_only_comes_back_b
                 "schema": { "fields": [{ "name": "id", "type": "INTEGER" }] } }),
     )
     .await;
-    sql(&format!("DROP TABLE {dataset}.gone")).await;
+    run_sql(&format!("DROP TABLE {dataset}.gone")).await;
 
     let body = json!({ "projectId": PROJECT, "dataset": dataset, "tables": ["orders", "gone"], "asOf": before, "dryRun": true });
     let (status, answer) = app.post_json("/api/v1/recover", &body).await;
