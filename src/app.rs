@@ -155,7 +155,7 @@ impl Application {
         });
         // Restores that died (on any instance) are looked for as often as a job goes stale.
         let recovery = tokio::spawn(run_recovery(
-            jobs.store().clone(),
+            jobs.clone(),
             self.state.engine.bigquery().clone(),
             (self.state.settings.jobs.heartbeat * STALE_HEARTBEATS).max(Duration::from_secs(1)),
             shutdown.clone(),

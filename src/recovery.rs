@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bigquery::BigQuery;
 use crate::domain::{DatasetRef, JobId, TableRef};
 use crate::error::Error;
-use crate::jobs::JobStore;
+use crate::jobs::{JobStore, Jobs};
 use crate::restore::{RestorePlan, staging_prefix};
 use crate::storage::versioned::{self, VersionedFile};
 use crate::storage::{delete_if_exists, layout, object_error};
@@ -104,11 +104,21 @@ pub struct Recovered {
     pub datasets_removed: Vec<String>,
 }
 
-/// One pass: every marker whose job died is cleaned up and removed.
-pub async fn recover_dead_restores(
+/// A restore whose job died: its marker, and when what it created was created.
+struct DeadRestore {
+    path: Path,
+    marker: RestoreMarker,
+    window: (DateTime<Utc>, DateTime<Utc>),
+}
+
+/// The markers of restores whose job died. A job this instance runs is never one of them,
+/// however late its record's heartbeat (a loaded machine): only another instance's can be
+/// judged by its record. The markers of jobs that ended are removed on the way.
+async fn dead_restores(
     jobs: &JobStore,
-    bigquery: &BigQuery,
-) -> Result<Recovered, Error> {
+    runs_here: &(dyn Fn(&JobId) -> bool + Sync),
+    now: DateTime<Utc>,
+) -> Result<Vec<DeadRestore>, Error> {
     let os = jobs.store().object_store().clone();
     let prefix = layout::restores_dir();
     let markers: Vec<Path> = os
@@ -117,8 +127,7 @@ pub async fn recover_dead_restores(
         .try_collect()
         .await
         .map_err(|e| object_error("listing", &prefix, e))?;
-    let mut recovered = Recovered::default();
-    let now = Utc::now();
+    let mut dead = Vec::new();
     for path in markers {
         let Some(bytes) = crate::storage::get_if_exists(os.as_ref(), &path)
             .await
@@ -135,6 +144,9 @@ pub async fn recover_dead_restores(
                 continue;
             }
         };
+        if runs_here(&marker.job_id) {
+            continue;
+        }
         let Some(record) = jobs.load(&marker.job_id).await? else {
             continue;
         };
@@ -150,12 +162,31 @@ pub async fn recover_dead_restores(
             + chrono::Duration::seconds(i64::try_from(record.heartbeat_secs).unwrap_or(0))
             + SKEW;
         let window = (marker.started_at - SKEW, until);
-        cleanup(bigquery, &marker, window, &mut recovered).await?;
+        dead.push(DeadRestore {
+            path,
+            marker,
+            window,
+        });
+    }
+    Ok(dead)
+}
+
+/// One pass: every marker whose job died is cleaned up and removed. `runs_here` tells the jobs
+/// this instance runs, which are never taken for dead.
+pub async fn recover_dead_restores(
+    jobs: &JobStore,
+    bigquery: &BigQuery,
+    runs_here: &(dyn Fn(&JobId) -> bool + Sync),
+) -> Result<Recovered, Error> {
+    let os = jobs.store().object_store().clone();
+    let mut recovered = Recovered::default();
+    for dead in dead_restores(jobs, runs_here, Utc::now()).await? {
+        cleanup(bigquery, &dead.marker, dead.window, &mut recovered).await?;
         recovered.restores += 1;
-        delete_if_exists(os.as_ref(), &path)
+        delete_if_exists(os.as_ref(), &dead.path)
             .await
-            .map_err(|e| object_error("deleting", &path, e))?;
-        tracing::warn!(job_id = %marker.job_id, tables = ?recovered.tables_removed, datasets = ?recovered.datasets_removed, "cleaned up after a restore that died");
+            .map_err(|e| object_error("deleting", &dead.path, e))?;
+        tracing::warn!(job_id = %dead.marker.job_id, tables = ?recovered.tables_removed, datasets = ?recovered.datasets_removed, "cleaned up after a restore that died");
     }
     Ok(recovered)
 }
@@ -204,13 +235,14 @@ async fn cleanup(
 
 /// Looks for restores that died every `every` until `shutdown`.
 pub async fn run_recovery(
-    jobs: JobStore,
+    jobs: Jobs,
     bigquery: BigQuery,
     every: Duration,
     shutdown: CancellationToken,
 ) {
+    let runs_here = |id: &JobId| jobs.runs_here(id);
     loop {
-        if let Err(e) = recover_dead_restores(&jobs, &bigquery).await {
+        if let Err(e) = recover_dead_restores(jobs.store(), &bigquery, &runs_here).await {
             tracing::warn!(error = %e, "looking for restores that died failed");
         }
         tokio::select! {
@@ -239,6 +271,56 @@ mod tests {
             versioned::decode::<RestoreMarker>(newer)
                 .unwrap_err()
                 .is_newer()
+        );
+    }
+
+    /// A restore marker of job `id`, whose record was last saved a minute ago (stale).
+    async fn stale_restore(jobs: &JobStore, id: JobId) {
+        let now = Utc::now();
+        let record: crate::jobs::JobRecord = serde_json::from_value(serde_json::json!({
+            "jobId": id, "kind": "RESTORE", "state": "RUNNING", "storageUri": "memory://x",
+            "createdAt": now - chrono::Duration::minutes(2),
+            "updatedAt": now - chrono::Duration::minutes(1),
+            "heartbeatSecs": 1, "instance": "host-1", "tables": []
+        }))
+        .unwrap();
+        jobs.save(&record).await.unwrap();
+        let marker = RestoreMarker {
+            version: RestoreMarker::VERSION,
+            job_id: id.clone(),
+            started_at: now - chrono::Duration::minutes(2),
+            tables: vec![TableRef::new("p", "d", "t")],
+            datasets: vec![],
+        };
+        jobs.store()
+            .object_store()
+            .put(
+                &layout::restore_marker(&id),
+                PutPayload::from(versioned::encode(&marker).unwrap()),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stale_record_is_a_dead_restore_unless_this_instance_runs_the_job() {
+        let uri = format!("memory://jobs-{}", uuid::Uuid::new_v4().simple());
+        let jobs = JobStore::open(&crate::storage::StorageConfig::default(), &uri).unwrap();
+        let (here, elsewhere) = (JobId::from_bits(1), JobId::from_bits(2));
+        stale_restore(&jobs, here.clone()).await;
+        stale_restore(&jobs, elsewhere.clone()).await;
+        let runs_here = |id: &JobId| *id == here;
+        let dead = dead_restores(&jobs, &runs_here, Utc::now()).await.unwrap();
+        let ids: Vec<&JobId> = dead.iter().map(|d| &d.marker.job_id).collect();
+        assert_eq!(ids, [&elsewhere]);
+        // Without the instance's word, both records read as dead.
+        let nobody = |_: &JobId| false;
+        assert_eq!(
+            dead_restores(&jobs, &nobody, Utc::now())
+                .await
+                .unwrap()
+                .len(),
+            2
         );
     }
 }

@@ -197,6 +197,12 @@ impl Jobs {
         self.inner.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether job `id` was accepted by this instance and has not ended: its record's heartbeat
+    /// may lag (a loaded machine), but it is alive.
+    pub fn runs_here(&self, id: &JobId) -> bool {
+        self.local().contains_key(id)
+    }
+
     /// Jobs accepted by this instance and not yet ended (running and queued).
     pub fn active(&self) -> usize {
         self.local().len()
