@@ -316,7 +316,7 @@ pub async fn plan_partitions(
     plan.incremental = base_manifest.map(|m| IncrementalPlan {
         base: m.backup_id,
         base_snapshot: m.snapshot_time,
-        depends_on: depends_on(plan, &m.backup_id),
+        depends_on: depends_on(plan),
     });
     Ok(())
 }
@@ -326,8 +326,9 @@ fn by_partition_candidate(table: &PlannedTable) -> bool {
     table.kind == TableKind::Table && table.method == Some(ExportMethod::Stream)
 }
 
-/// Every backup whose files `plan` reuses, sorted, never `plan`'s own.
-fn depends_on(plan: &BackupPlan, base: &BackupId) -> Vec<BackupId> {
+/// Every backup whose files `plan` reuses, sorted, never `plan`'s own (none when it reuses
+/// nothing: then no backup needs the base kept for it).
+fn depends_on(plan: &BackupPlan) -> Vec<BackupId> {
     let mut ids: BTreeSet<BackupId> = plan
         .tables
         .iter()
@@ -337,10 +338,6 @@ fn depends_on(plan: &BackupPlan, base: &BackupId) -> Vec<BackupId> {
         .filter_map(|key| layout::backup_of_key(&key))
         .collect();
     ids.remove(&plan.backup_id);
-    if ids.is_empty() {
-        // Nothing reused: the chain still starts at the base, which is what a reader is told.
-        ids.insert(*base);
-    }
     ids.into_iter().collect()
 }
 

@@ -534,3 +534,84 @@ async fn incremental_requests_are_checked_before_anything_is_written() {
     let manifest = manifest_json(dir.path(), first["backupId"].as_str().unwrap());
     assert!(manifest.get("incremental").is_none(), "{manifest}");
 }
+
+/// A copy of an incremental backup to another repository is a whole backup there: the files it
+/// lists from its base are copied under its own directory, its manifest there has no
+/// `incremental` block, and it verifies and restores without the chain.
+#[tokio::test]
+async fn a_copy_of_an_incremental_backup_is_a_whole_backup_at_the_target() {
+    let (app, dataset, _dir, root) = setup().await;
+    let (_, full_id) = backed_up(&app, &dataset, &root, None).await;
+    run_sql(&format!(
+        "INSERT INTO {dataset}.events (id, d, s) VALUES (300, DATE '2024-01-03', 'copied')"
+    ))
+    .await;
+    let (report, id) = backed_up(&app, &dataset, &root, Some("latest")).await;
+    assert_eq!(
+        table_report(&report, "events")["partitions"]["reused"],
+        4,
+        "{report}"
+    );
+
+    let offsite = crate::helpers::unique_root("s3");
+    let (status, copied) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:copy?uri={root}&wait=true"),
+            &json!({ "to": offsite }),
+        )
+        .await;
+    assert_eq!(status, 200, "{copied}");
+    let store = crate::helpers::open_store(&offsite);
+    let manifest = bq_backup::catalog::read_manifest(
+        &store,
+        &bq_backup::domain::BackupId::parse(&id).unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("the copy is complete");
+    assert!(manifest.incremental.is_none(), "{manifest:?}");
+    assert!(
+        manifest.manifest_version < 4,
+        "{}",
+        manifest.manifest_version
+    );
+    let prefix = format!("backups/{id}/");
+    for table in &manifest.tables {
+        for file in &table.files {
+            assert!(
+                file.path.starts_with(&prefix),
+                "{} is not the copy's own",
+                file.path
+            );
+        }
+    }
+    // Nothing of the base was written at the target outside the copy's own directory.
+    let base = bq_backup::domain::BackupId::parse(&full_id).unwrap();
+    assert!(
+        bq_backup::catalog::read_manifest(&store, &base)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (status, verified) = app
+        .post_json(
+            &format!("/api/v1/backups/{id}:verify?uri={offsite}"),
+            &json!({ "wait": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["rowsChecked"], 24, "{verified}");
+    let restore = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+        "targetDatasets": { dataset.clone(): format!("offsite_{dataset}") },
+        "restoreStorage": { "uri": offsite },
+        "backupId": id
+    });
+    let (status, restored) = app.post_json("/api/v1/restore?wait=true", &restore).await;
+    assert_eq!(status, 200, "{restored}");
+    let source = TableRef::new(PROJECT, &dataset, "events");
+    let target = TableRef::new(PROJECT, format!("offsite_{dataset}"), "events");
+    assert_eq!(rows_of(&target).await, rows_of(&source).await);
+}

@@ -178,8 +178,14 @@ async fn copy_file(
         .await
         .map_err(|p| plan.source.attribute(p.into_error(&file.path)))?;
     // The same key at the target (it was checked to be a data file of the backup before the
-    // copy began), unless the transform renames it.
-    let renamed = ctx.transform.target_path(file);
+    // copy began), unless it is an earlier backup's (an incremental backup's reused file: it
+    // moves under this backup) or the transform renames it.
+    let flat = super::flattened(&plan.backup_id, &file.path);
+    let keyed = FileEntry {
+        path: flat.clone().unwrap_or_else(|| file.path.clone()),
+        ..file.clone()
+    };
+    let renamed = ctx.transform.target_path(&keyed).or(flat);
     let path = match &renamed {
         Some(renamed) => object_store::path::Path::parse(renamed)
             .map_err(|e| Error::internal(format!("{renamed}: {e}")))?,
@@ -192,12 +198,21 @@ async fn copy_file(
                 .finish()
                 .await
                 .map_err(|e| plan.target.attribute(e))?;
-            Ok(rewritten.map(|(sha, plaintext_sha256)| Rewritten {
-                path: renamed,
-                bytes: written,
-                sha256: hex::encode(sha.finalize()),
-                plaintext_sha256,
-            }))
+            Ok(match rewritten {
+                Some((sha, plaintext_sha256)) => Some(Rewritten {
+                    path: renamed,
+                    bytes: written,
+                    sha256: hex::encode(sha.finalize()),
+                    plaintext_sha256,
+                }),
+                // The same bytes under another key: only the path changes.
+                None => renamed.map(|path| Rewritten {
+                    path: Some(path),
+                    bytes: file.bytes,
+                    sha256: String::new(),
+                    plaintext_sha256: None,
+                }),
+            })
         }
         Err(e) => {
             upload.abort().await;

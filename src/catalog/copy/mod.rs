@@ -176,14 +176,25 @@ fn report(
 }
 
 /// Before anything is written at the target: every file the manifest records lies in the
-/// backup's own directory (so that a copy can never write outside it, over another backup) and
-/// is there at the source with its recorded size. Every problem is named.
+/// backup's own directory, or, for an incremental backup, in that of a backup it depends on
+/// (so that a copy can never write outside the backup's directory at the target: see
+/// [`flattened`]), and is there at the source with its recorded size. Every problem is named.
 async fn check_source_files(plan: &CopyPlan) -> Result<(), Error> {
     let manifest = &plan.backup.manifest;
+    let owners: Vec<BackupId> = std::iter::once(plan.backup_id)
+        .chain(
+            manifest
+                .incremental
+                .iter()
+                .flat_map(|i| i.depends_on.iter().copied()),
+        )
+        .collect();
     let mut problems: Vec<FieldError> = data_files(manifest)
         .filter_map(|(_, file)| {
             let outside = match Path::parse(&file.path) {
-                Ok(path) => layout::backup_object(&plan.backup_id, &path) != BackupObject::Data,
+                Ok(path) => !owners
+                    .iter()
+                    .any(|owner| layout::backup_object(owner, &path) == BackupObject::Data),
                 Err(_) => true,
             };
             outside.then(|| {
@@ -293,6 +304,25 @@ async fn commit(
         ))),
         Err(e) => Err(plan.target.attribute(object_error("writing", &path, e))),
     }
+}
+
+/// The key a file of the backup gets at the target: its own, or, for a file an incremental
+/// backup lists from an earlier backup, the same name under this backup's directory. The copy of
+/// an incremental backup is so a whole backup of its own at the target (its manifest loses its
+/// `incremental` block): the target need not hold the chain, and nothing there depends on a
+/// backup it may not have. Names cannot clash: each partition's files come from one backup.
+pub(super) fn flattened(backup_id: &BackupId, path: &str) -> Option<String> {
+    let key = Path::parse(path).ok()?;
+    let owner = layout::backup_of_key(&key)?;
+    if owner == *backup_id {
+        return None;
+    }
+    let rest = key.prefix_match(&layout::backup_dir(&owner))?;
+    let mut flat = layout::backup_dir(backup_id);
+    for part in rest {
+        flat = flat.join(part);
+    }
+    Some(flat.to_string())
 }
 
 /// Every data file of `manifest`, with its table.

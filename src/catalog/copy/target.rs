@@ -37,17 +37,6 @@ pub async fn read_source(store: &Store, id: &BackupId) -> Result<SourceBackup, E
             format!("names backup {} instead", manifest.backup_id),
         ));
     }
-    if let Some(incremental) = &manifest.incremental {
-        let chain: Vec<String> = incremental
-            .depends_on
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        return Err(Error::conflict(format!(
-            "backup {id} is incremental: it lists files of backup {} as well as its own, and copying an incremental backup is not offered yet; copy a full backup instead",
-            chain.join(", ")
-        )));
-    }
     Ok(SourceBackup {
         manifest,
         manifest_bytes: bytes,
@@ -148,14 +137,25 @@ pub(super) async fn missing_at(
     store: &Store,
     manifest: &Manifest,
 ) -> Result<Vec<FieldError>, Error> {
-    let dir = layout::backup_dir(&manifest.backup_id);
-    let sizes: HashMap<String, u64> = store
-        .object_store()
-        .list(Some(&dir))
-        .map_ok(|meta| (meta.location.to_string(), meta.size))
-        .try_collect()
-        .await
-        .map_err(|e| store.attribute(object_error("listing", &dir, e)))?;
+    // The backup's own directory, and those of the backups an incremental one lists files of.
+    let owners = std::iter::once(manifest.backup_id).chain(
+        manifest
+            .incremental
+            .iter()
+            .flat_map(|i| i.depends_on.iter().copied()),
+    );
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    for owner in owners {
+        let dir = layout::backup_dir(&owner);
+        let listed: Vec<(String, u64)> = store
+            .object_store()
+            .list(Some(&dir))
+            .map_ok(|meta| (meta.location.to_string(), meta.size))
+            .try_collect()
+            .await
+            .map_err(|e| store.attribute(object_error("listing", &dir, e)))?;
+        sizes.extend(listed);
+    }
     Ok(data_files(manifest)
         .filter_map(|(_, file)| {
             let problem = match sizes.get(&file.path) {

@@ -296,3 +296,19 @@ async fn a_download_into_a_directory_that_holds_it_already_copies_nothing() {
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(err.to_string().contains("not empty"), "{err}");
 }
+
+#[test]
+fn an_incremental_backups_files_of_earlier_backups_move_under_its_own_directory() {
+    let id = BackupId::parse("20261202_020000").unwrap();
+    assert_eq!(
+        flattened(
+            &id,
+            "backups/20261201_020000/p-1/shop/orders/partition-20261130-part-00000.parquet"
+        )
+        .as_deref(),
+        Some("backups/20261202_020000/p-1/shop/orders/partition-20261130-part-00000.parquet")
+    );
+    let own = "backups/20261202_020000/p-1/shop/orders/partition-20261201-part-00000.parquet";
+    assert_eq!(flattened(&id, own), None);
+    assert_eq!(flattened(&id, "not/a/backup/key"), None);
+}

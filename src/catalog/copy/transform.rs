@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::catalog::manifest::{
-    EncryptionEntry, FileEntry, MANIFEST_VERSION_ENCRYPTED, parse_manifest,
+    EncryptionEntry, FileEntry, MANIFEST_VERSION_ENCRYPTED, parse_manifest, version_for,
 };
 use crate::encryption::{AGE_SUFFIX, Identities, Recipients, Recrypt};
 use crate::error::{Error, ErrorKind};
@@ -148,20 +148,26 @@ pub struct Rewritten {
     pub plaintext_sha256: Option<String>,
 }
 
-/// The manifest the target gets: the source's bytes as they are when no file was rewritten;
-/// otherwise the source's JSON (every field kept, known or not) with each rewritten file's
-/// `bytes` and `sha256` (a CRC32C gives way to the SHA-256), the tables' and the totals' bytes
-/// summed again, and the transform's own edits.
+/// The manifest the target gets: the source's bytes as they are when no file was rewritten and
+/// the backup is not incremental; otherwise the source's JSON (every field kept, known or not)
+/// with each rewritten file's `bytes` and `sha256` (a CRC32C gives way to the SHA-256) and its
+/// new key, the tables' and the totals' bytes summed again, the transform's own edits, and for
+/// an incremental backup no `incremental` block (its files are all under its own key now).
 pub fn target_manifest(
     source: &Bytes,
     rewritten: &BTreeMap<String, Rewritten>,
     transform: &dyn Transform,
 ) -> Result<Bytes, Error> {
-    if rewritten.is_empty() {
-        return Ok(source.clone());
-    }
     let bad = |what: &str| Error::internal(format!("rewriting the manifest: {what}"));
     let mut value: Value = serde_json::from_slice(source).map_err(|e| bad(&e.to_string()))?;
+    // The copy of an incremental backup holds every file under its own key: a whole backup.
+    let incremental = value
+        .as_object_mut()
+        .and_then(|m| m.remove("incremental"))
+        .is_some();
+    if rewritten.is_empty() && !incremental {
+        return Ok(source.clone());
+    }
     let mut total = 0u64;
     let tables = value
         .get_mut("tables")
@@ -178,8 +184,12 @@ pub fn target_manifest(
                 && let Some(fields) = file.as_object_mut()
             {
                 fields.insert("bytes".into(), new.bytes.into());
-                fields.insert("sha256".into(), new.sha256.clone().into());
-                fields.remove("crc32c");
+                // An empty checksum: the bytes are the source's (a file only moved), whose
+                // checksums stay as recorded.
+                if !new.sha256.is_empty() {
+                    fields.insert("sha256".into(), new.sha256.clone().into());
+                    fields.remove("crc32c");
+                }
                 if let Some(plain) = &new.plaintext_sha256 {
                     fields.insert("plaintextSha256".into(), plain.clone().into());
                 }
@@ -198,6 +208,13 @@ pub fn target_manifest(
     transform.edit_manifest(&mut value)?;
     let body = serde_json::to_vec_pretty(&value).map_err(|e| bad(&e.to_string()))?;
     // What is written must read back as a manifest.
-    parse_manifest("the rewritten manifest", &body)?;
+    let manifest = parse_manifest("the rewritten manifest", &body)?;
+    if !incremental {
+        return Ok(Bytes::from(body));
+    }
+    // No longer incremental: the oldest version that holds it, as a backup would write it.
+    value["manifestVersion"] =
+        version_for(&manifest.tables, manifest.encryption.as_ref(), None).into();
+    let body = serde_json::to_vec_pretty(&value).map_err(|e| bad(&e.to_string()))?;
     Ok(Bytes::from(body))
 }
