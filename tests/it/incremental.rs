@@ -10,14 +10,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bq_backup::bigquery::ReadOptions;
 use bq_backup::domain::TableRef;
-use futures::TryStreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, bigquery_client, canonical_rows, manifest_json, run_sql,
-    spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, manifest_json, run_sql, spawn_app, unique_dataset,
 };
 
 /// `events` (partitioned by day on `d`: 2024-01-01 to 2024-01-04 and NULL) and `plain`
@@ -110,17 +107,9 @@ fn files(manifest: &Value, table: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The rows of `table`, sorted (read streams come in any order).
 async fn rows_of(table: &TableRef) -> Vec<Vec<String>> {
-    let batches: Vec<_> = bigquery_client()
-        .await
-        .open_read(table, &ReadOptions::default())
-        .await
-        .unwrap()
-        .batches()
-        .try_collect()
-        .await
-        .unwrap();
-    let mut rows = canonical_rows(&batches);
+    let mut rows = crate::faults::rows_of(table).await;
     rows.sort();
     rows
 }
