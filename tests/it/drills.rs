@@ -261,3 +261,49 @@ async fn a_drill_names_its_own_targets_and_refuses_fields_that_would_name_them()
         );
     }
 }
+
+/// A drill in the schedule file (a restore schedule whose request says `"drill": true`) runs on
+/// its ticks and leaves its passing record beside the backup.
+#[tokio::test]
+async fn a_scheduled_drill_runs_and_records_its_result() {
+    let dataset = dataset().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().join("repo").display());
+    let id = {
+        let app = spawn_app().await;
+        backup(&app, &dataset, &root, "PARQUET").await
+    };
+    let request = drill(&root, "latest", &dataset);
+    let file = dir.path().join("schedules.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[schedule]]\nname = \"drill\"\ncron = \"*/5 * * * * *\"\nkind = \"restore\"\nrequest = '''{request}'''\n"
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let app = crate::helpers::spawn_app_with(
+        crate::helpers::TestServices::get().settings_with(&[("BQB_SCHEDULE_FILE", file.as_str())]),
+    )
+    .await;
+    let drills = dir.path().join(format!("repo/backups/{id}/drills"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let record: Value = loop {
+        let first = std::fs::read_dir(&drills)
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read(e.path()).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if let Some(record) = first {
+            break record;
+        }
+        assert!(std::time::Instant::now() < deadline, "no drill ran");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(record["passed"], true, "{record}");
+    assert_eq!(record["backupId"], id.as_str(), "{record}");
+    assert_eq!(record["rows"], 35, "{record}");
+    drop(app);
+}
