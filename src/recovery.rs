@@ -9,7 +9,9 @@
 //! its last heartbeat: never a table that existed before, nor one a rerun created since) and is
 //! empty (a table gets its rows from one load or copy job, all at once, so an empty one is one
 //! the restore created and never filled). The dead job's staging tables (their names carry its
-//! id) go first. A dataset goes only when nothing is left in it.
+//! id) go first. A dataset goes only when nothing is left in it. A restore drill's scratch
+//! datasets (`bqb_drill_…`, named for it alone) go whole, filled tables and all: nobody else's
+//! data can be in them, and the drill would have removed them itself.
 //!
 //! Joins the job store (`jobs`), restore plans (`restore`) and BigQuery, which know nothing of
 //! each other: `api` keeps a restore job's marker, `app` runs the periodic pass.
@@ -46,6 +48,9 @@ pub struct RestoreMarker {
     /// Target tables that did not exist when the restore was planned.
     pub tables: Vec<TableRef>,
     pub datasets: Vec<DatasetRef>,
+    /// A restore drill: its datasets are scratch datasets of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill: bool,
 }
 
 impl VersionedFile for RestoreMarker {
@@ -60,8 +65,14 @@ pub struct ActiveRestore {
 }
 
 impl ActiveRestore {
-    /// Records that job `job` is about to restore `plan` (before it creates anything).
-    pub async fn begin(jobs: &JobStore, job: JobId, plan: &RestorePlan) -> Result<Self, Error> {
+    /// Records that job `job` is about to restore `plan` (before it creates anything); `drill`:
+    /// it is a restore drill, whose datasets are scratch datasets of its own.
+    pub async fn begin(
+        jobs: &JobStore,
+        job: JobId,
+        plan: &RestorePlan,
+        drill: bool,
+    ) -> Result<Self, Error> {
         let path = layout::restore_marker(&job);
         let marker = RestoreMarker {
             version: RestoreMarker::VERSION,
@@ -74,6 +85,7 @@ impl ActiveRestore {
                 .map(|t| t.target.clone())
                 .collect(),
             datasets: plan.datasets.iter().map(|d| d.target.clone()).collect(),
+            drill,
         };
         let body = versioned::encode(&marker)?;
         jobs.store()
@@ -201,6 +213,15 @@ async fn cleanup(
         |ms: i64| DateTime::from_timestamp_millis(ms).is_some_and(|at| at >= from && at <= until);
     // The dead job's staging tables, by the job id in their names (in the target datasets,
     // whether the restore created them or not): never anyone's data.
+    if marker.drill {
+        for dataset in &marker.datasets {
+            if bigquery.find_dataset(dataset).await?.is_some() {
+                bigquery.delete_scratch_dataset(dataset).await?;
+                recovered.datasets_removed.push(dataset.to_string());
+            }
+        }
+        return Ok(());
+    }
     let staging = staging_prefix(&marker.job_id);
     for dataset in &marker.datasets {
         if bigquery.find_dataset(dataset).await?.is_none() {
@@ -291,6 +312,7 @@ mod tests {
             started_at: now - chrono::Duration::minutes(2),
             tables: vec![TableRef::new("p", "d", "t")],
             datasets: vec![],
+            drill: false,
         };
         jobs.store()
             .object_store()

@@ -93,7 +93,8 @@ impl Engine {
                     }
                     None => &plan,
                 };
-                let marker = ActiveRestore::begin(&job_store, run.job_id.clone(), marked).await?;
+                let marker =
+                    ActiveRestore::begin(&job_store, run.job_id.clone(), marked, drill).await?;
                 let ctx = RestoreContext {
                     job_id: run.job_id,
                     bigquery,

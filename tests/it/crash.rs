@@ -457,6 +457,96 @@ impl SlowRestore {
     }
 }
 
+/// A restore drill killed mid-run: the next instance removes its scratch dataset whole, with
+/// what the drill had filled in it (a table with rows here) — a scratch dataset holds nobody
+/// else's data, and the drill would have removed it itself.
+#[tokio::test]
+async fn a_drill_killed_mid_run_leaves_no_scratch_dataset() {
+    let proxies = Proxies::lock().await;
+    let dataset = source_dataset("crash_drill").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = format!("file://{}", dir.path().display());
+    let app = spawn_app().await;
+    let (status, backup) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    let state = tempfile::tempdir().expect("temp dir");
+    let state_uri = format!("file://{}", state.path().display());
+    proxies
+        .configure(
+            &proxies.bigquery,
+            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
+        )
+        .await;
+    let env = [
+        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
+        ("BQB_STATE_URI", state_uri.as_str()),
+        ("BQB_JOB_HEARTBEAT_SECS", "1"),
+    ];
+    let mut first = Serve::start(&env).await;
+    let request = json!({
+        "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
+        "restoreStorage": { "uri": root },
+        "backupId": backup["backupId"],
+        "drill": true,
+    });
+    let (status, accepted) = first.post("/api/v1/restore", &request).await;
+    assert_eq!(status, 202, "{accepted}");
+
+    // Killed once its scratch dataset and tables exist.
+    let bq = bigquery_client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scratch = loop {
+        let found = bq
+            .list_datasets(PROJECT)
+            .await
+            .expect("datasets.list")
+            .into_iter()
+            .map(|d| d.dataset.dataset)
+            .find(|d| d.starts_with("bqb_drill_") && d.ends_with(&format!("_{dataset}")));
+        if let Some(scratch) = found
+            && bq
+                .find_table(&TableRef::new(PROJECT, &scratch, "wide"))
+                .await
+                .expect("tables.get")
+                .is_some()
+        {
+            break scratch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drill never created its tables"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill9();
+    proxies.quiet_all().await;
+    // A table of the scratch dataset with rows, as one the drill had filled before it died.
+    let fixtures = crate::helpers::BigQueryFixtures::new();
+    fixtures
+        .create_table(
+            &scratch,
+            json!({ "tableReference": { "projectId": PROJECT, "datasetId": scratch, "tableId": "filled" },
+                    "schema": { "fields": [{ "name": "id", "type": "INTEGER" }] } }),
+        )
+        .await;
+    fixtures
+        .insert_rows(&scratch, "filled", vec![json!({ "id": 1 })])
+        .await;
+
+    // Another instance notices the dead drill and removes its scratch dataset, all of it.
+    let _second = Serve::start(&env).await;
+    wait_until_dataset_gone(&scratch).await;
+}
+
 /// Waits until dataset `target` is gone (removed by the recovery of a dead restore).
 async fn wait_until_dataset_gone(target: &str) {
     let bq = bigquery_client().await;
