@@ -300,21 +300,7 @@ async fn an_attempt_being_written_cannot_be_deleted() {
 #[tokio::test]
 async fn a_restore_killed_mid_run_leaves_no_empty_table_or_dataset_it_created() {
     let proxies = Proxies::lock().await;
-    let dataset = source_dataset("crash_restore").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = format!("file://{}", dir.path().display());
-    let app = spawn_app().await;
-    let (status, backup) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{backup}");
-    let backup_id = backup["backupId"].as_str().expect("backupId").to_string();
+    let (dataset, _dir, root, backup_id) = avro_backup_of_source("crash_restore").await;
 
     // The restore is killed after it created its dataset and tables, before any data arrived.
     let mut slow = SlowRestore::start(&proxies, &dataset, &root, &backup_id, "k").await;
@@ -418,12 +404,7 @@ impl SlowRestore {
     ) -> Self {
         let state = tempfile::tempdir().expect("temp dir");
         let state_uri = format!("file://{}", state.path().display());
-        proxies
-            .configure(
-                &proxies.bigquery,
-                json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
-            )
-            .await;
+        Self::slow_uploads(proxies).await;
         let target = format!("{dataset}_{suffix}");
         let request = json!({
             "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
@@ -442,6 +423,16 @@ impl SlowRestore {
             state_uri,
             _state: state,
         }
+    }
+
+    /// Every upload to BigQuery (a load job's bytes) held 3 s: a restore is slow to fill.
+    async fn slow_uploads(proxies: &Proxies) {
+        proxies
+            .configure(
+                &proxies.bigquery,
+                json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
+            )
+            .await;
     }
 
     fn env<'a>(&'a self, proxies: &'a Proxies) -> [(&'a str, &'a str); 3] {
@@ -463,38 +454,16 @@ impl SlowRestore {
 #[tokio::test]
 async fn a_drill_killed_mid_run_leaves_no_scratch_dataset() {
     let proxies = Proxies::lock().await;
-    let dataset = source_dataset("crash_drill").await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = format!("file://{}", dir.path().display());
-    let app = spawn_app().await;
-    let (status, backup) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{backup}");
+    let (dataset, _dir, root, backup_id) = avro_backup_of_source("crash_drill").await;
     let state = tempfile::tempdir().expect("temp dir");
     let state_uri = format!("file://{}", state.path().display());
-    proxies
-        .configure(
-            &proxies.bigquery,
-            json!({ "pDelay": 1.0, "delaySecs": 3.0, "pathRegex": "^/upload/" }),
-        )
-        .await;
-    let env = [
-        ("BQB_BIGQUERY_ENDPOINT", proxies.bigquery.as_str()),
-        ("BQB_STATE_URI", state_uri.as_str()),
-        ("BQB_JOB_HEARTBEAT_SECS", "1"),
-    ];
+    SlowRestore::slow_uploads(&proxies).await;
+    let env = SlowRestore::env_of(&proxies, &state_uri);
     let mut first = Serve::start(&env).await;
     let request = json!({
         "bigQuery": { "projectId": PROJECT, "datasetsToRestore": [dataset] },
         "restoreStorage": { "uri": root },
-        "backupId": backup["backupId"],
+        "backupId": backup_id,
         "drill": true,
     });
     let (status, accepted) = first.post("/api/v1/restore", &request).await;
@@ -545,6 +514,27 @@ async fn a_drill_killed_mid_run_leaves_no_scratch_dataset() {
     // Another instance notices the dead drill and removes its scratch dataset, all of it.
     let _second = Serve::start(&env).await;
     wait_until_dataset_gone(&scratch).await;
+}
+
+/// The source dataset `{prefix}_…` (`source_dataset`) backed up as AVRO into a new directory:
+/// the dataset, the directory, its `file://` root and the backup id.
+async fn avro_backup_of_source(prefix: &str) -> (String, tempfile::TempDir, String, String) {
+    let dataset = source_dataset(prefix).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = format!("file://{}", dir.path().display());
+    let app = spawn_app().await;
+    let (status, backup) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    let backup_id = backup["backupId"].as_str().expect("backupId").to_string();
+    (dataset, dir, root, backup_id)
 }
 
 /// Waits until dataset `target` is gone (removed by the recovery of a dead restore).
