@@ -144,14 +144,14 @@ pub(crate) fn decide(
     let Some(base) = base else {
         return plan;
     };
-    let reason = match (&base.usable, base.entry) {
-        (Err(reason), _) => Some(reason.clone()),
-        (Ok(()), None) => Some("the base does not hold it".to_string()),
+    let entry = match (&base.usable, base.entry) {
+        (Err(reason), _) => Err(reason.clone()),
+        (Ok(()), None) => Err("the base does not hold it".to_string()),
         (Ok(()), Some(entry)) if !entry.reusable_by_partition() => {
-            Some("the base did not back it up partition by partition".to_string())
+            Err("the base did not back it up partition by partition".to_string())
         }
         (Ok(()), Some(entry)) if field(&entry.resource, "schema") != field(resource, "schema") => {
-            Some("its schema changed since the base".to_string())
+            Err("its schema changed since the base".to_string())
         }
         (Ok(()), Some(entry))
             if field(&entry.resource, "timePartitioning")
@@ -159,16 +159,16 @@ pub(crate) fn decide(
                 || field(&entry.resource, "rangePartitioning")
                     != field(resource, "rangePartitioning") =>
         {
-            Some("its partitioning changed since the base".to_string())
+            Err("its partitioning changed since the base".to_string())
         }
-        (Ok(()), Some(_)) => None,
+        (Ok(()), Some(entry)) => Ok(entry),
     };
-    if let Some(reason) = reason {
-        plan.reason = Some(reason);
-        return plan;
-    }
-    let Some(entry) = base.entry else {
-        return plan;
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(reason) => {
+            plan.reason = Some(reason);
+            return plan;
+        }
     };
     plan.mode = TableMode::Incremental;
     plan.base_arrow_schema = entry.arrow_schema.clone();
@@ -184,18 +184,16 @@ pub(crate) fn decide(
     let now: HashMap<&str, &PartitionInfo> = listed.iter().map(|p| (p.id.as_str(), *p)).collect();
     let mut read = Vec::new();
     for id in &plan.listed {
-        let unchanged = match (held.get(id.as_str()), now.get(id.as_str())) {
-            (Some((rows, _)), Some(info)) => {
-                info.last_modified <= base.snapshot && info.total_rows == *rows
-            }
-            _ => false,
-        };
-        match held.get(id.as_str()) {
-            Some((_, files)) if unchanged => {
+        let unchanged = held.get(id.as_str()).filter(|(rows, _)| {
+            now.get(id.as_str())
+                .is_some_and(|info| info.last_modified <= base.snapshot && info.total_rows == *rows)
+        });
+        match unchanged {
+            Some((_, files)) => {
                 plan.reuse.extend(files.iter().map(|f| (*f).clone()));
                 plan.partitions_reused += 1;
             }
-            _ => read.push(id.clone()),
+            None => read.push(id.clone()),
         }
     }
     plan.partitions_dropped = held.keys().filter(|id| !now.contains_key(*id)).count() as u64;
@@ -232,12 +230,21 @@ pub async fn plan_partitions(
             ),
         ));
     }
+    // Each table's resource, and whether its partitioning is one read partition by partition.
+    let resources: Vec<(TableResource, bool)> = plan
+        .tables
+        .iter()
+        .map(|t| {
+            TableResource::of(&t.resource).map(|r| {
+                let partitioned = Scheme::of(&r).is_ok();
+                (r, partitioned)
+            })
+        })
+        .collect::<Result<_, _>>()?;
     // An incremental backup streams what it reads by partition: EXTRACT exports whole tables.
     if base_manifest.is_some() && plan.method == crate::domain::BackupMethod::Auto {
-        for table in &mut plan.tables {
-            if table.method == Some(ExportMethod::Extract)
-                && TableResource::of(&table.resource).is_ok_and(|r| Scheme::of(&r).is_ok())
-            {
+        for (table, (_, partitioned)) in plan.tables.iter_mut().zip(&resources) {
+            if table.method == Some(ExportMethod::Extract) && *partitioned {
                 table.method = Some(ExportMethod::Stream);
             }
         }
@@ -246,11 +253,9 @@ pub async fn plan_partitions(
     let partitioned: BTreeSet<DatasetRef> = plan
         .tables
         .iter()
-        .filter(|t| {
-            by_partition_candidate(t)
-                && TableResource::of(&t.resource).is_ok_and(|r| Scheme::of(&r).is_ok())
-        })
-        .map(|t| t.table.dataset_ref())
+        .zip(&resources)
+        .filter(|(t, (_, partitioned))| by_partition_candidate(t) && *partitioned)
+        .map(|(t, _)| t.table.dataset_ref())
         .collect();
     let mut listed: HashMap<TableRef, Vec<PartitionInfo>> = HashMap::new();
     let mut unlisted: BTreeSet<DatasetRef> = BTreeSet::new();
@@ -285,8 +290,7 @@ pub async fn plan_partitions(
         .as_ref()
         .map(|m| compatible(m, plan))
         .unwrap_or(Ok(()));
-    for table in &mut plan.tables {
-        let resource = TableResource::of(&table.resource)?;
+    for (table, (resource, _)) in plan.tables.iter_mut().zip(&resources) {
         let view = base_manifest.as_ref().map(|m| BaseView {
             snapshot: m.snapshot_time,
             usable: usable.clone(),
@@ -298,11 +302,11 @@ pub async fn plan_partitions(
                     .get(&table.table)
                     .map(|v| v.iter().collect())
                     .unwrap_or_default();
-                decide(&resource, &partitions, view.as_ref())
+                decide(resource, &partitions, view.as_ref())
             } else if view.is_some() {
                 TablePartitions::whole(Some(match table.method {
                     Some(ExportMethod::Extract) => "exported whole by EXTRACT".to_string(),
-                    _ => Scheme::of(&resource)
+                    _ => Scheme::of(resource)
                         .err()
                         .unwrap_or_else(|| "read whole".into()),
                 }))

@@ -584,38 +584,24 @@ async fn hold_bases(
 ) -> Result<Vec<Lease>, Error> {
     let os = store.object_store();
     let mut held = Vec::new();
-    let mut result = Ok(());
-    for id in &incremental.depends_on {
-        match Lease::hold(os.clone(), *id, SharedLease::Base, timing).await {
-            Ok(lease) => held.push(lease),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-        let gone = match crate::catalog::prune::delete_in_progress(os, id).await {
-            Ok(true) => Some("is being deleted"),
-            Ok(false) => match catalog::read_manifest(store, id).await {
-                Ok(Some(_)) => None,
-                Ok(None) => Some("was deleted"),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            },
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        };
-        if let Some(gone) = gone {
-            result = Err(Error::conflict(format!(
+    let result = async {
+        for id in &incremental.depends_on {
+            held.push(Lease::hold(os.clone(), *id, SharedLease::Base, timing).await?);
+            let gone = if crate::catalog::prune::delete_in_progress(os, id).await? {
+                "is being deleted"
+            } else if catalog::read_manifest(store, id).await?.is_none() {
+                "was deleted"
+            } else {
+                continue;
+            };
+            return Err(Error::conflict(format!(
                 "backup {id}, which this incremental backup takes partitions from (its base {}), {gone}; no manifest was written",
                 incremental.base
             )));
-            break;
         }
+        Ok(())
     }
+    .await;
     match result {
         Ok(()) => Ok(held),
         Err(e) => {

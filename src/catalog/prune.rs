@@ -173,25 +173,22 @@ async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Er
 }
 
 /// The complete backups that list files of backup `id` (incremental backups taken on it or on
-/// a backup that reused its files).
+/// a backup that reused its files). Only newer backups are read: a base is always older than
+/// the backups that depend on it (ids order by snapshot). A damaged manifest cannot say: it is
+/// left out (verify and the catalog report it).
 async fn dependents_of(store: &Store, id: &BackupId) -> Result<Vec<BackupId>, Error> {
-    Ok(dependencies(store)
-        .await?
-        .into_iter()
-        .filter(|(_, bases)| bases.contains(id))
-        .map(|(dependent, _)| dependent)
-        .collect())
-}
-
-/// Every complete incremental backup of `store` with the backups it depends on. A damaged
-/// manifest cannot say: it is left out (verify and the catalog report it).
-async fn dependencies(store: &Store) -> Result<HashMap<BackupId, Vec<BackupId>>, Error> {
-    let mut found = HashMap::new();
+    let mut found = Vec::new();
     for other in backup_ids(store.object_store()).await? {
+        if other <= *id {
+            continue;
+        }
         match read_manifest(store, &other).await {
             Ok(Some(manifest)) => {
-                if let Some(incremental) = manifest.incremental {
-                    found.insert(other, incremental.depends_on);
+                if manifest
+                    .incremental
+                    .is_some_and(|i| i.depends_on.contains(id))
+                {
+                    found.push(other);
                 }
             }
             Ok(None) => {}

@@ -522,18 +522,7 @@ async fn avro_backup_of_source(prefix: &str) -> (String, tempfile::TempDir, Stri
     let dataset = source_dataset(prefix).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let root = format!("file://{}", dir.path().display());
-    let app = spawn_app().await;
-    let (status, backup) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{backup}");
-    let backup_id = backup["backupId"].as_str().expect("backupId").to_string();
+    let backup_id = crate::helpers::avro_backup(&spawn_app().await, &dataset, &root).await;
     (dataset, dir, root, backup_id)
 }
 

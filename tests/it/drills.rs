@@ -8,7 +8,8 @@ use bq_backup::domain::DatasetRef;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, bigquery_client, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, bigquery_client, edited, names_field, spawn_app,
+    unique_dataset,
 };
 
 /// `events` (partitioned by day, with a repeated column) and `plain`.
@@ -245,20 +246,10 @@ async fn a_drill_names_its_own_targets_and_refuses_fields_that_would_name_them()
             "restoreStorage.importOptions.writeDisposition",
         ),
     ] {
-        let mut body = drill(root, "20260101_000000", "a");
-        for (k, v) in edit.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = edited(&drill(root, "20260101_000000", "a"), &edit);
         let (status, answer) = app.post_json("/api/v1/restore", &body).await;
         assert_eq!(status, 400, "{edit}: {answer}");
-        assert!(
-            answer["details"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|d| d["field"] == field),
-            "{field} in {answer}"
-        );
+        assert!(names_field(&answer, field), "{field} in {answer}");
     }
 }
 

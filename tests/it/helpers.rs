@@ -601,3 +601,34 @@ pub async fn run_sql(statement: &str) -> Value {
     assert!(answer.get("error").is_none(), "{statement}: {answer}");
     answer
 }
+
+/// `body` with the top-level fields of `edit` set (a request made wrong one field at a time).
+pub fn edited(body: &Value, edit: &Value) -> Value {
+    let mut body = body.clone();
+    for (k, v) in edit.as_object().expect("an edit is an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// Whether an error answer's `details` name `field`.
+pub fn names_field(answer: &Value, field: &str) -> bool {
+    answer["details"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["field"] == field))
+}
+
+/// Backs up every table of `dataset` as AVRO into `root` through `app` and waits; the backup id.
+pub async fn avro_backup(app: &TestApp, dataset: &str, root: &str) -> String {
+    let (status, backup) = app
+        .post_json(
+            "/api/v1/backup?wait=true",
+            &json!({
+                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
+                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{backup}");
+    backup["backupId"].as_str().expect("backupId").to_string()
+}

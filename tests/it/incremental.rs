@@ -14,7 +14,7 @@ use bq_backup::domain::TableRef;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, manifest_json, run_sql, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, edited, manifest_json, run_sql, spawn_app, unique_dataset,
 };
 
 /// `events` (partitioned by day on `d`: 2024-01-01 to 2024-01-04 and NULL) and `plain`
@@ -492,10 +492,7 @@ async fn incremental_requests_are_checked_before_anything_is_written() {
             "EXTRACT exports whole tables",
         ),
     ] {
-        let mut body = request(&dataset, &root, None);
-        for (k, v) in edit.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        let body = edited(&request(&dataset, &root, None), &edit);
         let (status, answer) = app.post_json("/api/v1/backup", &body).await;
         assert_eq!(status, 400, "{edit}: {answer}");
         let named = answer["details"].as_array().unwrap().iter().any(|d| {

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BigQueryFixtures, PROJECT, TestApp, run_sql, spawn_app, unique_dataset};
+use crate::helpers::{
+    BigQueryFixtures, PROJECT, TestApp, edited, names_field, run_sql, spawn_app, unique_dataset,
+};
 
 async fn count(table: &str) -> i64 {
     let answer = run_sql(&format!("SELECT COUNT(*) FROM {table}")).await;
@@ -208,20 +210,12 @@ async fn instants_outside_the_window_and_missing_datasets_are_refused_naming_the
             "method",
         ),
     ] {
-        let mut body =
+        let base =
             json!({ "projectId": PROJECT, "dataset": dataset, "asOf": before, "dryRun": true });
-        for (k, v) in edit.as_object().unwrap() {
-            body[k] = v.clone();
-        }
-        let (got, answer) = app.post_json("/api/v1/recover", &body).await;
+        let (got, answer) = app
+            .post_json("/api/v1/recover", &edited(&base, &edit))
+            .await;
         assert_eq!(got, status, "{edit}: {answer}");
-        assert!(
-            answer["details"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|d| d["field"] == field),
-            "{field} in {answer}"
-        );
+        assert!(names_field(&answer, field), "{field} in {answer}");
     }
 }

@@ -640,16 +640,7 @@ async fn a_sharded_restore_by_two_workers_restores_every_table_equal() {
     let app = crate::helpers::spawn_app_with(TestServices::get().settings_with(&shared)).await;
     let dataset = source_dataset("shard_restore").await;
     let root = unique_root("s3");
-    let (status, backup) = app
-        .post_json(
-            "/api/v1/backup?wait=true",
-            &json!({
-                "bigQuery": { "projectId": PROJECT, "tablesToBackup": [{ "datasetName": dataset }] },
-                "backupStorage": { "uri": root, "exportOptions": { "format": "AVRO" } },
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{backup}");
+    crate::helpers::avro_backup(&app, &dataset, &root).await;
     let target = format!("{dataset}_shards");
     let (status, accepted) = app
         .post_json(
