@@ -17,7 +17,8 @@ use crate::jobs::JobKind;
     operation_id = "startRecover",
     summary = "Recover tables by time travel",
     description = "Brings tables of one dataset back as they were at `asOf` (inside the \
-        dataset's time-travel window) by BigQuery clones, copies of snapshot decorators or \
+        dataset's time-travel window; `BEFORE_DROP`: each named dropped table as it was just \
+        before its `DROP TABLE`) by BigQuery clones, copies of snapshot decorators or \
         queries: no backup needed, no data through the service. A new table name by default \
         (`{table}_recovered_{yyyyMMddHHmmss}`), in place only with `WRITE_TRUNCATE`. See \
         docs/recover.md for the body.",
@@ -28,7 +29,7 @@ use crate::jobs::JobKind;
     responses(
         (status = 200, description = "The report (when waiting) or the plan (`dryRun`)", body = Value),
         (status = 202, description = "Accepted as a job; `Location` names it", body = Value),
-        (status = 400, description = "The request is invalid, or `asOf` lies outside the dataset's time-travel window (each field named in `details`)", body = super::openapi::ErrorResponse),
+        (status = 400, description = "The request is invalid, `asOf` lies outside the dataset's time-travel window, or a table's drop cannot be found for `BEFORE_DROP` (each field named in `details`)", body = super::openapi::ErrorResponse),
         (status = 404, description = "The dataset or the target dataset does not exist (`details` names the field)", body = super::openapi::ErrorResponse),
         (status = 409, description = "A target table exists and the request does not say WRITE_TRUNCATE", body = super::openapi::ErrorResponse),
         (status = 429, description = "The job queue is full; see `Retry-After`", body = super::openapi::ErrorResponse),

@@ -10,6 +10,7 @@
 mod admin;
 mod client;
 mod copy;
+mod drops;
 mod error;
 mod extract;
 mod load;
@@ -24,6 +25,7 @@ pub(crate) mod settings;
 mod views;
 
 pub use client::{BigQuery, BigQueryConfig};
+pub use drops::TableDrop;
 pub use error::BigQueryError;
 pub use extract::{ExtractJob, ExtractOutcome};
 pub use load::{LoadOutcome, LoadUpload, UPLOAD_CHUNK};

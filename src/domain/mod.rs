@@ -33,7 +33,8 @@ pub use ids::{
 };
 pub use pubsub::{PushMessage, is_push_envelope, parse_push_envelope, parse_push_envelope_value};
 pub use recover_request::{
-    MAX_TIME_TRAVEL, RecoverMethod, RecoverRequest, RecoverSpec, parse_recover_request,
+    MAX_TIME_TRAVEL, RecoverInstant, RecoverMethod, RecoverRequest, RecoverSpec,
+    parse_recover_request,
 };
 pub use restore_request::{
     BackupSelector, BigQueryRestore, DEFAULT_DATASET_PREFIX, DRILL_DATASET_PREFIX,

@@ -38,7 +38,8 @@ pub struct RecoverRequest {
     /// Tables to recover; absent = every table the dataset holds now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
-    /// The instant (RFC 3339) to bring the tables back to.
+    /// The instant (RFC 3339) to bring the tables back to, or `BEFORE_DROP`: each of the named
+    /// (dropped) tables as it was just before its last `DROP TABLE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub as_of: Option<String>,
     /// Where the recovered tables go; default the source dataset.
@@ -91,6 +92,28 @@ impl RecoverMethod {
     }
 }
 
+/// The instant `asOf` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoverInstant {
+    At(DateTime<Utc>),
+    /// `BEFORE_DROP`: each named table as it was just before its last `DROP TABLE` statement,
+    /// found in the project's `INFORMATION_SCHEMA.JOBS` when the recovery is planned.
+    BeforeDrop,
+}
+
+impl RecoverInstant {
+    pub const BEFORE_DROP: &'static str = "BEFORE_DROP";
+}
+
+impl Serialize for RecoverInstant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::At(at) => at.serialize(serializer),
+            Self::BeforeDrop => serializer.serialize_str(Self::BEFORE_DROP),
+        }
+    }
+}
+
 /// A checked recovery request.
 #[derive(Debug, Clone)]
 pub struct RecoverSpec {
@@ -98,7 +121,7 @@ pub struct RecoverSpec {
     pub dataset: String,
     /// Empty = every table the dataset holds now.
     pub tables: Vec<String>,
-    pub as_of: DateTime<Utc>,
+    pub as_of: RecoverInstant,
     pub target_dataset: String,
     pub table_suffix: String,
     pub write_disposition: WriteDisposition,
@@ -148,9 +171,12 @@ impl RecoverRequest {
             None | Some("") => {
                 errors.push(FieldError::new(
                     "asOf",
-                    "is required: the RFC 3339 instant to bring the tables back to, within the dataset's time-travel window (at most 7 days ago)",
+                    "is required: the RFC 3339 instant to bring the tables back to, within the dataset's time-travel window (at most 7 days ago), or BEFORE_DROP",
                 ));
                 None
+            }
+            Some(text) if text.eq_ignore_ascii_case(RecoverInstant::BEFORE_DROP) => {
+                Some(RecoverInstant::BeforeDrop)
             }
             Some(text) => match DateTime::parse_from_rfc3339(text) {
                 Ok(at) => {
@@ -169,12 +195,12 @@ impl RecoverRequest {
                             ),
                         ));
                     }
-                    Some(at)
+                    Some(RecoverInstant::At(at))
                 }
                 Err(_) => {
                     errors.push(FieldError::new(
                         "asOf",
-                        format!("`{text}` is not an RFC 3339 time like 2026-12-02T08:00:00Z"),
+                        format!("`{text}` is not an RFC 3339 time like 2026-12-02T08:00:00Z, nor BEFORE_DROP"),
                     ));
                     None
                 }
@@ -223,8 +249,30 @@ impl RecoverRequest {
                 RecoverMethod::Auto
             }
         };
+        if as_of == Some(RecoverInstant::BeforeDrop) {
+            if tables.is_empty() {
+                errors.push(FieldError::new(
+                    "tables",
+                    "is required with asOf BEFORE_DROP: name the dropped tables (a dataset lists only the tables it holds now)",
+                ));
+            }
+            if !matches!(method, RecoverMethod::Auto | RecoverMethod::Copy) {
+                errors.push(FieldError::new(
+                    "method",
+                    format!(
+                        "`{}` cannot bring back a dropped table: with asOf BEFORE_DROP only a copy of its snapshot decorator can (COPY, or AUTO)",
+                        method.as_str()
+                    ),
+                ));
+            }
+        }
         let (Some(project), Some(dataset), Some(as_of)) = (project, dataset, as_of) else {
             return Err(errors);
+        };
+        // A dropped table comes back under a name stamped with the time it was asked for.
+        let stamp = match as_of {
+            RecoverInstant::At(at) => at,
+            RecoverInstant::BeforeDrop => now,
         };
         // In place only when asked with WRITE_TRUNCATE; otherwise a new name by default.
         let table_suffix = match self.table_suffix {
@@ -234,7 +282,7 @@ impl RecoverRequest {
             {
                 String::new()
             }
-            None => format!("_recovered_{}", as_of.format("%Y%m%d%H%M%S")),
+            None => format!("_recovered_{}", stamp.format("%Y%m%d%H%M%S")),
         };
         let target_dataset = target_dataset.unwrap_or_else(|| dataset.clone());
         if target_dataset == dataset
@@ -333,6 +381,21 @@ mod tests {
             ]
         );
         assert_eq!(fields(json!({})), ["projectId", "dataset", "asOf"]);
+    }
+
+    #[test]
+    fn before_drop_names_its_tables_copies_them_and_stamps_their_names_with_now() {
+        let base = json!({ "projectId": "my-project", "dataset": "shop", "asOf": "before_drop", "tables": ["orders"] });
+        let s = spec(base.clone()).unwrap();
+        assert_eq!(s.as_of, RecoverInstant::BeforeDrop);
+        assert_eq!(s.target_table("orders"), "orders_recovered_20261202120000");
+        assert_eq!(serde_json::to_value(s.as_of).unwrap(), json!("BEFORE_DROP"));
+        let mut no_tables = base.clone();
+        no_tables["tables"] = json!([]);
+        assert_eq!(fields(no_tables), ["tables"]);
+        let mut by_query = base;
+        by_query["method"] = json!("QUERY");
+        assert_eq!(fields(by_query), ["method"]);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! operations — no row passes through this service.
 //!
 //! Planned while the caller waits: the dataset must exist (404 naming `dataset`) and the instant
-//! lie inside its window (`maxTimeTravelHours`, 48 to 168; 400 naming `asOf`), every named table
+//! lie inside its window (`maxTimeTravelHours`, 48 to 168; 400 naming `asOf`) — or, for
+//! `BEFORE_DROP`, each named table's last `DROP TABLE` be found in the project's
+//! `INFORMATION_SCHEMA.JOBS` within it —, every named table
 //! exist now or have been dropped (then only a copy of its snapshot decorator brings it back),
 //! and no target exist unless the request says `WRITE_TRUNCATE` (409 naming each). Then, per
 //! table, by the method it resolved to (see [`RecoverMethod`]):
@@ -22,9 +24,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::bigquery::model::Table;
-use crate::bigquery::{BigQuery, TableKind, TableResource};
+use crate::bigquery::{BigQuery, TableDrop, TableKind, TableResource};
 use crate::domain::{
-    DatasetRef, MAX_TIME_TRAVEL, RecoverMethod, RecoverSpec, TableRef, WriteDisposition,
+    DatasetRef, MAX_TIME_TRAVEL, RecoverInstant, RecoverMethod, RecoverSpec, TableRef,
+    WriteDisposition,
 };
 use crate::error::{Error, FieldError};
 use crate::restore::resources::{staging_table_for_create, table_for_create};
@@ -40,7 +43,8 @@ const STAGING_TTL: chrono::Duration = chrono::Duration::hours(24);
 pub struct RecoverPlan {
     pub dataset: DatasetRef,
     pub location: String,
-    pub as_of: DateTime<Utc>,
+    /// As asked: an instant, or `BEFORE_DROP` (each table's own instant is in `tables`).
+    pub as_of: RecoverInstant,
     /// The dataset's time-travel window.
     pub window_hours: i64,
     pub write_disposition: WriteDisposition,
@@ -55,8 +59,14 @@ pub struct RecoverTable {
     pub target: TableRef,
     /// `CLONE`, `COPY` or `QUERY`: never `AUTO`.
     pub method: RecoverMethod,
+    /// The instant this table comes back to.
+    pub as_of: DateTime<Utc>,
     /// The table no longer exists: it comes back from its snapshot decorator.
     pub dropped: bool,
+    /// With `asOf` `BEFORE_DROP`: the job whose `DROP TABLE` dropped it (`as_of` is the
+    /// millisecond before that job started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_by_job: Option<String>,
     pub target_exists: bool,
     /// The source as it is now (QUERY creates the target from it).
     #[serde(skip)]
@@ -68,7 +78,7 @@ pub struct RecoverTable {
 #[serde(rename_all = "camelCase")]
 pub struct RecoverReport {
     pub status: &'static str,
-    pub as_of: DateTime<Utc>,
+    pub as_of: RecoverInstant,
     pub tables: Vec<RecoveredTable>,
     pub duration_ms: u64,
 }
@@ -79,6 +89,7 @@ pub struct RecoveredTable {
     pub source: String,
     pub target: String,
     pub method: RecoverMethod,
+    pub as_of: DateTime<Utc>,
     /// BigQuery's `numRows` of the target afterwards.
     pub rows: Option<u64>,
     pub duration_ms: u64,
@@ -102,14 +113,16 @@ pub async fn plan_recover(
         .filter(|h| *h > 0)
         .unwrap_or(DEFAULT_WINDOW_HOURS);
     let window = chrono::Duration::hours(window_hours).min(MAX_TIME_TRAVEL);
-    if spec.as_of < now - window {
+    if let RecoverInstant::At(at) = spec.as_of
+        && at < now - window
+    {
         return Err(Error::invalid(
             "the instant is outside the dataset's time-travel window",
             vec![FieldError::new(
                 "asOf",
                 format!(
                     "{} is more than {window_hours} hours ago, the time-travel window of {source}: only a backup can bring the tables back as they were then",
-                    spec.as_of.to_rfc3339()
+                    at.to_rfc3339()
                 ),
             )],
         ));
@@ -154,6 +167,13 @@ pub async fn plan_recover(
             continue;
         }
         let dropped = now_there.is_none();
+        if spec.as_of == RecoverInstant::BeforeDrop && !dropped {
+            problems.push(FieldError::new(
+                field,
+                format!("{table} exists: asOf BEFORE_DROP brings back a dropped table; give asOf as an instant to recover a table that exists"),
+            ));
+            continue;
+        }
         let target = TableRef::new(&spec.project, &spec.target_dataset, spec.target_table(name));
         let in_place = target == table;
         let method = match (spec.method, dropped) {
@@ -199,10 +219,21 @@ pub async fn plan_recover(
             source: table,
             target,
             method,
+            as_of: match spec.as_of {
+                RecoverInstant::At(at) => at,
+                RecoverInstant::BeforeDrop => now,
+            },
             dropped,
+            dropped_by_job: None,
             target_exists,
             resource,
         });
+    }
+    if spec.as_of == RecoverInstant::BeforeDrop && problems.is_empty() {
+        let since = now - window;
+        before_drop(bigquery, &source, &dataset.location, since, &mut tables)
+            .await
+            .unwrap_or_else(|problem| problems.push(problem));
     }
     if !problems.is_empty() {
         return Err(Error::invalid(
@@ -232,6 +263,69 @@ pub async fn plan_recover(
         write_disposition: spec.write_disposition,
         tables,
     })
+}
+
+/// Sets each (dropped) table's instant to the millisecond before the job that dropped it last
+/// started, as the project's `INFORMATION_SCHEMA.JOBS` tells since `since` (the start of the
+/// window): a problem naming `asOf` when it cannot tell.
+async fn before_drop(
+    bigquery: &BigQuery,
+    dataset: &DatasetRef,
+    location: &str,
+    since: DateTime<Utc>,
+    tables: &mut [RecoverTable],
+) -> Result<(), FieldError> {
+    let names: Vec<String> = tables.iter().map(|t| t.source.table.clone()).collect();
+    let drops = match bigquery.table_drops(dataset, location, &names, since).await {
+        Ok(drops) => drops,
+        // Unreachable or overloaded: the caller may retry, so that is not a problem of the request.
+        Err(e) if e.kind() == crate::error::ErrorKind::Unavailable => {
+            return Err(FieldError::new(
+                "asOf",
+                format!(
+                    "BigQuery could not be asked when the tables were dropped ({}); try again, or give asOf as an instant when they existed",
+                    e.message()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(FieldError::new(
+                "asOf",
+                format!(
+                    "when the tables were dropped cannot be read from the project's INFORMATION_SCHEMA.JOBS ({}; reading every user's jobs needs bigquery.jobs.listAll): give asOf as an instant when they existed",
+                    e.message()
+                ),
+            ));
+        }
+    };
+    let unknown = set_drop_instants(tables, &drops);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "asOf",
+        format!(
+            "no DROP TABLE of {} since {} is in the project's INFORMATION_SCHEMA.JOBS: a table deleted through the API, by its expiration or by a job of another project leaves none there (Cloud Audit Logs record when); give asOf as an instant when it existed",
+            unknown.join(", "),
+            since.to_rfc3339()
+        ),
+    ))
+}
+
+/// Brings each table back to the millisecond before the job that dropped it started; the names
+/// of the tables no drop is known of.
+fn set_drop_instants(tables: &mut [RecoverTable], drops: &[TableDrop]) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for table in tables.iter_mut() {
+        match drops.iter().find(|d| d.table == table.source.table) {
+            Some(drop) => {
+                table.as_of = drop.started - chrono::Duration::milliseconds(1);
+                table.dropped_by_job = Some(drop.job_id.clone());
+            }
+            None => unknown.push(table.source.to_string()),
+        }
+    }
+    unknown
 }
 
 fn not_found(field: &str, message: String) -> Error {
@@ -271,6 +365,7 @@ pub async fn run_recover(plan: &RecoverPlan, bigquery: &BigQuery) -> Result<Reco
             source: table.source.to_string(),
             target: table.target.to_string(),
             method: table.method,
+            as_of: table.as_of,
             rows,
             duration_ms: elapsed_ms(began),
         });
@@ -293,7 +388,7 @@ async fn recover_table(
     table: &RecoverTable,
 ) -> Result<(), Error> {
     let location = plan.location.as_str();
-    let at_ms = plan.as_of.timestamp_millis();
+    let at_ms = table.as_of.timestamp_millis();
     match table.method {
         RecoverMethod::Clone => {
             let sql = clone_statement(&table.source, &table.target, at_ms, table.target_exists);
@@ -334,7 +429,7 @@ async fn recover_by_query(
         .ok_or_else(|| Error::internal(format!("no resource planned for {}", table.source)))?;
     let recorded = TableResource::of(resource)?;
     let now = Utc::now();
-    let at_ms = plan.as_of.timestamp_millis();
+    let at_ms = table.as_of.timestamp_millis();
     let location = plan.location.as_str();
     let damaged = |e: crate::bigquery::ResourceError| {
         Error::upstream(format!(
@@ -419,6 +514,37 @@ fn insert_statement(source: &TableRef, target: &TableRef, at_ms: i64) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dropped(name: &str, now: DateTime<Utc>) -> RecoverTable {
+        RecoverTable {
+            source: TableRef::new("p", "shop", name),
+            target: TableRef::new("p", "shop", format!("{name}_recovered")),
+            method: RecoverMethod::Copy,
+            as_of: now,
+            dropped: true,
+            dropped_by_job: None,
+            target_exists: false,
+            resource: None,
+        }
+    }
+
+    #[test]
+    fn a_dropped_table_comes_back_as_it_was_the_millisecond_before_its_drop_began() {
+        let now = DateTime::from_timestamp_millis(1_764_700_000_000).unwrap();
+        let started = DateTime::from_timestamp_millis(1_764_690_000_000).unwrap();
+        let mut tables = vec![dropped("orders", now), dropped("lost", now)];
+        let drops = [TableDrop {
+            table: "orders".to_string(),
+            job_id: "job_1".to_string(),
+            started,
+        }];
+        let unknown = set_drop_instants(&mut tables, &drops);
+        assert_eq!(unknown, ["p.shop.lost"]);
+        assert_eq!(tables[0].as_of.timestamp_millis(), 1_764_689_999_999);
+        assert_eq!(tables[0].dropped_by_job.as_deref(), Some("job_1"));
+        assert_eq!(tables[1].as_of, now);
+        assert_eq!(tables[1].dropped_by_job, None);
+    }
 
     #[test]
     fn the_statements_name_both_tables_and_the_instant() {

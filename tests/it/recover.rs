@@ -219,3 +219,47 @@ async fn instants_outside_the_window_and_missing_datasets_are_refused_naming_the
         assert!(names_field(&answer, field), "{field} in {answer}");
     }
 }
+
+/// `asOf: BEFORE_DROP` reads when each named table was dropped from the project's
+/// `INFORMATION_SCHEMA.JOBS`. bqemulator does not serve that view, so here the recovery must say
+/// that it cannot tell, naming `asOf`, before anything is made; what it asks for is refused as
+/// the request's own problem.
+#[tokio::test]
+async fn before_drop_is_refused_naming_the_field_when_the_drop_cannot_be_found() {
+    let app = spawn_app().await;
+    let (dataset, _) = orders_then_deleted().await;
+    let f = BigQueryFixtures::new();
+    f.create_table(
+        &dataset,
+        json!({ "tableReference": { "projectId": PROJECT, "datasetId": dataset, "tableId": "gone" },
+                "schema": { "fields": [{ "name": "id", "type": "INTEGER" }] } }),
+    )
+    .await;
+    run_sql(&format!("DROP TABLE {dataset}.gone")).await;
+    let base = json!({ "projectId": PROJECT, "dataset": dataset, "asOf": "BEFORE_DROP", "tables": ["gone"] });
+
+    let (status, answer) = recover(&app, &base).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(names_field(&answer, "asOf"), "{answer}");
+    assert!(
+        answer.to_string().contains("INFORMATION_SCHEMA.JOBS"),
+        "{answer}"
+    );
+    let listed = app.get_json("/api/v1/jobs").await.1;
+    assert!(
+        !listed.to_string().contains("RECOVER"),
+        "no job was started: {listed}"
+    );
+
+    for (edit, field) in [
+        (json!({ "tables": ["orders"] }), "tables[0]"),
+        (json!({ "tables": [] }), "tables"),
+        (json!({ "method": "CLONE" }), "method"),
+    ] {
+        let (status, answer) = app
+            .post_json("/api/v1/recover", &edited(&base, &edit))
+            .await;
+        assert_eq!(status, 400, "{edit}: {answer}");
+        assert!(names_field(&answer, field), "{field} in {answer}");
+    }
+}
