@@ -421,11 +421,13 @@ async fn backup_of_a_large_parquet_table_uses_bounded_memory() {
         large_report["totals"]["files"],
     );
     eprintln!("{figures}");
-    // Flat: the extra rows are 120 MiB of files and several times that of Arrow data; the peaks
-    // may differ by allocator noise and by how often the writers' row group flushes coincide,
-    // not by the data. (Measured in a debug build: 134 → 183 MiB; with a writer per read
+    // Flat: the extra rows are 120 MiB of files and several times that of Arrow data, so a
+    // backup holding what it read would grow by far more than 96 MiB; the peaks may differ by
+    // allocator noise and by how often the writers' row group flushes coincide (more often in
+    // a longer backup, and more so on a loaded machine), not by the data. (Measured in a debug
+    // build: 134 → 183 MiB, up to +66 MiB under a full CI run's load; with a writer per read
     // stream, four here, as before the queue: 140 → 244 MiB.)
-    assert!(large.peak_rss_mib - small.peak_rss_mib < 64.0, "{figures}");
+    assert!(large.peak_rss_mib - small.peak_rss_mib < 96.0, "{figures}");
     assert!(large.peak_rss_mib <= 256.0, "{figures}");
 }
 
