@@ -8,30 +8,11 @@ use serde_json::{Value, json};
 
 use crate::faults::SlowBackup;
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestServices, bq_backup_command, spawn_app_with, unique_dataset,
+    BigQueryFixtures, PROJECT, TestServices, bq_backup, spawn_app_with, stdout_json, unique_dataset,
 };
-
-/// Runs the built binary with `args`, the test services' environment plus `extra`, and nothing
-/// else from this process's environment (so a stray `BQB_*` variable cannot change the result).
-fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut command = bq_backup_command(TestServices::get().env_with(extra));
-    command.args(args);
-    command.output().expect("the bq-backup binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The whole of stdout as one JSON document: anything else there (a log line) breaks `| jq`.
-fn stdout_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-            text(&output.stdout),
-            text(&output.stderr)
-        )
-    })
 }
 
 /// A dataset with the all-types table, and a request backing it up as PARQUET into `root`.

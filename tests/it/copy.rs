@@ -4,7 +4,7 @@
 //! mid-copy — leaves nothing listed at the target.
 
 use std::path::{Path as FsPath, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStoreExt;
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use crate::faults::proxy::Proxies;
 use crate::faults::{assert_identical, objects_under, restore_into, source_dataset};
 use crate::helpers::{
-    PROJECT, TestApp, TestServices, bq_backup_command, dataset_of, open_store, spawn_app,
-    spawn_app_with, unique_root,
+    PROJECT, TestApp, TestServices, bq_backup, bq_backup_command, dataset_of, open_store,
+    spawn_app, spawn_app_with, stdout_json, unique_root,
 };
 
 /// Backs `dataset` up into `root` (STREAM, so that this service writes every file) and waits.
@@ -323,23 +323,6 @@ async fn a_cancelled_copy_removes_what_it_wrote_at_the_target() {
     assert!(left.is_empty(), "what it wrote is gone: {left:?}");
 }
 
-/// `bq-backup` with the test services' environment plus `extra`.
-fn cli(args: &[&str], extra: &[(&str, &str)]) -> Output {
-    let mut command = bq_backup_command(TestServices::get().env_with(extra));
-    command.args(args);
-    command.output().expect("the bq-backup binary runs")
-}
-
-fn stdout_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
-
 #[tokio::test]
 async fn a_copy_killed_mid_run_leaves_nothing_listed_and_is_cleaned_like_a_killed_backup() {
     let proxies = Proxies::lock().await;
@@ -427,7 +410,7 @@ async fn download_and_upload_round_trip_through_a_local_directory() {
     let local = dir.path().join("laptop");
     let local_text = local.to_str().unwrap();
 
-    let output = cli(
+    let output = bq_backup(
         &["download", &id, "--uri", &source, "--to", local_text],
         &[],
     );
@@ -448,7 +431,7 @@ async fn download_and_upload_round_trip_through_a_local_directory() {
         assert!(local.join(&key).is_file(), "{key}");
     }
     // Again: a finished download is left as it is.
-    let output = cli(
+    let output = bq_backup(
         &["download", &id, "--uri", &source, "--to", local_text],
         &[],
     );
@@ -460,7 +443,7 @@ async fn download_and_upload_round_trip_through_a_local_directory() {
     assert_eq!(stdout_json(&output)["alreadyPresent"], true);
 
     let target = unique_root("s3");
-    let output = cli(&["upload", local_text, "--uri", &target], &[]);
+    let output = bq_backup(&["upload", local_text, "--uri", &target], &[]);
     assert!(
         output.status.success(),
         "{}",
@@ -471,7 +454,7 @@ async fn download_and_upload_round_trip_through_a_local_directory() {
     assert_eq!(manifest_bytes(&target, &id).await, original);
     // A backup's own directory is an upload's DIR too; the id exists there now: refused.
     let own = local.join(format!("backups/{id}"));
-    let output = cli(&["upload", own.to_str().unwrap(), "--uri", &target], &[]);
+    let output = bq_backup(&["upload", own.to_str().unwrap(), "--uri", &target], &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("already exists"), "{stderr}");
@@ -490,7 +473,7 @@ async fn download_refuses_a_directory_holding_something_else_and_upload_checks_l
     let stray = busy.join(format!("backups/{id}/notes.txt"));
     std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
     std::fs::write(&stray, "mine").unwrap();
-    let output = cli(
+    let output = bq_backup(
         &[
             "download",
             &id,
@@ -508,7 +491,7 @@ async fn download_refuses_a_directory_holding_something_else_and_upload_checks_l
 
     // A local file that lost its end: the upload fails before writing anything.
     let local = dir.path().join("local");
-    let output = cli(
+    let output = bq_backup(
         &[
             "download",
             &id,
@@ -533,14 +516,14 @@ async fn download_refuses_a_directory_holding_something_else_and_upload_checks_l
     let body = std::fs::read(&on_disk).unwrap();
     std::fs::write(&on_disk, &body[..body.len() - 1]).unwrap();
     let target = unique_root("s3");
-    let output = cli(&["upload", local.to_str().unwrap(), "--uri", &target], &[]);
+    let output = bq_backup(&["upload", local.to_str().unwrap(), "--uri", &target], &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&victim), "names the file: {stderr}");
     assert!(objects_under(&target, "backups").await.is_empty());
 
     // Not a backup's directory at all.
-    let output = cli(
+    let output = bq_backup(
         &["upload", dir.path().to_str().unwrap(), "--uri", &target],
         &[],
     );
@@ -603,14 +586,14 @@ async fn a_backup_copied_by_other_means_is_listed_once_its_manifest_is_there_and
             .await
             .unwrap();
     }
-    let output = cli(&["list", "--uri", &bucket, "--output", "json"], &[]);
+    let output = bq_backup(&["list", "--uri", &bucket, "--output", "json"], &[]);
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(stdout_json(&output)["backups"][0]["backupId"], id.as_str());
-    let output = cli(&["verify", &id, "--uri", &bucket], &[]);
+    let output = bq_backup(&["verify", &id, "--uri", &bucket], &[]);
     assert!(
         output.status.success(),
         "{}",

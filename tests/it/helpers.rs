@@ -585,6 +585,27 @@ pub fn bq_backup_command(vars: Vec<(String, String)>) -> std::process::Command {
     command
 }
 
+/// `bq-backup ARGS` run to its end with the test services' environment plus `extra`, and
+/// nothing else from this process's environment (so a stray `BQB_*` variable cannot change the
+/// result).
+pub fn bq_backup(args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    let mut command = bq_backup_command(TestServices::get().env_with(extra));
+    command.args(args);
+    command.output().expect("the bq-backup binary runs")
+}
+
+/// The whole of a command's stdout as one JSON document: anything else there (a log line)
+/// breaks `| jq`.
+pub fn stdout_json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
 /// Runs one GoogleSQL statement on the emulator (jobs.query); fails the test when it fails. Its
 /// answer.
 pub async fn run_sql(statement: &str) -> Value {

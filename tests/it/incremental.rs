@@ -14,7 +14,8 @@ use bq_backup::domain::TableRef;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BigQueryFixtures, PROJECT, TestApp, edited, manifest_json, run_sql, spawn_app, unique_dataset,
+    BigQueryFixtures, PROJECT, TestApp, bq_backup, edited, manifest_json, run_sql, spawn_app,
+    stdout_json, unique_dataset,
 };
 
 /// `events` (partitioned by day on `d`: 2024-01-01 to 2024-01-04 and NULL) and `plain`
@@ -600,4 +601,18 @@ async fn a_copy_of_an_incremental_backup_is_a_whole_backup_at_the_target() {
     let source = TableRef::new(PROJECT, &dataset, "events");
     let target = TableRef::new(PROJECT, format!("offsite_{dataset}"), "events");
     assert_eq!(rows_of(&target).await, rows_of(&source).await);
+
+    // A download is a copy too; run again, it finds the same flattened backup and leaves it.
+    let laptop = tempfile::tempdir().unwrap();
+    let local = laptop.path().to_str().unwrap();
+    for already_present in [false, true] {
+        let output = bq_backup(&["download", &id, "--uri", &root, "--to", local], &[]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = stdout_json(&output);
+        assert_eq!(report["alreadyPresent"], already_present, "{report}");
+    }
 }

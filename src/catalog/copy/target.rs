@@ -1,12 +1,12 @@
 //! The two ends of a copy before it writes: the source's backup (its manifest read strictly,
 //! and its bytes as stored) and what the target already holds of it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::data_files;
+use super::{Identity, Rewritten, data_files, flattened, target_manifest};
 use crate::catalog::attempt::live_claim;
 use crate::catalog::lease::LeaseRecord;
 use crate::catalog::manifest::{Manifest, parse_manifest};
@@ -77,8 +77,10 @@ pub async fn check_target(
         .await
         .map_err(|e| target.attribute(object_error("reading", &path, e)))?;
     match (found, rule) {
-        (Some(found), Existing::AcceptIdentical) if found == source.manifest_bytes => {
-            match missing_at(target, &source.manifest).await?.first() {
+        (Some(found), Existing::AcceptIdentical) if found == downloaded_manifest(source)? => {
+            // As the target holds it: an incremental backup's files under its own directory.
+            let held = parse_manifest(path.as_ref(), &found)?;
+            match missing_at(target, &held).await?.first() {
                 None => Ok(TargetState::AlreadyThere),
                 Some(problem) => Err(Error::conflict(format!(
                     "backup {id} in {} has the same manifest but {}: it is damaged; delete it and copy again",
@@ -121,6 +123,26 @@ pub async fn check_target(
             Ok(TargetState::Free)
         }
     }
+}
+
+/// The manifest a copy with no transform (a download) writes of `source`: its own bytes, or,
+/// for an incremental backup, flattened — every file under the backup's own directory.
+fn downloaded_manifest(source: &SourceBackup) -> Result<Bytes, Error> {
+    let moved: BTreeMap<String, Rewritten> = data_files(&source.manifest)
+        .filter_map(|(_, file)| {
+            let path = flattened(&source.manifest.backup_id, &file.path)?;
+            Some((
+                file.path.clone(),
+                Rewritten {
+                    path: Some(path),
+                    bytes: file.bytes,
+                    sha256: String::new(),
+                    plaintext_sha256: None,
+                },
+            ))
+        })
+        .collect();
+    target_manifest(&source.manifest_bytes, &moved, &Identity)
 }
 
 pub(super) fn being_written(target: &Store, id: &BackupId, holder: &LeaseRecord) -> Error {
