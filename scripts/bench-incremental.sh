@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What an incremental backup costs next to a full one (not a test): a table of ROWS rows in 100
-# daily partitions backed up in full, ROWS/100 rows inserted into one partition, then backed up
+# daily partitions backed up in full, ROWS/1000 rows added to one partition, then backed up
 # incrementally; wall time, CPU, the emulator's CPU, bytes written, peak RSS of each, and a
 # restore of the chain checked for every row:
 #   scripts/bench-incremental.sh [ROWS]    ROWS defaults to 1000000

@@ -1,5 +1,6 @@
 """What an incremental backup saves (bench-incremental.sh): a full backup of a table of ROWS rows
-in 100 daily partitions, then ROWS/100 rows inserted into one partition, then an incremental
+in 100 daily partitions, then ROWS/1000 rows (like the others) added to one partition, which so
+grows by a tenth and holds 1.1% of the table (late rows arriving for a day), then an incremental
 backup against the full one, each through the real CLI as a process of its own.
 
 Creates the table inside the BigQuery emulator with one `CREATE TABLE … PARTITION BY … AS SELECT`
@@ -35,7 +36,9 @@ SELECT id,
 FROM UNNEST(GENERATE_ARRAY(0, {last})) AS id"""
 
 CHANGE = """INSERT INTO `{dataset}.events` (id, day, amount, name, ts)
-SELECT id, DATE "2026-01-01", 1.0, "changed", TIMESTAMP "2026-06-01 00:00:00+00"
+SELECT id, DATE "2026-01-01", RAND() * 1000,
+       CONCAT("customer-", FORMAT("%09d", MOD(id * 7919, 1000000000))),
+       TIMESTAMP_ADD(TIMESTAMP "2026-01-01 00:00:00+00", INTERVAL id SECOND)
 FROM UNNEST(GENERATE_ARRAY({first}, {last})) AS id"""
 
 
@@ -85,7 +88,7 @@ def main():
                    "backupStorage": {"uri": root, "exportOptions": {"format": "PARQUET"}}}
         backup = [binary, "backup", "--request", "-"]
         full = run(backup, request, env, emulator_pid)
-        changed = rows // PARTITIONS
+        changed = rows // (PARTITIONS * 10)
         query(rest, CHANGE.format(dataset=dataset, first=rows, last=rows + changed - 1))
         time.sleep(1.1)  # backup ids are per second
         incremental = run(backup, {**request, "incremental": {"base": "latest"}}, env,
