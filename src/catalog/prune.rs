@@ -5,6 +5,7 @@
 //! incremental backup being written takes partitions from (a live base lease).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -79,6 +80,20 @@ async fn live_lease(
 /// first writes its lease and then looks for an intent (`restore::run`). Whichever writes
 /// second sees the other's record.
 pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
+    delete_known(store, id, &mut KnownBases::default()).await
+}
+
+/// What is known of which backups each backup lists files of. A manifest never changes once
+/// written, so one read of each serves every delete of a prune; the backup ids are listed afresh
+/// for each delete, and one seen for the first time (written meanwhile) is read then.
+#[derive(Debug, Default)]
+struct KnownBases(HashMap<BackupId, Vec<BackupId>>);
+
+async fn delete_known(
+    store: &Store,
+    id: &BackupId,
+    known: &mut KnownBases,
+) -> Result<DeleteReport, Error> {
     let os = store.object_store();
     match read_manifest(store, id).await {
         Ok(Some(_)) => {}
@@ -89,12 +104,16 @@ pub async fn delete_backup(store: &Store, id: &BackupId) -> Result<DeleteReport,
         Err(e) => return Err(e),
     }
     let intent = Lease::hold(os.clone(), *id, SharedLease::Delete, LeaseTiming::default()).await?;
-    let result = delete_complete(store, id).await;
+    let result = delete_complete(store, id, known).await;
     intent.release().await;
     result
 }
 
-async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, Error> {
+async fn delete_complete(
+    store: &Store,
+    id: &BackupId,
+    known: &mut KnownBases,
+) -> Result<DeleteReport, Error> {
     let os = store.object_store();
     if restore_in_progress(os, id).await? {
         return Err(Error::conflict(format!(
@@ -108,7 +127,7 @@ async fn delete_complete(store: &Store, id: &BackupId) -> Result<DeleteReport, E
             "an incremental backup taking partitions from backup {id} is being written; delete it once that backup has finished"
         )));
     }
-    let dependents = dependents_of(store, id).await?;
+    let dependents = dependents_of(store, id, known).await?;
     if !dependents.is_empty() {
         let names: Vec<String> = dependents.iter().map(ToString::to_string).collect();
         return Err(Error::conflict(format!(
@@ -176,24 +195,30 @@ async fn delete_attempt(store: &Store, id: &BackupId) -> Result<DeleteReport, Er
 /// a backup that reused its files). Only newer backups are read: a base is always older than
 /// the backups that depend on it (ids order by snapshot). A damaged manifest cannot say: it is
 /// left out (verify and the catalog report it).
-async fn dependents_of(store: &Store, id: &BackupId) -> Result<Vec<BackupId>, Error> {
+async fn dependents_of(
+    store: &Store,
+    id: &BackupId,
+    known: &mut KnownBases,
+) -> Result<Vec<BackupId>, Error> {
     let mut found = Vec::new();
     for other in backup_ids(store.object_store()).await? {
         if other <= *id {
             continue;
         }
-        match read_manifest(store, &other).await {
-            Ok(Some(manifest)) => {
-                if manifest
-                    .incremental
-                    .is_some_and(|i| i.depends_on.contains(id))
-                {
-                    found.push(other);
+        if let Entry::Vacant(slot) = known.0.entry(other) {
+            match read_manifest(store, &other).await {
+                Ok(Some(manifest)) => {
+                    let bases = manifest.incremental.map(|i| i.depends_on);
+                    slot.insert(bases.unwrap_or_default());
                 }
+                // Not complete (yet): read again next time.
+                Ok(None) => continue,
+                Err(e) if e.kind() == ErrorKind::DamagedBackup => continue,
+                Err(e) => return Err(e),
             }
-            Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::DamagedBackup => {}
-            Err(e) => return Err(e),
+        }
+        if known.0.get(&other).is_some_and(|bases| bases.contains(id)) {
+            found.push(other);
         }
     }
     Ok(found)
@@ -220,7 +245,7 @@ pub async fn prune(
     }
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
-    let mut depends_on = HashMap::new();
+    let mut known = KnownBases::default();
     for id in backup_ids(store.object_store()).await? {
         match read_manifest(store, &id).await {
             Ok(Some(manifest)) => {
@@ -229,9 +254,8 @@ pub async fn prune(
                     snapshot: manifest.snapshot_time,
                     expires_at: manifest.expires_at,
                 });
-                if let Some(incremental) = manifest.incremental {
-                    depends_on.insert(id, incremental.depends_on);
-                }
+                let bases = manifest.incremental.map(|i| i.depends_on);
+                known.0.insert(id, bases.unwrap_or_default());
             }
             Ok(None) => {}
             // Its age is unknown, so no policy can decide on it; one damaged backup must not stop
@@ -245,7 +269,7 @@ pub async fn prune(
         }
     }
     let mut decisions = decide(&candidates, policy, now);
-    keep_bases(&mut decisions, &depends_on);
+    keep_bases(&mut decisions, &known.0);
     for decision in decisions.iter_mut().filter(|d| !d.keep) {
         let Ok(id) = BackupId::parse(&decision.backup_id) else {
             continue;
@@ -264,7 +288,7 @@ pub async fn prune(
             let Ok(id) = BackupId::parse(&decision.backup_id) else {
                 continue;
             };
-            match delete_backup(store, &id).await {
+            match delete_known(store, &id, &mut known).await {
                 Ok(_) => deleted.push(decision.backup_id.clone()),
                 Err(e) => {
                     let mut d = decision.clone();
